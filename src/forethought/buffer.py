@@ -1,0 +1,244 @@
+"""Replay buffer (numpy ring) and the append-only transition log that makes runs resumable.
+
+The buffer is what models train on. The log is what survives a SIGKILL: every transition is
+appended to it the moment the environment returns it, so a resumed run can rebuild its buffer
+with every completed transition exactly once (a checkpoint taken only at episode boundaries
+would lose the partial episode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from forethought.errors import DataError
+from forethought.types import TransitionBatch
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees either the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ReplayBuffer:
+    """A fixed-capacity ring of transitions; the oldest are overwritten once full."""
+
+    def __init__(self, obs_dim: int, action_dim: int, capacity: int = 1_000_000):
+        if capacity <= 0:
+            raise DataError(f"buffer capacity must be positive, got {capacity}")
+        self.obs_dim, self.action_dim, self.capacity = obs_dim, action_dim, capacity
+        self.obs = np.zeros((capacity, obs_dim), np.float32)  # N x O
+        self.action = np.zeros((capacity, action_dim), np.float32)  # N x A
+        self.reward = np.zeros(capacity, np.float32)  # N
+        self.next_obs = np.zeros((capacity, obs_dim), np.float32)  # N x O
+        self.terminated = np.zeros(capacity, bool)  # N
+        self.truncated = np.zeros(capacity, bool)  # N
+        self.total_added = 0  # transitions ever added; also the index of the next one
+
+    def __len__(self) -> int:
+        return min(self.total_added, self.capacity)
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        """Add one transition."""
+        self.add_batch(
+            TransitionBatch(
+                obs=np.asarray(obs, np.float32)[None],
+                action=np.asarray(action, np.float32).reshape(1, -1),
+                reward=np.asarray([reward], np.float32),
+                next_obs=np.asarray(next_obs, np.float32)[None],
+                terminated=np.asarray([terminated], bool),
+                truncated=np.asarray([truncated], bool),
+            )
+        )
+
+    def add_batch(self, batch: TransitionBatch[np.ndarray]) -> None:
+        """Add B transitions at once, after checking shapes and finiteness."""
+        self._check(batch)
+        n_added = len(batch)
+        skipped = max(0, n_added - self.capacity)  # only the newest `capacity` rows survive
+        batch = batch[skipped:]
+        idx = (self.total_added + skipped + np.arange(len(batch))) % self.capacity
+        self.obs[idx] = batch.obs
+        self.action[idx] = batch.action
+        self.reward[idx] = batch.reward
+        self.next_obs[idx] = batch.next_obs
+        self.terminated[idx] = batch.terminated
+        self.truncated[idx] = batch.truncated
+        self.total_added += n_added
+
+    def _check(self, batch: TransitionBatch[np.ndarray]) -> None:
+        n = len(batch)
+        expected = {
+            "obs": (n, self.obs_dim),
+            "action": (n, self.action_dim),
+            "reward": (n,),
+            "next_obs": (n, self.obs_dim),
+            "terminated": (n,),
+            "truncated": (n,),
+        }
+        for name, shape in expected.items():
+            value = np.asarray(getattr(batch, name))
+            if value.shape != shape:
+                raise DataError(f"transition field '{name}' has shape {value.shape}, expected {shape}")
+            if name in ("terminated", "truncated"):
+                if value.dtype != bool:
+                    raise DataError(f"transition field '{name}' must be bool, got {value.dtype}")
+            elif not np.issubdtype(value.dtype, np.number):
+                raise DataError(f"transition field '{name}' must be numeric, got {value.dtype}")
+            elif not np.isfinite(value).all():
+                row = int(np.argwhere(~np.isfinite(value).reshape(n, -1).all(axis=1))[0, 0])
+                raise DataError(
+                    f"non-finite value (NaN or inf) in '{name}' at environment step "
+                    f"{self.total_added + row}; the environment or wrapper produced it"
+                )
+
+    def _ordered_indices(self) -> np.ndarray:
+        """Indices of stored rows from oldest to newest."""
+        n = len(self)
+        start = self.total_added - n
+        return (start + np.arange(n)) % self.capacity
+
+    def all(self) -> TransitionBatch[np.ndarray]:
+        """Every stored transition, oldest first."""
+        return self._gather(self._ordered_indices())
+
+    def _gather(self, idx: np.ndarray) -> TransitionBatch[np.ndarray]:
+        return TransitionBatch(
+            obs=self.obs[idx],
+            action=self.action[idx],
+            reward=self.reward[idx],
+            next_obs=self.next_obs[idx],
+            terminated=self.terminated[idx],
+            truncated=self.truncated[idx],
+        )
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> TransitionBatch[np.ndarray]:
+        """B transitions drawn uniformly with replacement."""
+        if len(self) == 0:
+            raise DataError("cannot sample from an empty replay buffer")
+        return self._gather(rng.integers(0, len(self), size=batch_size))
+
+    def split(
+        self, holdout_fraction: float, rng: np.random.Generator
+    ) -> tuple[TransitionBatch[np.ndarray], TransitionBatch[np.ndarray]]:
+        """A random (train, holdout) partition of the stored transitions."""
+        if not 0.0 <= holdout_fraction < 1.0:
+            raise DataError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+        data = self.all()
+        order = rng.permutation(len(data))
+        n_holdout = int(round(holdout_fraction * len(data)))
+        return data[order[n_holdout:]], data[order[:n_holdout]]
+
+    # ---- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the buffer atomically (temp file + rename) as an .npz."""
+        import io
+
+        data = self.all()
+        out = io.BytesIO()
+        np.savez(
+            out,
+            obs=data.obs,
+            action=data.action,
+            reward=data.reward,
+            next_obs=data.next_obs,
+            terminated=data.terminated,
+            truncated=data.truncated,
+            meta=np.array([self.obs_dim, self.action_dim, self.capacity, self.total_added]),
+        )
+        atomic_write_bytes(Path(path), out.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReplayBuffer:
+        """Read a buffer written by `save`."""
+        with np.load(path) as f:
+            obs_dim, action_dim, capacity, total_added = (int(x) for x in f["meta"])
+            buffer = cls(obs_dim, action_dim, capacity)
+            batch = TransitionBatch(**{k: f[k] for k in TransitionBatch.__dataclass_fields__})
+        buffer.add_batch(batch)
+        buffer.total_added = total_added
+        return buffer
+
+
+class TransitionLog:
+    """Append-only, crash-safe log of transitions: one fixed-size float64 record per step.
+
+    A record is [episode, t, obs (O), action (A), reward, next_obs (O), terminated, truncated].
+    Each `append` is written and flushed before the next environment step, so a process killed
+    at any point leaves at most one partial record at the end, which `open` cuts off.
+    """
+
+    def __init__(self, path: str | Path, obs_dim: int, action_dim: int):
+        self.path = Path(path)
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.record_size = 2 + obs_dim + action_dim + 1 + obs_dim + 2
+        meta_path = self.path.with_suffix(".json")
+        meta = {"obs_dim": obs_dim, "action_dim": action_dim, "record": "float64"}
+        if meta_path.exists():
+            stored = json.loads(meta_path.read_text())
+            if stored != meta:
+                raise DataError(f"transition log {self.path} was written for {stored}, not {meta}")
+        else:
+            atomic_write_bytes(meta_path, json.dumps(meta).encode())
+        self._truncate_partial_record()
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the run's life
+
+    def _truncate_partial_record(self) -> None:
+        if not self.path.exists():
+            return
+        record_bytes = 8 * self.record_size
+        size = self.path.stat().st_size
+        if size % record_bytes:
+            with open(self.path, "r+b") as f:
+                f.truncate(size - size % record_bytes)
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size // (8 * self.record_size) if self.path.exists() else 0
+
+    def append(self, episode, t, obs, action, reward, next_obs, terminated, truncated) -> None:
+        record = np.concatenate(
+            [
+                [episode, t],
+                np.asarray(obs, np.float64).ravel(),
+                np.asarray(action, np.float64).ravel(),
+                [reward],
+                np.asarray(next_obs, np.float64).ravel(),
+                [float(terminated), float(truncated)],
+            ]
+        )
+        # One write call per record; flushing hands it to the OS, which keeps it through a
+        # SIGKILL of this process (fsync would only add protection against power loss).
+        self._file.write(record.tobytes())
+        self._file.flush()
+
+    def read(self, start: int = 0) -> tuple[np.ndarray, TransitionBatch[np.ndarray]]:
+        """Records from index `start` on: (episode ids, transitions)."""
+        if not self.path.exists():
+            raw = np.zeros((0, self.record_size))
+        else:
+            raw = np.fromfile(self.path, dtype=np.float64)
+            raw = raw[: len(raw) // self.record_size * self.record_size]
+            raw = raw.reshape(-1, self.record_size)[start:]
+        o, a = self.obs_dim, self.action_dim
+        cols = np.cumsum([2, o, a, 1, o, 1, 1])
+        batch = TransitionBatch(
+            obs=raw[:, 2 : cols[1]].astype(np.float32),
+            action=raw[:, cols[1] : cols[2]].astype(np.float32),
+            reward=raw[:, cols[2]].astype(np.float32),
+            next_obs=raw[:, cols[3] : cols[4]].astype(np.float32),
+            terminated=raw[:, cols[4]] > 0.5,
+            truncated=raw[:, cols[5]] > 0.5,
+        )
+        return raw[:, 0].astype(np.int64), batch
+
+    def close(self) -> None:
+        self._file.close()
