@@ -1,0 +1,225 @@
+"""A sampler around any Hugging Face causal LM, with every generated token counted.
+
+Search strategies work on `Candidate`s: a prompt's token ids plus the tokens sampled so far.
+Keeping token ids (not text) is what makes continuation exact: a partial branch is extended
+from the very tokens that were sampled, never from a re-tokenisation of its decoded text.
+
+Shapes: a batch of R rows is left-padded to `R x T` so that every row's last real token sits
+in the final column; generation appends `R x max_new_tokens` after it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
+
+from forethought.errors import ConfigError
+from forethought.lm.budget import Account
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (possibly partial) response to a prompt."""
+
+    prompt: str
+    prompt_ids: tuple[int, ...]
+    token_ids: tuple[int, ...] = ()
+    text: str = ""
+    finished: bool = False
+    """True once the model emitted end-of-sequence (or the length cap was reached)."""
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+class _StopAfterToken(StoppingCriteria):
+    """Per-row stop when the last sampled token is a step delimiter (for step-wise search)."""
+
+    def __init__(self, stop_ids: set[int]):
+        self.stop_ids = torch.tensor(sorted(stop_ids))
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.isin(input_ids[:, -1], self.stop_ids.to(input_ids.device))  # (R,) bool
+
+
+class Generator:
+    """Batched sampling and continuation for a causal LM; `from_pretrained` loads by name/path."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        device: str = "cpu",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        use_chat_template: bool = True,
+        batch_size: int = 64,
+    ):
+        if temperature <= 0:
+            raise ConfigError("temperature", f"must be > 0 for sampling, got {temperature}")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.temperature = temperature
+        self.top_k = top_k
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+        self.eos_id = tokenizer.eos_token_id
+        # Models without a pad token (GPT-2) pad with EOS; counting stops at the first EOS anyway.
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        cfg = model.config
+        self.context_window = int(
+            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 0) or 2048
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, device: str = "cpu", **kwargs) -> Generator:
+        """Load a hub name or a local directory through transformers' own loader."""
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path)
+        except OSError as err:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            hint = " (HF_HUB_OFFLINE=1 is set, so only local paths and cached models load)"
+            raise ConfigError(
+                "generator", f"cannot load {name_or_path!r}: {err}{hint if offline else ''}"
+            ) from err
+        return cls(model, tokenizer, device=device, **kwargs)
+
+    # -- prompts ------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> tuple[int, ...]:
+        """Token ids of `prompt`, wrapped in the tokenizer's chat template when it has one."""
+        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return tuple(self.tokenizer(prompt)["input_ids"])
+
+    def start(self, prompt: str, n: int, max_new_tokens: int) -> list[Candidate]:
+        """`n` empty candidates for `prompt`; fails if the prompt leaves no room to generate."""
+        ids = self.encode_prompt(prompt)
+        if len(ids) + max_new_tokens > self.context_window:
+            raise ConfigError(
+                "prompt",
+                f"prompt is {len(ids)} tokens and max_new_tokens={max_new_tokens}, which exceeds "
+                f"the model's context window of {self.context_window} tokens; shorten the prompt "
+                f"to at most {self.context_window - max_new_tokens} tokens or lower max_new_tokens",
+            )
+        return [Candidate(prompt, ids) for _ in range(n)]
+
+    def generate(
+        self, prompt: str, n: int, max_new_tokens: int, account: Account
+    ) -> list[Candidate]:
+        """Sample `n` full responses (up to `max_new_tokens` each)."""
+        return self.extend(self.start(prompt, n, max_new_tokens), max_new_tokens, account)
+
+    # -- sampling -----------------------------------------------------------------------------
+    def extend(
+        self,
+        candidates: list[Candidate],
+        max_new_tokens: int,
+        account: Account,
+        *,
+        stop_ids: set[int] | None = None,
+        max_total_tokens: int | None = None,
+    ) -> list[Candidate]:
+        """Continue every unfinished candidate by up to `max_new_tokens` tokens.
+
+        `stop_ids` ends a row early after a step delimiter (the row stays unfinished).
+        `max_total_tokens` caps a response's length; a row reaching it is marked finished.
+        Finished candidates are returned unchanged. Order is preserved.
+        """
+        room = {}  # row -> tokens it may still sample in this call
+        for i, c in enumerate(candidates):
+            cap = max_new_tokens
+            if max_total_tokens is not None:
+                cap = min(cap, max_total_tokens - len(c.token_ids))
+            if not c.finished and cap > 0:
+                room[i] = cap
+        if not room:
+            return list(candidates)
+        account.reserve_tokens(sum(room.values()))  # worst case, checked before sampling
+        out = list(candidates)
+        # Rows with the same room share a generate() call, so no row samples past its own cap.
+        for cap in sorted(set(room.values())):
+            rows = [i for i, r in room.items() if r == cap]
+            for lo in range(0, len(rows), self.batch_size):
+                chunk = rows[lo : lo + self.batch_size]
+                new = self._sample([candidates[i] for i in chunk], cap, stop_ids)
+                for i, toks in zip(chunk, new, strict=True):
+                    out[i] = self._append(candidates[i], toks, max_total_tokens)
+                    account.charge_tokens(len(toks))
+        return out
+
+    def _append(self, cand: Candidate, toks: list[int], cap: int | None) -> Candidate:
+        ids = cand.token_ids + tuple(toks)
+        finished = bool(toks) and toks[-1] == self.eos_id
+        if cap is not None and len(ids) >= cap:
+            finished = True
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return replace(cand, token_ids=ids, text=text, finished=finished)
+
+    def _batch(self, cands: list[Candidate]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded `R x T` input ids and attention mask for prompt + tokens so far."""
+        seqs = [c.prompt_ids + c.token_ids for c in cands]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s) :] = 1
+        if width > self.context_window:
+            raise ConfigError("prompt", f"sequence of {width} tokens exceeds the context window")
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def _sample(
+        self, cands: list[Candidate], max_new_tokens: int, stop_ids: set[int] | None
+    ) -> list[list[int]]:
+        ids, mask = self._batch(cands)
+        max_new_tokens = min(max_new_tokens, self.context_window - ids.shape[1])
+        if max_new_tokens < 1:
+            return [[] for _ in cands]
+        kwargs = {}
+        if stop_ids:
+            kwargs["stopping_criteria"] = [_StopAfterToken(stop_ids)]
+        seq = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=True,
+            temperature=self.temperature,
+            top_k=self.top_k if self.top_k is not None else 0,
+            top_p=1.0,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+            **kwargs,
+        )
+        new = seq[:, ids.shape[1] :].tolist()  # R x <=max_new_tokens
+        ends = {self.eos_id} | (stop_ids or set())
+        kept = []
+        for row in new:
+            # Keep tokens up to and including the first EOS or step delimiter: whatever follows
+            # is padding written after the row stopped, which was never sampled for it.
+            cut = next((j + 1 for j, t in enumerate(row) if t in ends), len(row))
+            kept.append(row[:cut])
+        return kept
+
+    # -- features for the hidden-state value probe ---------------------------------------------
+    @torch.no_grad()
+    def hidden_states(self, cands: list[Candidate]) -> np.ndarray:
+        """Last-layer hidden state at each candidate's last token: `R x H` float32."""
+        feats = []
+        for lo in range(0, len(cands), self.batch_size):
+            ids, mask = self._batch(cands[lo : lo + self.batch_size])
+            # Left padding shifts positions; give each row positions counted from its first token.
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            outputs = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True
+            )
+            feats.append(outputs.hidden_states[-1][:, -1, :].float().cpu().numpy())  # R x H
+        return np.concatenate(feats, axis=0)

@@ -1,0 +1,136 @@
+"""Scorers: reward models, programmatic verifiers and plain callables behind one interface.
+
+Every scorer maps a batch of candidates to `R` floats (higher is better). Calling a scorer
+through `Scorer.__call__` charges the account first (one call per sequence scored, booked under
+the scorer's `kind`: 'reward' or 'value'), then checks the scores are finite: a reward model
+that returns NaN is a broken model, and ranking by NaN would silently pick at random.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from forethought.errors import ConfigError, DataError
+from forethought.lm.budget import Account
+from forethought.lm.generator import Candidate
+
+
+class Scorer:
+    """Base: subclasses implement `_score(cands) -> R floats`; `__call__` adds accounting."""
+
+    kind: str = "reward"
+    name: str = "scorer"
+
+    def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, cands: Sequence[Candidate], account: Account | None = None) -> np.ndarray:
+        if not cands:
+            return np.zeros(0, dtype=np.float64)
+        if account is not None:
+            account.charge_calls(self.kind, len(cands))
+        scores = np.asarray(self._score(cands), dtype=np.float64).reshape(-1)
+        if scores.shape[0] != len(cands):
+            raise DataError(
+                f"{self.name} returned {scores.shape[0]} scores for {len(cands)} inputs"
+            )
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            first = cands[int(np.argmax(bad))]
+            raise DataError(
+                f"{self.name} returned a non-finite score (NaN or inf) for {int(bad.sum())} of "
+                f"{len(cands)} sequences, e.g. for response {first.text[:60]!r}; check the reward "
+                "model's weights and dtype (float16 overflow is a common cause)"
+            )
+        return scores
+
+
+class ClassifierReward(Scorer):
+    """A Hugging Face sequence-classification reward model on `template.format(prompt, response)`.
+
+    One output logit is the reward; with two, the reward is logit[1] - logit[0] (log-odds of
+    'good'). Texts longer than the model's context are an error, not silently truncated,
+    because truncation would score a different text than the one being judged.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        template: str = "{prompt}{response}",
+        device: str = "cpu",
+        batch_size: int = 64,
+        name: str = "reward model",
+    ):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:  # GPT-2-style tokenizers: pad with EOS
+            tokenizer.pad_token = tokenizer.eos_token
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self.template, self.device, self.batch_size, self.name = template, device, batch_size, name
+        cfg = model.config
+        self.max_length = int(
+            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 0) or 512
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> ClassifierReward:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
+        except OSError as err:
+            hint = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+            raise ConfigError("reward", f"cannot load {name_or_path!r}: {err}{hint}") from err
+        kwargs.setdefault("name", f"reward model {name_or_path}")
+        return cls(model, tokenizer, **kwargs)
+
+    @torch.no_grad()
+    def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
+        texts = [self.template.format(prompt=c.prompt, response=c.text) for c in cands]
+        out = []
+        for lo in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(
+                texts[lo : lo + self.batch_size], return_tensors="pt", padding=True
+            )
+            if enc["input_ids"].shape[1] > self.max_length:
+                raise ConfigError(
+                    "reward",
+                    f"a scored text is {enc['input_ids'].shape[1]} tokens, longer than the reward "
+                    f"model's context of {self.max_length}; lower max_new_tokens or shorten prompts",
+                )
+            logits = self.model(**{k: v.to(self.device) for k, v in enc.items()}).logits  # B x L
+            logits = logits.float()
+            out.append(logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0])
+        return torch.cat(out).cpu().numpy()
+
+
+class FunctionReward(Scorer):
+    """Any Python function as a scorer: a programmatic verifier or a custom reward.
+
+    `fn(prompt, response) -> float` by default; with `batched=True`,
+    `fn(prompts, responses) -> sequence of floats`. `kind='value'` books calls as value calls.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        batched: bool = False,
+        kind: str = "reward",
+        name: str = "verifier",
+    ):
+        if kind not in ("reward", "value"):
+            raise ConfigError("kind", f"must be 'reward' or 'value', got {kind!r}")
+        self.fn, self.batched, self.kind, self.name = fn, batched, kind, name
+
+    def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
+        if self.batched:
+            return np.asarray(self.fn([c.prompt for c in cands], [c.text for c in cands]))
+        return np.array([self.fn(c.prompt, c.text) for c in cands], dtype=np.float64)

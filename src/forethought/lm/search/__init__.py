@@ -1,0 +1,16 @@
+"""Search strategies over text, each taking a budget and returning a `SearchResult`."""
+
+from forethought.lm.search.beam import beam_search
+from forethought.lm.search.bon import best_of_n
+from forethought.lm.search.common import SearchResult
+from forethought.lm.search.staged import Schedule, lookahead, prune, staged_search
+
+__all__ = [
+    "Schedule",
+    "SearchResult",
+    "beam_search",
+    "best_of_n",
+    "lookahead",
+    "prune",
+    "staged_search",
+]

@@ -1,0 +1,89 @@
+"""Step-wise beam search with a process scorer.
+
+A response is a sequence of steps ending in a delimiter token (for Countdown, ';' after each
+equation). Each round, every live beam samples `expand` next steps; a process scorer (a value
+predictor, or a reward model applied to partial text) scores the extended partials and the
+best `width` become the new beams. Beams that emit end-of-sequence are complete and move to the
+final pool; the final reward scores the pool and picks.
+
+Budget: a round runs only if its worst case (live beams x expand x step tokens) fits in the
+tokens left, and its process-scorer calls fit after reserving the final reward calls for the
+pool, so the final scoring can always be paid for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forethought.errors import ConfigError
+from forethought.lm.budget import Account, Budget
+from forethought.lm.generator import Candidate, Generator
+from forethought.lm.rewards import Scorer
+from forethought.lm.search.common import SearchResult, pick_best, require_one_candidate
+
+
+def beam_search(
+    generator: Generator,
+    reward: Scorer,
+    process: Scorer,
+    prompt: str,
+    budget: Budget,
+    *,
+    max_new_tokens: int,
+    step_delimiters: set[int],
+    width: int = 4,
+    expand: int = 4,
+    step_tokens: int = 12,
+) -> SearchResult:
+    """Beam search over steps; `step_delimiters` are token ids that end a step."""
+    if width < 1 or expand < 1 or step_tokens < 1:
+        raise ConfigError("beam", f"width, expand and step_tokens must be >= 1, got "
+                          f"{width}, {expand}, {step_tokens}")  # fmt: skip
+    if not step_delimiters:
+        raise ConfigError("step_delimiters", "give at least one token id that ends a step")
+    same_kind = process.kind == reward.kind
+    require_one_candidate(budget, max_new_tokens, reward_calls_needed=2 if same_kind else 1)
+    step_tokens = min(step_tokens, max_new_tokens)
+    account = Account(budget)
+    beams = generator.start(prompt, 1, max_new_tokens)
+    done: list[Candidate] = []
+
+    def affordable(rows: int) -> bool:
+        # Worst case of one round: every child samples step_tokens, all are process-scored, and
+        # the final pool grows to len(done) + rows; those final calls are reserved up front.
+        need = {"reward": 0, "value": 0}
+        need[process.kind] += rows
+        need[reward.kind] += len(done) + rows
+        calls_ok = all(
+            account.calls_left(k) is None or need[k] <= account.calls_left(k) for k in need
+        )
+        return calls_ok and rows * step_tokens <= account.tokens_left
+
+    while beams:
+        fan = expand  # shrink the fan-out until this round's worst case fits what is left
+        while fan >= 1 and not affordable(len(beams) * fan):
+            fan -= 1
+        if fan < 1:
+            break
+        children = [b for b in beams for _ in range(fan)]
+        children = generator.extend(
+            children, step_tokens, account, stop_ids=step_delimiters,
+            max_total_tokens=max_new_tokens,
+        )  # fmt: skip
+        done.extend(c for c in children if c.finished)
+        live = [c for c in children if not c.finished]
+        if not live:
+            beams = []
+            break
+        scores = process(live, account)  # R floats, one per extended partial
+        order = np.argsort(-scores, kind="stable")[:width]
+        beams = [live[i] for i in order]
+    # Beams cut off by the budget are scored as they are: partial answers still compete.
+    pool = done + beams
+    calls_left = account.calls_left(reward.kind)
+    if calls_left is not None and len(pool) > calls_left:
+        pool = pool[-calls_left:] if calls_left > 0 else []
+    if not pool:
+        raise ConfigError("budget", "beam: no reward calls were left to score any candidate; "
+                          "raise budget.max_reward_calls")  # fmt: skip
+    return pick_best("beam", pool, reward(pool, account), account)

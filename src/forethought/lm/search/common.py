@@ -1,0 +1,71 @@
+"""What every search strategy shares: the result type, budget checks, the final pick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forethought.errors import ConfigError
+from forethought.lm.budget import Account, Budget, Spend
+from forethought.lm.generator import Candidate
+from forethought.lm.rewards import Scorer
+
+
+@dataclass
+class SearchResult:
+    """The pick of one search plus an exact account of what the search spent."""
+
+    method: str
+    pick: Candidate
+    score: float
+    """The final reward score (the scorer the search optimises) of `pick`."""
+    spent: Spend
+    finalists: list[Candidate] = field(default_factory=list)
+    """Every complete candidate the final reward scored, in scoring order."""
+    finalist_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def require_one_candidate(budget: Budget, max_new_tokens: int, reward_calls_needed: int = 1):
+    """Fail with a message naming the field when the budget cannot pay for a single answer."""
+    if max_new_tokens < 1:
+        raise ConfigError("max_new_tokens", f"must be at least 1, got {max_new_tokens}")
+    if budget.max_tokens < max_new_tokens:
+        raise ConfigError(
+            "budget.max_tokens",
+            f"a budget of {budget.max_tokens} tokens cannot pay for one candidate of up to "
+            f"max_new_tokens={max_new_tokens} tokens; raise the budget to at least "
+            f"{max_new_tokens} or lower max_new_tokens",
+        )
+    calls = budget.max_reward_calls
+    if calls is not None and calls < reward_calls_needed:
+        raise ConfigError(
+            "budget.max_reward_calls",
+            f"{calls} reward calls cannot score one candidate (this method needs at least "
+            f"{reward_calls_needed}); raise budget.max_reward_calls",
+        )
+
+
+def pick_best(
+    method: str,
+    finalists: list[Candidate],
+    scores: np.ndarray,
+    account: Account,
+) -> SearchResult:
+    """Highest final score wins; ties go to the earliest candidate (deterministic)."""
+    if not finalists:
+        raise ConfigError("budget", f"{method}: the budget left no candidate to score")
+    best = int(np.argmax(scores))
+    return SearchResult(
+        method=method,
+        pick=finalists[best],
+        score=float(scores[best]),
+        spent=Spend(**account.spent.as_dict()),
+        finalists=list(finalists),
+        finalist_scores=np.asarray(scores, dtype=np.float64),
+    )
+
+
+def score_final(reward: Scorer, cands: list[Candidate], account: Account) -> np.ndarray:
+    """Final reward on complete candidates (`R` floats), charged to the account."""
+    return reward(cands, account)

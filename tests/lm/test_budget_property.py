@@ -1,0 +1,51 @@
+"""Property: no strategy ever spends more than its budget, for any budget it accepts."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forethought.errors import ConfigError
+from forethought.lm import Budget, FunctionReward, beam_search, best_of_n, lookahead, prune
+
+MAX_NEW = 10
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from(["bon", "lookahead", "prune", "beam"]),
+    tokens=st.integers(1, 160),
+    calls=st.one_of(st.none(), st.integers(0, 30)),
+    value_calls=st.one_of(st.none(), st.integers(0, 30)),
+    chunk=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_no_strategy_exceeds_its_budget(tiny, method, tokens, calls, value_calls, chunk, seed):
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: len(set(r)), kind="value", name="toy value")
+    budget = Budget(max_tokens=tokens, max_reward_calls=calls, max_value_calls=value_calls)
+    delims = {gen.tokenizer.convert_tokens_to_ids(";")}
+    torch.manual_seed(seed)
+    prompt = "2,9>11:"
+    try:
+        if method == "bon":
+            res = best_of_n(gen, rm, prompt, budget, max_new_tokens=MAX_NEW)
+        elif method == "lookahead":
+            res = lookahead(gen, rm, value, prompt, budget, max_new_tokens=MAX_NEW,
+                            prefix_tokens=chunk, keep=2)  # fmt: skip
+        elif method == "prune":
+            res = prune(gen, rm, prompt, budget, max_new_tokens=MAX_NEW, chunk=chunk)
+        else:
+            res = beam_search(gen, rm, value, prompt, budget, max_new_tokens=MAX_NEW,
+                              step_delimiters=delims, step_tokens=chunk)  # fmt: skip
+    except ConfigError:
+        # Refusing up front is allowed only when the budget truly cannot pay for one answer.
+        assert tokens < MAX_NEW or (calls is not None and calls <= 1) or value_calls is not None
+        return
+    assert res.spent.tokens <= tokens
+    assert calls is None or res.spent.reward_calls <= calls
+    assert value_calls is None or res.spent.value_calls <= value_calls
+    assert res.spent.reward_calls >= 1  # the pick was scored by the final reward
