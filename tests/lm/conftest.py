@@ -15,10 +15,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a hub
 
 def _config(tok, n_positions: int) -> GPT2Config:
     return GPT2Config(
-        vocab_size=len(tok), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        n_positions=n_positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")

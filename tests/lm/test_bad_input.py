@@ -55,8 +55,13 @@ def test_account_refuses_to_overspend():
     assert account.spent.reward_calls == 2
 
 
-@pytest.mark.parametrize("field,kwargs", [("max_tokens", {"max_tokens": 0}),
-                                          ("max_reward_calls", {"max_tokens": 5, "max_reward_calls": -1})])  # fmt: skip
+@pytest.mark.parametrize(
+    "field,kwargs",
+    [
+        ("max_tokens", {"max_tokens": 0}),
+        ("max_reward_calls", {"max_tokens": 5, "max_reward_calls": -1}),
+    ],
+)
 def test_budget_validates_fields(field, kwargs):
     with pytest.raises(ConfigError, match=field):
         Budget(**kwargs)

@@ -34,13 +34,22 @@ def test_no_strategy_exceeds_its_budget(tiny, method, tokens, calls, value_calls
         if method == "bon":
             res = best_of_n(gen, rm, prompt, budget, max_new_tokens=MAX_NEW)
         elif method == "lookahead":
-            res = lookahead(gen, rm, value, prompt, budget, max_new_tokens=MAX_NEW,
-                            prefix_tokens=chunk, keep=2)  # fmt: skip
+            res = lookahead(
+                gen, rm, value, prompt, budget, max_new_tokens=MAX_NEW, prefix_tokens=chunk, keep=2
+            )
         elif method == "prune":
             res = prune(gen, rm, prompt, budget, max_new_tokens=MAX_NEW, chunk=chunk)
         else:
-            res = beam_search(gen, rm, value, prompt, budget, max_new_tokens=MAX_NEW,
-                              step_delimiters=delims, step_tokens=chunk)  # fmt: skip
+            res = beam_search(
+                gen,
+                rm,
+                value,
+                prompt,
+                budget,
+                max_new_tokens=MAX_NEW,
+                step_delimiters=delims,
+                step_tokens=chunk,
+            )
     except ConfigError:
         # Refusing up front is allowed only when the budget truly cannot pay for one answer.
         assert tokens < MAX_NEW or (calls is not None and calls <= 1) or value_calls is not None

@@ -26,9 +26,15 @@ def _run(method, gen, rm, budget):
     if method == "prune":
         return prune(gen, rm, PROMPT, budget, max_new_tokens=MAX_NEW, chunk=4)
     return beam_search(
-        gen, rm, _value(), PROMPT, budget, max_new_tokens=MAX_NEW, step_delimiters=delims,
+        gen,
+        rm,
+        _value(),
+        PROMPT,
+        budget,
+        max_new_tokens=MAX_NEW,
+        step_delimiters=delims,
         step_tokens=4,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("method", ["bon", "lookahead", "prune", "beam"])

@@ -209,6 +209,14 @@ class Generator:
             kept.append(row[:cut])
         return kept
 
+    def prefix(self, cand: Candidate, k: int) -> Candidate:
+        """The first `k` generated tokens of `cand` (all of it when k >= its length)."""
+        if k >= len(cand.token_ids):
+            return cand
+        ids = cand.token_ids[:k]
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return replace(cand, token_ids=ids, text=text, finished=False)
+
     # -- features for the hidden-state value probe ---------------------------------------------
     @torch.no_grad()
     def hidden_states(self, cands: list[Candidate]) -> np.ndarray:

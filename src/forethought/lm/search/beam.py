@@ -37,8 +37,10 @@ def beam_search(
 ) -> SearchResult:
     """Beam search over steps; `step_delimiters` are token ids that end a step."""
     if width < 1 or expand < 1 or step_tokens < 1:
-        raise ConfigError("beam", f"width, expand and step_tokens must be >= 1, got "
-                          f"{width}, {expand}, {step_tokens}")  # fmt: skip
+        raise ConfigError(
+            "beam",
+            f"width, expand and step_tokens must be >= 1, got {width}, {expand}, {step_tokens}",
+        )
     if not step_delimiters:
         raise ConfigError("step_delimiters", "give at least one token id that ends a step")
     same_kind = process.kind == reward.kind
@@ -67,9 +69,12 @@ def beam_search(
             break
         children = [b for b in beams for _ in range(fan)]
         children = generator.extend(
-            children, step_tokens, account, stop_ids=step_delimiters,
+            children,
+            step_tokens,
+            account,
+            stop_ids=step_delimiters,
             max_total_tokens=max_new_tokens,
-        )  # fmt: skip
+        )
         done.extend(c for c in children if c.finished)
         live = [c for c in children if not c.finished]
         if not live:
@@ -84,6 +89,8 @@ def beam_search(
     if calls_left is not None and len(pool) > calls_left:
         pool = pool[-calls_left:] if calls_left > 0 else []
     if not pool:
-        raise ConfigError("budget", "beam: no reward calls were left to score any candidate; "
-                          "raise budget.max_reward_calls")  # fmt: skip
+        raise ConfigError(
+            "budget",
+            "beam: no reward calls were left to score any candidate; raise budget.max_reward_calls",
+        )
     return pick_best("beam", pool, reward(pool, account), account)

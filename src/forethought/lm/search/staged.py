@@ -14,6 +14,7 @@ the budget. The widest affordable `n` is used, so the plan can never overspend.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ class Schedule:
         bounds = [0, *self.checkpoints, max_new_tokens]
         alive = self.survivors(n)
         tokens = sum(
-            a * (hi - lo) for a, lo, hi in zip(alive, bounds[:-1], bounds[1:], strict=True)
+            a * (hi - lo) for a, (lo, hi) in zip(alive, itertools.pairwise(bounds), strict=True)
         )
         return tokens, sum(alive[:-1]), alive[-1]
 
@@ -102,7 +103,7 @@ def staged_search(
     alive = schedule.survivors(n)
     bounds = [0, *schedule.checkpoints, max_new_tokens]
     branches = generator.start(prompt, n, max_new_tokens)
-    for seg, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for seg, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         # Grow every branch to length `hi` (finished ones stay as they are).
         branches = generator.extend(branches, hi - lo, account, max_total_tokens=hi)
         if seg == len(bounds) - 2:
@@ -131,9 +132,16 @@ def lookahead(
     if max_new_tokens < 2:  # no room for a partial: plain sampling plus the final reward
         schedule = Schedule((), int(keep))
     return staged_search(
-        "lookahead", generator, reward, value, prompt, budget,
-        max_new_tokens=max_new_tokens, schedule=schedule, max_branches=max_branches,
-    )  # fmt: skip
+        "lookahead",
+        generator,
+        reward,
+        value,
+        prompt,
+        budget,
+        max_new_tokens=max_new_tokens,
+        schedule=schedule,
+        max_branches=max_branches,
+    )
 
 
 def prune(
@@ -159,7 +167,13 @@ def prune(
         raise ConfigError("chunk", f"must be at least 1 token, got {chunk}")
     checkpoints = tuple(range(chunk, max_new_tokens, chunk))
     return staged_search(
-        "prune", generator, reward, partial or reward, prompt, budget,
-        max_new_tokens=max_new_tokens, schedule=Schedule(checkpoints, float(keep_fraction)),
+        "prune",
+        generator,
+        reward,
+        partial or reward,
+        prompt,
+        budget,
+        max_new_tokens=max_new_tokens,
+        schedule=Schedule(checkpoints, float(keep_fraction)),
         max_branches=max_branches,
-    )  # fmt: skip
+    )

@@ -1,0 +1,75 @@
+"""Where the shipped Countdown models live, and one call that loads them all.
+
+`train-generator` writes a directory with this layout; the package ships one under
+`forethought/lm/assets/countdown` (safetensors weights, a few MB in total):
+
+    generator/          GPT-2 causal LM + char tokenizer   (AutoModelForCausalLM)
+    proxy/              GPT-2 sequence classifier          (AutoModelForSequenceClassification)
+    value_hidden.npz    ridge read-out on generator hidden states
+    value_minilm.npz    ridge read-out on MiniLM embeddings
+    meta.json           training config, timings and held-out statistics
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from forethought.errors import ConfigError
+from forethought.lm.generator import Generator
+from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
+from forethought.lm.tasks import countdown
+
+SHIPPED = Path(__file__).resolve().parent / "assets" / "countdown"
+VALUE_KINDS = ("hidden", "minilm")
+
+
+@dataclass
+class CountdownSuite:
+    """Everything a Countdown search needs: generator, proxy reward, gold verifier, value."""
+
+    generator: Generator
+    proxy: Scorer
+    gold: Scorer
+    value: Scorer
+    delimiters: set[int]
+    """Token ids that end a step (for beam search)."""
+
+
+def check_dir(root: Path) -> Path:
+    root = Path(root)
+    if not (root / "generator").is_dir() or not (root / "proxy").is_dir():
+        raise ConfigError(
+            "assets",
+            f"no Countdown models under {root}; run `forethought lm train-generator --out {root}` "
+            "or reinstall forethought to get the shipped ones",
+        )
+    return root
+
+
+def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
+    """The fitted value predictor of `kind` ('hidden' or 'minilm') from `root`."""
+    from forethought.lm.value import HiddenStateValue, MiniLMValue
+
+    if kind not in VALUE_KINDS:
+        raise ConfigError("value", f"must be one of {', '.join(VALUE_KINDS)}, got {kind!r}")
+    value = HiddenStateValue(generator) if kind == "hidden" else MiniLMValue()
+    return value.load(Path(root) / f"value_{kind}.npz")
+
+
+def load_countdown(
+    root: Path = SHIPPED,
+    *,
+    value: str = "hidden",
+    device: str = "cpu",
+    temperature: float = 1.0,
+) -> CountdownSuite:
+    """Load the generator, proxy and value predictor through `from_pretrained` from `root`."""
+    root = check_dir(root)
+    gen = Generator.from_pretrained(str(root / "generator"), device=device, temperature=temperature)
+    proxy = ClassifierReward.from_pretrained(
+        str(root / "proxy"), device=device, name="proxy reward"
+    )
+    gold = FunctionReward(countdown.score, name="gold verifier")
+    delims = {gen.tokenizer.convert_tokens_to_ids(countdown.STEP_DELIMITER)}
+    return CountdownSuite(gen, proxy, gold, load_value(value, root, gen), delims)

@@ -1,0 +1,286 @@
+"""`forethought lm ...`: compare search strategies, generate for one prompt, train the models.
+
+Every user-caused error is a `ForethoughtError`; `main` prints its one-line message and
+returns 2 instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from forethought.errors import ConfigError, ForethoughtError
+
+DEFAULT_METHODS = "bon,lookahead,prune,beam"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="forethought lm",
+        description="Search over language-model outputs under an exactly counted budget.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compare", help="compare search strategies at equal budget (table + plot)")
+    c.add_argument("--task", default="countdown", choices=["countdown"], help="built-in task")
+    c.add_argument("--budget", type=int, default=1024, help="max tokens per prompt (default 1024)")
+    c.add_argument(
+        "--reward-calls",
+        type=int,
+        default=None,
+        help="max reward-model calls per prompt (default: unlimited, still counted)",
+    )
+    c.add_argument(
+        "--methods", default=DEFAULT_METHODS, help=f"comma list (default {DEFAULT_METHODS})"
+    )
+    c.add_argument("--prompts", type=int, default=30, help="held-out prompts (default 30)")
+    c.add_argument(
+        "--plot-budgets",
+        type=_int_list,
+        default=[256, 512],
+        help="extra token budgets for the reward-vs-budget plot (default 256,512)",
+    )
+    c.add_argument("--plot", default="lm_compare.png", help="where to save the plot")
+    c.add_argument("--json", default=None, help="also write the summary rows to this JSON file")
+    c.add_argument(
+        "--value",
+        default="hidden",
+        choices=["hidden", "minilm"],
+        help="value predictor for look-ahead and beam (default hidden)",
+    )
+    c.add_argument(
+        "--process",
+        default="value",
+        choices=["value", "proxy"],
+        help="beam search process scorer (default value)",
+    )
+    _common(c)
+
+    g = sub.add_parser("generate", help="search for the best response to one prompt")
+    g.add_argument("prompt", help="prompt text, e.g. '3,7,12>33:' for the Countdown models")
+    g.add_argument("--method", default="bon", choices=["bon", "lookahead", "prune", "beam"])
+    g.add_argument("--budget", type=int, default=512, help="max tokens (default 512)")
+    g.add_argument("--reward-calls", type=int, default=None, help="max reward-model calls")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="generator: hub name or local path (default: shipped Countdown generator)",
+    )
+    g.add_argument(
+        "--reward",
+        default=None,
+        help="reward model: hub name or local path (default: shipped proxy)",
+    )
+    g.add_argument("--value", default="hidden", choices=["hidden", "minilm"])
+    _common(g)
+
+    t = sub.add_parser(
+        "train-generator", help="train the Countdown generator, proxy reward and value predictors"
+    )
+    t.add_argument("--out", default=None, help="output directory (default: the package's assets)")
+    t.add_argument("--gen-steps", type=int, default=None, help="generator optimiser steps")
+    t.add_argument("--proxy-steps", type=int, default=None, help="proxy reward optimiser steps")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    t.add_argument("--seed", type=int, default=0)
+
+    r = sub.add_parser("train-reward", help="retrain only the proxy reward and value predictors")
+    r.add_argument("--out", default=None, help="directory holding generator/ (default: assets)")
+    r.add_argument("--proxy-steps", type=int, default=None)
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=40, help="response length cap (40)")
+    p.add_argument("--assets", default=None, help="directory of Countdown models (default shipped)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+
+def _assets(args) -> Path:
+    from forethought.lm.assets import SHIPPED
+
+    return Path(args.assets) if args.assets else SHIPPED
+
+
+def cmd_compare(args) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from forethought.lm import compare
+    from forethought.lm.assets import load_countdown
+    from forethought.lm.tasks import countdown
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "bon" not in methods:
+        methods.insert(0, "bon")  # win rates are measured against Best-of-N
+    if args.prompts < 1:
+        raise ConfigError("--prompts", "must be at least 1")
+    suite = load_countdown(_assets(args), value=args.value, device=args.device)
+    problems = countdown.make_problems(args.prompts, seed=10_000 + args.seed)  # held-out seed
+    settings = compare.SearchSettings(max_new_tokens=args.max_new_tokens, process=args.process)
+    budgets = sorted({*args.plot_budgets, args.budget})
+    total = len(budgets) * len(problems) * len(methods)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("searching", total=total)
+        records = compare.evaluate(
+            suite,
+            methods,
+            [p.prompt for p in problems],
+            budgets,
+            settings,
+            seed=args.seed,
+            reward_calls=args.reward_calls,
+            on_done=lambda: progress.advance(task),
+        )
+    rows = compare.summarize(records)
+    table = Table(title=f"Countdown, {len(problems)} held-out prompts, budget {args.budget} tokens")
+    for col in (
+        "method",
+        "gold",
+        "solved",
+        "proxy",
+        "win vs BoN",
+        "W/T/L",
+        "tokens",
+        "reward calls",
+        "value calls",
+    ):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        if r["budget"] != args.budget:
+            continue
+        table.add_row(
+            r["method"],
+            f"{r['mean_gold']:.3f}",
+            f"{r['solved']:.0%}",
+            f"{r['mean_proxy']:.3f}",
+            "-" if r["method"] == "bon" else f"{r['win_rate']:.0%}",
+            f"{r['wins']}/{r['ties']}/{r['losses']}",
+            f"{r['mean_tokens']:.0f}",
+            f"{r['mean_reward_calls']:.1f}",
+            f"{r['mean_value_calls']:.1f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print("win vs BoN counts a tie as half; W/T/L are wins/ties/losses on gold reward")
+    path = compare.plot_reward_vs_budget(rows, args.plot)
+    console.print(f"plot of reward vs budget saved to {Path(path).resolve()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        console.print(f"summary rows written to {args.json}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from forethought.lm import Budget, ClassifierReward, Generator
+    from forethought.lm.assets import CountdownSuite, load_countdown
+    from forethought.lm.compare import SearchSettings, run_method
+    from forethought.lm.tasks import countdown
+
+    torch.manual_seed(args.seed)
+    if args.model is None and args.reward is None:
+        suite = load_countdown(_assets(args), value=args.value, device=args.device)
+    else:
+        if args.method in ("lookahead", "beam"):
+            raise ConfigError(
+                "--method",
+                f"{args.method} needs a value predictor fitted for the "
+                "generator; with --model/--reward use bon or prune",
+            )
+        gen = Generator.from_pretrained(args.model, device=args.device) if args.model else None
+        if gen is None or args.reward is None:
+            raise ConfigError("--model/--reward", "give both, or neither for the shipped models")
+        suite = CountdownSuite(
+            gen,
+            ClassifierReward.from_pretrained(args.reward, device=args.device),
+            None,
+            None,
+            set(),
+        )
+    budget = Budget(max_tokens=args.budget, max_reward_calls=args.reward_calls)
+    res = run_method(suite, args.method, args.prompt, budget, SearchSettings(args.max_new_tokens))
+    print(f"response: {res.pick.text}")
+    print(f"reward:   {res.score:.4f}  ({args.method}, {len(res.finalists)} finalists)")
+    spent = res.spent
+    print(
+        f"spent:    {spent.tokens}/{args.budget} tokens, {spent.reward_calls} reward calls, "
+        f"{spent.value_calls} value calls"
+    )
+    if suite.gold is not None:
+        try:
+            print(f"gold:     {countdown.score(args.prompt, res.pick.text):.4f}")
+        except ValueError:
+            pass  # not a Countdown prompt: there is no gold verifier to ask
+    return 0
+
+
+def cmd_train(args, *, generator: bool) -> int:
+    import torch
+
+    from forethought.lm import train
+    from forethought.lm.assets import SHIPPED
+
+    torch.set_num_threads(max(1, args.threads))  # the training machine is shared; be modest
+    out = Path(args.out) if args.out else SHIPPED
+    overrides = {"seed": args.seed}
+    if generator and args.gen_steps is not None:
+        overrides["gen_steps"] = args.gen_steps
+    if args.proxy_steps is not None:
+        overrides["proxy_steps"] = args.proxy_steps
+    cfg = train.TrainConfig(**overrides)
+    if not generator and not (out / "generator").is_dir():
+        raise ConfigError("--out", f"no generator/ under {out}; run train-generator first")
+    times = {}
+    start = time.time()
+    if generator:
+        train.train_generator(out / "generator", cfg)
+        times["generator_s"] = round(time.time() - start, 1)
+    train.train_proxy(out / "generator", out / "proxy", cfg)
+    times["proxy_s"] = round(time.time() - start - sum(times.values()), 1)
+    alphas = train.fit_values(out, cfg)
+    times["values_s"] = round(time.time() - start - sum(times.values()), 1)
+    meta = {
+        "config": cfg.__dict__,
+        "seconds": times,
+        "ridge_alphas": alphas,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"models written to {out} in {time.time() - start:.0f}s")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defaults never touch the network
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "generate":
+            return cmd_generate(args)
+        return cmd_train(args, generator=args.command == "train-generator")
+    except ForethoughtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,173 @@
+"""Train the shipped Countdown models: a GPT-2 generator on imperfect demonstrations and a
+GPT-2 sequence-classifier proxy reward on the gold verifier's labels of generator samples.
+
+Both are ordinary transformers models saved with `save_pretrained` (safetensors) and loaded
+back with `from_pretrained`, the same path a hub model takes. The loops are plain PyTorch, one
+readable loop each; they are small enough (about 1M parameters) to train in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+from forethought.lm.budget import Account, Budget
+from forethought.lm.chartok import char_tokenizer
+from forethought.lm.generator import Generator
+from forethought.lm.tasks import countdown
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Sizes and schedule for the shipped Countdown generator and proxy reward."""
+
+    seed: int = 0
+    """Seed for problems, demonstrations, initialisation and sampling."""
+    train_problems: int = 20_000
+    """Distinct training problems (held-out evaluation problems are drawn from another seed)."""
+    gen_steps: int = 3000
+    """Optimiser steps for the generator."""
+    gen_layers: int = 4
+    gen_width: int = 128
+    proxy_samples: int = 6000
+    """Generator samples labelled by the gold verifier to train the proxy reward on."""
+    proxy_steps: int = 1500
+    value_problems: int = 300
+    """Problems (8 samples each) whose prefixes train the value predictors."""
+    proxy_layers: int = 2
+    proxy_width: int = 64
+    batch: int = 128
+    lr: float = 1e-3
+    context: int = 64
+    """Context window of both models (prompt <= 16 and answers <= ~35 characters)."""
+    max_new_tokens: int = 40
+    """Answer length cap used when sampling for the proxy's training data."""
+
+
+def _gpt2_config(tok, cfg: TrainConfig, layers: int, width: int) -> GPT2Config:
+    return GPT2Config(
+        vocab_size=len(tok),
+        n_positions=cfg.context,
+        n_embd=width,
+        n_layer=layers,
+        n_head=4,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def train_generator(out_dir: Path, cfg: TrainConfig, log=print) -> Path:
+    """Train the generator on demonstrations; only answer tokens carry loss (B x T labels)."""
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    tok = char_tokenizer()
+    problems = countdown.make_problems(cfg.train_problems, seed=cfg.seed)
+    model = GPT2LMHeadModel(_gpt2_config(tok, cfg, cfg.gen_layers, cfg.gen_width))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.gen_steps)
+    model.train()
+    start = time.time()
+    for step in range(cfg.gen_steps):
+        batch = rng.sample(problems, cfg.batch)
+        ids, labels = [], []
+        for p in batch:
+            prompt = tok(p.prompt)["input_ids"]
+            answer = tok(countdown.demonstration(p, rng))["input_ids"] + [tok.eos_token_id]
+            ids.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)  # no loss on the prompt
+        x, y = _pad(ids, tok.pad_token_id), _pad(labels, -100)
+        loss = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long(), labels=y).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 250 == 0 or step == cfg.gen_steps - 1:
+            log(f"generator step {step:5d}  loss {loss.item():.3f}  {time.time() - start:.0f}s")
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def sample_labelled(gen_dir: Path, problems, per_problem: int, max_new_tokens: int, seed: int):
+    """Generator samples for `problems` with their gold scores: (candidates, scores)."""
+    gen = Generator.from_pretrained(str(gen_dir))
+    torch.manual_seed(seed)
+    cands, scores = [], []
+    for p in problems:
+        account = Account(Budget(per_problem * max_new_tokens))
+        for c in gen.generate(p.prompt, per_problem, max_new_tokens, account):
+            cands.append(c)
+            scores.append(countdown.score(c.prompt, c.text))
+    return cands, scores
+
+
+def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Path:
+    """Train the proxy reward (regression on gold scores) on generator samples."""
+    rng = random.Random(cfg.seed + 1)
+    per_problem = 4
+    problems = countdown.make_problems(cfg.proxy_samples // per_problem, seed=cfg.seed + 1)
+    cands, scores = sample_labelled(gen_dir, problems, per_problem, cfg.max_new_tokens, cfg.seed)
+    log(f"proxy data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
+    tok = char_tokenizer()
+    texts = [tok(c.prompt + c.text)["input_ids"] for c in cands]
+    config = _gpt2_config(tok, cfg, cfg.proxy_layers, cfg.proxy_width)
+    config.num_labels = 1  # a single regression output: the predicted gold score
+    model = GPT2ForSequenceClassification(config)
+    torch.manual_seed(cfg.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.proxy_steps)
+    model.train()
+    start = time.time()
+    for step in range(cfg.proxy_steps):
+        idx = rng.sample(range(len(texts)), cfg.batch)
+        x = _pad([texts[i] for i in idx], tok.pad_token_id)
+        y = torch.tensor([scores[i] for i in idx], dtype=torch.float32)
+        pred = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).logits[:, 0]
+        loss = torch.nn.functional.mse_loss(pred, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 250 == 0 or step == cfg.proxy_steps - 1:
+            log(f"proxy step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def fit_values(root: Path, cfg: TrainConfig, log=print) -> dict[str, float]:
+    """Fit both value predictors on prefixes of generator samples labelled by the gold verifier.
+
+    Problems come from their own seed, so they are disjoint in expectation from the proxy's and
+    the evaluation's. Returns the chosen ridge alphas (for meta.json).
+    """
+    from forethought.lm.value import HiddenStateValue, MiniLMValue, prefix_dataset
+
+    problems = countdown.make_problems(cfg.value_problems, seed=cfg.seed + 2)
+    cands, scores = sample_labelled(root / "generator", problems, 8, cfg.max_new_tokens, cfg.seed)
+    gen = Generator.from_pretrained(str(root / "generator"))
+    prefixes, targets = prefix_dataset(gen, cands, scores)
+    log(f"value data: {len(cands)} samples -> {len(prefixes)} prefixes")
+    alphas = {}
+    for kind, value in (("hidden", HiddenStateValue(gen)), ("minilm", MiniLMValue())):
+        start = time.time()
+        value.fit(prefixes, targets).save(root / f"value_{kind}.npz")
+        alphas[kind] = value.alpha
+        log(f"value predictor {kind}: alpha {value.alpha:g}, fitted in {time.time() - start:.0f}s")
+    return alphas
