@@ -105,10 +105,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=40, help="response length cap (40)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="response length cap (24)")
     p.add_argument("--assets", default=None, help="directory of Countdown models (default shipped)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: these models are too small to gain "
+        "from more, and extra threads thrash on a shared machine)",
+    )
 
 
 def _assets(args) -> Path:
@@ -118,6 +125,7 @@ def _assets(args) -> Path:
 
 
 def cmd_compare(args) -> int:
+    import torch
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -126,6 +134,7 @@ def cmd_compare(args) -> int:
     from forethought.lm.assets import load_countdown
     from forethought.lm.tasks import countdown
 
+    torch.set_num_threads(max(1, args.threads))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if "bon" not in methods:
         methods.insert(0, "bon")  # win rates are measured against Best-of-N
@@ -195,6 +204,7 @@ def cmd_generate(args) -> int:
     from forethought.lm.compare import SearchSettings, run_method
     from forethought.lm.tasks import countdown
 
+    torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     if args.model is None and args.reward is None:
         suite = load_countdown(_assets(args), value=args.value, device=args.device)
@@ -271,6 +281,12 @@ def cmd_train(args, *, generator: bool) -> int:
 def main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defaults never touch the network
     args = _parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    # A command prints its own results; per-load progress bars and transformers' advisory
+    # notices would bury them (its errors still surface as exceptions).
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         if args.command == "compare":
             return cmd_compare(args)

@@ -24,15 +24,15 @@ METHODS = ("bon", "lookahead", "prune", "beam")
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """Knobs of every strategy; defaults suit Countdown answers (<= ~35 tokens)."""
+    """Knobs of every strategy; defaults suit Countdown answers (<= 19 tokens, 6 per step)."""
 
-    max_new_tokens: int = 40
+    max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
-    prefix_tokens: int = 8
+    prefix_tokens: int = 6
     """look-ahead: length of the partial branches the value predictor ranks."""
     keep: int = 4
     """look-ahead: branches continued to the end."""
-    chunk: int = 8
+    chunk: int = 6
     """prune: tokens between two rounds of rejection."""
     keep_fraction: float = 0.5
     """prune: fraction of partial generations kept each round."""
@@ -40,7 +40,7 @@ class SearchSettings:
     """beam: beams kept after each step."""
     expand: int = 4
     """beam: next steps sampled per beam."""
-    step_tokens: int = 12
+    step_tokens: int = 8
     """beam: most tokens one step may take."""
     process: str = "value"
     """beam: process scorer, 'value' (value predictor) or 'proxy' (reward model on partials)."""

@@ -102,6 +102,12 @@ class Generator:
     def start(self, prompt: str, n: int, max_new_tokens: int) -> list[Candidate]:
         """`n` empty candidates for `prompt`; fails if the prompt leaves no room to generate."""
         ids = self.encode_prompt(prompt)
+        if max_new_tokens >= self.context_window:
+            raise ConfigError(
+                "max_new_tokens",
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
+                f"context window of {self.context_window} tokens; lower max_new_tokens",
+            )
         if len(ids) + max_new_tokens > self.context_window:
             raise ConfigError(
                 "prompt",

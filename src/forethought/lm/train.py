@@ -17,7 +17,7 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from forethought.lm.budget import Account, Budget
-from forethought.lm.chartok import char_tokenizer
+from forethought.lm.chartok import countdown_tokenizer
 from forethought.lm.generator import Generator
 from forethought.lm.tasks import countdown
 
@@ -30,22 +30,23 @@ class TrainConfig:
     """Seed for problems, demonstrations, initialisation and sampling."""
     train_problems: int = 20_000
     """Distinct training problems (held-out evaluation problems are drawn from another seed)."""
-    gen_steps: int = 3000
+    gen_steps: int = 1200
     """Optimiser steps for the generator."""
     gen_layers: int = 4
     gen_width: int = 128
-    proxy_samples: int = 6000
-    """Generator samples labelled by the gold verifier to train the proxy reward on."""
-    proxy_steps: int = 1500
+    proxy_samples: int = 3000
+    """Generator samples labelled by the gold verifier to train the proxy reward on (as many
+    demonstrations, also labelled by the verifier, are added)."""
+    proxy_steps: int = 1200
     value_problems: int = 300
     """Problems (8 samples each) whose prefixes train the value predictors."""
     proxy_layers: int = 2
-    proxy_width: int = 64
-    batch: int = 128
-    lr: float = 1e-3
+    proxy_width: int = 96
+    batch: int = 64
+    lr: float = 2e-3
     context: int = 64
-    """Context window of both models (prompt <= 16 and answers <= ~35 characters)."""
-    max_new_tokens: int = 40
+    """Context window of both models (prompts <= 10 and answers <= 19 tokens)."""
+    max_new_tokens: int = 24
     """Answer length cap used when sampling for the proxy's training data."""
 
 
@@ -71,7 +72,7 @@ def train_generator(out_dir: Path, cfg: TrainConfig, log=print) -> Path:
     """Train the generator on demonstrations; only answer tokens carry loss (B x T labels)."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    tok = char_tokenizer()
+    tok = countdown_tokenizer()
     problems = countdown.make_problems(cfg.train_problems, seed=cfg.seed)
     model = GPT2LMHeadModel(_gpt2_config(tok, cfg, cfg.gen_layers, cfg.gen_width))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -122,8 +123,14 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
     problems = countdown.make_problems(cfg.proxy_samples // per_problem, seed=cfg.seed + 1)
     cands, scores = sample_labelled(gen_dir, problems, per_problem, cfg.max_new_tokens, cfg.seed)
     log(f"proxy data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
-    tok = char_tokenizer()
-    texts = [tok(c.prompt + c.text)["input_ids"] for c in cands]
+    texts = [c.prompt + c.text for c in cands]
+    # Demonstrations on other problems widen coverage (solved answers are rare in samples).
+    for p in countdown.make_problems(len(cands), seed=cfg.seed + 3):
+        demo = countdown.demonstration(p, rng)
+        texts.append(p.prompt + demo)
+        scores.append(countdown.score(p.prompt, demo))
+    tok = countdown_tokenizer()
+    texts = [tok(t)["input_ids"] for t in texts]
     config = _gpt2_config(tok, cfg, cfg.proxy_layers, cfg.proxy_width)
     config.num_labels = 1  # a single regression output: the predicted gold score
     model = GPT2ForSequenceClassification(config)

@@ -27,7 +27,7 @@ from forethought.errors import ConfigError, DataError
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
 
-PREFIX_LENGTHS = (4, 8, 12, 16, 24)
+PREFIX_LENGTHS = (2, 4, 6, 9, 12, 15)
 """Token lengths at which training prefixes are cut (the full response is always added)."""
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 

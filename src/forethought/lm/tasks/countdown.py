@@ -6,7 +6,7 @@ Text format (one character per token with `chartok`):
     response  "12+3=15;15+7=22;"      steps 'a<op>b=c' each ending in ';' (the step delimiter)
 
 Rules: each given number, and each intermediate result, may be used at most once; division must
-be exact; the answer is solved when every step is valid and the last result equals the target.
+be exact; results stay in 1..MAX_RESULT; the answer is solved when every step is valid and the last result equals the target.
 
 The gold verifier gives graded partial credit so that search has a signal beyond solved/not:
 1.0 when solved, otherwise 0.3 x (fraction of steps valid before the first invalid one)
@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 STEP_DELIMITER = ";"
 _STEP = re.compile(r"^(\d+)([+\-*/])(\d+)=(\d+)$")
-MAX_PRODUCT = 120  # keeps intermediate numbers short, so answers fit in a few dozen characters
-MAX_NUMBER = 12  # given numbers are drawn from 1..MAX_NUMBER
+# Small numbers keep the arithmetic facts few enough (about a thousand) for a ~1M-parameter
+# model to pick up in minutes of CPU training, and answers short (<= ~30 characters).
+MAX_NUMBER = 9  # given numbers are drawn from 1..MAX_NUMBER
+MAX_RESULT = 40  # no step may produce a larger number
 _VALID_CREDIT, _CLOSE_CREDIT = 0.3, 0.5
 
 
@@ -42,12 +44,14 @@ class Problem:
 def _apply(a: int, op: str, b: int) -> int | None:
     """Result of `a op b` under the rules, or None when the step is not allowed."""
     if op == "+":
-        return a + b
-    if op == "-":
-        return a - b if a > b else None  # results stay positive
-    if op == "*":
-        return a * b if a * b <= MAX_PRODUCT else None
-    return a // b if b > 1 and a % b == 0 else None
+        c = a + b
+    elif op == "-":
+        c = a - b  # must stay positive (checked below)
+    elif op == "*":
+        c = a * b
+    else:
+        c = a // b if b > 1 and a % b == 0 else None
+    return c if c is not None and 1 <= c <= MAX_RESULT else None
 
 
 def _random_step(pool: list[int], rng: random.Random) -> tuple[str, list[int]] | None:
@@ -74,7 +78,7 @@ def make_problem(rng: random.Random, min_numbers: int = 3, max_numbers: int = 4)
                 break
             steps.append(step[0])
             pool = step[1]
-        if len(pool) == 1 and 1 <= pool[0] <= MAX_PRODUCT and pool[0] not in numbers:
+        if len(pool) == 1 and 1 <= pool[0] <= MAX_RESULT and pool[0] not in numbers:
             rng.shuffle(numbers)
             return Problem(tuple(numbers), pool[0], tuple(steps))
 

@@ -1,0 +1,172 @@
+"""Benchmark 4 (shared/BENCHMARKS.md): language search under a fixed budget, against Best-of-N.
+
+Runs on the shipped Countdown generator, proxy reward and value predictors, on held-out prompts
+(a problem seed no training step used), CPU only, offline. Writes
+benchmarks/results/lm_search.json with the machine, the settings and every raw number:
+
+  value_correlation   Spearman of each value predictor with the final gold reward, by prefix
+                      length (pooled over all samples and averaged within a prompt)
+  bon_sweep           Best-of-N for growing N: mean gold and proxy of the pick, and their gap
+  budget_sweep        every method at every token budget: means, wins/ties/losses against
+                      Best-of-N at the same budget, tokens and reward calls spent
+  tokens_to_match_bon16  the cheapest swept budget at which each method's mean gold reaches
+                      Best-of-16's, with the tokens it actually spent there
+
+    python benchmarks/lm_search.py --quick      # ~10 minutes on 2 shared CPU cores
+    python benchmarks/lm_search.py              # the full run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from forethought.lm import Account, Budget, compare
+from forethought.lm.assets import SHIPPED, load_countdown, load_value
+from forethought.lm.tasks import countdown
+from forethought.lm.value import rank_correlation_by_length
+
+HELD_OUT_SEED = 20_000  # training used seeds 0..3; evaluation problems come from here
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "device": "cpu",
+    }
+
+
+def value_correlation(suite, root: Path, problems, per_prompt: int, max_new: int) -> dict:
+    """Sample `per_prompt` answers per held-out problem; rank-correlate each predictor."""
+    cands, groups = [], []
+    for i, p in enumerate(problems):
+        torch.manual_seed(HELD_OUT_SEED + i)
+        budget = Budget(per_prompt * max_new)
+        cands += suite.generator.generate(p.prompt, per_prompt, max_new, Account(budget))
+        groups += [i] * per_prompt
+    gold = [countdown.score(c.prompt, c.text) for c in cands]
+    out = {"samples": len(cands), "mean_gold": float(np.mean(gold))}
+    for kind in ("hidden", "minilm"):
+        value = load_value(kind, root, suite.generator)
+        out[kind] = rank_correlation_by_length(value, suite.generator, cands, gold, groups)
+    return out
+
+
+def tokens_to_match(rows: list[dict], bon16: dict) -> dict:
+    """Per method: the smallest swept budget whose mean gold >= Best-of-16's mean gold."""
+    out = {}
+    for m in dict.fromkeys(r["method"] for r in rows):
+        hits = sorted(
+            (r for r in rows if r["method"] == m and r["mean_gold"] >= bon16["mean_gold"]),
+            key=lambda r: r["budget"],
+        )
+        out[m] = (
+            {
+                "budget": hits[0]["budget"],
+                "mean_tokens": hits[0]["mean_tokens"],
+                "fraction_of_bon16_tokens": hits[0]["mean_tokens"] / bon16["mean_tokens"],
+            }
+            if hits
+            else None
+        )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer prompts and budgets")
+    ap.add_argument("--assets", default=str(SHIPPED), help="Countdown model directory")
+    ap.add_argument(
+        "--value",
+        default="hidden",
+        choices=["hidden", "minilm"],
+        help="value predictor used by look-ahead and beam",
+    )
+    ap.add_argument("--process", default="value", choices=["value", "proxy"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_search.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+    n_prompts = 40 if args.quick else 100
+    budgets = [64, 128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024]
+    ns = [1, 2, 4, 8, 16, 32] if args.quick else [1, 2, 4, 8, 16, 32, 64]
+    settings = compare.SearchSettings(process=args.process)
+    root = Path(args.assets)
+    suite = load_countdown(root, value=args.value)
+    problems = countdown.make_problems(n_prompts, seed=HELD_OUT_SEED)
+    prompts = [p.prompt for p in problems]
+    result = {
+        "machine": machine(),
+        "quick": args.quick,
+        "value": args.value,
+        "settings": settings.__dict__,
+        "prompts": n_prompts,
+        "budgets": budgets,
+        "held_out_seed": HELD_OUT_SEED,
+        "timings_s": {},
+    }
+    meta = root / "meta.json"
+    if meta.exists():
+        result["assets_meta"] = json.loads(meta.read_text())
+
+    t = time.time()
+    result["value_correlation"] = value_correlation(
+        suite, root, problems[: n_prompts // 2], 16, settings.max_new_tokens
+    )
+    result["timings_s"]["value_correlation"] = round(time.time() - t, 1)
+    print("value correlation done", flush=True)
+
+    t = time.time()
+    result["bon_sweep"] = compare.bon_sweep(suite, prompts, ns, settings, seed=1)
+    result["timings_s"]["bon_sweep"] = round(time.time() - t, 1)
+    print("bon sweep done", flush=True)
+
+    t = time.time()
+    records = compare.evaluate(suite, compare.METHODS, prompts, budgets, settings, seed=2)
+    rows = compare.summarize(records)
+    result["timings_s"]["budget_sweep"] = round(time.time() - t, 1)
+    result["budget_sweep"] = rows
+    bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
+    result["best_of_16"] = bon16
+    result["tokens_to_match_bon16"] = tokens_to_match(rows, bon16)
+    result["records"] = [
+        {k: v for k, v in r.items() if k not in ("prompt", "response")}
+        for r in compare.records_as_dicts(records)
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    plot = compare.plot_reward_vs_budget(rows, str(out.with_suffix(".png")))
+    for r in rows:
+        print(
+            f"{r['budget']:5d} {r['method']:10s} gold {r['mean_gold']:.3f} proxy {r['mean_proxy']:.3f} "
+            f"win {r['win_rate']:.2f} W/T/L {r['wins']}/{r['ties']}/{r['losses']} "
+            f"tokens {r['mean_tokens']:.0f} calls {r['mean_reward_calls']:.1f}"
+        )
+    print(json.dumps(result["tokens_to_match_bon16"], indent=1))
+    print(f"wrote {out} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
