@@ -8,6 +8,7 @@ would lose the partial episode).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -139,34 +140,33 @@ class ReplayBuffer:
         return data[order[n_holdout:]], data[order[:n_holdout]]
 
     # ---- persistence -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Stored rows (oldest first) plus the counters needed to rebuild the ring exactly."""
+        data = self.all()
+        state = {name: getattr(data, name) for name in TransitionBatch.__dataclass_fields__}
+        state["meta"] = np.array([self.obs_dim, self.action_dim, self.capacity, self.total_added])
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> ReplayBuffer:
+        obs_dim, action_dim, capacity, total_added = (int(x) for x in state["meta"])
+        buffer = cls(obs_dim, action_dim, capacity)
+        batch = TransitionBatch(**{k: state[k] for k in TransitionBatch.__dataclass_fields__})
+        buffer.total_added = total_added - len(batch)  # so row i lands where it was
+        buffer.add_batch(batch)
+        return buffer
+
     def save(self, path: str | Path) -> None:
         """Write the buffer atomically (temp file + rename) as an .npz."""
-        import io
-
-        data = self.all()
         out = io.BytesIO()
-        np.savez(
-            out,
-            obs=data.obs,
-            action=data.action,
-            reward=data.reward,
-            next_obs=data.next_obs,
-            terminated=data.terminated,
-            truncated=data.truncated,
-            meta=np.array([self.obs_dim, self.action_dim, self.capacity, self.total_added]),
-        )
+        np.savez(out, **self.state_dict())
         atomic_write_bytes(Path(path), out.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> ReplayBuffer:
         """Read a buffer written by `save`."""
         with np.load(path) as f:
-            obs_dim, action_dim, capacity, total_added = (int(x) for x in f["meta"])
-            buffer = cls(obs_dim, action_dim, capacity)
-            batch = TransitionBatch(**{k: f[k] for k in TransitionBatch.__dataclass_fields__})
-        buffer.add_batch(batch)
-        buffer.total_added = total_added
-        return buffer
+            return cls.from_state_dict(dict(f))
 
 
 class TransitionLog:

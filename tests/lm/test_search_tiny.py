@@ -91,3 +91,15 @@ def test_zero_reward_calls_is_a_clear_error(tiny):
     gen, rm = tiny
     with pytest.raises(ConfigError, match="max_reward_calls"):
         best_of_n(gen, rm, PROMPT, Budget(100, max_reward_calls=0), max_new_tokens=MAX_NEW)
+
+
+def test_shared_prompt_cache_gives_the_same_samples(tiny_dirs):
+    from forethought.lm import Account, Generator
+
+    gen_dir, _ = tiny_dirs
+    outs = []
+    for share in (True, False):
+        gen = Generator.from_pretrained(gen_dir, share_prompt_cache=share)
+        torch.manual_seed(5)
+        outs.append([c.token_ids for c in gen.generate(PROMPT, 6, MAX_NEW, Account(Budget(100)))])
+    assert outs[0] == outs[1]

@@ -4,6 +4,11 @@ Search strategies work on `Candidate`s: a prompt's token ids plus the tokens sam
 Keeping token ids (not text) is what makes continuation exact: a partial branch is extended
 from the very tokens that were sampled, never from a re-tokenisation of its decoded text.
 
+When every row of a call continues the same context (Best-of-N, the first round of a search),
+the context is read once and its KV cache is copied to all rows. Branches that differ are
+re-read in full on continuation: for the small models here that prefill is cheap, and prefill
+is never counted as generated tokens either way.
+
 Shapes: a batch of R rows is left-padded to `R x T` so that every row's last real token sits
 in the final column; generation appends `R x max_new_tokens` after it.
 """
@@ -57,6 +62,7 @@ class Generator:
         top_k: int | None = None,
         use_chat_template: bool = True,
         batch_size: int = 64,
+        share_prompt_cache: bool = True,
     ):
         if temperature <= 0:
             raise ConfigError("temperature", f"must be > 0 for sampling, got {temperature}")
@@ -67,6 +73,7 @@ class Generator:
         self.top_k = top_k
         self.use_chat_template = use_chat_template
         self.batch_size = batch_size
+        self.share_prompt_cache = share_prompt_cache
         self.eos_id = tokenizer.eos_token_id
         # Models without a pad token (GPT-2) pad with EOS; counting stops at the first EOS anyway.
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
@@ -191,6 +198,17 @@ class Generator:
         if max_new_tokens < 1:
             return [[] for _ in cands]
         kwargs = {}
+        if (
+            self.share_prompt_cache
+            and len(cands) > 1
+            and ids.shape[1] > 1
+            and bool((ids == ids[:1]).all())
+        ):
+            # Every row continues the same context (Best-of-N, a search's first round): read it
+            # once and copy its KV cache to all rows instead of prefilling it R times.
+            cache = self._shared_cache(ids[:1, :-1], len(cands))
+            if cache is not None:
+                kwargs["past_key_values"] = cache
         if stop_ids:
             kwargs["stopping_criteria"] = [_StopAfterToken(stop_ids)]
         seq = self.model.generate(
@@ -214,6 +232,14 @@ class Generator:
             cut = next((j + 1 for j, t in enumerate(row) if t in ends), len(row))
             kept.append(row[:cut])
         return kept
+
+    def _shared_cache(self, context: torch.Tensor, rows: int):
+        """KV cache of `context` (1 x T) repeated for `rows` rows, or None if unsupported."""
+        cache = self.model(input_ids=context, use_cache=True).past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):
+            return None  # a model with a legacy cache format: fall back to a full prefill
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     def prefix(self, cand: Candidate, k: int) -> Candidate:
         """The first `k` generated tokens of `cand` (all of it when k >= its length)."""

@@ -1,0 +1,109 @@
+"""The run configuration: typed dataclasses, a docstring per field, parsed into the CLI by tyro.
+
+Derived values (spaces, which heads to learn) are computed once when a run starts; nothing
+mutates a config after it is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forethought.errors import ConfigError, require
+from forethought.models.dynamics import ModelConfig
+from forethought.models.fitting import FitConfig
+from forethought.planners.base import PlannerConfig, PlannerName
+from forethought.rollout import RolloutConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A model-based control run: warm-up with random actions, then per episode collect with
+    MPC, refit the model, and evaluate on fixed seeds."""
+
+    env: str = "Pendulum-v1"
+    """Gymnasium environment id (Box action and observation spaces)."""
+    planner: PlannerName = "icem"
+    """Trajectory optimiser: random, cem, icem or mppi."""
+    episodes: int = 10
+    """Total training episodes, warm-up included."""
+    warmup_episodes: int = 1
+    """Initial episodes with uniformly random actions (no model yet)."""
+    seed: int = 0
+    """Seed for the model, planner, random actions and training-episode resets."""
+    out: Path | None = None
+    """Run directory to create (default: runs/<env>-<planner>-seed<seed>)."""
+    resume: Path | None = None
+    """Continue the killed or finished run in this directory (its saved config is used)."""
+    device: str = "cpu"
+    """Torch device for the model and planner: cpu, cuda or cuda:N."""
+    threads: int = 1
+    """Torch CPU threads (0 keeps torch's default). One is fastest for small models on a
+    shared machine: threads that wait on each other cost more than they add."""
+    eval_episodes: int = 10
+    """Evaluation episodes after every `eval_every` training episodes (planned in one batch)."""
+    eval_seed: int = 1000
+    """Evaluation episode j resets with seed eval_seed + j, the same for every method."""
+    eval_every: int = 1
+    """Evaluate after every this many training episodes (and always after the last)."""
+    max_episode_steps: int | None = None
+    """Override the environment's time limit (steps per episode)."""
+    buffer_capacity: int = 1_000_000
+    """Replay buffer capacity in transitions."""
+    quiet: bool = False
+    """No progress bar or table (metrics are still written)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    planning: PlannerConfig = field(default_factory=PlannerConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+
+    def validate(self) -> None:
+        require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
+        require(self.episodes >= 1, "episodes", "must be at least 1")
+        require(self.warmup_episodes >= 1, "warmup_episodes", "must be at least 1 (the model needs data)")
+        require(
+            self.warmup_episodes <= self.episodes,
+            "warmup_episodes",
+            f"({self.warmup_episodes}) cannot exceed episodes ({self.episodes})",
+        )
+        require(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
+        require(self.eval_every >= 1, "eval_every", "must be at least 1")
+        require(self.threads >= 0, "threads", "must be 0 (torch default) or more")
+        require(self.buffer_capacity >= 1, "buffer_capacity", "must be at least 1")
+        if self.max_episode_steps is not None:
+            require(self.max_episode_steps >= 1, "max_episode_steps", "must be at least 1")
+        check_device(self.device)
+        self.model.validate()
+        self.fit.validate()
+        self.planning.validate()
+        self.rollout.validate(self.model.ensemble_size)
+
+    def run_dir(self) -> Path:
+        return self.out or Path("runs") / f"{self.env}-{self.planner}-seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        nested = {"model": ModelConfig, "fit": FitConfig, "planning": PlannerConfig, "rollout": RolloutConfig}
+        kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
+        for key in ("out", "resume"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = Path(kwargs[key])
+        return cls(**kwargs)
+
+
+def check_device(device: str) -> None:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError("device", f"'{device}' is not a torch device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", f"'{device}' was asked for, but this torch build sees no CUDA GPU; use cpu")
+    require(parsed.type in ("cpu", "cuda"), "device", f"'{device}' is not supported; use cpu or cuda")

@@ -1,0 +1,65 @@
+"""Running a policy in real environments: one training episode, or many evaluation episodes in
+lock-step so the planner serves them all in one batched call per step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from forethought.tasks.base import check_finite_obs
+
+Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B x O obs, B row ids) -> B x A actions
+StepHook = Callable[[int, np.ndarray, np.ndarray, float, np.ndarray, bool, bool], None]
+
+
+@dataclass
+class EpisodeResult:
+    episode_return: float
+    steps: int
+    ms_per_action: list[float]
+
+
+def run_episode(
+    env: gym.Env, policy: Policy, seed: int, on_step: StepHook, first_step: int = 0
+) -> EpisodeResult:
+    """Play one episode; `on_step(t, obs, action, reward, next_obs, terminated, truncated)` is
+    called for every transition before the next action is chosen (this is where it is logged)."""
+    obs, _ = env.reset(seed=seed)
+    check_finite_obs(obs, first_step, "reset")
+    total, t, timings = 0.0, 0, []
+    while True:
+        start = time.perf_counter()
+        action = policy(obs[None], np.zeros(1, dtype=np.int64))[0]
+        timings.append(1000 * (time.perf_counter() - start))
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        check_finite_obs(next_obs, first_step + t + 1, "step")
+        on_step(t, obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+        total += float(reward)
+        t += 1
+        obs = next_obs
+        if terminated or truncated:
+            return EpisodeResult(total, t, timings)
+
+
+def evaluate_batched(envs: list[gym.Env], policy: Policy, seeds: list[int]) -> np.ndarray:
+    """Returns of len(envs) episodes, env j reset with seeds[j]; the policy sees the observations
+    of all still-running episodes at once, with their row ids."""
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
+    check_finite_obs(obs, 0, "evaluation reset")
+    returns = np.zeros(len(envs))
+    active = np.ones(len(envs), dtype=bool)
+    while active.any():
+        rows = np.flatnonzero(active)
+        actions = policy(obs[rows], rows)
+        for row, action in zip(rows, actions, strict=True):
+            next_obs, reward, terminated, truncated, _ = envs[row].step(action)
+            check_finite_obs(next_obs, -1, f"evaluation episode {row}")
+            returns[row] += float(reward)
+            obs[row] = next_obs
+            if terminated or truncated:
+                active[row] = False
+    return returns

@@ -1,0 +1,218 @@
+"""The model-based control loop (PETS-style MPC), top to bottom:
+
+    warm up: act at random for `warmup_episodes`, logging every transition
+    for each episode:
+        collect   one episode with the current policy (random, then MPC), every transition
+                  appended to the crash-safe log before the next action is chosen
+        fit       the dynamics ensemble on everything collected so far
+        evaluate  the MPC agent on fixed evaluation seeds (all episodes in one batch)
+        record    a metrics row, a checkpoint, the learning-curve plot
+
+`train(config)` starts a run; `resume(run_dir)` continues one that was killed, rebuilding its
+buffer from the last checkpoint plus the transition log, so no completed transition is lost or
+counted twice.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from rich.console import Console
+
+from forethought.agents.mpc import MPCAgent
+from forethought.buffer import ReplayBuffer, TransitionLog
+from forethought.config import TrainConfig
+from forethought.evaluation import evaluate_batched, plot_learning_curve, run_episode, summary_table
+from forethought.evaluation.progress import RunProgress
+from forethought.models import DynamicsModel, ModelTrainer
+from forethought.planners import make_planner
+from forethought.runs import (
+    Progress,
+    RunDir,
+    restore_rng_states,
+    rng_states,
+)
+from forethought.tasks import TaskSpec, check_continuous, get_task, make_env
+
+TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
+
+
+@dataclass
+class Run:
+    """Everything a run holds in memory."""
+
+    config: TrainConfig
+    dir: RunDir
+    task: TaskSpec
+    env: gym.Env
+    eval_envs: list[gym.Env]
+    buffer: ReplayBuffer
+    log: TransitionLog
+    model: DynamicsModel
+    trainer: ModelTrainer
+    agent: MPCAgent
+    rng: np.random.Generator
+    progress: Progress
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    plot_path: Path
+
+
+def train(config: TrainConfig, console: Console | None = None) -> RunResult:
+    """Start a new run from `config` and carry it to the end."""
+    config.validate()
+    run = _build(config, RunDir.create(config))
+    return _execute(run, console)
+
+
+def resume(run_dir: Path, console: Console | None = None) -> RunResult:
+    """Continue the run in `run_dir` from its last checkpoint and transition log."""
+    directory, config = RunDir.open(run_dir)
+    config.validate()
+    run = _build(config, directory)
+    checkpoint = directory.load_checkpoint()
+    if checkpoint is not None:
+        run.model.load_state_dict(checkpoint["model"])
+        run.trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.buffer = ReplayBuffer.from_state_dict(checkpoint["buffer"])
+        restore_rng_states(checkpoint["rng"], run.rng, run.agent.generator)
+        run.progress = Progress(**checkpoint["progress"])
+    # Transitions completed after the checkpoint (the interrupted episode) come from the log.
+    _, tail = run.log.read(start=run.buffer.total_added)
+    if len(tail):
+        run.buffer.add_batch(tail)
+        run.progress.history.append(
+            {"event": "interrupted", "episode": run.progress.episode, "transitions_recovered": len(tail)}
+        )
+    run.progress.env_steps = run.buffer.total_added
+    directory.rewrite_metrics(run.progress.history)
+    return _execute(run, console)
+
+
+def _build(config: TrainConfig, directory: RunDir) -> Run:
+    """Environment, model, planner and agent for `config`, in their initial state."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    make_kwargs = {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
+    env = make_env(config.env, seed=config.seed, **make_kwargs)
+    check_continuous(env, config.env, config.planner)
+    eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
+    task = get_task(config.env)
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    model = DynamicsModel(
+        obs_dim,
+        action_dim,
+        config.model,
+        learn_reward=task.reward_fn is None,
+        learn_termination=task.termination_fn is None,
+    ).to(config.device)
+    planner = make_planner(config.planner, config.planning, env.action_space.low, env.action_space.high)
+    agent = MPCAgent(model, planner, task, config.rollout, device=config.device, seed=config.seed)
+    return Run(
+        config=config,
+        dir=directory,
+        task=task,
+        env=env,
+        eval_envs=eval_envs,
+        buffer=ReplayBuffer(obs_dim, action_dim, config.buffer_capacity),
+        log=directory.transition_log(obs_dim, action_dim),
+        model=model,
+        trainer=ModelTrainer(model, config.fit),
+        agent=agent,
+        rng=np.random.default_rng(config.seed),
+        progress=Progress(),
+    )
+
+
+def _execute(run: Run, console: Console | None) -> RunResult:
+    config, progress = run.config, run.progress
+    console = console or Console(quiet=config.quiet)
+    low, high = run.env.action_space.low, run.env.action_space.high
+    steps_per_episode = run.env.spec.max_episode_steps if run.env.spec else None
+    title = f"{config.env} · {config.planner} · seed {config.seed}"
+
+    def random_policy(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return run.rng.uniform(low, high, size=(len(obs), len(low))).astype(np.float32)
+
+    with RunProgress(console, config, steps_per_episode, progress.env_steps) as bar:
+        for episode in range(progress.episode, config.episodes):
+            warming_up = episode < config.warmup_episodes
+            policy = random_policy if warming_up else run.agent.act
+            run.agent.reset()
+
+            # collect: every transition is logged before the next action is chosen
+            def on_step(t, obs, action, reward, next_obs, terminated, truncated, episode=episode):
+                run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
+                run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+                bar.advance_step()
+
+            bar.start_episode(episode)
+            result = run_episode(
+                run.env, policy, TRAIN_SEED_STRIDE * config.seed + episode, on_step, run.buffer.total_added
+            )
+            progress.env_steps = run.buffer.total_added
+
+            # fit the model on everything collected so far
+            bar.status("fitting model")
+            report = run.trainer.fit(run.buffer.all(), run.rng)
+
+            # evaluate the agent on fixed seeds
+            eval_returns = None
+            if (episode + 1) % config.eval_every == 0 or episode + 1 == config.episodes:
+                bar.status("evaluating")
+                run.agent.reset()
+                seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
+                eval_returns = evaluate_batched(run.eval_envs, run.agent.act, seeds)
+
+            row = {
+                "episode": episode,
+                "policy": "random" if warming_up else f"mpc-{config.planner}",
+                "env_steps": progress.env_steps,
+                "return": result.episode_return,
+                "eval_return": None if eval_returns is None else float(eval_returns.mean()),
+                "eval_return_std": None if eval_returns is None else float(eval_returns.std()),
+                "eval_returns": None if eval_returns is None else eval_returns.tolist(),
+                "holdout_error": report.holdout_error,
+                "fit_seconds": report.seconds,
+                "fit_epochs": report.epochs,
+                "ms_per_action": None if warming_up else statistics.median(result.ms_per_action),
+                "model_rows": run.agent.compute.model_rows,
+            }
+            progress.history.append(row)
+            progress.episode = episode + 1
+            _checkpoint(run)
+            run.dir.append_metrics(row)
+            plot_learning_curve(progress.history, run.dir.plot_path, title, run.task.solved_return)
+            bar.finish_episode(row)
+
+    console.print(summary_table(progress.history, title))
+    console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
+    run.log.close()
+    return RunResult(run.dir.path, progress.history, run.dir.plot_path)
+
+
+def _checkpoint(run: Run) -> None:
+    run.dir.save_checkpoint(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.trainer.optimizer.state_dict(),
+            "buffer": run.buffer.state_dict(),
+            "rng": rng_states(run.rng, run.agent.generator),
+            "progress": {
+                "episode": run.progress.episode,
+                "env_steps": run.progress.env_steps,
+                "history": run.progress.history,
+            },
+        }
+    )

@@ -1,0 +1,54 @@
+"""Random shooting and the cross-entropy method (CEM), as used by PETS."""
+
+from __future__ import annotations
+
+import torch
+
+from forethought.planners.base import Objective, Planner, PlanResult, best_of
+
+
+class RandomShooting(Planner):
+    """Score `population` uniformly random sequences (plus the warm start) and keep the best."""
+
+    def plan(self, objective: Objective, batch=1, initial=None, elites=None, generator=None):
+        h, a, p = self.config.horizon, self.action_dim, self.config.population
+        u = torch.rand(batch, p, h, a, generator=generator, device=self.lower.device)
+        candidates = self.lower + u * (self.upper - self.lower)  # B x P x H x A
+        if initial is not None:
+            candidates[:, 0] = initial
+        scores = self.score(objective, candidates)
+        actions, score = best_of(candidates, scores)
+        return PlanResult(actions=actions, score=score, evaluations=p)
+
+
+class CEM(Planner):
+    """Cross-entropy method: sample from a diagonal Gaussian over sequences, refit it to the
+    elites, repeat. Returns the final mean, which averages out noise in the objective."""
+
+    def plan(self, objective: Objective, batch=1, initial=None, elites=None, generator=None):
+        cfg = self.config
+        mean = self.initial_mean(batch, initial)  # B x H x A
+        std = (cfg.init_std * (self.upper - self.lower)).expand_as(mean).clone()
+        best_actions, best_score = mean, torch.full((batch,), -torch.inf, device=mean.device)
+        for _ in range(cfg.iterations):
+            noise = torch.randn(batch, cfg.population, *mean.shape[1:], generator=generator, device=mean.device)
+            candidates = self.clip(mean.unsqueeze(1) + std.unsqueeze(1) * noise)  # B x P x H x A
+            scores = self.score(objective, candidates)
+            mean, std = self.refit(mean, std, candidates, scores)
+            it_best, it_score = best_of(candidates, scores)
+            better = it_score > best_score
+            best_actions = torch.where(better.view(-1, 1, 1), it_best, best_actions)
+            best_score = torch.maximum(it_score, best_score)
+        return PlanResult(
+            actions=mean, score=best_score, evaluations=cfg.population * cfg.iterations
+        )
+
+    def refit(self, mean, std, candidates, scores):
+        """Move mean and std towards the elite candidates' statistics (with momentum)."""
+        cfg = self.config
+        elite_idx = scores.topk(cfg.elites, dim=1).indices  # B x K
+        index = elite_idx.view(*elite_idx.shape, 1, 1).expand(-1, -1, *candidates.shape[2:])
+        elite = torch.gather(candidates, 1, index)  # B x K x H x A
+        new_mean, new_std = elite.mean(dim=1), elite.std(dim=1, unbiased=False)
+        m = cfg.momentum
+        return m * mean + (1 - m) * new_mean, m * std + (1 - m) * new_std

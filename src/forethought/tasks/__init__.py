@@ -1,0 +1,30 @@
+"""Per-environment knowledge. Any Gymnasium env with Box spaces runs; the ones listed here
+also have known reward and termination functions, so the model need not learn them."""
+
+from forethought.tasks.base import TaskSpec, check_continuous, check_finite_obs, make_env, never_terminates
+from forethought.tasks.classic import MOUNTAIN_CAR, PENDULUM, mountain_car_reward, pendulum_reward
+from forethought.tasks.mujoco import INVERTED_PENDULUM, inverted_pendulum_reward
+
+KNOWN_TASKS: dict[str, TaskSpec] = {t.env_id: t for t in (PENDULUM, MOUNTAIN_CAR, INVERTED_PENDULUM)}
+
+
+def get_task(env_id: str) -> TaskSpec:
+    """The known spec for `env_id`, or a bare one (learned reward and termination)."""
+    return KNOWN_TASKS.get(env_id, TaskSpec(env_id=env_id))
+
+
+__all__ = [
+    "INVERTED_PENDULUM",
+    "KNOWN_TASKS",
+    "MOUNTAIN_CAR",
+    "PENDULUM",
+    "TaskSpec",
+    "check_continuous",
+    "check_finite_obs",
+    "get_task",
+    "inverted_pendulum_reward",
+    "make_env",
+    "mountain_car_reward",
+    "never_terminates",
+    "pendulum_reward",
+]

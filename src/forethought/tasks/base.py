@@ -1,0 +1,81 @@
+"""Task specifications: what forethought knows about an environment beyond its spaces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from forethought.errors import ConfigError, DataError
+from forethought.rollout import RewardFn, TerminationFn
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Known structure of one Gymnasium environment.
+
+    `reward_fn(obs, action, next_obs)` and `termination_fn(next_obs)` work on tensors with any
+    leading shape (... x O) and must equal the environment's own reward and termination; they
+    are checked against real transitions in the tests. A task without them uses the model's
+    learned reward and termination heads.
+    """
+
+    env_id: str
+    reward_fn: RewardFn | None = None
+    termination_fn: TerminationFn | None = None
+    solved_return: float | None = None  # evaluation return that counts as "solved"
+    make_kwargs: dict = field(default_factory=dict)
+
+
+def never_terminates(next_obs: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
+    """`gymnasium.make` with errors a user can act on."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as exc:
+        known = sorted(k for k in gym.registry if not k.startswith(("ALE/", "GymV")))[:12]
+        raise ConfigError(
+            "env", f"cannot make environment '{env_id}' ({exc}). Known ids include {', '.join(known)}, ..."
+        ) from None
+    except ImportError as exc:
+        raise ConfigError("env", f"environment '{env_id}' needs a package that is missing: {exc}") from None
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def check_continuous(env: gym.Env, env_id: str, planner: str) -> None:
+    """Refuse spaces the continuous planners cannot handle, naming what would work instead."""
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise ConfigError(
+            "env",
+            f"'{env_id}' has a {type(env.action_space).__name__} action space, but planner "
+            f"'{planner}' optimises continuous (Box) actions; choose an environment with a Box "
+            "action space (e.g. Pendulum-v1, MountainCarContinuous-v0)",
+        )
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        raise ConfigError(
+            "env", f"'{env_id}' must have a flat Box observation space, got {env.observation_space}"
+        )
+    if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
+        raise ConfigError("env", f"'{env_id}' has unbounded actions; planners need finite bounds")
+
+
+def check_finite_obs(obs: np.ndarray, step: int, where: str) -> np.ndarray:
+    """Return `obs` if every entry is finite, else raise an error naming the step."""
+    if not np.all(np.isfinite(obs)):
+        raise DataError(
+            f"the environment returned a non-finite observation {np.asarray(obs).tolist()} "
+            f"at {where} (environment step {step}); check the environment or its wrappers"
+        )
+    return obs
+
+
+TaskRegistry = dict[str, TaskSpec]
+TaskFactory = Callable[[], TaskSpec]

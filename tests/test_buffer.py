@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from forethought.buffer import ReplayBuffer, TransitionLog
+from forethought.errors import DataError
+from forethought.types import TransitionBatch
+
+
+def batch(n, start=0, obs_dim=3, action_dim=2):
+    i = np.arange(start, start + n, dtype=np.float32)
+    return TransitionBatch(
+        obs=np.repeat(i[:, None], obs_dim, 1),
+        action=np.repeat(-i[:, None], action_dim, 1),
+        reward=i * 10,
+        next_obs=np.repeat(i[:, None] + 1, obs_dim, 1),
+        terminated=(i % 7 == 0),
+        truncated=np.zeros(n, bool),
+    )
+
+
+def test_ring_keeps_newest_in_order():
+    buffer = ReplayBuffer(3, 2, capacity=5)
+    buffer.add_batch(batch(4))
+    buffer.add_batch(batch(3, start=4))
+    data = buffer.all()
+    assert len(buffer) == 5 and buffer.total_added == 7
+    np.testing.assert_array_equal(data.reward, np.arange(2, 7) * 10)
+    buffer.add_batch(batch(12, start=7))  # larger than capacity: only the newest survive
+    np.testing.assert_array_equal(buffer.all().reward, np.arange(14, 19) * 10)
+    assert buffer.total_added == 19
+
+
+def test_add_single_and_sample_and_split():
+    buffer = ReplayBuffer(3, 2, capacity=100)
+    for t in range(50):
+        buffer.add(np.full(3, t), np.full(2, -t), float(t), np.full(3, t + 1), False, False)
+    sample = buffer.sample(16, np.random.default_rng(0))
+    assert sample.obs.shape == (16, 3) and sample.action.shape == (16, 2)
+    np.testing.assert_array_equal(sample.next_obs[:, 0], sample.obs[:, 0] + 1)  # rows stay whole
+    train, holdout = buffer.split(0.2, np.random.default_rng(0))
+    assert len(train) == 40 and len(holdout) == 10
+    assert sorted(np.concatenate([train.reward, holdout.reward]).tolist()) == list(range(50))
+
+
+def test_save_load_roundtrip(tmp_path):
+    buffer = ReplayBuffer(3, 2, capacity=6)
+    buffer.add_batch(batch(9))
+    buffer.save(tmp_path / "b.npz")
+    assert not list(tmp_path.glob(".*tmp"))  # the temp file was renamed into place
+    loaded = ReplayBuffer.load(tmp_path / "b.npz")
+    assert loaded.total_added == 9 and loaded.capacity == 6
+    for name in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
+        np.testing.assert_array_equal(getattr(loaded.all(), name), getattr(buffer.all(), name))
+
+
+def test_rejects_nan_naming_the_step():
+    buffer = ReplayBuffer(3, 2)
+    buffer.add_batch(batch(5))
+    bad = batch(3, start=5)
+    bad.next_obs[1, 2] = np.nan
+    with pytest.raises(DataError, match=r"'next_obs' at environment step 6"):
+        buffer.add_batch(bad)
+    assert buffer.total_added == 5  # nothing from the bad batch was stored
+
+
+def test_rejects_wrong_shapes_and_dtypes():
+    buffer = ReplayBuffer(3, 2)
+    with pytest.raises(DataError, match="'action' has shape"):
+        buffer.add(np.zeros(3), np.zeros(3), 0.0, np.zeros(3), False, False)
+    good = batch(2)
+    with pytest.raises(DataError, match="'terminated' must be bool"):
+        buffer.add_batch(TransitionBatch(**{**good.__dict__, "terminated": np.zeros(2)}))
+    with pytest.raises(DataError, match="empty"):
+        buffer.sample(1, np.random.default_rng(0))
+
+
+def test_transition_log_survives_partial_record(tmp_path):
+    log = TransitionLog(tmp_path / "t.bin", 3, 2)
+    data = batch(4)
+    for i in range(4):
+        log.append(0, i, data.obs[i], data.action[i], data.reward[i], data.next_obs[i], data.terminated[i], False)
+    log.close()
+    with open(tmp_path / "t.bin", "ab") as f:  # a kill in the middle of a write
+        f.write(b"\x00" * 13)
+    reopened = TransitionLog(tmp_path / "t.bin", 3, 2)
+    assert len(reopened) == 4
+    episodes, read = reopened.read()
+    np.testing.assert_array_equal(read.reward, data.reward)
+    np.testing.assert_array_equal(read.terminated, data.terminated)
+    _, tail = reopened.read(start=3)
+    assert len(tail) == 1 and tail.reward[0] == data.reward[3]
+    with pytest.raises(DataError, match="was written for"):
+        TransitionLog(tmp_path / "t.bin", 4, 2)
