@@ -159,18 +159,9 @@ def cmd_compare(args) -> int:
         )
     rows = compare.summarize(records)
     table = Table(title=f"Countdown, {len(problems)} held-out prompts, budget {args.budget} tokens")
-    for col in (
-        "method",
-        "gold",
-        "solved",
-        "proxy",
-        "win vs BoN",
-        "W/T/L",
-        "tokens",
-        "reward calls",
-        "value calls",
-    ):
-        table.add_column(col, justify="left" if col == "method" else "right")
+    cols = ("method", "gold", "solved", "proxy", "win", "W/T/L", "tokens", "RM calls", "V calls")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
     for r in rows:
         if r["budget"] != args.budget:
             continue
@@ -187,7 +178,11 @@ def cmd_compare(args) -> int:
         )
     console = Console()
     console.print(table)
-    console.print("win vs BoN counts a tie as half; W/T/L are wins/ties/losses on gold reward")
+    console.print(
+        "gold/proxy: mean reward of the pick; win: win rate on gold against Best-of-N at the "
+        "same budget (a tie counts half); W/T/L: wins/ties/losses; tokens, RM calls (reward "
+        "model) and V calls (value predictor): mean spent per prompt"
+    )
     path = compare.plot_reward_vs_budget(rows, args.plot)
     console.print(f"plot of reward vs budget saved to {Path(path).resolve()}")
     if args.json:
