@@ -32,7 +32,7 @@ Propagation = Literal["tsinf", "ts1", "mean"]
 class RolloutConfig:
     """How imagined trajectories are propagated through the ensemble."""
 
-    particles: int = 10
+    particles: int = 5
     """Imagined trajectories per candidate sequence K (a multiple of the ensemble size for ts1/tsinf)."""
     propagation: Propagation = "tsinf"
     """Which member moves each particle: tsinf (fixed per particle), ts1 (random per step), mean."""

@@ -35,13 +35,17 @@ class TrainConfig:
     gen_layers: int = 4
     gen_width: int = 128
     proxy_samples: int = 3000
-    """Generator samples labelled by the gold verifier to train the proxy reward on (as many
-    demonstrations, also labelled by the verifier, are added)."""
-    proxy_steps: int = 1200
-    value_problems: int = 300
-    """Problems (8 samples each) whose prefixes train the value predictors."""
+    """Generator samples labelled by the gold verifier to train the proxy reward on."""
+    proxy_demos: int = 12_000
+    """Demonstrations (labelled by the verifier) added to the proxy's training data."""
+    proxy_steps: int = 800
+    proxy_init: str = "generator"
+    """'generator': start the proxy from the generator's weights; 'scratch': a fresh small model
+    of proxy_layers x proxy_width."""
     proxy_layers: int = 2
     proxy_width: int = 96
+    value_problems: int = 300
+    """Problems (8 samples each) whose prefixes train the value predictors."""
     batch: int = 64
     lr: float = 2e-3
     context: int = 64
@@ -125,15 +129,20 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
     log(f"proxy data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
     texts = [c.prompt + c.text for c in cands]
     # Demonstrations on other problems widen coverage (solved answers are rare in samples).
-    for p in countdown.make_problems(len(cands), seed=cfg.seed + 3):
+    for p in countdown.make_problems(cfg.proxy_demos, seed=cfg.seed + 3):
         demo = countdown.demonstration(p, rng)
         texts.append(p.prompt + demo)
         scores.append(countdown.score(p.prompt, demo))
     tok = countdown_tokenizer()
     texts = [tok(t)["input_ids"] for t in texts]
-    config = _gpt2_config(tok, cfg, cfg.proxy_layers, cfg.proxy_width)
-    config.num_labels = 1  # a single regression output: the predicted gold score
-    model = GPT2ForSequenceClassification(config)
+    if cfg.proxy_init == "generator":
+        # The usual reward-model recipe: start from the policy's weights, which already encode
+        # the task's format and some arithmetic; only the score head starts from scratch.
+        model = GPT2ForSequenceClassification.from_pretrained(str(gen_dir), num_labels=1)
+    else:
+        config = _gpt2_config(tok, cfg, cfg.proxy_layers, cfg.proxy_width)
+        config.num_labels = 1  # a single regression output: the predicted gold score
+        model = GPT2ForSequenceClassification(config)
     torch.manual_seed(cfg.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.proxy_steps)

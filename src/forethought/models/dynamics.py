@@ -26,8 +26,9 @@ class ModelConfig:
 
     ensemble_size: int = 5
     """Number of ensemble members E; their disagreement is the epistemic uncertainty."""
-    hidden_size: int = 200
-    """Units in each hidden layer."""
+    hidden_size: int = 64
+    """Units in each hidden layer (PETS used 200; 64 is plenty for classic control and keeps
+    planning fast on a laptop CPU)."""
     num_hidden_layers: int = 3
     """Number of hidden layers."""
     probabilistic: bool = True
@@ -149,11 +150,16 @@ class DynamicsModel(nn.Module):
         return total
 
     @torch.no_grad()
-    def holdout_error(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-member mean squared error of the normalised mean prediction (E). Inputs B x In."""
-        mean, _, _ = self.forward_normalized(inputs.expand(self.ensemble_size, *inputs.shape))
+    def holdout_scores(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member (E) mean squared error of the normalised mean, and Gaussian NLL (equal to
+        the MSE for a deterministic model), on B x In inputs and B x T targets."""
+        mean, logvar, _ = self.forward_normalized(inputs.expand(self.ensemble_size, *inputs.shape))
         target = (targets - self.target_mean) / self.target_std
-        return ((mean - target) ** 2).mean(dim=(1, 2))
+        squared = (mean - target) ** 2
+        mse = squared.mean(dim=(1, 2))
+        if logvar is None:
+            return mse, mse
+        return mse, (squared * torch.exp(-logvar) + logvar).mean(dim=(1, 2))
 
     # ---- prediction in raw units --------------------------------------------------------
     def predict(self, obs: torch.Tensor, action: torch.Tensor) -> ModelPrediction:

@@ -64,6 +64,7 @@ class FitReport:
     train_loss: float
     holdout_error: float  # mean over members of the normalised holdout MSE
     holdout_error_per_member: list[float]
+    holdout_nll: float  # mean over members of the holdout Gaussian NLL (== MSE if deterministic)
     seconds: float
     train_size: int
     holdout_size: int
@@ -102,7 +103,9 @@ class ModelTrainer:
         else:
             member_rows = train.expand(e, n_train)  # E x N_train
 
-        best_error = model.holdout_error(inputs[hold], targets[hold])  # E
+        # Early stopping watches the holdout NLL of a probabilistic model (the mean alone can stop
+        # improving long before the variance is learned) and the MSE of a deterministic one.
+        best_mse, best_score = model.holdout_scores(inputs[hold], targets[hold])  # E, E
         best_state = {k: v.clone() for k, v in model.state_dict().items()}
         epochs_since_improvement, steps, epoch, loss_sum, loss_count = 0, 0, 0, 0.0, 0
         for epoch in range(1, cfg.max_epochs + 1):  # noqa: B007 - epoch is reported below
@@ -122,11 +125,13 @@ class ModelTrainer:
                 loss_count += 1
                 steps += 1
 
-            error = model.holdout_error(inputs[hold], targets[hold])
-            improved = error < best_error * (1 - MIN_RELATIVE_IMPROVEMENT)
+            mse, score = model.holdout_scores(inputs[hold], targets[hold])
+            # "Improves by 1%" relative to the score's magnitude (an NLL can be negative).
+            improved = score < best_score - MIN_RELATIVE_IMPROVEMENT * best_score.abs()
             if improved.any():
                 self._keep_members(best_state, improved)
-                best_error = torch.where(improved, error, best_error)
+                best_score = torch.where(improved, score, best_score)
+                best_mse = torch.where(improved, mse, best_mse)
                 epochs_since_improvement = 0
             else:
                 epochs_since_improvement += 1
@@ -140,8 +145,9 @@ class ModelTrainer:
             epochs=epoch,
             gradient_steps=steps,
             train_loss=loss_sum / max(loss_count, 1) / e,
-            holdout_error=float(best_error.mean()),
-            holdout_error_per_member=[float(x) for x in best_error],
+            holdout_error=float(best_mse.mean()),
+            holdout_error_per_member=[float(x) for x in best_mse],
+            holdout_nll=float(best_score.mean()),
             seconds=time.perf_counter() - start,
             train_size=n_train,
             holdout_size=n_holdout,

@@ -26,13 +26,13 @@ PlannerName = Literal["random", "cem", "icem", "mppi"]
 class PlannerConfig:
     """Settings for the trajectory optimisers. Each field says which planners read it."""
 
-    horizon: int = 25
+    horizon: int = 20
     """Planning horizon H in steps (all)."""
-    population: int = 200
+    population: int = 100
     """Candidates sampled per iteration P (all; iCEM's first iteration)."""
-    iterations: int = 4
+    iterations: int = 3
     """Refinement iterations per plan (cem, icem, mppi; random uses 1)."""
-    elites: int = 20
+    elites: int = 10
     """Top candidates that refit the sampling distribution (cem, icem)."""
     momentum: float = 0.1
     """Weight of the previous mean/std when refitting: new = m*old + (1-m)*elites (cem, icem)."""
@@ -44,7 +44,7 @@ class PlannerConfig:
     """Population shrinks by this factor each iteration (icem)."""
     keep_elites: float = 0.3
     """Fraction of elites carried into the next iteration and, shifted, the next plan (icem)."""
-    temperature: float = 0.5
+    temperature: float = 0.1
     """Softmax temperature on scores; lower is greedier (mppi)."""
 
     def validate(self) -> None:

@@ -1,0 +1,65 @@
+"""Known reward and termination functions must equal the environments' own, on real transitions."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from forethought.tasks import KNOWN_TASKS, get_task
+
+
+def collect(env_id, steps, seed, setup=None, policy=None):
+    env = gym.make(env_id)
+    rng = np.random.default_rng(seed)
+    rows = []
+    obs, _ = env.reset(seed=seed)
+    if setup:
+        obs = setup(env)
+    for _ in range(steps):
+        # Actions beyond the bounds on purpose: the functions must clip exactly as the env does.
+        low, high = env.action_space.low, env.action_space.high
+        action = policy(obs) if policy else rng.uniform(1.5 * low, 1.5 * high).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rows.append((obs, action, reward, next_obs, terminated))
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
+            if setup:
+                obs = setup(env)
+    as_t = lambda i: torch.as_tensor(np.array([r[i] for r in rows]), dtype=torch.float64)  # noqa: E731
+    return as_t(0), as_t(1), as_t(2), as_t(3), torch.as_tensor([r[4] for r in rows])
+
+
+def near_goal(env):
+    """Start MountainCar just left of the flag so episodes reach it."""
+    env.unwrapped.state = np.array([0.44, 0.01])
+    return np.array(env.unwrapped.state, dtype=np.float32)
+
+
+CASES = {
+    "Pendulum-v1": dict(steps=600),
+    "MountainCarContinuous-v0": dict(steps=400, setup=near_goal),
+    "InvertedPendulum-v5": dict(steps=600),
+}
+
+
+@pytest.mark.parametrize("env_id", sorted(KNOWN_TASKS))
+def test_known_reward_and_termination_match_the_environment(env_id):
+    task = get_task(env_id)
+    obs, action, reward, next_obs, terminated = collect(env_id, seed=0, **CASES[env_id])
+    predicted = task.reward_fn(obs, action, next_obs)
+    assert predicted.shape == reward.shape
+    torch.testing.assert_close(predicted, reward, rtol=0, atol=1e-5)
+    assert torch.equal(task.termination_fn(next_obs), terminated)
+    if env_id != "Pendulum-v1":
+        assert terminated.any() and (~terminated).any(), "both outcomes must be exercised"
+
+
+def test_reward_functions_accept_any_leading_shape():
+    task = get_task("Pendulum-v1")
+    out = task.reward_fn(torch.zeros(5, 2, 7, 3), torch.zeros(5, 2, 7, 1), torch.zeros(5, 2, 7, 3))
+    assert out.shape == (5, 2, 7)
+
+
+def test_unknown_env_gets_learned_heads():
+    assert get_task("Reacher-v5").reward_fn is None
