@@ -130,10 +130,10 @@ def test_colored_noise_has_unit_variance_and_the_right_colour():
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"horizon": 0}, "planner.horizon"),
-        ({"population": 10, "elites": 20}, "planner.elites"),
-        ({"iterations": 0}, "planner.iterations"),
-        ({"temperature": 0.0}, "planner.temperature"),
+        ({"horizon": 0}, "planning.horizon"),
+        ({"population": 10, "elites": 20}, "planning.elites"),
+        ({"iterations": 0}, "planning.iterations"),
+        ({"temperature": 0.0}, "planning.temperature"),
     ],
 )
 def test_impossible_settings_name_the_field(changes, field):

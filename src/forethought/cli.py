@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tyro
 from rich.console import Console
+from rich.text import Text
 
 from forethought.config import TrainConfig
 from forethought.errors import ForethoughtError
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_train(config, console)
         return _run_train(command, console)
     except ForethoughtError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Text, not markup: messages quote user values such as "[nan, 0.0]" verbatim.
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; continue with `forethought train --resume RUN_DIR`")

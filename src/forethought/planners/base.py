@@ -48,20 +48,20 @@ class PlannerConfig:
     """Softmax temperature on scores; lower is greedier (mppi)."""
 
     def validate(self) -> None:
-        require(self.horizon >= 1, "planner.horizon", "must be at least 1 step")
-        require(self.population >= 1, "planner.population", "must be at least 1")
-        require(self.iterations >= 1, "planner.iterations", "must be at least 1")
+        require(self.horizon >= 1, "planning.horizon", "must be at least 1 step")
+        require(self.population >= 1, "planning.population", "must be at least 1")
+        require(self.iterations >= 1, "planning.iterations", "must be at least 1")
         require(
             1 <= self.elites <= self.population,
-            "planner.elites",
-            f"must be between 1 and planner.population ({self.population}), got {self.elites}",
+            "planning.elites",
+            f"must be between 1 and planning.population ({self.population}), got {self.elites}",
         )
-        require(0.0 <= self.momentum < 1.0, "planner.momentum", "must be in [0, 1)")
-        require(self.init_std > 0, "planner.init_std", "must be positive")
-        require(self.noise_beta >= 0, "planner.noise_beta", "must be non-negative")
-        require(self.population_decay >= 1.0, "planner.population_decay", "must be at least 1")
-        require(0.0 <= self.keep_elites <= 1.0, "planner.keep_elites", "must be in [0, 1]")
-        require(self.temperature > 0, "planner.temperature", "must be positive")
+        require(0.0 <= self.momentum < 1.0, "planning.momentum", "must be in [0, 1)")
+        require(self.init_std > 0, "planning.init_std", "must be positive")
+        require(self.noise_beta >= 0, "planning.noise_beta", "must be non-negative")
+        require(self.population_decay >= 1.0, "planning.population_decay", "must be at least 1")
+        require(0.0 <= self.keep_elites <= 1.0, "planning.keep_elites", "must be in [0, 1]")
+        require(self.temperature > 0, "planning.temperature", "must be positive")
 
 
 @dataclass
