@@ -78,13 +78,22 @@ def test_transition_log_survives_partial_record(tmp_path):
     log = TransitionLog(tmp_path / "t.bin", 3, 2)
     data = batch(4)
     for i in range(4):
-        log.append(0, i, data.obs[i], data.action[i], data.reward[i], data.next_obs[i], data.terminated[i], False)
+        log.append(
+            0,
+            i,
+            data.obs[i],
+            data.action[i],
+            data.reward[i],
+            data.next_obs[i],
+            data.terminated[i],
+            False,
+        )
     log.close()
     with open(tmp_path / "t.bin", "ab") as f:  # a kill in the middle of a write
         f.write(b"\x00" * 13)
     reopened = TransitionLog(tmp_path / "t.bin", 3, 2)
     assert len(reopened) == 4
-    episodes, read = reopened.read()
+    _episodes, read = reopened.read()
     np.testing.assert_array_equal(read.reward, data.reward)
     np.testing.assert_array_equal(read.terminated, data.terminated)
     _, tail = reopened.read(start=3)

@@ -5,12 +5,12 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from helpers import TINY_ARGS, tiny_config
 
 from forethought.buffer import ReplayBuffer
 from forethought.cli import main
 from forethought.loop import train
 from forethought.runs import RunDir
+from helpers import TINY_ARGS, tiny_config
 
 
 def test_run_writes_its_directory(tmp_path):
@@ -20,7 +20,14 @@ def test_run_writes_its_directory(tmp_path):
     assert [r["episode"] for r in rows] == [0, 1, 2]
     assert [r["env_steps"] for r in rows] == [30, 60, 90]
     assert rows[0]["policy"] == "random" and rows[1]["policy"] == "mpc-icem"
-    for key in ("return", "eval_return", "holdout_error", "fit_seconds", "ms_per_action", "model_rows"):
+    for key in (
+        "return",
+        "eval_return",
+        "holdout_error",
+        "fit_seconds",
+        "ms_per_action",
+        "model_rows",
+    ):
         assert key in rows[-1]
     assert len(rows[-1]["eval_returns"]) == 2
     assert run.plot_path.stat().st_size > 10_000
@@ -85,8 +92,19 @@ class NaNAfterFiveSteps(gym.Wrapper):
 
 
 def test_nan_observation_is_refused_naming_the_step(tmp_path, capsys):
-    gym.register("ForethoughtTest/NaNPendulum-v0", entry_point=NaNAfterFiveSteps, max_episode_steps=30)
-    code = main(["train", "--out", str(tmp_path / "run"), *TINY_ARGS, "--env", "ForethoughtTest/NaNPendulum-v0"])
+    gym.register(
+        "ForethoughtTest/NaNPendulum-v0", entry_point=NaNAfterFiveSteps, max_episode_steps=30
+    )
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            *TINY_ARGS,
+            "--env",
+            "ForethoughtTest/NaNPendulum-v0",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 2
     assert "non-finite observation" in out and "environment step 5" in out

@@ -35,15 +35,17 @@ def test_learns_a_known_linear_system():
     action = rng.uniform(-1, 1, (2000, 1))
     next_obs = obs @ a_matrix.T + action @ b_matrix.T
     torch.manual_seed(0)
-    model = DynamicsModel(3, 1, ModelConfig(ensemble_size=3, hidden_size=64, num_hidden_layers=2, probabilistic=False))
+    model = DynamicsModel(
+        3, 1, ModelConfig(ensemble_size=3, hidden_size=64, num_hidden_layers=2, probabilistic=False)
+    )
     report = ModelTrainer(model, FitConfig(batch_size=128, max_epochs=150, patience=20)).fit(
         transitions(obs, action, next_obs), rng
     )
     test_obs = torch.as_tensor(rng.uniform(-1, 1, (500, 3)), dtype=torch.float32)
     test_action = torch.as_tensor(rng.uniform(-1, 1, (500, 1)), dtype=torch.float32)
-    truth = test_obs @ torch.as_tensor(a_matrix.T, dtype=torch.float32) + test_action @ torch.as_tensor(
-        b_matrix.T, dtype=torch.float32
-    )
+    truth = test_obs @ torch.as_tensor(
+        a_matrix.T, dtype=torch.float32
+    ) + test_action @ torch.as_tensor(b_matrix.T, dtype=torch.float32)
     with torch.no_grad():
         pred = model.predict(test_obs, test_action)
     assert pred.next_obs_mean.shape == (3, 500, 3)
@@ -84,11 +86,16 @@ def test_learned_reward_and_termination_heads():
     data = transitions(obs, action, next_obs, reward)
     data = TransitionBatch(**{**data.__dict__, "terminated": next_obs[:, 0] > 0.5})
     torch.manual_seed(2)
-    model = DynamicsModel(2, 1, ModelConfig(ensemble_size=2, hidden_size=64, num_hidden_layers=2), True, True)
+    model = DynamicsModel(
+        2, 1, ModelConfig(ensemble_size=2, hidden_size=64, num_hidden_layers=2), True, True
+    )
     ModelTrainer(model, FitConfig(batch_size=128, max_epochs=100, patience=15)).fit(data, rng)
     with torch.no_grad():
         pred = model.predict(torch.tensor([[0.9, 0.0], [0.0, 0.0]]), torch.zeros(2, 1))
-    assert abs(pred.reward[:, 0].mean().item() + 0.81) < 0.1 and abs(pred.reward[:, 1].mean().item()) < 0.1
+    assert (
+        abs(pred.reward[:, 0].mean().item() + 0.81) < 0.1
+        and abs(pred.reward[:, 1].mean().item()) < 0.1
+    )
     assert (pred.terminated_logit[:, 0] > 0).all() and (pred.terminated_logit[:, 1] < 0).all()
 
 
@@ -97,7 +104,9 @@ def test_bootstrap_members_disagree_away_from_data_and_fit_is_deterministic():
         rng = np.random.default_rng(seed)
         obs = rng.uniform(-1, 1, (300, 1))
         torch.manual_seed(seed)
-        model = DynamicsModel(1, 1, ModelConfig(ensemble_size=4, hidden_size=32, num_hidden_layers=2))
+        model = DynamicsModel(
+            1, 1, ModelConfig(ensemble_size=4, hidden_size=32, num_hidden_layers=2)
+        )
         report = ModelTrainer(model, FitConfig(max_epochs=30)).fit(
             transitions(obs, np.zeros((300, 1)), np.sin(3 * obs)), rng
         )

@@ -13,8 +13,16 @@ THRESHOLD = -200.0
 def test_pendulum_swings_up_within_five_episodes(tmp_path):
     finals = []
     for seed in range(3):
-        result = train(TrainConfig(env="Pendulum-v1", planner="icem", episodes=5, seed=seed,
-                                   out=tmp_path / f"seed{seed}", quiet=True))
+        result = train(
+            TrainConfig(
+                env="Pendulum-v1",
+                planner="icem",
+                episodes=5,
+                seed=seed,
+                out=tmp_path / f"seed{seed}",
+                quiet=True,
+            )
+        )
         finals.append(result.history[-1]["eval_return"])
         assert result.history[-1]["env_steps"] == 1000
     print("final mean evaluation returns per seed:", finals)

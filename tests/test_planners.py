@@ -57,7 +57,9 @@ def test_finds_quadratic_optimum_for_each_problem_in_a_batch(name):
 @pytest.mark.parametrize("name", sorted(PLANNERS))
 def test_escapes_local_optimum(name):
     # MPPI needs wide noise to see the far peak, which costs it precision at the end.
-    wide_mppi = PlannerConfig(horizon=2, population=300, iterations=15, init_std=0.2, temperature=0.05)
+    wide_mppi = PlannerConfig(
+        horizon=2, population=300, iterations=15, init_std=0.2, temperature=0.05
+    )
     cfg = {**CONFIGS, "mppi": wide_mppi}[name]
     cfg = PlannerConfig(**{**cfg.__dict__, "horizon": 2 if name != "random" else 1})
     planner = make_planner(name, cfg, LOWER, UPPER)
@@ -74,15 +76,21 @@ def test_icem_matches_cem_with_fewer_evaluations():
     quality while scoring far fewer candidates: the point of Pinneri et al. (2020)."""
     horizon = 30
     t = torch.linspace(0, 1, horizon)
-    target = torch.stack([0.8 * torch.sin(2 * math.pi * t), 0.5 * torch.cos(3 * math.pi * t)], -1)[None]
+    target = torch.stack([0.8 * torch.sin(2 * math.pi * t), 0.5 * torch.cos(3 * math.pi * t)], -1)[
+        None
+    ]
     objective = quadratic(target)
     scores, evaluations = {}, {}
     for name, cfg in {
         "cem": PlannerConfig(horizon=horizon, population=500, iterations=6, elites=50),
-        "icem": PlannerConfig(horizon=horizon, population=150, iterations=6, elites=15, noise_beta=2.0),
+        "icem": PlannerConfig(
+            horizon=horizon, population=150, iterations=6, elites=15, noise_beta=2.0
+        ),
     }.items():
         results = [
-            make_planner(name, cfg, LOWER, UPPER).plan(objective, generator=torch.Generator().manual_seed(s))
+            make_planner(name, cfg, LOWER, UPPER).plan(
+                objective, generator=torch.Generator().manual_seed(s)
+            )
             for s in range(5)
         ]
         scores[name] = sum(objective(r.actions.unsqueeze(1)).item() for r in results) / len(results)

@@ -10,10 +10,10 @@ import sys
 import time
 
 import numpy as np
-from helpers import TINY_ARGS
 
 from forethought.buffer import ReplayBuffer, TransitionLog
 from forethought.runs import RunDir
+from helpers import TINY_ARGS
 
 EPISODES, STEPS = 4, 30
 
@@ -75,7 +75,9 @@ def test_sigkill_mid_episode_then_resume_loses_and_duplicates_nothing(tmp_path):
     episodes = [r["episode"] for r in rows if "env_steps" in r]
     assert episodes == list(range(EPISODES))  # each episode recorded once
     interruptions = [r for r in rows if r.get("event") == "interrupted"]
-    assert sum(r["transitions_recovered"] for r in interruptions) == len(final_log) - EPISODES * STEPS
+    assert (
+        sum(r["transitions_recovered"] for r in interruptions) == len(final_log) - EPISODES * STEPS
+    )
     assert rows[-1]["env_steps"] == len(final_log)
 
 

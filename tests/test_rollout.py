@@ -39,13 +39,20 @@ def test_tsinf_keeps_each_particle_on_one_member():
     model, h = OffsetEnsemble(3), 4
     actions = torch.zeros(1, 2, h, 1)
     actions[0, 1] = 1.0  # candidate 1 adds 1 per step
-    out = imagine(model, torch.zeros(1, 1), actions, RolloutConfig(particles=6, propagation="tsinf"),
-                  reward_is_next_state)
+    out = imagine(
+        model,
+        torch.zeros(1, 1),
+        actions,
+        RolloutConfig(particles=6, propagation="tsinf"),
+        reward_is_next_state,
+    )
     # Particle on member e, candidate c: states (c+e)*t for t=1..h, return (c+e)*h(h+1)/2.
     per_particle = out.particle_returns[0]  # P x K
     expected_members = torch.arange(6) % 3
     for c in range(2):
-        torch.testing.assert_close(per_particle[c], (c + expected_members).float() * h * (h + 1) / 2)
+        torch.testing.assert_close(
+            per_particle[c], (c + expected_members).float() * h * (h + 1) / 2
+        )
     torch.testing.assert_close(out.returns[0], per_particle.mean(-1))
     assert out.model_rows == h * 2 * 6
 
@@ -53,8 +60,14 @@ def test_tsinf_keeps_each_particle_on_one_member():
 def test_ts1_mixes_members_but_keeps_the_average_and_particle_identity():
     model, h = OffsetEnsemble(4), 5
     actions = torch.zeros(2, 3, h, 1)
-    out = imagine(model, torch.zeros(2, 1), actions, RolloutConfig(particles=8, propagation="ts1"),
-                  reward_is_next_state, generator=torch.Generator().manual_seed(0))
+    out = imagine(
+        model,
+        torch.zeros(2, 1),
+        actions,
+        RolloutConfig(particles=8, propagation="ts1"),
+        reward_is_next_state,
+        generator=torch.Generator().manual_seed(0),
+    )
     # Every step each member gets exactly a quarter of the rows, so the average increment over
     # all particles is (0+1+2+3)/4 = 1.5 per step; returns average 1.5 * h(h+1)/2.
     assert out.particle_returns.mean().item() == pytest.approx(1.5 * h * (h + 1) / 2)
@@ -63,8 +76,13 @@ def test_ts1_mixes_members_but_keeps_the_average_and_particle_identity():
 
 def test_mean_propagation_averages_members():
     model = OffsetEnsemble(5)
-    out = imagine(model, torch.zeros(1, 1), torch.zeros(1, 1, 3, 1),
-                  RolloutConfig(particles=1, propagation="mean"), reward_is_next_state)
+    out = imagine(
+        model,
+        torch.zeros(1, 1),
+        torch.zeros(1, 1, 3, 1),
+        RolloutConfig(particles=1, propagation="mean"),
+        reward_is_next_state,
+    )
     torch.testing.assert_close(out.returns, torch.tensor([[2.0 + 4.0 + 6.0]]))
 
 
@@ -78,7 +96,9 @@ def test_no_reward_after_predicted_termination():
     def ends_past_three(next_obs):
         return next_obs[..., 0] >= 3
 
-    out = imagine(model, torch.zeros(1, 1), actions, RolloutConfig(particles=1), plus_one, ends_past_three)
+    out = imagine(
+        model, torch.zeros(1, 1), actions, RolloutConfig(particles=1), plus_one, ends_past_three
+    )
     assert out.returns.item() == 3.0  # steps reaching 1, 2 and 3 pay; the episode ends at 3
 
 

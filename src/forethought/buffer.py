@@ -89,7 +89,9 @@ class ReplayBuffer:
         for name, shape in expected.items():
             value = np.asarray(getattr(batch, name))
             if value.shape != shape:
-                raise DataError(f"transition field '{name}' has shape {value.shape}, expected {shape}")
+                raise DataError(
+                    f"transition field '{name}' has shape {value.shape}, expected {shape}"
+                )
             if name in ("terminated", "truncated"):
                 if value.dtype != bool:
                     raise DataError(f"transition field '{name}' must be bool, got {value.dtype}")
@@ -136,7 +138,7 @@ class ReplayBuffer:
             raise DataError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
         data = self.all()
         order = rng.permutation(len(data))
-        n_holdout = int(round(holdout_fraction * len(data)))
+        n_holdout = round(holdout_fraction * len(data))
         return data[order[n_holdout:]], data[order[:n_holdout]]
 
     # ---- persistence -------------------------------------------------------------------
@@ -190,7 +192,7 @@ class TransitionLog:
         else:
             atomic_write_bytes(meta_path, json.dumps(meta).encode())
         self._truncate_partial_record()
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the run's life
+        self._file = open(self.path, "ab")
 
     def _truncate_partial_record(self) -> None:
         if not self.path.exists():

@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if isinstance(command, DemoArgs):
             config = demo_config(command)
-            console.print(f"[bold]forethought demo[/]: {config.env}, planner {config.planner}, "
-                          f"{config.episodes} episodes, run directory {config.out}")
+            console.print(
+                f"[bold]forethought demo[/]: {config.env}, planner {config.planner}, "
+                f"{config.episodes} episodes, run directory {config.out}"
+            )
             return _run_train(config, console)
         return _run_train(command, console)
     except ForethoughtError as exc:
@@ -97,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted; continue with `forethought train --resume RUN_DIR`")
         return 130
-
 
 
 if __name__ == "__main__":

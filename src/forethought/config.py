@@ -65,7 +65,11 @@ class TrainConfig:
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
         require(self.episodes >= 1, "episodes", "must be at least 1")
-        require(self.warmup_episodes >= 1, "warmup_episodes", "must be at least 1 (the model needs data)")
+        require(
+            self.warmup_episodes >= 1,
+            "warmup_episodes",
+            "must be at least 1 (the model needs data)",
+        )
         require(
             self.warmup_episodes <= self.episodes,
             "warmup_episodes",
@@ -91,7 +95,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        nested = {"model": ModelConfig, "fit": FitConfig, "planning": PlannerConfig, "rollout": RolloutConfig}
+        nested = {
+            "model": ModelConfig,
+            "fit": FitConfig,
+            "planning": PlannerConfig,
+            "rollout": RolloutConfig,
+        }
         kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
         for key in ("out", "resume"):
             if kwargs.get(key) is not None:
@@ -103,7 +112,13 @@ def check_device(device: str) -> None:
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise ConfigError("device", f"'{device}' is not a torch device; use cpu, cuda or cuda:N") from None
+        raise ConfigError(
+            "device", f"'{device}' is not a torch device; use cpu, cuda or cuda:N"
+        ) from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", f"'{device}' was asked for, but this torch build sees no CUDA GPU; use cpu")
-    require(parsed.type in ("cpu", "cuda"), "device", f"'{device}' is not supported; use cpu or cuda")
+        raise ConfigError(
+            "device", f"'{device}' was asked for, but this torch build sees no CUDA GPU; use cpu"
+        )
+    require(
+        parsed.type in ("cpu", "cuda"), "device", f"'{device}' is not supported; use cpu or cuda"
+    )

@@ -92,7 +92,11 @@ def resume(run_dir: Path, console: Console | None = None) -> RunResult:
     if len(tail):
         run.buffer.add_batch(tail)
         run.progress.history.append(
-            {"event": "interrupted", "episode": run.progress.episode, "transitions_recovered": len(tail)}
+            {
+                "event": "interrupted",
+                "episode": run.progress.episode,
+                "transitions_recovered": len(tail),
+            }
         )
     run.progress.env_steps = run.buffer.total_added
     directory.rewrite_metrics(run.progress.history)
@@ -104,7 +108,9 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    make_kwargs = {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
+    make_kwargs = (
+        {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
+    )
     env = make_env(config.env, seed=config.seed, **make_kwargs)
     check_continuous(env, config.env, config.planner)
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
@@ -117,7 +123,9 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         learn_reward=task.reward_fn is None,
         learn_termination=task.termination_fn is None,
     ).to(config.device)
-    planner = make_planner(config.planner, config.planning, env.action_space.low, env.action_space.high)
+    planner = make_planner(
+        config.planner, config.planning, env.action_space.low, env.action_space.high
+    )
     agent = MPCAgent(model, planner, task, config.rollout, device=config.device, seed=config.seed)
     return Run(
         config=config,
@@ -159,7 +167,11 @@ def _execute(run: Run, console: Console | None) -> RunResult:
 
             bar.start_episode(episode)
             result = run_episode(
-                run.env, policy, TRAIN_SEED_STRIDE * config.seed + episode, on_step, run.buffer.total_added
+                run.env,
+                policy,
+                TRAIN_SEED_STRIDE * config.seed + episode,
+                on_step,
+                run.buffer.total_added,
             )
             progress.env_steps = run.buffer.total_added
 

@@ -23,7 +23,9 @@ import torch
 from forethought.errors import require
 from forethought.models.dynamics import DynamicsModel
 
-RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (...xO, ...xA, ...xO) -> ...
+RewardFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
+]  # (...xO, ...xA, ...xO) -> ...
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]  # (... x O) -> ... bool
 Propagation = Literal["tsinf", "ts1", "mean"]
 
@@ -81,14 +83,20 @@ def imagine(
 ) -> Imagination:
     """Roll out B x P x H x A action sequences from B x O start states."""
     b, p, h, a = actions.shape
-    assert obs.shape == (b, model.obs_dim), f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
+    assert obs.shape == (b, model.obs_dim), (
+        f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
+    )
     e, k = model.ensemble_size, config.particles
     mean_mode = config.propagation == "mean"
     groups = 1 if mean_mode else e  # leading dimension of the particle layout
     m = b * p * k // groups
     # Particle index k = k1 * groups + g; member-major layout (g, b, p, k1) -> groups x M.
     state = obs.view(1, b, 1, 1, -1).expand(groups, b, p, k // groups, -1).reshape(groups, m, -1)
-    plan = actions.view(1, b, p, 1, h, a).expand(groups, b, p, k // groups, h, a).reshape(groups, m, h, a)
+    plan = (
+        actions.view(1, b, p, 1, h, a)
+        .expand(groups, b, p, k // groups, h, a)
+        .reshape(groups, m, h, a)
+    )
     total = torch.zeros(groups, m, device=obs.device)
     alive = torch.ones(groups, m, dtype=torch.bool, device=obs.device)
     rows = 0
@@ -103,7 +111,9 @@ def imagine(
             alive = alive & ~done
         state = next_state
     per_particle = total.view(groups, b, p, k // groups).permute(1, 2, 3, 0).reshape(b, p, k)
-    return Imagination(returns=per_particle.mean(dim=-1), particle_returns=per_particle, model_rows=rows)
+    return Imagination(
+        returns=per_particle.mean(dim=-1), particle_returns=per_particle, model_rows=rows
+    )
 
 
 def _step(model, state, action, config, generator):
@@ -113,9 +123,15 @@ def _step(model, state, action, config, generator):
         pred = model.predict(flat_state, flat_action)  # every member sees every row
         next_mean = pred.next_obs_mean.mean(0, keepdim=True)  # 1 x M x O
         # Moment matching: total variance = mean aleatoric variance + spread of member means.
-        next_var = pred.next_obs_var.mean(0, keepdim=True) + pred.next_obs_mean.var(0, unbiased=False, keepdim=True)
+        next_var = pred.next_obs_var.mean(0, keepdim=True) + pred.next_obs_mean.var(
+            0, unbiased=False, keepdim=True
+        )
         reward = pred.reward.mean(0, keepdim=True) if pred.reward is not None else None
-        logit = pred.terminated_logit.mean(0, keepdim=True) if pred.terminated_logit is not None else None
+        logit = (
+            pred.terminated_logit.mean(0, keepdim=True)
+            if pred.terminated_logit is not None
+            else None
+        )
         rows = model.ensemble_size * flat_state.shape[0]
     else:
         perm = None

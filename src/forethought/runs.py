@@ -96,7 +96,9 @@ def rng_states(rng: np.random.Generator, generator: torch.Generator) -> dict[str
     }
 
 
-def restore_rng_states(states: dict[str, Any], rng: np.random.Generator, generator: torch.Generator) -> None:
+def restore_rng_states(
+    states: dict[str, Any], rng: np.random.Generator, generator: torch.Generator
+) -> None:
     rng.bit_generator.state = states["numpy"]
     torch.set_rng_state(states["torch"])
     generator.set_state(states["planner"])

@@ -69,7 +69,11 @@ class MPCAgent:
         initial = self._plans[index] if self._plans is not None else None
         elites = self._elites[index] if self._elites is not None else None
         result = self.planner.plan(
-            self.objective(obs_t), batch=batch, initial=initial, elites=elites, generator=self.generator
+            self.objective(obs_t),
+            batch=batch,
+            initial=initial,
+            elites=elites,
+            generator=self.generator,
         )
         full = self._plans.shape[0] if self._plans is not None else batch
         center = self.planner.center

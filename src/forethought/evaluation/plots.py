@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def plot_learning_curve(
@@ -19,15 +19,23 @@ def plot_learning_curve(
     rows = [r for r in history if "env_steps" in r]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     steps = [r["env_steps"] for r in rows]
-    ax.plot(steps, [r["return"] for r in rows], "o--", color="0.55", label="training episode return")
+    ax.plot(
+        steps, [r["return"] for r in rows], "o--", color="0.55", label="training episode return"
+    )
     evals = [r for r in rows if r.get("eval_return") is not None]
     if evals:
         x = [r["env_steps"] for r in evals]
         mean = [r["eval_return"] for r in evals]
         std = [r["eval_return_std"] for r in evals]
         ax.plot(x, mean, "o-", color="tab:blue", label="evaluation return (mean)")
-        ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color="tab:blue", alpha=0.2, label="evaluation ± std")
+        ax.fill_between(
+            x,
+            [m - s for m, s in zip(mean, std, strict=False)],
+            [m + s for m, s in zip(mean, std, strict=False)],
+            color="tab:blue",
+            alpha=0.2,
+            label="evaluation ± std",
+        )
     if threshold is not None:
         ax.axhline(threshold, color="tab:green", ls=":", label=f"solved ({threshold:g})")
     ax.set_xlabel("environment steps")

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class RunProgress:
@@ -24,7 +31,9 @@ class RunProgress:
             console=console,
             disable=config.quiet,
         )
-        self._task = self._progress.add_task("training", total=total, completed=done_steps, status="")
+        self._task = self._progress.add_task(
+            "training", total=total, completed=done_steps, status=""
+        )
         self._last_eval = ""
 
     def __enter__(self) -> RunProgress:
@@ -36,7 +45,9 @@ class RunProgress:
 
     def start_episode(self, episode: int) -> None:
         self._progress.update(
-            self._task, description=f"episode {episode + 1}/{self.config.episodes}", status=f"acting {self._last_eval}"
+            self._task,
+            description=f"episode {episode + 1}/{self.config.episodes}",
+            status=f"acting {self._last_eval}",
         )
 
     def advance_step(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 
@@ -12,9 +13,9 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def summary_table(history: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("episode", "policy", "env steps", "return", "eval return", "holdout err", "fit s", "ms/action"):
-        table.add_column(name, justify="right")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("ep", "policy", "steps", "return", "eval return", "holdout", "fit s", "ms/act"):
+        table.add_column(name, justify="right", no_wrap=True)
     for r in history:
         if "env_steps" not in r:
             continue

@@ -145,12 +145,16 @@ class DynamicsModel(nn.Module):
         if logvar is not None:
             total = total + LOGVAR_BOUND_PENALTY * (self.max_logvar.sum() - self.min_logvar.sum())
         if term_logit is not None and terminated is not None:
-            bce = F.binary_cross_entropy_with_logits(term_logit, terminated.float(), reduction="none")
+            bce = F.binary_cross_entropy_with_logits(
+                term_logit, terminated.float(), reduction="none"
+            )
             total = total + bce.mean(dim=1).sum()
         return total
 
     @torch.no_grad()
-    def holdout_scores(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def holdout_scores(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member (E) mean squared error of the normalised mean, and Gaussian NLL (equal to
         the MSE for a deterministic model), on B x In inputs and B x T targets."""
         mean, logvar, _ = self.forward_normalized(inputs.expand(self.ensemble_size, *inputs.shape))

@@ -6,6 +6,7 @@ there is never a Python loop over members.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -50,12 +51,14 @@ class EnsembleMLP(nn.Module):
         super().__init__()
         sizes = [in_features] + [hidden_size] * num_hidden_layers
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [EnsembleLinear(ensemble_size, fan_in, fan_out), ACTIVATIONS[activation]()]
         layers.append(EnsembleLinear(ensemble_size, sizes[-1], out_features))
         self.layers = nn.Sequential(*layers)
         self.ensemble_size = ensemble_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert x.dim() == 3 and x.shape[0] == self.ensemble_size, f"expected E x B x D, got {tuple(x.shape)}"
+        assert x.dim() == 3 and x.shape[0] == self.ensemble_size, (
+            f"expected E x B x D, got {tuple(x.shape)}"
+        )
         return self.layers(x)

@@ -93,13 +93,15 @@ class ModelTrainer:
         terminated = t.terminated
 
         order = torch.as_tensor(rng.permutation(len(data)), device=device)
-        n_holdout = max(1, int(round(cfg.holdout_fraction * len(data))))
+        n_holdout = max(1, round(cfg.holdout_fraction * len(data)))
         hold, train = order[:n_holdout], order[n_holdout:]
         model.set_normalization(inputs[train], targets[train])
 
         e, n_train = model.ensemble_size, len(train)
         if cfg.bootstrap:
-            member_rows = train[torch.as_tensor(rng.integers(0, n_train, (e, n_train)), device=device)]
+            member_rows = train[
+                torch.as_tensor(rng.integers(0, n_train, (e, n_train)), device=device)
+            ]
         else:
             member_rows = train.expand(e, n_train)  # E x N_train
 

@@ -1,11 +1,23 @@
 """Trajectory optimisers behind one contract: `objective(B x P x H x A) -> B x P`."""
 
-from forethought.planners.base import Objective, Planner, PlannerConfig, PlannerName, PlanResult, shift_plan
+from forethought.planners.base import (
+    Objective,
+    Planner,
+    PlannerConfig,
+    PlannerName,
+    PlanResult,
+    shift_plan,
+)
 from forethought.planners.cem import CEM, RandomShooting
 from forethought.planners.icem import ICEM, colored_noise
 from forethought.planners.mppi import MPPI
 
-PLANNERS: dict[str, type[Planner]] = {"random": RandomShooting, "cem": CEM, "icem": ICEM, "mppi": MPPI}
+PLANNERS: dict[str, type[Planner]] = {
+    "random": RandomShooting,
+    "cem": CEM,
+    "icem": ICEM,
+    "mppi": MPPI,
+}
 
 
 def make_planner(name: str, config: PlannerConfig, lower, upper) -> Planner:

@@ -80,8 +80,16 @@ class Planner(ABC):
     def __init__(self, config: PlannerConfig, lower: torch.Tensor, upper: torch.Tensor):
         config.validate()
         lower, upper = torch.as_tensor(lower).float(), torch.as_tensor(upper).float()
-        require(lower.dim() == 1 and lower.shape == upper.shape, "action bounds", "must be 1-D, same shape")
-        require(bool((upper > lower).all()), "action bounds", "every upper bound must exceed its lower bound")
+        require(
+            lower.dim() == 1 and lower.shape == upper.shape,
+            "action bounds",
+            "must be 1-D, same shape",
+        )
+        require(
+            bool((upper > lower).all()),
+            "action bounds",
+            "every upper bound must exceed its lower bound",
+        )
         self.config, self.lower, self.upper = config, lower, upper
         self.action_dim = lower.shape[0]
 
@@ -98,7 +106,9 @@ class Planner(ABC):
         h, a = self.config.horizon, self.action_dim
         if initial is None:
             return self.center.expand(batch, h, a).clone()
-        assert initial.shape == (batch, h, a), f"warm start {tuple(initial.shape)} != {(batch, h, a)}"
+        assert initial.shape == (batch, h, a), (
+            f"warm start {tuple(initial.shape)} != {(batch, h, a)}"
+        )
         return initial.clone()
 
     def clip(self, actions: torch.Tensor) -> torch.Tensor:

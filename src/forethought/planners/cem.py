@@ -31,7 +31,9 @@ class CEM(Planner):
         std = (cfg.init_std * (self.upper - self.lower)).expand_as(mean).clone()
         best_actions, best_score = mean, torch.full((batch,), -torch.inf, device=mean.device)
         for _ in range(cfg.iterations):
-            noise = torch.randn(batch, cfg.population, *mean.shape[1:], generator=generator, device=mean.device)
+            noise = torch.randn(
+                batch, cfg.population, *mean.shape[1:], generator=generator, device=mean.device
+            )
             candidates = self.clip(mean.unsqueeze(1) + std.unsqueeze(1) * noise)  # B x P x H x A
             scores = self.score(objective, candidates)
             mean, std = self.refit(mean, std, candidates, scores)

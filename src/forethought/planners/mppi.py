@@ -20,16 +20,24 @@ class MPPI(Planner):
         std = cfg.init_std * (self.upper - self.lower)  # A
         best_score = torch.full((batch,), -torch.inf, device=mean.device)
         for _ in range(cfg.iterations):
-            noise = torch.randn(batch, cfg.population, *mean.shape[1:], generator=generator, device=mean.device)
+            noise = torch.randn(
+                batch, cfg.population, *mean.shape[1:], generator=generator, device=mean.device
+            )
             candidates = self.clip(mean.unsqueeze(1) + std * noise)  # B x P x H x A
             candidates[:, 0] = mean  # the current mean competes too
             scores = self.score(objective, candidates)
             # Normalise scores per problem so the temperature means the same thing for any
             # reward scale: weights = softmax((s - max) / (temperature * spread)).
-            spread = (scores.max(1, keepdim=True).values - scores.min(1, keepdim=True).values).clamp_min(1e-8)
+            spread = (
+                scores.max(1, keepdim=True).values - scores.min(1, keepdim=True).values
+            ).clamp_min(1e-8)
             spread = torch.nan_to_num(spread, posinf=1.0)
-            weights = torch.softmax((scores - scores.max(1, keepdim=True).values) / (cfg.temperature * spread), dim=1)
+            weights = torch.softmax(
+                (scores - scores.max(1, keepdim=True).values) / (cfg.temperature * spread), dim=1
+            )
             weights = torch.nan_to_num(weights)
             mean = (weights.view(*weights.shape, 1, 1) * candidates).sum(dim=1)
             best_score = torch.maximum(best_of(candidates, scores)[1], best_score)
-        return PlanResult(actions=mean, score=best_score, evaluations=cfg.population * cfg.iterations)
+        return PlanResult(
+            actions=mean, score=best_score, evaluations=cfg.population * cfg.iterations
+        )

@@ -1,11 +1,19 @@
 """Per-environment knowledge. Any Gymnasium env with Box spaces runs; the ones listed here
 also have known reward and termination functions, so the model need not learn them."""
 
-from forethought.tasks.base import TaskSpec, check_continuous, check_finite_obs, make_env, never_terminates
+from forethought.tasks.base import (
+    TaskSpec,
+    check_continuous,
+    check_finite_obs,
+    make_env,
+    never_terminates,
+)
 from forethought.tasks.classic import MOUNTAIN_CAR, PENDULUM, mountain_car_reward, pendulum_reward
 from forethought.tasks.mujoco import INVERTED_PENDULUM, inverted_pendulum_reward
 
-KNOWN_TASKS: dict[str, TaskSpec] = {t.env_id: t for t in (PENDULUM, MOUNTAIN_CAR, INVERTED_PENDULUM)}
+KNOWN_TASKS: dict[str, TaskSpec] = {
+    t.env_id: t for t in (PENDULUM, MOUNTAIN_CAR, INVERTED_PENDULUM)
+}
 
 
 def get_task(env_id: str) -> TaskSpec:

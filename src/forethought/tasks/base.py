@@ -41,10 +41,13 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     except gym.error.Error as exc:
         known = sorted(k for k in gym.registry if not k.startswith(("ALE/", "GymV")))[:12]
         raise ConfigError(
-            "env", f"cannot make environment '{env_id}' ({exc}). Known ids include {', '.join(known)}, ..."
+            "env",
+            f"cannot make environment '{env_id}' ({exc}). Known ids include {', '.join(known)}, ...",
         ) from None
     except ImportError as exc:
-        raise ConfigError("env", f"environment '{env_id}' needs a package that is missing: {exc}") from None
+        raise ConfigError(
+            "env", f"environment '{env_id}' needs a package that is missing: {exc}"
+        ) from None
     if seed is not None:
         env.action_space.seed(seed)
     return env
@@ -59,11 +62,16 @@ def check_continuous(env: gym.Env, env_id: str, planner: str) -> None:
             f"'{planner}' optimises continuous (Box) actions; choose an environment with a Box "
             "action space (e.g. Pendulum-v1, MountainCarContinuous-v0)",
         )
-    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+    if (
+        not isinstance(env.observation_space, gym.spaces.Box)
+        or len(env.observation_space.shape) != 1
+    ):
         raise ConfigError(
             "env", f"'{env_id}' must have a flat Box observation space, got {env.observation_space}"
         )
-    if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
+    if not np.all(np.isfinite(env.action_space.low)) or not np.all(
+        np.isfinite(env.action_space.high)
+    ):
         raise ConfigError("env", f"'{env_id}' has unbounded actions; planners need finite bounds")
 
 

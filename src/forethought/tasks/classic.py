@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from forethought.tasks.base import TaskSpec, never_terminates
@@ -10,7 +9,9 @@ from forethought.tasks.base import TaskSpec, never_terminates
 PENDULUM_MAX_TORQUE = 2.0  # Pendulum-v1 clips the torque to [-2, 2] before computing the cost
 
 
-def pendulum_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+def pendulum_reward(
+    obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
     """Pendulum-v1: -(theta^2 + 0.1 thdot^2 + 0.001 u^2), on the state *before* the step.
 
     The observation is (cos theta, sin theta, thdot); atan2 recovers theta already wrapped to
@@ -29,10 +30,14 @@ MOUNTAIN_CAR_GOAL_BONUS = 100.0
 
 def mountain_car_termination(next_obs: torch.Tensor) -> torch.Tensor:
     """MountainCarContinuous-v0 ends when the car reaches the flag moving right (or still)."""
-    return (next_obs[..., 0] >= MOUNTAIN_CAR_GOAL_POSITION) & (next_obs[..., 1] >= MOUNTAIN_CAR_GOAL_VELOCITY)
+    return (next_obs[..., 0] >= MOUNTAIN_CAR_GOAL_POSITION) & (
+        next_obs[..., 1] >= MOUNTAIN_CAR_GOAL_VELOCITY
+    )
 
 
-def mountain_car_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+def mountain_car_reward(
+    obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
     """+100 on reaching the goal, minus 0.1 * (unclipped) action^2 every step."""
     bonus = MOUNTAIN_CAR_GOAL_BONUS * mountain_car_termination(next_obs).to(action.dtype)
     return bonus - 0.1 * action[..., 0] ** 2

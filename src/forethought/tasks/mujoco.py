@@ -15,7 +15,9 @@ def inverted_pendulum_termination(next_obs: torch.Tensor) -> torch.Tensor:
     return not_finite | (next_obs[..., 1].abs() > INVERTED_PENDULUM_MAX_ANGLE)
 
 
-def inverted_pendulum_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+def inverted_pendulum_reward(
+    obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
     """+1 for every step that does not end the episode (v5 gives 0 on the terminating step)."""
     return (~inverted_pendulum_termination(next_obs)).to(action.dtype)
 
