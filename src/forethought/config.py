@@ -17,8 +17,10 @@ import torch
 from forethought.errors import ConfigError, require
 from forethought.models.dynamics import ModelConfig
 from forethought.models.fitting import FitConfig
+from forethought.monitor import MonitorConfig
 from forethought.planners.base import PlannerConfig, PlannerName
 from forethought.rollout import RolloutConfig
+from forethought.tasks.drift import DriftConfig
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class TrainConfig:
     """Evaluate after every this many training episodes (and always after the last)."""
     max_episode_steps: int | None = None
     """Override the environment's time limit (steps per episode)."""
+    refit_every: int = 1
+    """Refit the model after every this many episodes (the fixed schedule; the monitor can add
+    refits in between)."""
     buffer_capacity: int = 1_000_000
     """Replay buffer capacity in transitions."""
     quiet: bool = False
@@ -61,6 +66,8 @@ class TrainConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     planning: PlannerConfig = field(default_factory=PlannerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
@@ -78,6 +85,7 @@ class TrainConfig:
         require(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         require(self.eval_every >= 1, "eval_every", "must be at least 1")
         require(self.threads >= 0, "threads", "must be 0 (torch default) or more")
+        require(self.refit_every >= 1, "refit_every", "must be at least 1")
         require(self.buffer_capacity >= 1, "buffer_capacity", "must be at least 1")
         if self.max_episode_steps is not None:
             require(self.max_episode_steps >= 1, "max_episode_steps", "must be at least 1")
@@ -86,6 +94,8 @@ class TrainConfig:
         self.fit.validate()
         self.planning.validate()
         self.rollout.validate(self.model.ensemble_size)
+        self.monitor.validate()
+        self.drift.validate()
 
     def run_dir(self) -> Path:
         return self.out or Path("runs") / f"{self.env}-{self.planner}-seed{self.seed}"
@@ -95,11 +105,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        # Nested configs are the fields built by a default factory (ModelConfig, FitConfig, ...).
         nested = {
-            "model": ModelConfig,
-            "fit": FitConfig,
-            "planning": PlannerConfig,
-            "rollout": RolloutConfig,
+            f.name: f.default_factory
+            for f in dataclasses.fields(cls)
+            if f.default_factory is not dataclasses.MISSING
         }
         kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
         for key in ("out", "resume"):

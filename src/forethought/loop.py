@@ -31,6 +31,7 @@ from forethought.config import TrainConfig
 from forethought.evaluation import evaluate_batched, plot_learning_curve, run_episode, summary_table
 from forethought.evaluation.progress import RunProgress
 from forethought.models import DynamicsModel, ModelTrainer
+from forethought.monitor import ModelErrorMonitor, prediction_error
 from forethought.planners import make_planner
 from forethought.runs import (
     Progress,
@@ -39,6 +40,7 @@ from forethought.runs import (
     rng_states,
 )
 from forethought.tasks import TaskSpec, check_continuous, get_task, make_env
+from forethought.tasks.drift import DynamicsDrift, match_drift
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
 
@@ -59,6 +61,9 @@ class Run:
     agent: MPCAgent
     rng: np.random.Generator
     progress: Progress
+    monitor: ModelErrorMonitor
+    refit_due: bool = False  # the monitor fired and asked for a refit at the episode's end
+    alarms_this_episode: int = 0
 
 
 @dataclass
@@ -99,6 +104,9 @@ def resume(run_dir: Path, console: Console | None = None) -> RunResult:
             }
         )
     run.progress.env_steps = run.buffer.total_added
+    if isinstance(run.env, DynamicsDrift):  # the drift clock counts every completed step
+        run.env.total_steps = run.progress.env_steps
+        run.env.step_clock_changed()
     directory.rewrite_metrics(run.progress.history)
     return _execute(run, console)
 
@@ -113,6 +121,8 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     )
     env = make_env(config.env, seed=config.seed, **make_kwargs)
     check_continuous(env, config.env, config.planner)
+    if config.drift.at_step is not None:
+        env = DynamicsDrift(env, config.drift)
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
     task = get_task(config.env)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -140,6 +150,7 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         agent=agent,
         rng=np.random.default_rng(config.seed),
         progress=Progress(),
+        monitor=ModelErrorMonitor(config.monitor),
     )
 
 
@@ -164,6 +175,8 @@ def _execute(run: Run, console: Console | None) -> RunResult:
                 run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
                 run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
                 bar.advance_step()
+                if config.monitor.enabled and episode >= config.warmup_episodes:
+                    _watch_model(run, episode, obs, action, reward, next_obs, bar)
 
             bar.start_episode(episode)
             result = run_episode(
@@ -175,15 +188,22 @@ def _execute(run: Run, console: Console | None) -> RunResult:
             )
             progress.env_steps = run.buffer.total_added
 
-            # fit the model on everything collected so far
-            bar.status("fitting model")
-            report = run.trainer.fit(run.buffer.all(), run.rng)
+            # fit the model on everything collected so far (on schedule, or when the monitor
+            # fired but was told to wait for the episode's end)
+            report = None
+            if episode + 1 == config.warmup_episodes or (episode + 1) % config.refit_every == 0 or run.refit_due:
+                bar.status("fitting model")
+                report = run.trainer.fit(run.buffer.all(), run.rng)
+                run.monitor.reset(report.holdout_error)
+                run.refit_due = False
 
             # evaluate the agent on fixed seeds
             eval_returns = None
             if (episode + 1) % config.eval_every == 0 or episode + 1 == config.episodes:
                 bar.status("evaluating")
                 run.agent.reset()
+                if isinstance(run.env, DynamicsDrift):
+                    match_drift(run.env, run.eval_envs)
                 seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
                 eval_returns = evaluate_batched(run.eval_envs, run.agent.act, seeds)
 
@@ -195,13 +215,15 @@ def _execute(run: Run, console: Console | None) -> RunResult:
                 "eval_return": None if eval_returns is None else float(eval_returns.mean()),
                 "eval_return_std": None if eval_returns is None else float(eval_returns.std()),
                 "eval_returns": None if eval_returns is None else eval_returns.tolist(),
-                "holdout_error": report.holdout_error,
-                "fit_seconds": report.seconds,
-                "fit_epochs": report.epochs,
+                "holdout_error": None if report is None else report.holdout_error,
+                "fit_seconds": None if report is None else report.seconds,
+                "fit_epochs": None if report is None else report.epochs,
+                "drift_alarms": run.alarms_this_episode,
                 "ms_per_action": None if warming_up else statistics.median(result.ms_per_action),
                 "model_rows": run.agent.compute.model_rows,
             }
             progress.history.append(row)
+            run.alarms_this_episode = 0
             progress.episode = episode + 1
             _checkpoint(run)
             run.dir.append_metrics(row)
@@ -212,6 +234,32 @@ def _execute(run: Run, console: Console | None) -> RunResult:
     console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
     run.log.close()
     return RunResult(run.dir.path, progress.history, run.dir.plot_path)
+
+
+def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> None:
+    """Feed one real transition to the model-error monitor; refit if it says so."""
+    error = prediction_error(run.model, obs, action, reward, next_obs)
+    if not run.monitor.observe(error):
+        return
+    event = {
+        "event": "model_drift",
+        "episode": episode,
+        "step": run.buffer.total_added,
+        "windowed_error": run.monitor.windowed_error,
+        "holdout_error": run.monitor.baseline,
+    }
+    run.alarms_this_episode += 1
+    if run.config.monitor.refit_mid_episode:
+        bar.status("model drifted: refitting")
+        report = run.trainer.fit(run.buffer.all(), run.rng)
+        run.monitor.reset(report.holdout_error)
+        event.update(refit=True, new_holdout_error=report.holdout_error, fit_seconds=report.seconds)
+    else:
+        run.refit_due = True
+        run.monitor.reset(run.monitor.baseline)  # one alarm per window until the refit
+        event.update(refit=False)
+    run.progress.history.append(event)
+    run.dir.append_metrics(event)
 
 
 def _checkpoint(run: Run) -> None:

@@ -32,7 +32,7 @@ Propagation = Literal["tsinf", "ts1", "mean"]
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    """How imagined trajectories are propagated through the ensemble."""
+    """How imagined trajectories are propagated through the ensemble and scored."""
 
     particles: int = 5
     """Imagined trajectories per candidate sequence K (a multiple of the ensemble size for ts1/tsinf)."""
@@ -42,10 +42,18 @@ class RolloutConfig:
     """Sample next states from the predicted Gaussian (aleatoric noise) instead of using its mean."""
     discount: float = 1.0
     """Discount on imagined rewards."""
+    uncertainty_penalty: float = 0.0
+    """Subtract this times the summed epistemic disagreement along a candidate's rollout from its
+    score: > 0 is pessimistic (stay where the model is trusted), < 0 optimistic (explore)."""
+    disagreement_threshold: float | None = None
+    """Stop trusting a rollout once its disagreement passes this value (normalised std units):
+    later steps earn the worst reward seen at that step instead of the model's prediction."""
 
     def validate(self, ensemble_size: int) -> None:
         require(self.particles >= 1, "rollout.particles", "must be at least 1")
         require(0.0 < self.discount <= 1.0, "rollout.discount", "must be in (0, 1]")
+        if self.disagreement_threshold is not None:
+            require(self.disagreement_threshold > 0, "rollout.disagreement_threshold", "must be positive")
         if self.propagation in ("ts1", "tsinf"):
             require(
                 self.particles % ensemble_size == 0,
@@ -53,15 +61,29 @@ class RolloutConfig:
                 f"must be a multiple of model.ensemble_size ({ensemble_size}) with "
                 f"propagation '{self.propagation}', got {self.particles}",
             )
+        if self.uncertainty_penalty != 0 or self.disagreement_threshold is not None:
+            require(
+                ensemble_size > 1,
+                "model.ensemble_size",
+                "must be at least 2 for uncertainty-aware objectives (disagreement needs members)",
+            )
 
 
 @dataclass
 class Imagination:
     """What a batch of imagined rollouts produced."""
 
-    returns: torch.Tensor  # B x P: mean over particles of the (discounted) return
+    returns: torch.Tensor  # B x P: mean over particles of the (discounted, trusted) return
     particle_returns: torch.Tensor  # B x P x K
+    epistemic: torch.Tensor  # B x P x H: members' disagreement (normalised std) at each step
+    aleatoric: torch.Tensor  # B x P x H: mean predicted noise variance (normalised) at each step
     model_rows: int  # rows pushed through the network (members x inputs), for compute counts
+
+    def scores(self, config: RolloutConfig) -> torch.Tensor:
+        """The planning objective, B x P: return minus the configured uncertainty penalty."""
+        if config.uncertainty_penalty == 0:
+            return self.returns
+        return self.returns - config.uncertainty_penalty * self.epistemic.sum(dim=-1)
 
 
 class ComputeCounter:
@@ -83,56 +105,80 @@ def imagine(
 ) -> Imagination:
     """Roll out B x P x H x A action sequences from B x O start states."""
     b, p, h, a = actions.shape
-    assert obs.shape == (b, model.obs_dim), (
-        f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
-    )
+    assert obs.shape == (b, model.obs_dim), f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
     e, k = model.ensemble_size, config.particles
-    mean_mode = config.propagation == "mean"
-    groups = 1 if mean_mode else e  # leading dimension of the particle layout
+    groups = 1 if config.propagation == "mean" else e  # leading dimension of the particle layout
     m = b * p * k // groups
     # Particle index k = k1 * groups + g; member-major layout (g, b, p, k1) -> groups x M.
     state = obs.view(1, b, 1, 1, -1).expand(groups, b, p, k // groups, -1).reshape(groups, m, -1)
-    plan = (
-        actions.view(1, b, p, 1, h, a)
-        .expand(groups, b, p, k // groups, h, a)
-        .reshape(groups, m, h, a)
-    )
+    plan = actions.view(1, b, p, 1, h, a).expand(groups, b, p, k // groups, h, a).reshape(groups, m, h, a)
     total = torch.zeros(groups, m, device=obs.device)
     alive = torch.ones(groups, m, dtype=torch.bool, device=obs.device)
-    rows = 0
+    trusted = torch.ones(1, m, dtype=torch.bool, device=obs.device)
+    epistemic, aleatoric, rows = [], [], 0
     for t in range(h):
         action = plan[:, :, t]  # groups x M x A
-        next_state, reward_hat, done_hat, used = _step(model, state, action, config, generator)
-        rows += used
-        reward = reward_fn(state, action, next_state) if reward_fn is not None else reward_hat
-        done = termination_fn(next_state) if termination_fn is not None else done_hat
+        step = _step(model, state, action, config, generator)
+        rows += step.rows
+        reward = reward_fn(state, action, step.next_state) if reward_fn is not None else step.reward
+        done = termination_fn(step.next_state) if termination_fn is not None else step.done
+        if config.disagreement_threshold is not None:
+            # Past the threshold the model's reward is not believed; the worst reward seen at
+            # this step stands in, which is pessimistic whatever the sign of the rewards.
+            trusted = trusted & (step.epistemic <= config.disagreement_threshold)
+            reward = torch.where(trusted, reward, reward.min())
         total = total + torch.where(alive, (config.discount**t) * reward, 0.0)
         if done is not None:
             alive = alive & ~done
-        state = next_state
+        state = step.next_state
+        epistemic.append(step.epistemic)
+        aleatoric.append(step.aleatoric)
     per_particle = total.view(groups, b, p, k // groups).permute(1, 2, 3, 0).reshape(b, p, k)
+
+    def per_candidate(values: list[torch.Tensor]) -> torch.Tensor:  # H tensors of 1 x M -> B x P x H
+        return torch.stack(values, -1).view(b, p, k // groups, h).mean(dim=2)
+
     return Imagination(
-        returns=per_particle.mean(dim=-1), particle_returns=per_particle, model_rows=rows
+        returns=per_particle.mean(dim=-1),
+        particle_returns=per_particle,
+        epistemic=per_candidate(epistemic),
+        aleatoric=per_candidate(aleatoric),
+        model_rows=rows,
     )
 
 
-def _step(model, state, action, config, generator):
-    """One imagined step for a groups x M x O state; returns next state, reward, done, rows."""
+@dataclass
+class _Step:
+    next_state: torch.Tensor  # groups x M x O
+    reward: torch.Tensor | None  # groups x M (learned head) or None
+    done: torch.Tensor | None  # groups x M (learned head) or None
+    epistemic: torch.Tensor  # 1 x M: disagreement among the members' predicted means
+    aleatoric: torch.Tensor  # 1 x M: mean predicted variance
+    rows: int
+
+
+def _step(model, state, action, config, generator) -> _Step:
+    """One imagined step for a groups x M x O state.
+
+    Uncertainty comes in normalised units (divided by the target std of each state dimension,
+    averaged over dimensions). In "mean" mode every member predicts every row, so the epistemic
+    term is exactly the spread of member means. In ts1/tsinf the E particles of a set share their
+    start and actions but each follows its own member, so the spread of their predicted means is
+    the members' disagreement about where this candidate leads (exact at the first step, and
+    including compounded divergence after it) at no extra compute.
+    """
+    scale = model.target_std[: model.obs_dim] ** 2
     if config.propagation == "mean":
-        flat_state, flat_action = state[0], action[0]  # M x O, M x A
-        pred = model.predict(flat_state, flat_action)  # every member sees every row
-        next_mean = pred.next_obs_mean.mean(0, keepdim=True)  # 1 x M x O
+        pred = model.predict(state[0], action[0])  # every member sees every row: E x M x O
+        member_means = pred.next_obs_mean
+        next_mean = member_means.mean(0, keepdim=True)  # 1 x M x O
         # Moment matching: total variance = mean aleatoric variance + spread of member means.
-        next_var = pred.next_obs_var.mean(0, keepdim=True) + pred.next_obs_mean.var(
-            0, unbiased=False, keepdim=True
-        )
+        spread = member_means.var(0, unbiased=False, keepdim=True)
+        next_var = pred.next_obs_var.mean(0, keepdim=True) + spread
         reward = pred.reward.mean(0, keepdim=True) if pred.reward is not None else None
-        logit = (
-            pred.terminated_logit.mean(0, keepdim=True)
-            if pred.terminated_logit is not None
-            else None
-        )
-        rows = model.ensemble_size * flat_state.shape[0]
+        logit = pred.terminated_logit.mean(0, keepdim=True) if pred.terminated_logit is not None else None
+        rows = model.ensemble_size * state.shape[1]
+        aleatoric = (pred.next_obs_var / scale).mean(dim=(0, 2)).unsqueeze(0)
     else:
         perm = None
         if config.propagation == "ts1":
@@ -149,13 +195,16 @@ def _step(model, state, action, config, generator):
             next_mean, next_var = _unshuffle(next_mean, inverse), _unshuffle(next_var, inverse)
             reward = _unshuffle(reward, inverse) if reward is not None else None
             logit = _unshuffle(logit, inverse) if logit is not None else None
+        spread = next_mean.var(0, unbiased=False, keepdim=True)
+        aleatoric = (next_var / scale).mean(dim=(0, 2)).unsqueeze(0)
+    epistemic = (spread / scale).mean(dim=-1).sqrt()  # 1 x M
     if config.sample and model.config.probabilistic:
         noise = torch.randn(next_mean.shape, generator=generator, device=next_mean.device)
         next_state = next_mean + next_var.sqrt() * noise
     else:
         next_state = next_mean
     done = logit > 0 if logit is not None else None
-    return next_state, reward, done, rows
+    return _Step(next_state, reward, done, epistemic, aleatoric, rows)
 
 
 def _unshuffle(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:

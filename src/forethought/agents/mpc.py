@@ -52,7 +52,7 @@ class MPCAgent:
             )
             self.compute.model_rows += result.model_rows
             self.compute.objective_rows += candidates.shape[0] * candidates.shape[1]
-            return result.returns
+            return result.scores(self.rollout)
 
         return expected_return
 

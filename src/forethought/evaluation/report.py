@@ -17,7 +17,7 @@ def summary_table(history: list[dict[str, Any]], title: str) -> Table:
     for name in ("ep", "policy", "steps", "return", "eval return", "holdout", "fit s", "ms/act"):
         table.add_column(name, justify="right", no_wrap=True)
     for r in history:
-        if "env_steps" not in r:
+        if "event" in r:
             continue
         eval_text = "—"
         if r.get("eval_return") is not None:

@@ -3,6 +3,7 @@
 from forethought.models.dynamics import DynamicsModel, ModelConfig
 from forethought.models.ensemble import EnsembleLinear, EnsembleMLP
 from forethought.models.fitting import FitConfig, FitReport, ModelTrainer
+from forethought.models.uncertainty import Uncertainty, decompose
 
 __all__ = [
     "DynamicsModel",
@@ -12,4 +13,6 @@ __all__ = [
     "FitReport",
     "ModelConfig",
     "ModelTrainer",
+    "Uncertainty",
+    "decompose",
 ]

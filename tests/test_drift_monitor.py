@@ -1,0 +1,64 @@
+"""The drifting environment, the model-error monitor, and their wiring into the run loop."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from helpers import tiny_config
+
+from forethought.config import TrainConfig
+from forethought.errors import ConfigError
+from forethought.loop import train
+from forethought.monitor import ModelErrorMonitor, MonitorConfig
+from forethought.tasks.drift import DriftConfig, DynamicsDrift
+
+
+def test_drift_changes_the_parameter_at_the_given_step():
+    env = DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="l", scale=2.0))
+    env.reset(seed=0)
+    lengths = []
+    for _ in range(5):
+        env.step(np.zeros(1, np.float32))
+        lengths.append(env.unwrapped.l)
+    assert lengths == [1.0, 1.0, 2.0, 2.0, 2.0]  # steps 1-3 ran on the old dynamics
+    resumed = DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="l", scale=2.0), 10)
+    assert resumed.drifted and resumed.unwrapped.l == 2.0
+
+
+def test_drift_of_an_unknown_parameter_is_refused():
+    with pytest.raises(ConfigError, match="drift.parameter"):
+        DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="mass_of_moon"))
+
+
+def test_monitor_fires_only_on_a_sustained_rise():
+    monitor = ModelErrorMonitor(MonitorConfig(enabled=True, factor=3.0, window=5))
+    monitor.reset(baseline=1.0)
+    assert not any(monitor.observe(e) for e in [1.0, 2.0, 8.0, 1.0, 1.0, 1.0, 2.0])  # one spike
+    monitor.reset(baseline=1.0)
+    fired = [monitor.observe(10.0) for _ in range(6)]
+    assert fired == [False, False, False, False, True, True]  # only once the window is full
+    monitor.reset(baseline=10.0)
+    assert not monitor.observe(10.0)
+
+
+def test_run_with_drift_and_monitor_logs_alarms_and_refits(tmp_path):
+    # A hair-trigger monitor (factor just above 1, window 1) so the plumbing is exercised for sure.
+    config = tiny_config(
+        tmp_path / "run",
+        episodes=3,
+        drift=DriftConfig(at_step=45, parameter="g", scale=1.5),
+        monitor=MonitorConfig(enabled=True, factor=1.01, window=1),
+    )
+    result = train(config)
+    events = [r for r in result.history if r.get("event") == "model_drift"]
+    assert events and all(e["refit"] and e["step"] > 30 for e in events)  # never during warm-up
+    rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in rows if r.get("event") == "model_drift"] == events
+    episodes = [r for r in result.history if "event" not in r]
+    assert sum(r["drift_alarms"] for r in episodes) == len(events)
+
+
+def test_config_round_trips_through_json():
+    config = tiny_config(None, drift=DriftConfig(at_step=5), monitor=MonitorConfig(enabled=True))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
