@@ -69,3 +69,12 @@ def test_save_load_roundtrip(tiny, samples, tmp_path):
         HiddenStateValue(gen)(samples[:1])
     with pytest.raises(ConfigError, match="run train-generator"):
         HiddenStateValue(gen).load(tmp_path / "missing.npz")
+
+
+def test_predictor_fitted_for_another_model_is_a_clear_error(tiny, samples, tmp_path):
+    gen, _ = tiny
+    value = HiddenStateValue(gen).fit(samples, [len(c.text) for c in samples])
+    value.coef = value.coef[:-1]  # as if fitted on a model with a different hidden size
+    value.mean, value.scale = value.mean[:-1], value.scale[:-1]
+    with pytest.raises(ConfigError, match="refit it"):
+        value(samples[:2])

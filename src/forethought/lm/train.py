@@ -34,11 +34,13 @@ class TrainConfig:
     """Optimiser steps for the generator."""
     gen_layers: int = 4
     gen_width: int = 128
-    proxy_samples: int = 3000
+    proxy_samples: int = 8000
     """Generator samples labelled by the gold verifier to train the proxy reward on."""
-    proxy_demos: int = 12_000
+    proxy_demos: int = 4000
     """Demonstrations (labelled by the verifier) added to the proxy's training data."""
     proxy_steps: int = 800
+    proxy_lr: float = 5e-4
+    """Lower than the generator's: the proxy starts from trained weights (fine-tuning)."""
     proxy_init: str = "generator"
     """'generator': start the proxy from the generator's weights; 'scratch': a fresh small model
     of proxy_layers x proxy_width."""
@@ -144,8 +146,8 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
         config.num_labels = 1  # a single regression output: the predicted gold score
         model = GPT2ForSequenceClassification(config)
     torch.manual_seed(cfg.seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.proxy_steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.proxy_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.proxy_lr, total_steps=cfg.proxy_steps)
     model.train()
     start = time.time()
     for step in range(cfg.proxy_steps):
@@ -167,7 +169,9 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
     return out_dir
 
 
-def fit_values(root: Path, cfg: TrainConfig, log=print) -> dict[str, float]:
+def fit_values(
+    root: Path, cfg: TrainConfig, log=print, kinds: tuple[str, ...] = ("hidden", "minilm")
+) -> dict[str, float]:
     """Fit both value predictors on prefixes of generator samples labelled by the gold verifier.
 
     Problems come from their own seed, so they are disjoint in expectation from the proxy's and
@@ -181,7 +185,8 @@ def fit_values(root: Path, cfg: TrainConfig, log=print) -> dict[str, float]:
     prefixes, targets = prefix_dataset(gen, cands, scores)
     log(f"value data: {len(cands)} samples -> {len(prefixes)} prefixes")
     alphas = {}
-    for kind, value in (("hidden", HiddenStateValue(gen)), ("minilm", MiniLMValue())):
+    for kind in kinds:
+        value = HiddenStateValue(gen) if kind == "hidden" else MiniLMValue()
         start = time.time()
         value.fit(prefixes, targets).save(root / f"value_{kind}.npz")
         alphas[kind] = value.alpha

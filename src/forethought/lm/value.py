@@ -5,8 +5,8 @@ only in the representation:
 
 * `MiniLMValue`: all-MiniLM-L6-v2 sentence embedding of prompt + prefix (384 floats); needs a
   second (small) model but works for any generator.
-* `HiddenStateValue`: the generator's own last-layer hidden state at the prefix's last token
-  (H floats); no second model, one extra forward pass of the generator.
+* `HiddenStateValue`: the generator's own last-layer hidden states, at the prefix's last token
+  and averaged over its tokens (2H floats); no second model, one extra forward pass.
 
 Unlike the seed (one fixed prefix ratio), training uses prefixes at several token lengths plus
 the full response, so one predictor serves every checkpoint a search scores at. The read-out is
@@ -60,7 +60,14 @@ class RidgeValue(Scorer):
     def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
         if self.coef is None:
             raise ConfigError("value", f"{self.name} is not fitted; call fit() or load()")
-        return ((self.features(cands) - self.mean) / self.scale) @ self.coef + self.intercept
+        x = self.features(cands)  # R x D
+        if x.shape[1] != self.coef.shape[0]:
+            raise ConfigError(
+                "value",
+                f"{self.name} was fitted on {self.coef.shape[0]} features but this model gives "
+                f"{x.shape[1]}; refit it for this generator with `forethought lm train-reward`",
+            )
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
 
     def save(self, path: Path) -> None:
         np.savez(path, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
@@ -101,7 +108,7 @@ class MiniLMValue(RidgeValue):
 
 
 class HiddenStateValue(RidgeValue):
-    """Ridge on the generator's last-layer hidden state at the prefix's last token."""
+    """Ridge on the generator's last-layer hidden states (last token and mean, `R x 2H`)."""
 
     def __init__(self, generator: Generator):
         super().__init__("hidden-state value predictor")
