@@ -62,3 +62,16 @@ def test_run_with_drift_and_monitor_logs_alarms_and_refits(tmp_path):
 def test_config_round_trips_through_json():
     config = tiny_config(None, drift=DriftConfig(at_step=5), monitor=MonitorConfig(enabled=True))
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_diagnose_writes_error_growing_with_horizon(tmp_path, capsys):
+    from forethought.cli import main
+
+    train(tiny_config(tmp_path / "run", episodes=2))
+    assert main(["diagnose", str(tmp_path / "run"), "--episodes", "2", "--horizon", "10", "--policy", "random"]) == 0
+    data = json.loads((tmp_path / "run" / "diagnose.json").read_text())
+    assert data["horizons"] == list(range(1, 11))
+    assert len(data["member_rmse"]) == 2 and len(data["member_rmse"][0]) == 10
+    assert data["ensemble_rmse"][-1] > data["ensemble_rmse"][0]  # compounding error
+    assert (tmp_path / "run" / "diagnose.png").stat().st_size > 10_000
+    assert "plot:" in capsys.readouterr().out

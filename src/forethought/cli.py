@@ -21,6 +21,7 @@ from rich.text import Text
 
 from forethought.config import TrainConfig
 from forethought.errors import ForethoughtError
+from forethought.evaluation.diagnose import DiagnoseArgs
 from forethought.models.fitting import FitConfig
 from forethought.planners.base import PlannerConfig
 
@@ -78,12 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False)
     try:
         command = tyro.extras.subcommand_cli_from_dict(
-            {"train": TrainConfig, "demo": DemoArgs},
+            {"train": TrainConfig, "demo": DemoArgs, "diagnose": DiagnoseArgs},
             args=argv,
             prog="forethought",
             description="Model-based reinforcement learning: learn a model, look ahead with it, act. "
             "The language track is under `forethought lm --help`.",
         )
+        if isinstance(command, DiagnoseArgs):
+            from forethought.evaluation.diagnose import diagnose
+
+            result = diagnose(command)
+            k = len(result.horizons) - 1
+            console.print(
+                f"open-loop ensemble error grows from {result.ensemble_rmse[0]:.4f} at k=1 to "
+                f"{result.ensemble_rmse[k]:.4f} at k={result.horizons[k]} (normalised RMSE); "
+                f"disagreement from {result.disagreement[0]:.4f} to {result.disagreement[k]:.4f}"
+            )
+            console.print(f"plot: {result.plot_path}\njson: {result.json_path}")
+            return 0
         if isinstance(command, DemoArgs):
             config = demo_config(command)
             console.print(

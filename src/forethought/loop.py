@@ -113,8 +113,7 @@ def resume(run_dir: Path, console: Console | None = None) -> RunResult:
 
 def _build(config: TrainConfig, directory: RunDir) -> Run:
     """Environment, model, planner and agent for `config`, in their initial state."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    configure_torch(config)
     torch.manual_seed(config.seed)
     make_kwargs = (
         {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
@@ -124,19 +123,8 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     if config.drift.at_step is not None:
         env = DynamicsDrift(env, config.drift)
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
-    task = get_task(config.env)
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    model = DynamicsModel(
-        obs_dim,
-        action_dim,
-        config.model,
-        learn_reward=task.reward_fn is None,
-        learn_termination=task.termination_fn is None,
-    ).to(config.device)
-    planner = make_planner(
-        config.planner, config.planning, env.action_space.low, env.action_space.high
-    )
-    agent = MPCAgent(model, planner, task, config.rollout, device=config.device, seed=config.seed)
+    task, model, agent = build_agent(config, env)
+    obs_dim, action_dim = model.obs_dim, model.action_dim
     return Run(
         config=config,
         dir=directory,
@@ -152,6 +140,26 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         progress=Progress(),
         monitor=ModelErrorMonitor(config.monitor),
     )
+
+
+def configure_torch(config: TrainConfig) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+
+def build_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, DynamicsModel, MPCAgent]:
+    """The task spec, a fresh dynamics model and the MPC agent that plans with it."""
+    task = get_task(config.env)
+    model = DynamicsModel(
+        env.observation_space.shape[0],
+        env.action_space.shape[0],
+        config.model,
+        learn_reward=task.reward_fn is None,
+        learn_termination=task.termination_fn is None,
+    ).to(config.device)
+    planner = make_planner(config.planner, config.planning, env.action_space.low, env.action_space.high)
+    agent = MPCAgent(model, planner, task, config.rollout, device=config.device, seed=config.seed)
+    return task, model, agent
 
 
 def _execute(run: Run, console: Console | None) -> RunResult:
