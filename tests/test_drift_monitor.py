@@ -5,13 +5,13 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from helpers import tiny_config
 
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError
 from forethought.loop import train
 from forethought.monitor import ModelErrorMonitor, MonitorConfig
 from forethought.tasks.drift import DriftConfig, DynamicsDrift
+from helpers import tiny_config
 
 
 def test_drift_changes_the_parameter_at_the_given_step():
@@ -22,7 +22,9 @@ def test_drift_changes_the_parameter_at_the_given_step():
         env.step(np.zeros(1, np.float32))
         lengths.append(env.unwrapped.l)
     assert lengths == [1.0, 1.0, 2.0, 2.0, 2.0]  # steps 1-3 ran on the old dynamics
-    resumed = DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="l", scale=2.0), 10)
+    resumed = DynamicsDrift(
+        gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="l", scale=2.0), 10
+    )
     assert resumed.drifted and resumed.unwrapped.l == 2.0
 
 
@@ -68,7 +70,21 @@ def test_diagnose_writes_error_growing_with_horizon(tmp_path, capsys):
     from forethought.cli import main
 
     train(tiny_config(tmp_path / "run", episodes=2))
-    assert main(["diagnose", str(tmp_path / "run"), "--episodes", "2", "--horizon", "10", "--policy", "random"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                str(tmp_path / "run"),
+                "--episodes",
+                "2",
+                "--horizon",
+                "10",
+                "--policy",
+                "random",
+            ]
+        )
+        == 0
+    )
     data = json.loads((tmp_path / "run" / "diagnose.json").read_text())
     assert data["horizons"] == list(range(1, 11))
     assert len(data["member_rmse"]) == 2 and len(data["member_rmse"][0]) == 10

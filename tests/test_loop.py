@@ -108,3 +108,10 @@ def test_nan_observation_is_refused_naming_the_step(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 2
     assert "non-finite observation" in out and "environment step 5" in out
+
+
+def test_step_schedule_evaluations_are_events(tmp_path):
+    result = train(tiny_config(tmp_path / "run", episodes=2, eval_every_steps=20))
+    events = [r for r in result.history if r.get("event") == "evaluation"]
+    assert [e["env_steps"] for e in events] == [20, 40, 60]
+    assert all(len(e["eval_returns"]) == 2 for e in events)

@@ -110,7 +110,9 @@ def test_particles_must_divide_among_members():
 def test_epistemic_is_member_disagreement_and_penalty_and_threshold_use_it():
     model, h = OffsetEnsemble(3), 3
     actions = torch.zeros(1, 1, h, 1)
-    out = imagine(model, torch.zeros(1, 1), actions, RolloutConfig(particles=3), reward_is_next_state)
+    out = imagine(
+        model, torch.zeros(1, 1), actions, RolloutConfig(particles=3), reward_is_next_state
+    )
     # Members move by 0, 1, 2 per step: particle states after t steps are 0, t, 2t.
     spread = torch.tensor([0.0, 1.0, 2.0])
     expected = torch.stack([(spread * t).std(unbiased=False) for t in (1, 2, 3)])
@@ -120,6 +122,11 @@ def test_epistemic_is_member_disagreement_and_penalty_and_threshold_use_it():
 
     # Trust ends once the spread passes 1.0 (after step 1): later rewards become the worst
     # reward seen at that step (the particle on member 0 gets 0, so 0 each).
-    cut = imagine(model, torch.zeros(1, 1), actions,
-                  RolloutConfig(particles=3, disagreement_threshold=1.0), reward_is_next_state)
+    cut = imagine(
+        model,
+        torch.zeros(1, 1),
+        actions,
+        RolloutConfig(particles=3, disagreement_threshold=1.0),
+        reward_is_next_state,
+    )
     torch.testing.assert_close(cut.particle_returns[0, 0], torch.tensor([0.0, 1.0, 2.0]))

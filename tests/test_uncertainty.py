@@ -3,9 +3,9 @@ heteroscedastic noise."""
 
 import numpy as np
 import torch
-from test_models import transitions
 
 from forethought.models import DynamicsModel, FitConfig, ModelConfig, ModelTrainer, decompose
+from test_models import transitions
 
 
 def test_gap_raises_epistemic_and_aleatoric_matches_true_noise():
@@ -24,7 +24,10 @@ def test_gap_raises_epistemic_and_aleatoric_matches_true_noise():
     with torch.no_grad():
         u_dense = decompose(model.predict(dense, torch.zeros(len(dense), 1)))
         u_gap = decompose(model.predict(gap, torch.zeros(len(gap), 1)))
-    assert u_gap.epistemic.mean() > 3 * u_dense.epistemic.mean(), (u_gap.epistemic, u_dense.epistemic)
+    assert u_gap.epistemic.mean() > 3 * u_dense.epistemic.mean(), (
+        u_gap.epistemic,
+        u_dense.epistemic,
+    )
     true_var = torch.as_tensor(0.05 + 0.1 * (dense.numpy() + 1), dtype=torch.float32) ** 2
     relative = (u_dense.aleatoric / true_var - 1).abs()
     assert (relative < 0.25).all(), u_dense.aleatoric / true_var

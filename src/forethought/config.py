@@ -53,6 +53,9 @@ class TrainConfig:
     """Evaluation episode j resets with seed eval_seed + j, the same for every method."""
     eval_every: int = 1
     """Evaluate after every this many training episodes (and always after the last)."""
+    eval_every_steps: int = 0
+    """Also evaluate every this many environment steps, mid-episode too (0: off); these rows are
+    events in metrics.jsonl and points on the learning curve."""
     max_episode_steps: int | None = None
     """Override the environment's time limit (steps per episode)."""
     refit_every: int = 1
@@ -84,6 +87,7 @@ class TrainConfig:
         )
         require(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         require(self.eval_every >= 1, "eval_every", "must be at least 1")
+        require(self.eval_every_steps >= 0, "eval_every_steps", "must be 0 (off) or more")
         require(self.threads >= 0, "threads", "must be 0 (torch default) or more")
         require(self.refit_every >= 1, "refit_every", "must be at least 1")
         require(self.buffer_capacity >= 1, "buffer_capacity", "must be at least 1")

@@ -58,7 +58,8 @@ class Run:
     log: TransitionLog
     model: DynamicsModel
     trainer: ModelTrainer
-    agent: MPCAgent
+    agent: MPCAgent  # acts in the training episodes
+    eval_agent: MPCAgent  # same model, its own warm starts and RNG, for evaluation episodes
     rng: np.random.Generator
     progress: Progress
     monitor: ModelErrorMonitor
@@ -90,7 +91,7 @@ def resume(run_dir: Path, console: Console | None = None) -> RunResult:
         run.model.load_state_dict(checkpoint["model"])
         run.trainer.optimizer.load_state_dict(checkpoint["optimizer"])
         run.buffer = ReplayBuffer.from_state_dict(checkpoint["buffer"])
-        restore_rng_states(checkpoint["rng"], run.rng, run.agent.generator)
+        restore_rng_states(checkpoint["rng"], run.rng, _generators(run))
         run.progress = Progress(**checkpoint["progress"])
     # Transitions completed after the checkpoint (the interrupted episode) come from the log.
     _, tail = run.log.read(start=run.buffer.total_added)
@@ -136,6 +137,9 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         model=model,
         trainer=ModelTrainer(model, config.fit),
         agent=agent,
+        eval_agent=MPCAgent(
+            model, agent.planner, task, config.rollout, config.device, seed=config.seed + 1
+        ),
         rng=np.random.default_rng(config.seed),
         progress=Progress(),
         monitor=ModelErrorMonitor(config.monitor),
@@ -157,7 +161,9 @@ def build_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, DynamicsMo
         learn_reward=task.reward_fn is None,
         learn_termination=task.termination_fn is None,
     ).to(config.device)
-    planner = make_planner(config.planner, config.planning, env.action_space.low, env.action_space.high)
+    planner = make_planner(
+        config.planner, config.planning, env.action_space.low, env.action_space.high
+    )
     agent = MPCAgent(model, planner, task, config.rollout, device=config.device, seed=config.seed)
     return task, model, agent
 
@@ -185,7 +191,13 @@ def _execute(run: Run, console: Console | None) -> RunResult:
                 bar.advance_step()
                 if config.monitor.enabled and episode >= config.warmup_episodes:
                     _watch_model(run, episode, obs, action, reward, next_obs, bar)
+                if (
+                    config.eval_every_steps
+                    and run.buffer.total_added % config.eval_every_steps == 0
+                ):
+                    _evaluate_between(run, episode, bar)
 
+            run.agent.plan_disagreement.clear()
             bar.start_episode(episode)
             result = run_episode(
                 run.env,
@@ -195,11 +207,16 @@ def _execute(run: Run, console: Console | None) -> RunResult:
                 run.buffer.total_added,
             )
             progress.env_steps = run.buffer.total_added
+            disagreement = list(run.agent.plan_disagreement)  # before evaluation adds to it
 
             # fit the model on everything collected so far (on schedule, or when the monitor
             # fired but was told to wait for the episode's end)
             report = None
-            if episode + 1 == config.warmup_episodes or (episode + 1) % config.refit_every == 0 or run.refit_due:
+            if (
+                episode + 1 == config.warmup_episodes
+                or (episode + 1) % config.refit_every == 0
+                or run.refit_due
+            ):
                 bar.status("fitting model")
                 report = run.trainer.fit(run.buffer.all(), run.rng)
                 run.monitor.reset(report.holdout_error)
@@ -209,11 +226,7 @@ def _execute(run: Run, console: Console | None) -> RunResult:
             eval_returns = None
             if (episode + 1) % config.eval_every == 0 or episode + 1 == config.episodes:
                 bar.status("evaluating")
-                run.agent.reset()
-                if isinstance(run.env, DynamicsDrift):
-                    match_drift(run.env, run.eval_envs)
-                seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
-                eval_returns = evaluate_batched(run.eval_envs, run.agent.act, seeds)
+                eval_returns = _evaluate(run)
 
             row = {
                 "episode": episode,
@@ -227,6 +240,7 @@ def _execute(run: Run, console: Console | None) -> RunResult:
                 "fit_seconds": None if report is None else report.seconds,
                 "fit_epochs": None if report is None else report.epochs,
                 "drift_alarms": run.alarms_this_episode,
+                "plan_disagreement": statistics.median(disagreement) if disagreement else None,
                 "ms_per_action": None if warming_up else statistics.median(result.ms_per_action),
                 "model_rows": run.agent.compute.model_rows,
             }
@@ -242,6 +256,23 @@ def _execute(run: Run, console: Console | None) -> RunResult:
     console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
     run.log.close()
     return RunResult(run.dir.path, progress.history, run.dir.plot_path)
+
+
+def _evaluate_between(run: Run, episode: int, bar) -> None:
+    """An evaluation on the step schedule (`eval_every_steps`), recorded as an event row."""
+    bar.status("evaluating")
+    returns = _evaluate(run)
+    event = {
+        "event": "evaluation",
+        "episode": episode,
+        "env_steps": run.buffer.total_added,
+        "eval_return": float(returns.mean()),
+        "eval_return_std": float(returns.std()),
+        "eval_returns": returns.tolist(),
+    }
+    run.progress.history.append(event)
+    run.dir.append_metrics(event)
+    bar.status("acting")
 
 
 def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> None:
@@ -270,13 +301,27 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
     run.dir.append_metrics(event)
 
 
+def _generators(run: Run) -> dict[str, torch.Generator]:
+    return {"planner": run.agent.generator, "eval_planner": run.eval_agent.generator}
+
+
+def _evaluate(run: Run) -> np.ndarray:
+    """Returns of the evaluation episodes (fixed seeds, planned for in one batch)."""
+    config = run.config
+    run.eval_agent.reset()
+    if isinstance(run.env, DynamicsDrift):
+        match_drift(run.env, run.eval_envs)
+    seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
+    return evaluate_batched(run.eval_envs, run.eval_agent.act, seeds)
+
+
 def _checkpoint(run: Run) -> None:
     run.dir.save_checkpoint(
         {
             "model": run.model.state_dict(),
             "optimizer": run.trainer.optimizer.state_dict(),
             "buffer": run.buffer.state_dict(),
-            "rng": rng_states(run.rng, run.agent.generator),
+            "rng": rng_states(run.rng, _generators(run)),
             "progress": {
                 "episode": run.progress.episode,
                 "env_steps": run.progress.env_steps,

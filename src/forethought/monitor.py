@@ -55,15 +55,23 @@ class ModelErrorMonitor:
         """Record one step's error; True when the window's mean says the model has drifted."""
         self._errors.append(error)
         full = len(self._errors) == self.config.window
-        return bool(full and self.baseline is not None and self.windowed_error > self.config.factor * self.baseline)
+        return bool(
+            full
+            and self.baseline is not None
+            and self.windowed_error > self.config.factor * self.baseline
+        )
 
 
 @torch.no_grad()
 def prediction_error(model: DynamicsModel, obs, action, reward, next_obs) -> float:
     """The model's error on one real transition, in the units of its holdout error."""
-    as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=model.input_mean.device)[None]  # noqa: E731
+    as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=model.input_mean.device)[
+        None
+    ]  # noqa: E731
     obs_t, next_t = as_t(obs), as_t(next_obs)
     inputs = model.make_inputs(obs_t, as_t(action))
-    targets = model.make_targets(obs_t, next_t, torch.as_tensor([float(reward)], device=obs_t.device))
+    targets = model.make_targets(
+        obs_t, next_t, torch.as_tensor([float(reward)], device=obs_t.device)
+    )
     mse, _ = model.holdout_scores(inputs, targets)
     return float(mse.mean())

@@ -53,7 +53,11 @@ class RolloutConfig:
         require(self.particles >= 1, "rollout.particles", "must be at least 1")
         require(0.0 < self.discount <= 1.0, "rollout.discount", "must be in (0, 1]")
         if self.disagreement_threshold is not None:
-            require(self.disagreement_threshold > 0, "rollout.disagreement_threshold", "must be positive")
+            require(
+                self.disagreement_threshold > 0,
+                "rollout.disagreement_threshold",
+                "must be positive",
+            )
         if self.propagation in ("ts1", "tsinf"):
             require(
                 self.particles % ensemble_size == 0,
@@ -105,13 +109,19 @@ def imagine(
 ) -> Imagination:
     """Roll out B x P x H x A action sequences from B x O start states."""
     b, p, h, a = actions.shape
-    assert obs.shape == (b, model.obs_dim), f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
+    assert obs.shape == (b, model.obs_dim), (
+        f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
+    )
     e, k = model.ensemble_size, config.particles
     groups = 1 if config.propagation == "mean" else e  # leading dimension of the particle layout
     m = b * p * k // groups
     # Particle index k = k1 * groups + g; member-major layout (g, b, p, k1) -> groups x M.
     state = obs.view(1, b, 1, 1, -1).expand(groups, b, p, k // groups, -1).reshape(groups, m, -1)
-    plan = actions.view(1, b, p, 1, h, a).expand(groups, b, p, k // groups, h, a).reshape(groups, m, h, a)
+    plan = (
+        actions.view(1, b, p, 1, h, a)
+        .expand(groups, b, p, k // groups, h, a)
+        .reshape(groups, m, h, a)
+    )
     total = torch.zeros(groups, m, device=obs.device)
     alive = torch.ones(groups, m, dtype=torch.bool, device=obs.device)
     trusted = torch.ones(1, m, dtype=torch.bool, device=obs.device)
@@ -135,7 +145,9 @@ def imagine(
         aleatoric.append(step.aleatoric)
     per_particle = total.view(groups, b, p, k // groups).permute(1, 2, 3, 0).reshape(b, p, k)
 
-    def per_candidate(values: list[torch.Tensor]) -> torch.Tensor:  # H tensors of 1 x M -> B x P x H
+    def per_candidate(
+        values: list[torch.Tensor],
+    ) -> torch.Tensor:  # H tensors of 1 x M -> B x P x H
         return torch.stack(values, -1).view(b, p, k // groups, h).mean(dim=2)
 
     return Imagination(
@@ -176,7 +188,11 @@ def _step(model, state, action, config, generator) -> _Step:
         spread = member_means.var(0, unbiased=False, keepdim=True)
         next_var = pred.next_obs_var.mean(0, keepdim=True) + spread
         reward = pred.reward.mean(0, keepdim=True) if pred.reward is not None else None
-        logit = pred.terminated_logit.mean(0, keepdim=True) if pred.terminated_logit is not None else None
+        logit = (
+            pred.terminated_logit.mean(0, keepdim=True)
+            if pred.terminated_logit is not None
+            else None
+        )
         rows = model.ensemble_size * state.shape[1]
         aleatoric = (pred.next_obs_var / scale).mean(dim=(0, 2)).unsqueeze(0)
     else:

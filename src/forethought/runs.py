@@ -88,17 +88,18 @@ class RunDir:
         return torch.load(self.checkpoint_path, weights_only=False, map_location="cpu")
 
 
-def rng_states(rng: np.random.Generator, generator: torch.Generator) -> dict[str, Any]:
+def rng_states(rng: np.random.Generator, generators: dict[str, torch.Generator]) -> dict[str, Any]:
     return {
         "numpy": rng.bit_generator.state,
         "torch": torch.get_rng_state(),
-        "planner": generator.get_state(),
+        **{name: g.get_state() for name, g in generators.items()},
     }
 
 
 def restore_rng_states(
-    states: dict[str, Any], rng: np.random.Generator, generator: torch.Generator
+    states: dict[str, Any], rng: np.random.Generator, generators: dict[str, torch.Generator]
 ) -> None:
     rng.bit_generator.state = states["numpy"]
     torch.set_rng_state(states["torch"])
-    generator.set_state(states["planner"])
+    for name, g in generators.items():
+        g.set_state(states[name])

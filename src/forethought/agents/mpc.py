@@ -32,6 +32,7 @@ class MPCAgent:
         self.compute = ComputeCounter()
         self._plans: torch.Tensor | None = None  # B x H x A, shifted last plans (warm start)
         self._elites: torch.Tensor | None = None  # B x K x H x A, shifted elites (iCEM)
+        self.plan_disagreement: list[float] = []  # per act() call: mean epistemic along the plan
 
     def reset(self) -> None:
         """Forget warm starts; call at the start of every episode."""
@@ -75,6 +76,19 @@ class MPCAgent:
             elites=elites,
             generator=self.generator,
         )
+        # How far into the unknown does the chosen plan go? One extra rollout of the executed
+        # sequence (1 candidate per problem) measures the members' disagreement along it.
+        chosen = imagine(
+            self.model,
+            obs_t,
+            result.actions.unsqueeze(1),
+            self.rollout,
+            self.task.reward_fn,
+            self.task.termination_fn,
+            self.generator,
+        )
+        self.compute.model_rows += chosen.model_rows
+        self.plan_disagreement.append(float(chosen.epistemic.mean()))
         full = self._plans.shape[0] if self._plans is not None else batch
         center = self.planner.center
         shifted = shift_plan(result.actions, center)

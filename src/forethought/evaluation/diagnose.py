@@ -18,13 +18,13 @@ from typing import Literal
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import tyro  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import tyro
 
-from forethought.buffer import atomic_write_bytes  # noqa: E402
-from forethought.errors import ConfigError, require  # noqa: E402
+from forethought.buffer import atomic_write_bytes
+from forethought.errors import ConfigError, require
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,19 @@ class Diagnosis:
 
 
 @torch.no_grad()
-def open_loop_errors(model, observations: list[np.ndarray], actions: list[np.ndarray], horizon: int):
+def open_loop_errors(
+    model, observations: list[np.ndarray], actions: list[np.ndarray], horizon: int
+):
     """Per-member squared errors (E x K), ensemble squared errors (K), disagreement variance (K)
     and start counts (K), summed over every start state of every trajectory."""
     e = model.ensemble_size
     device = model.input_mean.device
     scale = model.target_std[: model.obs_dim]
-    sums = {"member": torch.zeros(e, horizon), "ensemble": torch.zeros(horizon), "spread": torch.zeros(horizon)}
+    sums = {
+        "member": torch.zeros(e, horizon),
+        "ensemble": torch.zeros(horizon),
+        "spread": torch.zeros(horizon),
+    }
     counts = torch.zeros(horizon)
     for obs, act in zip(observations, actions, strict=True):  # a few trajectories: a short loop
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)  # (T+1) x O
@@ -96,7 +102,9 @@ def diagnose(args: DiagnoseArgs) -> Diagnosis:
     run, config = RunDir.open(args.run_dir)
     checkpoint = run.load_checkpoint()
     if checkpoint is None:
-        raise ConfigError("run_dir", f"{args.run_dir} has no checkpoint yet; let it finish an episode first")
+        raise ConfigError(
+            "run_dir", f"{args.run_dir} has no checkpoint yet; let it finish an episode first"
+        )
     configure_torch(config)
     env = make_env(config.env)
     task, model, agent = build_agent(config, env)
@@ -139,8 +147,13 @@ def diagnose(args: DiagnoseArgs) -> Diagnosis:
         plot_path=plot_path,
     )
     payload = {k: v for k, v in result.__dict__.items() if not k.endswith("_path")}
-    payload.update(env=config.env, policy=args.policy, episodes=args.episodes, seed=args.seed,
-                   units="normalised RMSE (each state dimension divided by the model's target std)")
+    payload.update(
+        env=config.env,
+        policy=args.policy,
+        episodes=args.episodes,
+        seed=args.seed,
+        units="normalised RMSE (each state dimension divided by the model's target std)",
+    )
     atomic_write_bytes(json_path, json.dumps(payload, indent=2).encode())
     _plot(result, plot_path, f"{config.env}: open-loop prediction error ({args.policy} policy)")
     return result
@@ -149,11 +162,23 @@ def diagnose(args: DiagnoseArgs) -> Diagnosis:
 def _plot(result: Diagnosis, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i, member in enumerate(result.member_rmse):
-        ax.plot(result.horizons, member, color="tab:blue", alpha=0.35, lw=1,
-                label="each member" if i == 0 else None)
+        ax.plot(
+            result.horizons,
+            member,
+            color="tab:blue",
+            alpha=0.35,
+            lw=1,
+            label="each member" if i == 0 else None,
+        )
     ax.plot(result.horizons, result.ensemble_rmse, color="tab:blue", lw=2.5, label="ensemble mean")
-    ax.plot(result.horizons, result.disagreement, color="tab:orange", ls="--", lw=2,
-            label="members' disagreement (std)")
+    ax.plot(
+        result.horizons,
+        result.disagreement,
+        color="tab:orange",
+        ls="--",
+        lw=2,
+        label="members' disagreement (std)",
+    )
     ax.set_yscale("log")
     ax.set_xlabel("prediction horizon k (steps, open loop)")
     ax.set_ylabel("normalised RMSE")

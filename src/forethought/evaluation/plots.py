@@ -22,7 +22,15 @@ def plot_learning_curve(
     ax.plot(
         steps, [r["return"] for r in rows], "o--", color="0.55", label="training episode return"
     )
-    evals = [r for r in rows if r.get("eval_return") is not None]
+    # Episode-end evaluations and step-schedule ones ("evaluation" events), in step order.
+    evals = sorted(
+        (
+            r
+            for r in history
+            if r.get("eval_return") is not None and r.get("event") in (None, "evaluation")
+        ),
+        key=lambda r: r["env_steps"],
+    )
     if evals:
         x = [r["env_steps"] for r in evals]
         mean = [r["eval_return"] for r in evals]

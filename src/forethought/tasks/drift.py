@@ -40,7 +40,9 @@ class DynamicsDrift(gym.Wrapper):
             )
         value = getattr(env.unwrapped, config.parameter)
         if not isinstance(value, int | float):
-            raise ConfigError("drift.parameter", f"'{config.parameter}' is not a number ({value!r})")
+            raise ConfigError(
+                "drift.parameter", f"'{config.parameter}' is not a number ({value!r})"
+            )
         self.config, self.original = config, float(value)
         self.total_steps = total_steps
         self.step_clock_changed()
