@@ -29,7 +29,7 @@ def test_drift_changes_the_parameter_at_the_given_step():
 
 
 def test_drift_of_an_unknown_parameter_is_refused():
-    with pytest.raises(ConfigError, match="drift.parameter"):
+    with pytest.raises(ConfigError, match=r"drift\.parameter"):
         DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="mass_of_moon"))
 
 

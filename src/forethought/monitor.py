@@ -65,9 +65,11 @@ class ModelErrorMonitor:
 @torch.no_grad()
 def prediction_error(model: DynamicsModel, obs, action, reward, next_obs) -> float:
     """The model's error on one real transition, in the units of its holdout error."""
-    as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=model.input_mean.device)[
-        None
-    ]  # noqa: E731
+    device = model.input_mean.device
+
+    def as_t(x) -> torch.Tensor:  # one row: 1 x D
+        return torch.as_tensor(np.asarray(x, np.float32), device=device)[None]
+
     obs_t, next_t = as_t(obs), as_t(next_obs)
     inputs = model.make_inputs(obs_t, as_t(action))
     targets = model.make_targets(

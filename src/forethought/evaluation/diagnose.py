@@ -107,7 +107,7 @@ def diagnose(args: DiagnoseArgs) -> Diagnosis:
         )
     configure_torch(config)
     env = make_env(config.env)
-    task, model, agent = build_agent(config, env)
+    _, model, agent = build_agent(config, env)
     model.load_state_dict(checkpoint["model"])
     rng = np.random.default_rng(args.seed)
 

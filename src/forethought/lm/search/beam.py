@@ -8,7 +8,8 @@ final pool; the final reward scores the pool and picks.
 
 Budget: a round runs only if its worst case (live beams x expand x step tokens) fits in the
 tokens left, and its process-scorer calls fit after reserving the final reward calls for the
-pool, so the final scoring can always be paid for.
+pool, so the final scoring can always be paid for. When every beam has finished and a whole
+answer's worth of tokens is left, a fresh beam search runs on the rest (`restarts`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def beam_search(
     width: int = 4,
     expand: int = 4,
     step_tokens: int = 12,
+    restarts: bool = True,
 ) -> SearchResult:
     """Beam search over steps; `step_delimiters` are token ids that end a step."""
     if width < 1 or expand < 1 or step_tokens < 1:
@@ -47,6 +49,51 @@ def beam_search(
     require_one_candidate(budget, max_new_tokens, reward_calls_needed=2 if same_kind else 1)
     step_tokens = min(step_tokens, max_new_tokens)
     account = Account(budget)
+    finalists, scores = [], []
+    while True:
+        pool = _one_beam(
+            generator,
+            reward,
+            process,
+            prompt,
+            account,
+            max_new_tokens,
+            step_delimiters,
+            width,
+            expand,
+            step_tokens,
+        )
+        calls_left = account.calls_left(reward.kind)
+        if calls_left is not None:  # never reached when the reserve is right; kept as a guard
+            pool = pool[:calls_left]
+        if pool:
+            finalists += pool
+            scores.append(reward(pool, account))
+        # Restart on leftover budget (beams that end early leave most of it) while a whole new
+        # answer still fits, exactly as Best-of-N keeps sampling until its budget is used.
+        if not (restarts and pool and account.tokens_left >= max_new_tokens):
+            break
+    if not finalists:
+        raise ConfigError(
+            "budget",
+            "beam: no reward calls were left to score any candidate; raise budget.max_reward_calls",
+        )
+    return pick_best("beam", finalists, np.concatenate(scores), account)
+
+
+def _one_beam(
+    generator,
+    reward,
+    process,
+    prompt,
+    account,
+    max_new_tokens,
+    step_delimiters,
+    width,
+    expand,
+    step_tokens,
+) -> list[Candidate]:
+    """One beam search from the empty answer; returns the pool for the final reward."""
     beams = generator.start(prompt, 1, max_new_tokens)
     done: list[Candidate] = []
 
@@ -78,19 +125,9 @@ def beam_search(
         done.extend(c for c in children if c.finished)
         live = [c for c in children if not c.finished]
         if not live:
-            beams = []
-            break
+            return done
         scores = process(live, account)  # R floats, one per extended partial
         order = np.argsort(-scores, kind="stable")[:width]
         beams = [live[i] for i in order]
     # Beams cut off by the budget are scored as they are: partial answers still compete.
-    pool = done + beams
-    calls_left = account.calls_left(reward.kind)
-    if calls_left is not None and len(pool) > calls_left:
-        pool = pool[-calls_left:] if calls_left > 0 else []
-    if not pool:
-        raise ConfigError(
-            "budget",
-            "beam: no reward calls were left to score any candidate; raise budget.max_reward_calls",
-        )
-    return pick_best("beam", pool, reward(pool, account), account)
+    return done + [b for b in beams if b.token_ids]

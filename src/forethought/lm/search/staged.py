@@ -9,7 +9,8 @@ Two strategies are this one loop with different evaluators and schedules:
 
 The schedule is planned before any token is sampled: for a start width `n`, `survivors(n)` gives
 the rows alive in each segment, and the worst case (every row runs its full segment) must fit
-the budget. The widest affordable `n` is used, so the plan can never overspend.
+the budget. The widest affordable `n` is used, so the plan can never overspend; leftover
+budget (answers ending early) is spent by running the schedule again.
 """
 
 from __future__ import annotations
@@ -76,8 +77,16 @@ def staged_search(
     max_new_tokens: int,
     schedule: Schedule,
     max_branches: int = 256,
+    restarts: bool = True,
 ) -> SearchResult:
-    """Run `schedule` at the widest start width the budget affords (at most `max_branches`)."""
+    """Run `schedule` at the widest start width the budget affords (at most `max_branches`).
+
+    The width is planned for the worst case (every branch runs to max_new_tokens), and answers
+    that end early leave budget unspent; with `restarts`, the schedule runs again on what is
+    left, as long as one more branch fits, and the final reward picks among all survivors.
+    This is what makes "equal budget" mean equal spending against Best-of-N, which also keeps
+    sampling until its budget is used.
+    """
     if any(not 0 < c < max_new_tokens for c in schedule.checkpoints) or list(
         schedule.checkpoints
     ) != sorted(set(schedule.checkpoints)):
@@ -88,18 +97,38 @@ def staged_search(
         )
     require_one_candidate(budget, max_new_tokens)
     account = Account(budget)
-    n = 0
-    while n < max_branches and _fits(
-        account, partial, reward, schedule.cost(n + 1, max_new_tokens)
-    ):
-        n += 1
-    if n == 0:
+    finalists, scores = [], []
+    while True:
+        n = _widest(account, partial, reward, schedule, max_new_tokens, max_branches)
+        if n == 0:
+            break
+        survivors = _run_schedule(generator, partial, prompt, account, schedule, n, max_new_tokens)
+        finalists += survivors
+        scores.append(reward(survivors, account))
+        if not restarts:
+            break
+    if not finalists:
         tokens, p_calls, f_calls = schedule.cost(1, max_new_tokens)
         raise ConfigError(
             "budget",
             f"{method} needs at least {tokens} tokens, {p_calls} {partial.kind} calls and "
             f"{f_calls} reward calls for a single branch; raise the budget or use fewer checkpoints",
         )
+    return pick_best(method, finalists, np.concatenate(scores), account)
+
+
+def _widest(account, partial, reward, schedule, max_new_tokens, max_branches) -> int:
+    """Largest start width whose worst case still fits what is left (0 if none does)."""
+    n = 0
+    while n < max_branches and _fits(
+        account, partial, reward, schedule.cost(n + 1, max_new_tokens)
+    ):
+        n += 1
+    return n
+
+
+def _run_schedule(generator, partial, prompt, account, schedule, n, max_new_tokens):
+    """One pass of the schedule from `n` fresh branches; returns the complete survivors."""
     alive = schedule.survivors(n)
     bounds = [0, *schedule.checkpoints, max_new_tokens]
     branches = generator.start(prompt, n, max_new_tokens)
@@ -112,7 +141,7 @@ def staged_search(
         order = np.argsort(-values, kind="stable")[: alive[seg + 1]]
         branches = [branches[i] for i in order]
     # Lengths are capped at max_new_tokens, so every survivor is now a complete response.
-    return pick_best(method, branches, reward(branches, account), account)
+    return branches
 
 
 def lookahead(
@@ -124,13 +153,18 @@ def lookahead(
     *,
     max_new_tokens: int,
     prefix_tokens: int = 8,
-    keep: int = 4,
+    keep: int | float = 4,
     max_branches: int = 128,
+    restarts: bool = True,
 ) -> SearchResult:
-    """Value-guided look-ahead: many `prefix_tokens`-long branches, the top `keep` continue."""
-    schedule = Schedule((min(prefix_tokens, max_new_tokens - 1),), int(keep))
+    """Value-guided look-ahead: many `prefix_tokens`-long branches, the top `keep` continue.
+
+    `keep` is a count (int) or a fraction of the branches (float in (0, 1)).
+    """
+    keep = float(keep) if isinstance(keep, float) else int(keep)
+    schedule = Schedule((min(prefix_tokens, max_new_tokens - 1),), keep)
     if max_new_tokens < 2:  # no room for a partial: plain sampling plus the final reward
-        schedule = Schedule((), int(keep))
+        schedule = Schedule((), keep)
     return staged_search(
         "lookahead",
         generator,
@@ -141,6 +175,7 @@ def lookahead(
         max_new_tokens=max_new_tokens,
         schedule=schedule,
         max_branches=max_branches,
+        restarts=restarts,
     )
 
 
@@ -155,6 +190,7 @@ def prune(
     keep_fraction: float = 0.5,
     partial: Scorer | None = None,
     max_branches: int = 128,
+    restarts: bool = True,
 ) -> SearchResult:
     """Speculative rejection: every `chunk` tokens, score partials and keep `keep_fraction`.
 
@@ -176,4 +212,5 @@ def prune(
         max_new_tokens=max_new_tokens,
         schedule=Schedule(checkpoints, float(keep_fraction)),
         max_branches=max_branches,
+        restarts=restarts,
     )
