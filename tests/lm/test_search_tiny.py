@@ -103,3 +103,13 @@ def test_shared_prompt_cache_gives_the_same_samples(tiny_dirs):
         torch.manual_seed(5)
         outs.append([c.token_ids for c in gen.generate(PROMPT, 6, MAX_NEW, Account(Budget(100)))])
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("method", ["bon", "lookahead", "prune", "beam"])
+def test_leftover_budget_is_spent_with_restarts(tiny, method):
+    """Equal budget means equal spending: every method stops only when less than one whole
+    answer's worth of tokens is left (reward and value calls unlimited here)."""
+    gen, rm = tiny
+    torch.manual_seed(4)
+    res = _run(method, gen, rm, Budget(max_tokens=300))
+    assert 300 - MAX_NEW < res.spent.tokens <= 300
