@@ -113,3 +113,27 @@ def test_leftover_budget_is_spent_with_restarts(tiny, method):
     torch.manual_seed(4)
     res = _run(method, gen, rm, Budget(max_tokens=300))
     assert 300 - MAX_NEW < res.spent.tokens <= 300
+
+
+@pytest.mark.parametrize("method", ["lookahead", "prune", "beam"])
+def test_partial_branches_are_continued_past_each_checkpoint(tiny, method):
+    """A branch cut at a checkpoint is still unfinished: the final answers are complete, i.e.
+    they end in EOS or reach max_new_tokens, never stop at the checkpoint length."""
+    gen, rm = tiny
+    torch.manual_seed(6)
+    res = _run(method, gen, rm, Budget(max_tokens=400))
+    for c in res.finalists:
+        assert c.finished
+        assert c.token_ids[-1] == gen.eos_id or len(c.token_ids) == MAX_NEW
+    assert max(len(c.token_ids) for c in res.finalists) > 4  # 4 = the first checkpoint
+
+
+def test_extend_growth_limit_does_not_finish_a_row(tiny):
+    from forethought.lm import Account
+
+    gen, _ = tiny
+    torch.manual_seed(7)
+    cands = gen.extend(gen.start(PROMPT, 8, MAX_NEW), 5, Account(Budget(100)), max_total_tokens=3)
+    for c in cands:
+        assert len(c.token_ids) <= 3
+        assert c.finished == (bool(c.token_ids) and c.token_ids[-1] == gen.eos_id)

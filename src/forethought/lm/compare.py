@@ -36,6 +36,9 @@ class SearchSettings:
     """prune: tokens between two rounds of rejection."""
     keep_fraction: float = 0.5
     """prune: fraction of partial generations kept each round."""
+    prune_scorer: str = "proxy"
+    """prune: partial scorer, 'proxy' (the reward model on partials, as in speculative
+    rejection) or 'value' (the value predictor, trained on prefixes)."""
     width: int = 4
     """beam: beams kept after each step."""
     expand: int = 4
@@ -71,6 +74,8 @@ def run_method(
             keep=s.keep,
         )
     if method == "prune":
+        if s.prune_scorer not in ("value", "proxy"):
+            raise ConfigError("prune_scorer", f"must be 'value' or 'proxy', got {s.prune_scorer!r}")
         return prune(
             gen,
             proxy,
@@ -79,6 +84,7 @@ def run_method(
             max_new_tokens=s.max_new_tokens,
             chunk=s.chunk,
             keep_fraction=s.keep_fraction,
+            partial=value if s.prune_scorer == "value" else None,
         )
     if method == "beam":
         if s.process not in ("value", "proxy"):

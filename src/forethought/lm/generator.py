@@ -35,7 +35,9 @@ class Candidate:
     token_ids: tuple[int, ...] = ()
     text: str = ""
     finished: bool = False
-    """True once the model emitted end-of-sequence (or the length cap was reached)."""
+    """True once the model emitted end-of-sequence or the response reached `cap` tokens."""
+    cap: int | None = None
+    """Most tokens this response may have (the max_new_tokens it was started with)."""
     meta: dict = field(default_factory=dict, compare=False)
 
 
@@ -122,7 +124,7 @@ class Generator:
                 f"the model's context window of {self.context_window} tokens; shorten the prompt "
                 f"to at most {self.context_window - max_new_tokens} tokens or lower max_new_tokens",
             )
-        return [Candidate(prompt, ids) for _ in range(n)]
+        return [Candidate(prompt, ids, cap=max_new_tokens) for _ in range(n)]
 
     def generate(
         self, prompt: str, n: int, max_new_tokens: int, account: Account
@@ -143,14 +145,16 @@ class Generator:
         """Continue every unfinished candidate by up to `max_new_tokens` tokens.
 
         `stop_ids` ends a row early after a step delimiter (the row stays unfinished).
-        `max_total_tokens` caps a response's length; a row reaching it is marked finished.
+        `max_total_tokens` stops this call's growth at that response length (a search's next
+        checkpoint); the row stays unfinished unless it also reached its own `cap`.
         Finished candidates are returned unchanged. Order is preserved.
         """
         room = {}  # row -> tokens it may still sample in this call
         for i, c in enumerate(candidates):
             cap = max_new_tokens
-            if max_total_tokens is not None:
-                cap = min(cap, max_total_tokens - len(c.token_ids))
+            for limit in (max_total_tokens, c.cap):
+                if limit is not None:
+                    cap = min(cap, limit - len(c.token_ids))
             if not c.finished and cap > 0:
                 room[i] = cap
         if not room:
@@ -164,14 +168,14 @@ class Generator:
                 chunk = rows[lo : lo + self.batch_size]
                 new = self._sample([candidates[i] for i in chunk], cap, stop_ids)
                 for i, toks in zip(chunk, new, strict=True):
-                    out[i] = self._append(candidates[i], toks, max_total_tokens)
+                    out[i] = self._append(candidates[i], toks)
                     account.charge_tokens(len(toks))
         return out
 
-    def _append(self, cand: Candidate, toks: list[int], cap: int | None) -> Candidate:
+    def _append(self, cand: Candidate, toks: list[int]) -> Candidate:
         ids = cand.token_ids + tuple(toks)
         finished = bool(toks) and toks[-1] == self.eos_id
-        if cap is not None and len(ids) >= cap:
+        if cand.cap is not None and len(ids) >= cand.cap:
             finished = True
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
         return replace(cand, token_ids=ids, text=text, finished=finished)
