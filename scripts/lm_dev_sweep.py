@@ -24,9 +24,9 @@ from forethought.lm.tasks import countdown
 
 DEV_SEED = 15_000
 VARIANTS = {
-    "lookahead": [{"keep": 4}, {"keep": 0.25}, {"keep": 0.5}, {"prefix_tokens": 3, "keep": 0.25}],
-    "prune": [{"chunk": 6}, {"chunk": 12}, {"chunk": 6, "keep_fraction": 0.75}],
-    "beam": [{"process": "value"}, {"process": "proxy"}, {"width": 8, "expand": 2}],
+    "lookahead": [{"keep": 4}, {"keep": 0.25}],
+    "prune": [{"chunk": 6}, {"chunk": 6, "prune_scorer": "value"}, {"chunk": 12}],
+    "beam": [{"process": "value"}, {"process": "proxy"}],
 }
 
 

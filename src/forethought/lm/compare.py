@@ -30,8 +30,9 @@ class SearchSettings:
     """Cap on a response's length in tokens."""
     prefix_tokens: int = 6
     """look-ahead: length of the partial branches the value predictor ranks."""
-    keep: int = 4
-    """look-ahead: branches continued to the end."""
+    keep: int | float = 0.25
+    """look-ahead: branches continued to the end, a count or a fraction of the branches
+    (0.25 chosen on development prompts by scripts/lm_dev_sweep.py, not on the benchmark's)."""
     chunk: int = 6
     """prune: tokens between two rounds of rejection."""
     keep_fraction: float = 0.5
