@@ -3,11 +3,11 @@
 
 import gymnasium as gym
 import numpy as np
-from helpers import tiny_config
 
 from forethought.loop import train
 from forethought.models import FitConfig, ModelConfig
 from forethought.planners import PlannerConfig
+from helpers import tiny_config
 
 
 class PointMass(gym.Env):
