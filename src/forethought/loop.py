@@ -8,6 +8,9 @@
         evaluate  the MPC agent on fixed evaluation seeds (all episodes in one batch)
         record    a metrics row, a checkpoint, the learning-curve plot
 
+While acting, an optional monitor compares each real next state with the model's prediction
+and refits mid-episode when the model has drifted (`forethought.monitor`).
+
 `train(config)` starts a run; `resume(run_dir)` continues one that was killed, rebuilding its
 buffer from the last checkpoint plus the transition log, so no completed transition is lost or
 counted twice.
@@ -29,8 +32,9 @@ from forethought.agents.mpc import MPCAgent
 from forethought.buffer import ReplayBuffer, TransitionLog
 from forethought.config import TrainConfig
 from forethought.evaluation import evaluate_batched, plot_learning_curve, run_episode, summary_table
+from forethought.evaluation.episodes import EpisodeResult
 from forethought.evaluation.progress import RunProgress
-from forethought.models import DynamicsModel, ModelTrainer
+from forethought.models import DynamicsModel, FitReport, ModelTrainer
 from forethought.monitor import ModelErrorMonitor, prediction_error
 from forethought.planners import make_planner
 from forethought.runs import (
@@ -171,81 +175,20 @@ def build_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, DynamicsMo
 def _execute(run: Run, console: Console | None) -> RunResult:
     config, progress = run.config, run.progress
     console = console or Console(quiet=config.quiet)
-    low, high = run.env.action_space.low, run.env.action_space.high
     steps_per_episode = run.env.spec.max_episode_steps if run.env.spec else None
     title = f"{config.env} · {config.planner} · seed {config.seed}"
 
-    def random_policy(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return run.rng.uniform(low, high, size=(len(obs), len(low))).astype(np.float32)
-
     with RunProgress(console, config, steps_per_episode, progress.env_steps) as bar:
         for episode in range(progress.episode, config.episodes):
-            warming_up = episode < config.warmup_episodes
-            policy = random_policy if warming_up else run.agent.act
-            run.agent.reset()
-
-            # collect: every transition is logged before the next action is chosen
-            def on_step(t, obs, action, reward, next_obs, terminated, truncated, episode=episode):
-                run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
-                run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
-                bar.advance_step()
-                if config.monitor.enabled and episode >= config.warmup_episodes:
-                    _watch_model(run, episode, obs, action, reward, next_obs, bar)
-                if (
-                    config.eval_every_steps
-                    and run.buffer.total_added % config.eval_every_steps == 0
-                ):
-                    _evaluate_between(run, episode, bar)
-
-            run.agent.plan_disagreement.clear()
-            bar.start_episode(episode)
-            result = run_episode(
-                run.env,
-                policy,
-                TRAIN_SEED_STRIDE * config.seed + episode,
-                on_step,
-                run.buffer.total_added,
-            )
-            progress.env_steps = run.buffer.total_added
-            disagreement = list(run.agent.plan_disagreement)  # before evaluation adds to it
-
-            # fit the model on everything collected so far (on schedule, or when the monitor
-            # fired but was told to wait for the episode's end)
-            report = None
-            if (
-                episode + 1 == config.warmup_episodes
-                or (episode + 1) % config.refit_every == 0
-                or run.refit_due
-            ):
-                bar.status("fitting model")
-                report = run.trainer.fit(run.buffer.all(), run.rng)
-                run.monitor.reset(report.holdout_error)
-                run.refit_due = False
-
-            # evaluate the agent on fixed seeds
+            result = _collect(run, episode, bar)  # act in the real environment
+            report = _fit_if_due(run, episode, bar)  # learn the model from all data so far
             eval_returns = None
             if (episode + 1) % config.eval_every == 0 or episode + 1 == config.episodes:
                 bar.status("evaluating")
-                eval_returns = _evaluate(run)
+                eval_returns = _evaluate(run)  # plan with the model on fixed seeds
 
-            row = {
-                "episode": episode,
-                "policy": "random" if warming_up else f"mpc-{config.planner}",
-                "env_steps": progress.env_steps,
-                "return": result.episode_return,
-                "eval_return": None if eval_returns is None else float(eval_returns.mean()),
-                "eval_return_std": None if eval_returns is None else float(eval_returns.std()),
-                "eval_returns": None if eval_returns is None else eval_returns.tolist(),
-                "holdout_error": None if report is None else report.holdout_error,
-                "fit_seconds": None if report is None else report.seconds,
-                "fit_epochs": None if report is None else report.epochs,
-                "drift_alarms": run.alarms_this_episode,
-                "plan_disagreement": statistics.median(disagreement) if disagreement else None,
-                "ms_per_action": None if warming_up else statistics.median(result.ms_per_action),
-                "model_rows": run.agent.compute.model_rows,
-            }
+            row = _episode_row(run, episode, result, report, eval_returns)
             progress.history.append(row)
-            run.alarms_this_episode = 0
             progress.episode = episode + 1
             _checkpoint(run)
             run.dir.append_metrics(row)
@@ -256,6 +199,84 @@ def _execute(run: Run, console: Console | None) -> RunResult:
     console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
     run.log.close()
     return RunResult(run.dir.path, progress.history, run.dir.plot_path)
+
+
+def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
+    """One training episode, random during warm-up and MPC after; every transition is logged
+    and added to the buffer before the next action is chosen."""
+    config = run.config
+    warming_up = episode < config.warmup_episodes
+    low, high = run.env.action_space.low, run.env.action_space.high
+
+    def random_policy(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return run.rng.uniform(low, high, size=(len(obs), len(low))).astype(np.float32)
+
+    def on_step(t, obs, action, reward, next_obs, terminated, truncated):
+        run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
+        run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        bar.advance_step()
+        if config.monitor.enabled and not warming_up:
+            _watch_model(run, episode, obs, action, reward, next_obs, bar)
+        if config.eval_every_steps and run.buffer.total_added % config.eval_every_steps == 0:
+            _evaluate_between(run, episode, bar)
+
+    run.agent.reset()
+    run.agent.plan_disagreement.clear()
+    run.alarms_this_episode = 0
+    bar.start_episode(episode)
+    seed = TRAIN_SEED_STRIDE * config.seed + episode
+    result = run_episode(
+        run.env,
+        random_policy if warming_up else run.agent.act,
+        seed,
+        on_step,
+        run.buffer.total_added,
+    )
+    run.progress.env_steps = run.buffer.total_added
+    return result
+
+
+def _fit_if_due(run: Run, episode: int, bar: RunProgress) -> FitReport | None:
+    """Refit after the warm-up, on the fixed schedule, or when the monitor fired but was told to
+    wait for the episode's end."""
+    config = run.config
+    due = (
+        episode + 1 == config.warmup_episodes
+        or (episode + 1) % config.refit_every == 0
+        or run.refit_due
+    )
+    if not due:
+        return None
+    bar.status("fitting model")
+    report = run.trainer.fit(run.buffer.all(), run.rng)
+    run.monitor.reset(report.holdout_error)
+    run.refit_due = False
+    return report
+
+
+def _episode_row(run, episode, result, report, eval_returns) -> dict[str, Any]:
+    warming_up = episode < run.config.warmup_episodes
+    disagreement = run.agent.plan_disagreement
+
+    def stat(values, fn):
+        return None if values is None or len(values) == 0 else float(fn(values))
+
+    return {
+        "episode": episode,
+        "policy": "random" if warming_up else f"mpc-{run.config.planner}",
+        "env_steps": run.progress.env_steps,
+        "return": result.episode_return,
+        "eval_return": stat(eval_returns, np.mean),
+        "eval_return_std": stat(eval_returns, np.std),
+        "eval_returns": None if eval_returns is None else eval_returns.tolist(),
+        "holdout_error": None if report is None else report.holdout_error,
+        "fit_seconds": None if report is None else report.seconds,
+        "fit_epochs": None if report is None else report.epochs,
+        "drift_alarms": run.alarms_this_episode,
+        "plan_disagreement": stat(disagreement, statistics.median),
+        "ms_per_action": None if warming_up else statistics.median(result.ms_per_action),
+        "model_rows": run.agent.compute.model_rows,
+    }
 
 
 def _evaluate_between(run: Run, episode: int, bar) -> None:
