@@ -1,0 +1,97 @@
+"""Slow tier: the speed benchmarks run end to end with --quick and write well-formed JSON.
+
+Only the schema is checked (keys present, numbers positive), never timings: the machines are
+shared and noisy. The mbrl-lib side needs its own venv (benchmarks/peers/setup_mbrl.sh, built on
+first use); if it cannot be installed, the JSON must say why and forethought's side and the floor
+must still be there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+def run_quick(script: str, out: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,  # a first run also builds mbrl-lib's venv
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def positive(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def check_common(data: dict, name: str) -> None:
+    assert data["benchmark"] == name
+    assert data["quick"] is True
+    machine = data["machine"]
+    for key in ("cpu", "cores", "torch_threads", "python", "versions"):
+        assert key in machine
+    assert machine["versions"]["torch"]
+    assert data["threads"]["forethought"] >= 1
+    for shape in ("mm_2048", "config_bmm"):
+        entry = data["matmul"][shape]
+        assert entry["gflops"] and all(positive(g) for g in entry["gflops"])
+        assert positive(entry["median_gflops"])
+    assert positive(data["macs_per_row"])
+    peer = data["mbrl"]
+    if "error" in peer:
+        assert isinstance(peer["error"], str) and peer["error"]
+    else:
+        assert peer["versions"]["mbrl"] == "0.2.0"
+        assert data["threads"]["mbrl"] == data["threads"]["forethought"]
+    assert positive(data["wall_s"])
+
+
+def test_imagination_quick(tmp_path):
+    data = run_quick("imagination.py", tmp_path / "imagination.json")
+    check_common(data, "imagination")
+    assert data["config"]["batch_start_states"] == 100_000
+    assert positive(data["floor"]["transitions_per_s"])
+    for horizon in ("1", "5"):
+        for variant, rows in data["forethought"].items():
+            row = rows[horizon]
+            assert row["seconds"] and all(positive(s) for s in row["seconds"]), variant
+            assert positive(row["median_transitions_per_s"])
+        summary = data["summary"][horizon]
+        assert positive(summary["floor_transitions_per_s"])
+        assert positive(summary["forethought_ts1_transitions_per_s"])
+        if "error" not in data["mbrl"]:
+            peer = data["mbrl"]["horizons"][horizon]
+            assert all(positive(s) for s in peer["seconds"])
+            assert positive(summary["mbrl_transitions_per_s"])
+            assert positive(summary["forethought_ts1_over_mbrl"])
+
+
+def test_latency_quick(tmp_path):
+    data = run_quick("latency.py", tmp_path / "latency.json")
+    check_common(data, "latency")
+    assert data["rows_per_action"] == 500 * 5 * 20 * 15
+    fore = data["forethought"]
+    assert len(fore["ms"]) == data["config"]["timed_actions"]
+    assert all(positive(ms) for ms in fore["ms"])
+    assert fore["model_rows_per_action"] >= data["rows_per_action"]
+    summary = data["summary"]
+    for key in ("forethought_ms", "floor_ms", "forethought_over_floor"):
+        assert positive(summary[key]), key
+    if "error" not in data["mbrl"]:
+        assert len(data["mbrl"]["ms"]) == data["config"]["timed_actions"]
+        for key in ("mbrl_ms", "mbrl_over_forethought", "mbrl_over_floor"):
+            assert positive(summary[key]), key
