@@ -100,6 +100,7 @@ def main() -> int:
     ap.add_argument("--process", default="value", choices=["value", "proxy"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_search.json"))
+    ap.add_argument("--plot", default="runs/lm_search.png", help="reward-vs-tokens plot path")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
@@ -156,7 +157,8 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    plot = compare.plot_reward_vs_budget(rows, str(out.with_suffix(".png")))
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    plot = compare.plot_reward_vs_budget(rows, args.plot)
     for r in rows:
         print(
             f"{r['budget']:5d} {r['method']:10s} gold {r['mean_gold']:.3f} proxy {r['mean_proxy']:.3f} "
