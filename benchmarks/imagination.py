@@ -151,7 +151,7 @@ def main() -> int:
         "benchmark": "imagination",
         "machine": machine_info(),
         "quick": args.quick,
-        "command": "python benchmarks/imagination.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python", "benchmarks/imagination.py", *sys.argv[1:]]),
         "threads": {"forethought": torch.get_num_threads(), "mbrl": None},
         "config": {
             "batch_start_states": BATCH,

@@ -18,7 +18,7 @@ machine's measured fp32 matmul throughput.
 Not measured here: the "matched return" comparison of issue 3 (forethought's fastest config
 whose return matches mbrl-lib's example config) needs a continuous-cartpole task in forethought.
 
-    python benchmarks/latency.py            # full: 60 actions per side (about 5 min on 2 quiet cores)
+    python benchmarks/latency.py            # full: 50 actions per side (about 3 min on 2 quiet cores)
     python benchmarks/latency.py --quick    # 3 actions per side (smoke test)
 """
 
@@ -134,7 +134,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     warmup = 1 if args.quick else 3
-    actions = args.actions or (3 if args.quick else 60)
+    actions = args.actions or (3 if args.quick else 50)
     started = time.perf_counter()
     # The same states for both sides: small perturbations around upright, as in a balanced episode.
     states = (np.random.default_rng(0).standard_normal((warmup + actions, OBS_DIM)) * 0.05).astype(
@@ -146,7 +146,7 @@ def main() -> int:
         "benchmark": "latency",
         "machine": machine_info(),
         "quick": args.quick,
-        "command": "python benchmarks/latency.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python", "benchmarks/latency.py", *sys.argv[1:]]),
         "threads": {"forethought": torch.get_num_threads(), "mbrl": None},
         "config": {
             "obs_dim": OBS_DIM,
