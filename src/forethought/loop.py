@@ -174,7 +174,8 @@ def build_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, DynamicsMo
 
 def _execute(run: Run, console: Console | None) -> RunResult:
     config, progress = run.config, run.progress
-    console = console or Console(quiet=config.quiet)
+    if console is None or config.quiet:
+        console = Console(quiet=config.quiet)
     steps_per_episode = run.env.spec.max_episode_steps if run.env.spec else None
     title = f"{config.env} · {config.planner} · seed {config.seed}"
 
