@@ -11,7 +11,7 @@ error and retraining on drift). Writes benchmarks/results/uncertainty.json.
    executed plans, and the final evaluation return.
 
     python benchmarks/uncertainty.py            # full: 3 seeds (about an hour on 2 cores)
-    python benchmarks/uncertainty.py --quick    # 1 seed, shorter runs (a few minutes)
+    python benchmarks/uncertainty.py --quick    # 1 seed, short runs (a smoke test, ~5 min)
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from machine import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "uncertainty.json"
 DRIFT = DriftConfig(at_step=1100, parameter="m", scale=0.5)
+QUICK_DRIFT = DriftConfig(at_step=500, parameter="m", scale=0.5)
 RECOVERY_TOLERANCE = 0.10  # recovered once within 10% of the pre-drift evaluation return
 PENALTY = 1.0
 
@@ -82,8 +83,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    episodes = 7 if args.quick else 8
+    drift = QUICK_DRIFT if args.quick else DRIFT
+    episodes = 4 if args.quick else 8
     eval_every = 100 if args.quick else 50
+    eval_episodes = 2 if args.quick else 3
+    pessimism_episodes = 3 if args.quick else 5
     monitor = MonitorConfig(enabled=True)
     results: dict = {
         "machine": machine_info(),
@@ -93,41 +97,42 @@ def main() -> int:
         "pessimism": {},
     }
     results["settings"] = {
-        "drift": DRIFT.__dict__, "monitor": monitor.__dict__, "episodes": episodes,
-        "eval_every_steps": eval_every, "eval_episodes": 3, "penalty": PENALTY,
+        "drift": drift.__dict__, "monitor": monitor.__dict__, "episodes": episodes,
+        "eval_every_steps": eval_every, "eval_episodes": eval_episodes, "penalty": PENALTY,
         "recovery_tolerance": RECOVERY_TOLERANCE,
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for seed in seeds:
             print(f"seed {seed}", flush=True)
-            common = dict(seed=seed, episodes=episodes, eval_episodes=3)
+            common = dict(seed=seed, episodes=episodes, eval_episodes=eval_episodes)
             quiet_run = run(f"nodrift-{seed}", workdir, monitor=monitor, eval_every=100, **common)
             triggered = run(
                 f"triggered-{seed}",
                 workdir,
                 monitor=monitor,
-                drift=DRIFT,
+                drift=drift,
                 eval_every_steps=eval_every,
                 **common,
             )
             scheduled = run(
-                f"scheduled-{seed}", workdir, drift=DRIFT, eval_every_steps=eval_every, **common
+                f"scheduled-{seed}", workdir, drift=drift, eval_every_steps=eval_every, **common
             )
             results["drift"][seed] = {
                 "no_drift_false_alarms": len(
                     [e for e in quiet_run if e.get("event") == "model_drift"]
                 ),
                 "no_drift_steps": episodes * 200,
-                "triggered": drift_summary(triggered, DRIFT.at_step),
-                "per_episode": drift_summary(scheduled, DRIFT.at_step),
+                "triggered": drift_summary(triggered, drift.at_step),
+                "per_episode": drift_summary(scheduled, drift.at_step),
             }
             pess = {}
             for label, penalty in (("neutral", 0.0), ("pessimistic", PENALTY)):
                 history = run(
                     f"{label}-{seed}",
                     workdir,
-                    episodes=5,
+                    episodes=pessimism_episodes,
+                    eval_episodes=eval_episodes,
                     seed=seed,
                     rollout=RolloutConfig(uncertainty_penalty=penalty),
                 )
