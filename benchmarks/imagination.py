@@ -175,6 +175,7 @@ def main() -> int:
         "macs_per_row": macs,
     }
 
+    results["load_average_1min"] = {"start": os.getloadavg()[0]}
     log("matmul throughput")
     m = -(-BATCH // ENSEMBLE)
     shapes = {"mm_2048": (0, 2048, 2048, 2048), "config_bmm": (ENSEMBLE, m, HIDDEN, HIDDEN)}
@@ -192,6 +193,7 @@ def main() -> int:
 
     log("forethought")
     results["forethought"] = forethought_side(warmup, repeats, variants)
+    results["load_average_1min"]["after_forethought"] = os.getloadavg()[0]
 
     if args.skip_peer:
         results["mbrl"] = {"error": "skipped (--skip-peer)"}
@@ -226,6 +228,7 @@ def main() -> int:
             results["mbrl"] = peer
             log(f"  {peer.get('error') or 'ok'}")
 
+    results["load_average_1min"]["end"] = os.getloadavg()[0]
     summary: dict = {}
     for horizon in map(str, HORIZONS):
         row: dict = {"floor_transitions_per_s": floor}

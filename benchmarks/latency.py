@@ -174,6 +174,7 @@ def main() -> int:
         "matched_return": "not measured: needs a continuous-cartpole task in forethought",
     }
 
+    results["load_average_1min"] = {"start": os.getloadavg()[0]}
     log("matmul throughput")
     shapes = {
         "mm_2048": (0, 2048, 2048, 2048),
@@ -198,6 +199,7 @@ def main() -> int:
     fore["ms"] = [s * 1e3 for s in fore["seconds"]]
     fore["median_ms"] = median(fore["ms"])
     results["forethought"] = fore
+    results["load_average_1min"]["after_forethought"] = os.getloadavg()[0]
     log(f"  {fore['median_ms']:.1f} ms per action")
 
     if args.skip_peer:
@@ -235,6 +237,7 @@ def main() -> int:
                 log(f"  {peer['error']}")
             results["mbrl"] = peer
 
+    results["load_average_1min"]["end"] = os.getloadavg()[0]
     summary = {
         "forethought_ms": fore["median_ms"],
         "floor_ms": floor_ms,
