@@ -11,7 +11,9 @@ receding-horizon warm start is kept between actions, as in an episode. mbrl-lib'
 its default activation (ReLU, BENCHMARKS.md), so forethought's model uses ReLU too.
 
 Measured: milliseconds for one `act` call (plan + return the first action), median over the
-actions after a warm-up. The floor: rows through the network per action
+actions after a warm-up. The full run alternates the sides in 5 rounds of 10 actions (mbrl-lib's
+side a fresh subprocess per round, each with its own warm-up), so a change in the shared
+machine's load hits both alike; every round's median and load average is recorded. The floor: rows through the network per action
 (population x iterations x particles x horizon = 750,000) x multiply-adds per row x 2 / this
 machine's measured fp32 matmul throughput.
 
@@ -70,7 +72,7 @@ def cartpole_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Ten
     return (~cartpole_termination(next_obs)).float()
 
 
-def forethought_side(states: np.ndarray, warmup: int, actions: int, seed: int = 0) -> dict:
+def forethought_agent(seed: int = 0) -> MPCAgent:
     model = DynamicsModel(
         OBS_DIM,
         ACTION_DIM,
@@ -103,19 +105,17 @@ def forethought_side(states: np.ndarray, warmup: int, actions: int, seed: int = 
     rollout = RolloutConfig(particles=PARTICLES, propagation="tsinf", sample=True)
     agent = MPCAgent(model, planner, task, rollout, seed=seed)
     agent.reset()
-    for i in range(warmup):
-        agent.act(states[i % len(states)][None])
-    rows_before = agent.compute.model_rows
+    return agent
+
+
+def time_actions(agent: MPCAgent, states: np.ndarray) -> list[float]:
     seconds = []
-    for i in range(actions):
+    for obs in states:
         begin = time.perf_counter()
-        action = agent.act(states[i % len(states)][None])
+        action = agent.act(obs[None])
         seconds.append(time.perf_counter() - begin)
-    assert action.shape == (1, ACTION_DIM), action.shape
-    return {
-        "seconds": seconds,
-        "model_rows_per_action": (agent.compute.model_rows - rows_before) / actions,
-    }
+        assert action.shape == (1, ACTION_DIM), action.shape
+    return seconds
 
 
 def main() -> int:
@@ -134,6 +134,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     warmup = 1 if args.quick else 3
+    rounds = 1 if args.quick else 5
     actions = args.actions or (3 if args.quick else 50)
     started = time.perf_counter()
     # The same states for both sides: small perturbations around upright, as in a balanced episode.
@@ -168,6 +169,7 @@ def main() -> int:
             "reward": "mbrl-lib cartpole (1 while not terminated)",
             "warmup_actions": warmup,
             "timed_actions": actions,
+            "rounds": rounds,
         },
         "rows_per_action": rows_per_action,
         "macs_per_row": macs,
@@ -194,48 +196,74 @@ def main() -> int:
         "how": "rows per action x 2 x multiply-adds per row / matmul GFLOP/s (2048^2 mm median)",
     }
 
-    log(f"forethought: {warmup} warm-up + {actions} timed actions")
-    fore = forethought_side(states, warmup, actions)
+    # Rounds alternate the two sides, so a change in the machine's load hits both alike.
+    sizes = [actions // rounds + (i < actions % rounds) for i in range(rounds)]
+    log(f"forethought: {warmup} warm-up actions")
+    agent = forethought_agent()
+    time_actions(agent, states[:warmup])
+    python, peer_error = None, "skipped (--skip-peer)" if args.skip_peer else None
+    if not args.skip_peer:
+        python, peer_error = ensure_mbrl(args.mbrl_venv, log)
+    spec = {
+        "obs_dim": OBS_DIM,
+        "action_dim": ACTION_DIM,
+        "ensemble_size": ENSEMBLE,
+        "num_hidden_layers": LAYERS,
+        "hidden_size": HIDDEN,
+        "propagation": "fixed_model",
+        "horizon": HORIZON,
+        "iterations": ITERATIONS,
+        "elite_ratio": ELITE_RATIO,
+        "population": POPULATION,
+        "alpha": ALPHA,
+        "particles": PARTICLES,
+        "warmup": warmup,  # each round is a fresh process, so each warms up
+    }
+    fore = {"seconds": [], "rounds": []}
+    peer: dict = {"seconds": [], "rounds": []}
+    rows_before, offset = agent.compute.model_rows, warmup
+    for r, n in enumerate(sizes):
+        chunk = states[offset : offset + n]
+        seconds = time_actions(agent, chunk)
+        fore["seconds"] += seconds
+        fore["rounds"].append(
+            {"actions": n, "median_ms": median(seconds) * 1e3, "load_1min": os.getloadavg()[0]}
+        )
+        log(f"  round {r + 1}/{rounds}: forethought {median(seconds) * 1e3:.0f} ms")
+        if peer_error is None:
+            out = run_peer(
+                python, "latency", {**spec, "states": chunk.tolist(), "actions": n},
+                args.threads, timeout=3600,
+            )  # fmt: skip
+            if "error" in out:
+                peer_error = out["error"]
+                log(f"  mbrl-lib: {peer_error}")
+            else:
+                peer["seconds"] += out["seconds"]
+                peer["rounds"].append(
+                    {
+                        "actions": n,
+                        "median_ms": median(out["seconds"]) * 1e3,
+                        "load_1min": os.getloadavg()[0],
+                    }
+                )
+                for key in ("torch_threads", "versions", "python"):
+                    peer[key] = out[key]
+                log(f"  round {r + 1}/{rounds}: mbrl-lib {median(out['seconds']) * 1e3:.0f} ms")
+        offset += n
+    fore["model_rows_per_action"] = (agent.compute.model_rows - rows_before) / actions
     fore["ms"] = [s * 1e3 for s in fore["seconds"]]
     fore["median_ms"] = median(fore["ms"])
     results["forethought"] = fore
-    results["load_average_1min"]["after_forethought"] = os.getloadavg()[0]
-    log(f"  {fore['median_ms']:.1f} ms per action")
-
-    if args.skip_peer:
-        results["mbrl"] = {"error": "skipped (--skip-peer)"}
+    log(f"forethought: {fore['median_ms']:.1f} ms per action")
+    if peer_error is not None:
+        results["mbrl"] = {"error": peer_error}
     else:
-        log("mbrl-lib")
-        python, error = ensure_mbrl(args.mbrl_venv, log)
-        if error:
-            results["mbrl"] = {"error": error}
-        else:
-            spec = {
-                "obs_dim": OBS_DIM,
-                "action_dim": ACTION_DIM,
-                "ensemble_size": ENSEMBLE,
-                "num_hidden_layers": LAYERS,
-                "hidden_size": HIDDEN,
-                "propagation": "fixed_model",
-                "horizon": HORIZON,
-                "iterations": ITERATIONS,
-                "elite_ratio": ELITE_RATIO,
-                "population": POPULATION,
-                "alpha": ALPHA,
-                "particles": PARTICLES,
-                "states": states.tolist(),
-                "warmup": warmup,
-                "actions": actions,
-            }
-            peer = run_peer(python, "latency", spec, args.threads, timeout=3600)
-            if "error" not in peer:
-                peer["ms"] = [s * 1e3 for s in peer["seconds"]]
-                peer["median_ms"] = median(peer["ms"])
-                results["threads"]["mbrl"] = peer["torch_threads"]
-                log(f"  {peer['median_ms']:.1f} ms per action")
-            else:
-                log(f"  {peer['error']}")
-            results["mbrl"] = peer
+        peer["ms"] = [s * 1e3 for s in peer["seconds"]]
+        peer["median_ms"] = median(peer["ms"])
+        results["threads"]["mbrl"] = peer["torch_threads"]
+        results["mbrl"] = peer
+        log(f"mbrl-lib: {peer['median_ms']:.1f} ms per action")
 
     results["load_average_1min"]["end"] = os.getloadavg()[0]
     summary = {
