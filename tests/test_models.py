@@ -118,3 +118,16 @@ def test_bootstrap_members_disagree_away_from_data_and_fit_is_deterministic():
     report_b, _ = fit(0)
     assert report_a.holdout_error == report_b.holdout_error  # same seed, same fit
     assert spread[1] > 3 * spread[0]  # members agree on the data, disagree far from it
+
+
+def test_inference_fast_path_equals_the_autograd_path():
+    from forethought.models import EnsembleMLP
+
+    for activation in ("silu", "relu", "tanh", "elu"):
+        torch.manual_seed(0)
+        net = EnsembleMLP(3, 4, 2, hidden_size=16, num_hidden_layers=2, activation=activation)
+        x = torch.randn(3, 9, 4)
+        with torch.no_grad():
+            fast = net(x)
+        slow = net(x).detach()
+        torch.testing.assert_close(fast, slow)

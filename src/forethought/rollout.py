@@ -49,6 +49,11 @@ class RolloutConfig:
     """Stop trusting a rollout once its disagreement passes this value (normalised std units):
     later steps earn the worst reward seen at that step instead of the model's prediction."""
 
+    @property
+    def uses_uncertainty(self) -> bool:
+        """Whether the objective itself needs the per-step disagreement."""
+        return self.uncertainty_penalty != 0 or self.disagreement_threshold is not None
+
     def validate(self, ensemble_size: int) -> None:
         require(self.particles >= 1, "rollout.particles", "must be at least 1")
         require(0.0 < self.discount <= 1.0, "rollout.discount", "must be in (0, 1]")
@@ -65,7 +70,7 @@ class RolloutConfig:
                 f"must be a multiple of model.ensemble_size ({ensemble_size}) with "
                 f"propagation '{self.propagation}', got {self.particles}",
             )
-        if self.uncertainty_penalty != 0 or self.disagreement_threshold is not None:
+        if self.uses_uncertainty:
             require(
                 ensemble_size > 1,
                 "model.ensemble_size",
@@ -79,8 +84,8 @@ class Imagination:
 
     returns: torch.Tensor  # B x P: mean over particles of the (discounted, trusted) return
     particle_returns: torch.Tensor  # B x P x K
-    epistemic: torch.Tensor  # B x P x H: members' disagreement (normalised std) at each step
-    aleatoric: torch.Tensor  # B x P x H: mean predicted noise variance (normalised) at each step
+    epistemic: torch.Tensor | None  # B x P x H: members' disagreement (normalised std) per step
+    aleatoric: torch.Tensor | None  # B x P x H: mean predicted noise variance (normalised) per step
     model_rows: int  # rows pushed through the network (members x inputs), for compute counts
 
     def scores(self, config: RolloutConfig) -> torch.Tensor:
@@ -106,8 +111,12 @@ def imagine(
     reward_fn: RewardFn | None = None,
     termination_fn: TerminationFn | None = None,
     generator: torch.Generator | None = None,
+    uncertainty: bool = True,
 ) -> Imagination:
-    """Roll out B x P x H x A action sequences from B x O start states."""
+    """Roll out B x P x H x A action sequences from B x O start states. With
+    `uncertainty=False` the per-step uncertainty is not computed (it is None in the result)
+    unless the objective itself needs it (a penalty or a disagreement threshold)."""
+    uncertainty = uncertainty or config.uses_uncertainty
     b, p, h, a = actions.shape
     assert obs.shape == (b, model.obs_dim), (
         f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
@@ -128,7 +137,7 @@ def imagine(
     epistemic, aleatoric, rows = [], [], 0
     for t in range(h):
         action = plan[:, :, t]  # groups x M x A
-        step = _step(model, state, action, config, generator)
+        step = _step(model, state, action, config, generator, uncertainty)
         rows += step.rows
         reward = reward_fn(state, action, step.next_state) if reward_fn is not None else step.reward
         done = termination_fn(step.next_state) if termination_fn is not None else step.done
@@ -153,8 +162,8 @@ def imagine(
     return Imagination(
         returns=per_particle.mean(dim=-1),
         particle_returns=per_particle,
-        epistemic=per_candidate(epistemic),
-        aleatoric=per_candidate(aleatoric),
+        epistemic=per_candidate(epistemic) if uncertainty else None,
+        aleatoric=per_candidate(aleatoric) if uncertainty else None,
         model_rows=rows,
     )
 
@@ -164,12 +173,12 @@ class _Step:
     next_state: torch.Tensor  # groups x M x O
     reward: torch.Tensor | None  # groups x M (learned head) or None
     done: torch.Tensor | None  # groups x M (learned head) or None
-    epistemic: torch.Tensor  # 1 x M: disagreement among the members' predicted means
-    aleatoric: torch.Tensor  # 1 x M: mean predicted variance
+    epistemic: torch.Tensor | None  # 1 x M: disagreement among the members' predicted means
+    aleatoric: torch.Tensor | None  # 1 x M: mean predicted variance
     rows: int
 
 
-def _step(model, state, action, config, generator) -> _Step:
+def _step(model, state, action, config, generator, uncertainty: bool) -> _Step:
     """One imagined step for a groups x M x O state.
 
     Uncertainty comes in normalised units (divided by the target std of each state dimension,
@@ -211,9 +220,13 @@ def _step(model, state, action, config, generator) -> _Step:
             next_mean, next_var = _unshuffle(next_mean, inverse), _unshuffle(next_var, inverse)
             reward = _unshuffle(reward, inverse) if reward is not None else None
             logit = _unshuffle(logit, inverse) if logit is not None else None
-        spread = next_mean.var(0, unbiased=False, keepdim=True)
-        aleatoric = (next_var / scale).mean(dim=(0, 2)).unsqueeze(0)
-    epistemic = (spread / scale).mean(dim=-1).sqrt()  # 1 x M
+        if uncertainty:
+            spread = next_mean.var(0, unbiased=False, keepdim=True)
+            aleatoric = (next_var / scale).mean(dim=(0, 2)).unsqueeze(0)
+    if uncertainty:
+        epistemic = (spread / scale).mean(dim=-1).sqrt()  # 1 x M
+    else:
+        epistemic = aleatoric = None
     if config.sample and model.config.probabilistic:
         noise = torch.randn(next_mean.shape, generator=generator, device=next_mean.device)
         next_state = next_mean + next_var.sqrt() * noise

@@ -50,6 +50,7 @@ class MPCAgent:
                 self.task.reward_fn,
                 self.task.termination_fn,
                 self.generator,
+                uncertainty=False,  # only the executed plan's disagreement is logged
             )
             self.compute.model_rows += result.model_rows
             self.compute.objective_rows += candidates.shape[0] * candidates.shape[1]
