@@ -9,6 +9,7 @@ that returns NaN is a broken model, and ranking by NaN would silently pick at ra
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,14 +21,15 @@ from forethought.lm.budget import Account
 from forethought.lm.generator import Candidate
 
 
-class Scorer:
+class Scorer(ABC):
     """Base: subclasses implement `_score(cands) -> R floats`; `__call__` adds accounting."""
 
     kind: str = "reward"
     name: str = "scorer"
 
+    @abstractmethod
     def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
-        raise NotImplementedError
+        """R scores for R candidates (each subclass: a model, a verifier, a callable)."""
 
     def __call__(self, cands: Sequence[Candidate], account: Account | None = None) -> np.ndarray:
         if not cands:

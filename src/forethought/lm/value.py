@@ -16,6 +16,7 @@ stored as plain arrays (`.npz`), never pickled.
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,8 +43,9 @@ class RidgeValue(Scorer):
         self.mean = self.scale = self.coef = None
         self.intercept = 0.0
 
+    @abstractmethod
     def features(self, cands: Sequence[Candidate]) -> np.ndarray:
-        raise NotImplementedError
+        """R x F features of R (partial) candidates; each predictor defines its own."""
 
     def fit(self, cands: Sequence[Candidate], targets: Sequence[float]) -> RidgeValue:
         """Fit on (prefix, final reward) pairs; alpha is chosen by efficient leave-one-out."""
