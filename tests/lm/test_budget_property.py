@@ -13,7 +13,10 @@ MAX_NEW = 10
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    derandomize=True,  # CI must not flake; widen max_examples locally to hunt for new cases
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     method=st.sampled_from(["bon", "lookahead", "prune", "beam"]),
