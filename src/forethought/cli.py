@@ -61,7 +61,7 @@ def demo_config(args: DemoArgs) -> TrainConfig:
 
 
 def _run_train(config: TrainConfig, console: Console) -> int:
-    from forethought.loop import resume, train
+    from forethought.training import resume, train
 
     if config.resume is not None:
         resume(config.resume, console)

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -22,6 +22,9 @@ from forethought.planners.base import PlannerConfig, PlannerName
 from forethought.rollout import RolloutConfig
 from forethought.tasks.drift import DriftConfig
 
+Algorithm = Literal["mpc", "sac", "td3", "ppo"]
+MODEL_FREE = ("sac", "td3", "ppo")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -30,10 +33,18 @@ class TrainConfig:
 
     env: str = "Pendulum-v1"
     """Gymnasium environment id (Box action and observation spaces)."""
+    algo: Algorithm = "mpc"
+    """mpc: learn a dynamics model and plan with it (model-based). sac, td3, ppo: the
+    Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and
+    run directory (the model-free baselines)."""
     planner: PlannerName = "icem"
     """Trajectory optimiser: random, cem, icem or mppi."""
     episodes: int = 10
     """Total training episodes, warm-up included."""
+    steps: int | None = None
+    """Environment-step budget. MPC stops after the episode in which it is reached, SAC and TD3
+    exactly there, PPO after the rollout that crosses it (default for the model-free
+    algorithms: episodes x the environment's time limit)."""
     warmup_episodes: int = 1
     """Initial episodes with uniformly random actions (no model yet)."""
     seed: int = 0
@@ -75,6 +86,8 @@ class TrainConfig:
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
         require(self.episodes >= 1, "episodes", "must be at least 1")
+        if self.steps is not None:
+            require(self.steps >= 1, "steps", "must be at least 1")
         require(
             self.warmup_episodes >= 1,
             "warmup_episodes",
@@ -101,8 +114,15 @@ class TrainConfig:
         self.monitor.validate()
         self.drift.validate()
 
+    def make_kwargs(self) -> dict[str, Any]:
+        """Extra `gymnasium.make` arguments (the time-limit override)."""
+        if self.max_episode_steps is None:
+            return {}
+        return {"max_episode_steps": self.max_episode_steps}
+
     def run_dir(self) -> Path:
-        return self.out or Path("runs") / f"{self.env}-{self.planner}-seed{self.seed}"
+        method = self.planner if self.algo == "mpc" else self.algo
+        return self.out or Path("runs") / f"{self.env}-{method}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))

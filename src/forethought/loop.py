@@ -43,7 +43,7 @@ from forethought.runs import (
     restore_rng_states,
     rng_states,
 )
-from forethought.tasks import TaskSpec, check_continuous, get_task, make_env
+from forethought.tasks import TaskSpec, check_continuous, check_env, get_task, make_env
 from forethought.tasks.drift import DynamicsDrift, match_drift
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
@@ -81,6 +81,7 @@ class RunResult:
 def train(config: TrainConfig, console: Console | None = None) -> RunResult:
     """Start a new run from `config` and carry it to the end."""
     config.validate()
+    check_env(config.env, f"planner {config.planner}", **config.make_kwargs())
     run = _build(config, RunDir.create(config))
     return _execute(run, console)
 
@@ -124,7 +125,7 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
     )
     env = make_env(config.env, seed=config.seed, **make_kwargs)
-    check_continuous(env, config.env, config.planner)
+    check_continuous(env, config.env, f"planner {config.planner}")
     if config.drift.at_step is not None:
         env = DynamicsDrift(env, config.drift)
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
@@ -177,14 +178,22 @@ def _execute(run: Run, console: Console | None) -> RunResult:
     if console is None or config.quiet:
         console = Console(quiet=config.quiet)
     steps_per_episode = run.env.spec.max_episode_steps if run.env.spec else None
+    total_steps = config.episodes * steps_per_episode if steps_per_episode else None
+    if config.steps is not None:
+        total_steps = min(total_steps or config.steps, config.steps)
     title = f"{config.env} · {config.planner} · seed {config.seed}"
 
-    with RunProgress(console, config, steps_per_episode, progress.env_steps) as bar:
+    with RunProgress(console, config, total_steps, progress.env_steps) as bar:
         for episode in range(progress.episode, config.episodes):
+            if config.steps is not None and progress.env_steps >= config.steps:
+                break  # the step budget is spent
             result = _collect(run, episode, bar)  # act in the real environment
             report = _fit_if_due(run, episode, bar)  # learn the model from all data so far
             eval_returns = None
-            if (episode + 1) % config.eval_every == 0 or episode + 1 == config.episodes:
+            last = episode + 1 == config.episodes or (
+                config.steps is not None and progress.env_steps >= config.steps
+            )
+            if (episode + 1) % config.eval_every == 0 or last:
                 bar.status("evaluating")
                 eval_returns = _evaluate(run)  # plan with the model on fixed seeds
 

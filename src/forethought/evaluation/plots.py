@@ -16,7 +16,7 @@ def plot_learning_curve(
 ) -> Path:
     """Evaluation return (mean +- std over evaluation episodes) and training return against
     environment steps."""
-    rows = [r for r in history if "event" not in r]
+    rows = [r for r in history if "event" not in r and r.get("return") is not None]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     steps = [r["env_steps"] for r in rows]
     ax.plot(

@@ -17,9 +17,9 @@ from rich.progress import (
 
 
 class RunProgress:
-    def __init__(self, console: Console, config, steps_per_episode: int | None, done_steps: int):
+    def __init__(self, console: Console, config, total_steps: int | None, done_steps: int):
         self.config = config
-        total = config.episodes * steps_per_episode if steps_per_episode else None
+        total = total_steps
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -50,8 +50,8 @@ class RunProgress:
             status=f"acting {self._last_eval}",
         )
 
-    def advance_step(self) -> None:
-        self._progress.advance(self._task)
+    def advance_step(self, steps: int = 1) -> None:
+        self._progress.advance(self._task, steps)
 
     def status(self, text: str) -> None:
         self._progress.update(self._task, status=f"{text} {self._last_eval}")

@@ -26,7 +26,7 @@ def summary_table(history: list[dict[str, Any]], title: str) -> Table:
             str(r["episode"]),
             r["policy"],
             str(r["env_steps"]),
-            f"{r['return']:.1f}",
+            _fmt(r.get("return"), ".1f"),
             eval_text,
             _fmt(r.get("holdout_error"), ".4f"),
             _fmt(r.get("fit_seconds"), ".1f"),

@@ -4,6 +4,7 @@ also have known reward and termination functions, so the model need not learn th
 from forethought.tasks.base import (
     TaskSpec,
     check_continuous,
+    check_env,
     check_finite_obs,
     make_env,
     never_terminates,
@@ -28,6 +29,7 @@ __all__ = [
     "PENDULUM",
     "TaskSpec",
     "check_continuous",
+    "check_env",
     "check_finite_obs",
     "get_task",
     "inverted_pendulum_reward",

@@ -53,13 +53,13 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     return env
 
 
-def check_continuous(env: gym.Env, env_id: str, planner: str) -> None:
+def check_continuous(env: gym.Env, env_id: str, method: str) -> None:
     """Refuse spaces the continuous planners cannot handle, naming what would work instead."""
     if not isinstance(env.action_space, gym.spaces.Box):
         raise ConfigError(
             "env",
-            f"'{env_id}' has a {type(env.action_space).__name__} action space, but planner "
-            f"'{planner}' optimises continuous (Box) actions; choose an environment with a Box "
+            f"'{env_id}' has a {type(env.action_space).__name__} action space, but "
+            f"'{method}' acts in continuous (Box) action spaces; choose an environment with a Box "
             "action space (e.g. Pendulum-v1, MountainCarContinuous-v0)",
         )
     if (
@@ -73,6 +73,17 @@ def check_continuous(env: gym.Env, env_id: str, planner: str) -> None:
         np.isfinite(env.action_space.high)
     ):
         raise ConfigError("env", f"'{env_id}' has unbounded actions; planners need finite bounds")
+
+
+def check_env(env_id: str, method: str, **make_kwargs) -> int | None:
+    """Make the environment once to refuse unusable spaces before anything is written to disk;
+    returns its time limit."""
+    env = make_env(env_id, **make_kwargs)
+    try:
+        check_continuous(env, env_id, method)
+        return env.spec.max_episode_steps if env.spec else None
+    finally:
+        env.close()
 
 
 def check_finite_obs(obs: np.ndarray, step: int, where: str) -> np.ndarray:
