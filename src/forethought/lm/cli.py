@@ -1,4 +1,5 @@
-"""`forethought lm ...`: compare search strategies, generate for one prompt, train the models.
+"""`forethought lm ...`: compare search strategies, generate for one prompt, train the models,
+self-train (search, filter, fine-tune, refit, repeat).
 
 Every user-caused error is a `ForethoughtError`; `main` prints its one-line message and
 returns 2 instead of showing a traceback.
@@ -101,6 +102,64 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--proxy-steps", type=int, default=None)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--seed", type=int, default=0)
+
+    # Listed here for `forethought lm --help`; `main` hands its arguments to _selftrain_parser.
+    sub.add_parser(
+        "selftrain",
+        help="self-training loop: search, filter, LoRA fine-tune, refit the predictor, repeat",
+        add_help=False,
+    )
+    return p
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line that says what to change (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see `forethought lm selftrain --help`\n")
+
+
+RESUME_OVERRIDES = ("iterations", "device")
+"""Options a resumed run may change; everything else comes from its config.json."""
+
+
+def _selftrain_parser() -> argparse.ArgumentParser:
+    from dataclasses import MISSING, fields
+
+    from forethought.lm.selftrain import SelfTrainConfig
+
+    p = _OneLineParser(
+        prog="forethought lm selftrain",
+        description="Expert iteration (STaR / ReST-EM) on the built-in task: each iteration "
+        "searches the training prompts with the current policy and value predictor, scores "
+        "every response with the proxy reward and the gold verifier, keeps the best (filter), "
+        "fine-tunes a LoRA adapter on them with TRL's SFTTrainer, refits the predictor on the "
+        "new policy's samples and evaluates on held-out prompts. Writes config.json, "
+        "metrics.jsonl, selftrain.png and iter_K/ (adapter, dataset.jsonl, value.npz) to --out.",
+        epilog="A killed run continues with `forethought lm selftrain --resume RUN_DIR`: it "
+        "restarts at the first unfinished iteration with the run's own config (only "
+        f"{', '.join('--' + o for o in RESUME_OVERRIDES)} may be given again).",
+    )
+    p.add_argument("--out", default="runs/selftrain", help="new run directory (runs/selftrain)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for f in fields(SelfTrainConfig):
+        default = f.default if f.default is not MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        choices = f.metadata.get("choices")
+        text = f.metadata["help"] + (f" ({'|'.join(choices)})" if choices else "")
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+            continue
+        shown = default if default != "" else "shipped"
+        p.add_argument(
+            flag,
+            type=type(default),
+            default=argparse.SUPPRESS,  # only options given on the command line are kept
+            metavar=f.name.upper() if not choices else "{" + ",".join(choices) + "}",
+            help=f"{text} (default {shown})",
+        )
     return p
 
 
@@ -273,15 +332,86 @@ def cmd_train(args, *, generator: bool) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defaults never touch the network
-    args = _parser().parse_args(argv)
+def cmd_selftrain(argv: list[str]) -> int:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer
+
+    args = vars(_selftrain_parser().parse_args(argv))
+    out, resume = args.pop("out"), args.pop("resume")
+    threads, quiet = args.pop("threads"), args.pop("quiet")
+    if threads < 1:
+        raise ConfigError("--threads", f"must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    console = Console()
+
+    def log(line: str) -> None:  # whole lines (no wrapping), text as is (no markup)
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    if resume:
+        extra = sorted(set(args) - set(RESUME_OVERRIDES))
+        if extra:
+            raise ConfigError(
+                "--resume",
+                f"a resumed run keeps its own config; drop {', '.join('--' + e for e in extra)} "
+                f"(only {', '.join('--' + o for o in RESUME_OVERRIDES)} may change)",
+            )
+        run, cfg = RunDir.open(Path(resume))
+        cfg = SelfTrainConfig(**{**cfg.__dict__, **args}).validate()
+        run.save_config(cfg)  # a raised --iterations is remembered by the next resume
+    else:
+        cfg = SelfTrainConfig(**args).validate()
+        run = RunDir.create(Path(out), cfg)
+    log(
+        f"self-training {cfg.task}: {cfg.iterations} iterations, {cfg.train_prompts} training "
+        f"prompts, {cfg.eval_prompts} held-out, collect={cfg.collect}@{cfg.collect_budget} "
+        f"tokens, filter={cfg.filter} on {cfg.filter_reward}, run directory {run.path}"
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        bar = progress.add_task("starting", total=1)
+
+        def report(step: str, done: int, total: int) -> None:
+            progress.update(bar, description=step, completed=done, total=max(total, 1))
+
+        trainer = SelfTrainer(cfg, run, report=report, log=log)
+        trainer.run_all()
+    log(f"metrics: {run.path / 'metrics.jsonl'}\nplot: {run.path / 'selftrain.png'}")
+    return 0
+
+
+def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     # A command prints its own results; per-load progress bars and transformers' advisory
     # notices would bury them (its errors still surface as exceptions).
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defaults never touch the network
+    if argv and argv[0] == "selftrain":
+        _quiet_transformers()
+        try:
+            return cmd_selftrain(argv[1:])
+        except ForethoughtError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; continue with `forethought lm selftrain --resume RUN_DIR`")
+            return 130
+    args = _parser().parse_args(argv)
+    _quiet_transformers()
     try:
         if args.command == "compare":
             return cmd_compare(args)

@@ -1,0 +1,222 @@
+"""Self-training loop on a tiny config: artifacts reload, the fine-tune learns its data, a run
+killed with SIGKILL mid-iteration resumes without redoing finished iterations."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forethought.lm.assets import SHIPPED
+from forethought.lm.cli import main
+from forethought.lm.finetune import load_policy
+from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer, select
+from forethought.lm.tasks import countdown
+from forethought.lm.value import HiddenStateValue
+
+# A few prompts, short budgets and top-1 filtering (so every prompt gives an example).
+TINY = {
+    "iterations": 2,
+    "train_prompts": 12,
+    "eval_prompts": 6,
+    "value_prompts": 6,
+    "samples": 4,
+    "collect_budget": 96,
+    "eval_budget": 48,
+    "filter": "topk",
+    "top_k": 1,
+    "epochs": 2.0,
+    "batch_size": 8,
+    "lr": 3e-3,
+}
+TINY_ARGS = [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+COMPARED = ("plain", "bon", "lookahead", "value_corr", "collect")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)  # as the CLI does, so the subprocess run below matches exactly
+    out = tmp_path_factory.mktemp("selftrain") / "run"
+    cfg = SelfTrainConfig(**TINY).validate()
+    SelfTrainer(cfg, RunDir.create(out, cfg), log=lambda _: None).run_all()
+    return out
+
+
+def _completion_logprob(gen, rows) -> float:
+    """Mean log-probability per token of each row's completion + EOS given its prompt."""
+    total, count = 0.0, 0
+    tok = gen.tokenizer
+    for r in rows:
+        prompt = tok(r["prompt"])["input_ids"]
+        answer = tok(r["completion"])["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([prompt + answer])
+        with torch.no_grad():
+            logp = gen.model(input_ids=ids).logits.log_softmax(-1)[0, :-1]  # T-1 x V
+        picked = logp[len(prompt) - 1 :].gather(1, ids[0, len(prompt) :, None])
+        total, count = total + float(picked.sum()), count + len(answer)
+    return total / count
+
+
+def test_loop_writes_every_artifact_and_they_reload(tiny_run):
+    run = RunDir(tiny_run)
+    assert run.finished() == 3
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert (tiny_run / "selftrain.png").stat().st_size > 0
+    assert json.loads((tiny_run / "config.json").read_text())["train_prompts"] == 12
+    assert not list(tiny_run.glob("*.tmp"))
+    for r in rows:
+        for m in ("plain", "bon", "lookahead"):
+            lo, hi = r[m]["gold_ci"]
+            assert 0.0 <= lo <= r[m]["gold"] <= hi <= 1.0
+            assert r[m]["gap"] == pytest.approx(r[m]["proxy"] - r[m]["gold"])
+        assert "after" in r["value_corr"]
+    assert {"before", "after"} <= set(rows[1]["value_corr"])
+
+    base = load_policy(str(SHIPPED / "generator"), None)
+    for k in (1, 2):
+        d = tiny_run / f"iter_{k}"
+        data = [json.loads(line) for line in (d / "dataset.jsonl").read_text().splitlines()]
+        kept = [r for r in data if r["kept"]]
+        # Scores in the dataset are the verifier's; top-1 keeps one distinct response a prompt.
+        assert all(r["gold"] == countdown.score(r["prompt"], r["completion"]) for r in data)
+        assert len(kept) == rows[k]["collect"]["kept"] == 12
+        assert len({r["prompt"] for r in kept}) == 12
+        policy = load_policy(str(SHIPPED / "generator"), d / "adapter")
+        # The adapter was trained on the kept responses: they are now more likely than before.
+        assert _completion_logprob(policy, kept) > _completion_logprob(base, kept) + 0.01
+        # The saved predictor reloads onto the reloaded policy and gives finite scores.
+        value = HiddenStateValue(policy).load(d / "value.npz")
+        cands = policy.start(kept[0]["prompt"], 2, 8)
+        assert np.isfinite(value(cands)).all()
+        per_prompt = json.loads((d / "eval.json").read_text())
+        assert np.mean(per_prompt["plain"]["gold"]) == pytest.approx(rows[k]["plain"]["gold"])
+
+
+def test_filter_threshold_topk_and_dedup():
+    rows = [
+        {"prompt": "a", "completion": "x", "gold": 1.0, "proxy": 0.2},
+        {"prompt": "a", "completion": "x", "gold": 1.0, "proxy": 0.2},  # duplicate
+        {"prompt": "a", "completion": "y", "gold": 0.5, "proxy": 0.9},
+        {"prompt": "a", "completion": "", "gold": 0.9, "proxy": 0.9},  # empty: never kept
+        {"prompt": "b", "completion": "z", "gold": 0.3, "proxy": 0.1},
+    ]
+    cfg = SelfTrainConfig()
+    assert select(cfg, rows) == [True, False, False, False, False]
+    assert select(SelfTrainConfig(filter="topk", top_k=1), rows) == [
+        True, False, False, False, True,
+    ]  # fmt: skip
+    by_proxy = SelfTrainConfig(filter="topk", top_k=1, filter_reward="proxy")
+    assert select(by_proxy, rows) == [False, False, True, False, True]
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "forethought.cli", "lm", "selftrain", "--quiet", *args]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
+
+
+def test_sigkill_mid_iteration_resumes_where_it_stopped(tmp_path, tiny_run):
+    out = tmp_path / "run"
+    proc = _cli("--out", str(out), *TINY_ARGS)
+    # Kill once iteration 1 is finished and iteration 2 has collected its data (mid-iteration).
+    marker = out / "iter_2.tmp" / "dataset.jsonl"
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None, f"run ended before the kill: {proc.stdout.read()}"
+        assert time.time() < deadline, "iteration 2 never started"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "iter_2").exists(), "killed too late: iteration 2 already finished"
+    assert RunDir(out).finished() == 2
+    done = {p: p.stat().st_mtime_ns for p in (out / "iter_1").rglob("*") if p.is_file()}
+
+    resumed = _cli("--resume", str(out))
+    log, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, log
+    assert "at iteration 2 (2 finished)" in log
+    assert "iteration 1:" not in log and "iteration 2:" in log  # only iteration 2 was run
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # iteration 1 untouched
+    assert not list(out.glob("*.tmp"))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    # Every step reseeds from (seed, iteration): the resumed run equals an uninterrupted one.
+    reference = RunDir(tiny_run).rows()
+    for got, want in zip(rows, reference, strict=True):
+        want = _leaves({k: want[k] for k in COMPARED if k in want})
+        assert _leaves(got).keys() >= want.keys()
+        for key, value in want.items():
+            assert _leaves(got)[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def _leaves(tree, prefix: str = "") -> dict:
+    """{'a/b/0': number} for every number in nested dicts and lists."""
+    if isinstance(tree, dict):
+        return {
+            k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{prefix}/{key}").items()
+        }
+    if isinstance(tree, list):
+        return {
+            k: v for i, sub in enumerate(tree) for k, v in _leaves(sub, f"{prefix}/{i}").items()
+        }
+    return {prefix: tree}
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--iterations", "-1"], "--iterations: must be >= 0"),
+        (["--eval-budget", "30"], "raise it to at least 48"),
+        (["--filter", "best"], "--filter: must be one of threshold, topk"),
+        (["--prefix-tokens", "24"], "below --max-new-tokens"),
+        (["--train-prompts", "many"], "invalid int value"),
+    ],
+)
+def test_bad_selftrain_input_is_one_line(tmp_path, capsys, argv, message):
+    try:
+        code = main(["selftrain", "--out", str(tmp_path / "r"), *argv])
+    except SystemExit as exit_info:  # argparse's own checks (types) exit instead of returning
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing is created for a bad config
+
+
+def test_existing_run_dir_and_resume_overrides_are_refused(tiny_run, capsys):
+    assert main(["selftrain", "--out", str(tiny_run)]) == 2
+    assert f"pass --resume {tiny_run}" in capsys.readouterr().err
+    assert main(["selftrain", "--resume", str(tiny_run), "--lr", "0.1"]) == 2
+    assert "drop --lr" in capsys.readouterr().err
+    assert main(["selftrain", "--resume", str(tiny_run.parent / "nothing")]) == 2
+    assert "no self-training run" in capsys.readouterr().err
+
+
+def test_threshold_nobody_passes_says_what_to_change(tmp_path):
+    cfg = SelfTrainConfig(**{**TINY, "iterations": 1, "filter": "threshold", "threshold": 2.0})
+    trainer = SelfTrainer(cfg, RunDir.create(tmp_path / "r", cfg), log=lambda _: None)
+    with pytest.raises(Exception, match="lower --threshold"):
+        trainer.run_all()
+    assert RunDir(tmp_path / "r").finished() == 1  # iteration 0 stays finished
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "selftrain" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["selftrain", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--iterations", "--resume", "--filter", "--collect-budget", "--device", "--init"):
+        assert flag in out
