@@ -22,8 +22,63 @@ from forethought.planners.base import PlannerConfig, PlannerName
 from forethought.rollout import RolloutConfig
 from forethought.tasks.drift import DriftConfig
 
-Algorithm = Literal["mpc", "sac", "td3", "ppo"]
+Algorithm = Literal["mpc", "mbpo", "sac", "td3", "ppo"]
 MODEL_FREE = ("sac", "td3", "ppo")
+SB3_DRIVEN = ("mbpo", *MODEL_FREE)  # runs whose acting and learning loop is SB3's `learn`
+
+
+@dataclass(frozen=True)
+class MBPOConfig:
+    """Model-based policy optimisation (Janner et al. 2019): SAC trained mostly on short
+    model rollouts branched from real states."""
+
+    real_ratio: float = 0.05
+    """Fraction of every SAC batch drawn from real transitions (the rest: imagined)."""
+    model_train_freq: int = 250
+    """Refit the dynamics ensemble and refresh the imagined data every this many env steps."""
+    rollout_batch: int = 5_000
+    """Real start states branched from per refresh."""
+    rollout_min_length: int = 1
+    """Imagined steps per branch at the start of the schedule."""
+    rollout_max_length: int = 1
+    """Imagined steps per branch at the end of the schedule (MBPO: 1 for short-horizon
+    tasks, up to 15-25 for locomotion)."""
+    rollout_ramp: tuple[int, int] = (0, 1)
+    """Env steps over which the length grows linearly from min to max."""
+    retain_refreshes: int = 4
+    """Imagined data from this many refreshes is kept (older branches are overwritten)."""
+    gradient_steps: int = 10
+    """SAC updates per env step (MBPO uses 20; imagined data makes many updates safe)."""
+    warmup_steps: int = 1_000
+    """Uniformly random actions first (SB3's learning_starts)."""
+
+    def rollout_length(self, env_steps: int) -> int:
+        start, end = self.rollout_ramp
+        fraction = min(max((env_steps - start) / max(end - start, 1), 0.0), 1.0)
+        span = self.rollout_max_length - self.rollout_min_length
+        return round(self.rollout_min_length + fraction * span)
+
+    def validate(self) -> None:
+        require(0.0 <= self.real_ratio <= 1.0, "mbpo.real_ratio", "must be in [0, 1]")
+        require(self.model_train_freq >= 1, "mbpo.model_train_freq", "must be at least 1")
+        require(self.rollout_batch >= 1, "mbpo.rollout_batch", "must be at least 1")
+        require(self.rollout_min_length >= 1, "mbpo.rollout_min_length", "must be at least 1")
+        require(
+            self.rollout_max_length >= self.rollout_min_length,
+            "mbpo.rollout_max_length",
+            "must be at least mbpo.rollout_min_length",
+        )
+        require(
+            self.rollout_ramp[1] >= self.rollout_ramp[0] >= 0,
+            "mbpo.rollout_ramp",
+            "must be two env-step counts, start <= end",
+        )
+        require(self.retain_refreshes >= 1, "mbpo.retain_refreshes", "must be at least 1")
+        require(self.gradient_steps >= 1, "mbpo.gradient_steps", "must be at least 1")
+        require(self.warmup_steps >= 1, "mbpo.warmup_steps", "must be at least 1")
+
+    def model_buffer_capacity(self) -> int:
+        return self.rollout_batch * self.rollout_max_length * self.retain_refreshes
 
 
 @dataclass(frozen=True)
@@ -34,9 +89,10 @@ class TrainConfig:
     env: str = "Pendulum-v1"
     """Gymnasium environment id (Box action and observation spaces)."""
     algo: Algorithm = "mpc"
-    """mpc: learn a dynamics model and plan with it (model-based). sac, td3, ppo: the
-    Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and
-    run directory (the model-free baselines)."""
+    """mpc: learn a dynamics model and plan with it. mbpo: SAC trained on short imagined
+    rollouts from the same model (see --mbpo.*). sac, td3, ppo: the Stable-Baselines3 algorithm
+    with rl-baselines3-zoo settings, same evaluation protocol and run directory (the
+    model-free baselines)."""
     planner: PlannerName = "icem"
     """Trajectory optimiser: random, cem, icem or mppi."""
     episodes: int = 10
@@ -82,6 +138,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    mbpo: MBPOConfig = field(default_factory=MBPOConfig)
 
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
@@ -109,10 +166,16 @@ class TrainConfig:
         check_device(self.device)
         self.model.validate()
         self.fit.validate()
-        self.planning.validate()
-        self.rollout.validate(self.model.ensemble_size)
-        self.monitor.validate()
+        if self.algo == "mpc":  # settings the other methods do not read
+            self.planning.validate()
+            self.rollout.validate(self.model.ensemble_size)
+            self.monitor.validate()
+        elif self.monitor.enabled or self.drift.at_step is not None:
+            raise ConfigError(
+                "algo", f"--monitor.* and --drift.* are implemented for mpc only, not {self.algo}"
+            )
         self.drift.validate()
+        self.mbpo.validate()
 
     def make_kwargs(self) -> dict[str, Any]:
         """Extra `gymnasium.make` arguments (the time-limit override)."""

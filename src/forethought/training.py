@@ -8,13 +8,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from forethought.config import MODEL_FREE, TrainConfig
+from forethought.config import SB3_DRIVEN, TrainConfig
 from forethought.loop import RunResult
 from forethought.runs import RunDir
 
 
 def train(config: TrainConfig, console: Console | None = None) -> RunResult:
-    if config.algo in MODEL_FREE:
+    if config.algo in SB3_DRIVEN:
         from forethought.agents import model_free
 
         return model_free.train(config, console)
@@ -25,7 +25,7 @@ def train(config: TrainConfig, console: Console | None = None) -> RunResult:
 
 def resume(run_dir: Path, console: Console | None = None) -> RunResult:
     directory, config = RunDir.open(run_dir)
-    if config.algo in MODEL_FREE:
+    if config.algo in SB3_DRIVEN:
         from forethought.agents import model_free
 
         config.validate()

@@ -47,7 +47,7 @@ from forethought.evaluation.progress import RunProgress
 from forethought.runs import RunDir
 from forethought.tasks import check_env, get_task, make_env
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ppo": PPO}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ppo": PPO, "mbpo": SAC}
 
 # rl-baselines3-zoo's tuned hyperparameters (hyperparams/{sac,ppo,td3}.yml). Keys that are not
 # constructor arguments: n_envs, normalize, noise_std (TD3's Gaussian action noise).
@@ -125,6 +125,7 @@ class ModelFreeRun:
     budget: int  # environment steps in total
     eval_every: int
     history: list[dict[str, Any]]
+    rollouts: Any = None  # MBPO's BranchedRollouts callback (dynamics model and its log)
 
 
 def step_budget(config: TrainConfig, time_limit: int | None) -> int:
@@ -145,7 +146,7 @@ def resume(directory: RunDir, config: TrainConfig, console: Console | None = Non
     """Continue a model-free run from its last checkpoint (the last evaluation)."""
     checkpoint = directory.load_checkpoint()
     run = _build(config, directory, checkpoint)
-    if checkpoint is not None:
+    if checkpoint is not None and run.model.num_timesteps < run.budget:
         run.history.append({"event": "interrupted", "env_steps": run.model.num_timesteps})
     directory.rewrite_metrics(run.history)
     return _execute(run, console)
@@ -176,6 +177,18 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         settings["action_noise"] = NormalActionNoise(
             np.zeros(action_dim), noise_std * np.ones(action_dim)
         )
+    rollouts = None
+    if config.algo == "mbpo":
+        from forethought.agents import mbpo
+
+        settings.update(mbpo.sac_settings(config.mbpo))
+        rollouts = mbpo.attach(
+            config, venv.action_space, venv.observation_space.shape[0], config.device
+        )
+        if checkpoint is not None:
+            rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
+            rollouts.trainer.optimizer.load_state_dict(checkpoint["dynamics_optimizer"])
+            rollouts.log = list(checkpoint["refreshes"])
     algo = ALGORITHMS[config.algo]
     if checkpoint is None:
         model = algo("MlpPolicy", venv, seed=config.seed, device=config.device, **settings)
@@ -195,6 +208,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         budget=step_budget(config, time_limit),
         eval_every=config.eval_every_steps or time_limit or 1000,
         history=history,
+        rollouts=rollouts,
     )
 
 
@@ -211,9 +225,10 @@ def _execute(run: ModelFreeRun, console: Console | None):
         callback = _EvaluateAndCheckpoint(run, bar, title, task.solved_return)
         if done < run.budget:
             bar.status("acting")
+            callbacks = [callback] if run.rollouts is None else [run.rollouts, callback]
             run.model.learn(
                 total_timesteps=run.budget - done,
-                callback=callback,
+                callback=callbacks,
                 reset_num_timesteps=done == 0,
             )
         if not run.history or run.history[-1].get("env_steps") != run.model.num_timesteps:
@@ -270,6 +285,14 @@ class _EvaluateAndCheckpoint(BaseCallback):
             "eval_seconds": time.perf_counter() - start,
             "policy_updates": int(updates),
         }
+        if run.rollouts is not None and run.rollouts.log:
+            latest = run.rollouts.log[-1]
+            row.update(
+                holdout_error=latest["holdout_error"],
+                rollout_length=latest["rollout_length"],
+                imagined_in_buffer=int(run.model.replay_buffer.model.size()),
+                model_refreshes=len(run.rollouts.log),
+            )
         self.episodes += 1
         self.episode_returns = []
         run.history.append(row)
@@ -303,4 +326,8 @@ def _checkpoint(run: ModelFreeRun) -> None:
         state["replay_buffer"] = buffer_bytes.getvalue()
     if run.normalizer is not None:
         state["normalizer"] = pickle.dumps(run.normalizer)
+    if run.rollouts is not None:
+        state["dynamics"] = run.rollouts.dynamics.state_dict()
+        state["dynamics_optimizer"] = run.rollouts.trainer.optimizer.state_dict()
+        state["refreshes"] = run.rollouts.log
     run.dir.save_checkpoint(state)
