@@ -43,8 +43,10 @@ class MBPOConfig:
     rollout_max_length: int = 1
     """Imagined steps per branch at the end of the schedule (MBPO: 1 for short-horizon
     tasks, up to 15-25 for locomotion)."""
-    rollout_ramp: tuple[int, int] = (0, 1)
-    """Env steps over which the length grows linearly from min to max."""
+    rollout_ramp_start: int = 0
+    """Env step at which the rollout length starts growing from min ..."""
+    rollout_ramp_end: int = 1
+    """... reaching max at this env step (linear in between)."""
     retain_refreshes: int = 4
     """Imagined data from this many refreshes is kept (older branches are overwritten)."""
     gradient_steps: int = 10
@@ -53,7 +55,7 @@ class MBPOConfig:
     """Uniformly random actions first (SB3's learning_starts)."""
 
     def rollout_length(self, env_steps: int) -> int:
-        start, end = self.rollout_ramp
+        start, end = self.rollout_ramp_start, self.rollout_ramp_end
         fraction = min(max((env_steps - start) / max(end - start, 1), 0.0), 1.0)
         span = self.rollout_max_length - self.rollout_min_length
         return round(self.rollout_min_length + fraction * span)
@@ -69,9 +71,9 @@ class MBPOConfig:
             "must be at least mbpo.rollout_min_length",
         )
         require(
-            self.rollout_ramp[1] >= self.rollout_ramp[0] >= 0,
-            "mbpo.rollout_ramp",
-            "must be two env-step counts, start <= end",
+            self.rollout_ramp_end >= self.rollout_ramp_start >= 0,
+            "mbpo.rollout_ramp_end",
+            "must be at least mbpo.rollout_ramp_start (and both at least 0)",
         )
         require(self.retain_refreshes >= 1, "mbpo.retain_refreshes", "must be at least 1")
         require(self.gradient_steps >= 1, "mbpo.gradient_steps", "must be at least 1")
