@@ -592,7 +592,10 @@ def describe_row(row: dict, prefix_tokens: int) -> str:
     key = str(prefix_tokens)
     for name in ("before", "after"):
         if name in corr:
-            parts.append(f"corr {name} {corr[name][key]['pooled']:.2f}")
+            c = corr[name][key]
+            parts.append(
+                f"predictor {name} refit: Spearman {c['pooled']:.2f} bias {c['bias']:+.3f};"
+            )
     parts.append(f"| plain proxy-gold gap {row['plain']['gap']:+.3f}")
     if "collect" in row:
         c = row["collect"]

@@ -149,6 +149,8 @@ def rank_correlation_by_length(
     'pooled' ranks all samples together; 'within_prompt' averages the correlation among the
     samples of each prompt (`groups` gives each sample's prompt), which is what a search uses
     when it ranks branches of one prompt. Prompts whose finals are all tied are skipped there.
+    'bias' (mean of prediction minus final) and 'rmse' measure calibration, which rank
+    correlation ignores.
     """
     finals = np.asarray(finals, dtype=np.float64)
     groups = np.asarray(groups)
@@ -165,5 +167,7 @@ def rank_correlation_by_length(
             "pooled": float(spearmanr(pred, finals).statistic),
             "within_prompt": float(np.mean(within)) if within else float("nan"),
             "prompts": len(within),
+            "bias": float(np.mean(pred - finals)),  # a stale predictor is off in level first
+            "rmse": float(np.sqrt(np.mean((pred - finals) ** 2))),
         }
     return out
