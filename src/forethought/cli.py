@@ -3,6 +3,7 @@
     forethought demo                          the embedded default: Pendulum-v1, a few episodes
     forethought train --env Pendulum-v1 ...   a model-based control run (see --help)
     forethought train --resume RUN_DIR        continue a killed run
+    forethought evaluate RUN_DIR              an MBPO run's policy, MPC, guided MPC, switching
     forethought lm ...                        the language track (its own --help)
 
 Every option comes from the typed config dataclasses (forethought.config); errors a user can
@@ -21,6 +22,7 @@ from rich.text import Text
 
 from forethought.config import TrainConfig
 from forethought.errors import ForethoughtError
+from forethought.evaluation.controllers import EvaluateArgs
 from forethought.evaluation.diagnose import DiagnoseArgs
 from forethought.models.fitting import FitConfig
 from forethought.planners.base import PlannerConfig
@@ -79,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False)
     try:
         command = tyro.extras.subcommand_cli_from_dict(
-            {"train": TrainConfig, "demo": DemoArgs, "diagnose": DiagnoseArgs},
+            {
+                "train": TrainConfig,
+                "demo": DemoArgs,
+                "diagnose": DiagnoseArgs,
+                "evaluate": EvaluateArgs,
+            },
             args=argv,
             prog="forethought",
             description="Model-based reinforcement learning: learn a model, look ahead with it, act. "
@@ -96,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"disagreement from {result.disagreement[0]:.4f} to {result.disagreement[k]:.4f}"
             )
             console.print(f"plot: {result.plot_path}\njson: {result.json_path}")
+            return 0
+        if isinstance(command, EvaluateArgs):
+            from forethought.evaluation.controllers import evaluate_controllers
+
+            evaluate_controllers(command, console)
             return 0
         if isinstance(command, DemoArgs):
             config = demo_config(command)

@@ -200,7 +200,12 @@ class TrainConfig:
             for f in dataclasses.fields(cls)
             if f.default_factory is not dataclasses.MISSING
         }
-        kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
+        try:
+            kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
+        except TypeError as exc:  # a field renamed or removed since the run was written
+            raise ConfigError(
+                "config.json", f"was written by an incompatible forethought version ({exc})"
+            ) from None
         for key in ("out", "resume"):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])

@@ -87,6 +87,8 @@ class Imagination:
     epistemic: torch.Tensor | None  # B x P x H: members' disagreement (normalised std) per step
     aleatoric: torch.Tensor | None  # B x P x H: mean predicted noise variance (normalised) per step
     model_rows: int  # rows pushed through the network (members x inputs), for compute counts
+    final_state: torch.Tensor | None = None  # B x P x K x O: where each particle ends up
+    final_alive: torch.Tensor | None = None  # B x P x K: not terminated within the horizon
 
     def scores(self, config: RolloutConfig) -> torch.Tensor:
         """The planning objective, B x P: return minus the configured uncertainty penalty."""
@@ -152,7 +154,13 @@ def imagine(
         state = step.next_state
         epistemic.append(step.epistemic)
         aleatoric.append(step.aleatoric)
-    per_particle = total.view(groups, b, p, k // groups).permute(1, 2, 3, 0).reshape(b, p, k)
+
+    def per_particle_layout(x: torch.Tensor) -> torch.Tensor:  # groups x M x ... -> B x P x K x ...
+        rest = x.shape[2:]
+        x = x.view(groups, b, p, k // groups, *rest).movedim(0, 3)
+        return x.reshape(b, p, k, *rest)
+
+    per_particle = per_particle_layout(total)
 
     def per_candidate(
         values: list[torch.Tensor],
@@ -165,6 +173,8 @@ def imagine(
         epistemic=per_candidate(epistemic) if uncertainty else None,
         aleatoric=per_candidate(aleatoric) if uncertainty else None,
         model_rows=rows,
+        final_state=per_particle_layout(state),
+        final_alive=per_particle_layout(alive.expand(groups, m)),
     )
 
 

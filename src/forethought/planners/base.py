@@ -130,9 +130,12 @@ class Planner(ABC):
         initial: torch.Tensor | None = None,
         elites: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        proposals: torch.Tensor | None = None,
     ) -> PlanResult:
         """Optimise B independent action sequences; `initial` (B x H x A) warm-starts the
-        search and `elites` (B x K x H x A) are candidates carried over from the last plan."""
+        search, `elites` (B x K x H x A) are candidates carried over from the last plan and
+        `proposals` (B x S x H x A) candidates from a prior such as a policy, scored in every
+        iteration (iCEM only)."""
 
 
 def shift_plan(actions: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:

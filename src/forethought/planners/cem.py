@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import torch
 
+from forethought.errors import require
 from forethought.planners.base import Objective, Planner, PlanResult, best_of
 
 
 class RandomShooting(Planner):
     """Score `population` uniformly random sequences (plus the warm start) and keep the best."""
 
-    def plan(self, objective: Objective, batch=1, initial=None, elites=None, generator=None):
+    def plan(
+        self,
+        objective: Objective,
+        batch=1,
+        initial=None,
+        elites=None,
+        generator=None,
+        proposals=None,
+    ):
+        require(proposals is None, "planner", "policy proposals need the icem planner")
         h, a, p = self.config.horizon, self.action_dim, self.config.population
         u = torch.rand(batch, p, h, a, generator=generator, device=self.lower.device)
         candidates = self.lower + u * (self.upper - self.lower)  # B x P x H x A
@@ -25,7 +35,16 @@ class CEM(Planner):
     """Cross-entropy method: sample from a diagonal Gaussian over sequences, refit it to the
     elites, repeat. Returns the final mean, which averages out noise in the objective."""
 
-    def plan(self, objective: Objective, batch=1, initial=None, elites=None, generator=None):
+    def plan(
+        self,
+        objective: Objective,
+        batch=1,
+        initial=None,
+        elites=None,
+        generator=None,
+        proposals=None,
+    ):
+        require(proposals is None, "planner", "policy proposals need the icem planner")
         cfg = self.config
         mean = self.initial_mean(batch, initial)  # B x H x A
         std = (cfg.init_std * (self.upper - self.lower)).expand_as(mean).clone()

@@ -49,7 +49,15 @@ def colored_noise(
 class ICEM(CEM):
     """CEM with coloured noise, population decay, elite carry-over and best-ever execution."""
 
-    def plan(self, objective: Objective, batch=1, initial=None, elites=None, generator=None):
+    def plan(
+        self,
+        objective: Objective,
+        batch=1,
+        initial=None,
+        elites=None,
+        generator=None,
+        proposals=None,
+    ):
         cfg = self.config
         h, a = cfg.horizon, self.action_dim
         mean = self.initial_mean(batch, initial)  # B x H x A
@@ -64,6 +72,8 @@ class ICEM(CEM):
             parts = [self.clip(mean.unsqueeze(1) + std.unsqueeze(1) * noise.transpose(-1, -2))]
             if carried is not None:
                 parts.append(carried)
+            if proposals is not None:  # e.g. a policy's rollouts: competing in every iteration
+                parts.append(self.clip(proposals))
             if i == cfg.iterations - 1:
                 parts.append(mean.unsqueeze(1))
             candidates = torch.cat(parts, dim=1)  # B x P_i x H x A

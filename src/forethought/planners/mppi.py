@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import torch
 
+from forethought.errors import require
 from forethought.planners.base import Objective, Planner, PlanResult, best_of
 
 
 class MPPI(Planner):
     """Iterated MPPI with a fixed noise scale; the weighted mean is executed."""
 
-    def plan(self, objective: Objective, batch=1, initial=None, elites=None, generator=None):
+    def plan(
+        self,
+        objective: Objective,
+        batch=1,
+        initial=None,
+        elites=None,
+        generator=None,
+        proposals=None,
+    ):
+        require(proposals is None, "planner", "policy proposals need the icem planner")
         cfg = self.config
         mean = self.initial_mean(batch, initial)  # B x H x A
         std = cfg.init_std * (self.upper - self.lower)  # A

@@ -1,0 +1,212 @@
+"""`forethought evaluate RUN_DIR`: every controller a finished MBPO run can field, side by side.
+
+From one run's SAC policy, critic and dynamics ensemble:
+
+    policy   the SAC policy alone (mean action)
+    mpc      plain iCEM MPC with the run's model (the PETS-style planner, default settings)
+    guided   iCEM seeded with the policy's imagined trajectories, plus the critic's value at the
+             horizon, with a short horizon and a small population
+    switch   the policy, handing states where the ensemble disagrees about its action (beyond
+             the 95th percentile seen on real data) to the guided planner
+
+Each is scored on the run's evaluation seeds (batched) and timed on one episode acting alone
+(milliseconds per action). Results: a table, and RUN_DIR/controllers.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from forethought.agents.guided import GuidedMPCAgent, PolicyPrior, SwitchingAgent
+from forethought.agents.mpc import MPCAgent
+from forethought.buffer import atomic_write_bytes
+from forethought.errors import ConfigError, require
+from forethought.evaluation.episodes import evaluate_batched, run_episode
+from forethought.planners import PlannerConfig, make_planner
+from forethought.runs import RunDir
+from forethought.tasks import make_env
+
+Controller = Literal["policy", "mpc", "guided", "switch"]
+
+
+@dataclass(frozen=True)
+class EvaluateArgs:
+    """Evaluate a finished `--algo mbpo` run's controllers (policy, MPC, policy-guided MPC,
+    switching hybrid): evaluation return and milliseconds per action for each."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """The MBPO run directory."""
+    controllers: tuple[Controller, ...] = ("policy", "mpc", "guided", "switch")
+    """Which controllers to evaluate."""
+    episodes: int | None = None
+    """Evaluation episodes (default: the run's eval_episodes), on its evaluation seeds."""
+    mpc_horizon: int = 20
+    """Plain MPC: planning horizon."""
+    mpc_population: int = 100
+    """Plain MPC: iCEM population."""
+    guided_horizon: int = 5
+    """Guided MPC: planning horizon (the critic covers the rest)."""
+    guided_population: int = 20
+    """Guided MPC: iCEM population."""
+    guided_iterations: int = 1
+    """Guided MPC: iCEM iterations."""
+    proposals: int = 4
+    """Guided MPC: policy trajectories added to the candidates at every iteration."""
+    switch_quantile: float = 0.95
+    """Switching hybrid: consult the planner above this quantile of real-data disagreement."""
+    seed: int = 0
+    """Seed for the planners' sampling."""
+    quiet: bool = False
+    """No table."""
+
+
+def _load(args: EvaluateArgs):
+    from stable_baselines3 import SAC
+
+    from forethought.agents import mbpo
+
+    directory, config = RunDir.open(args.run_dir)
+    require(
+        config.algo == "mbpo",
+        "run_dir",
+        f"{args.run_dir} is a {config.algo} run; evaluate needs an --algo mbpo run (it uses the "
+        "run's policy, critic and dynamics model)",
+    )
+    checkpoint = directory.load_checkpoint()
+    if checkpoint is None or "dynamics" not in checkpoint:
+        raise ConfigError("run_dir", f"{args.run_dir} has no checkpoint with a fitted model yet")
+    sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
+    sac.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
+    rollouts = mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
+    rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
+    rollouts.dynamics.eval()
+    return config, sac, rollouts
+
+
+def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, object]:
+    prior = PolicyPrior(sac)
+    low, high = sac.action_space.low, sac.action_space.high
+
+    def icem(horizon: int, population: int, iterations: int):
+        elites = max(2, population // 10)
+        planning = PlannerConfig(
+            horizon=horizon, population=population, iterations=iterations, elites=elites
+        )
+        return make_planner("icem", planning, low, high)
+
+    model, task, rollout = rollouts.dynamics, rollouts.task, config.rollout
+    members = model.ensemble_size
+    if rollout.propagation != "mean" and rollout.particles % members:
+        # MBPO never checked the planner's particle layout: round to a multiple of the members.
+        rollout = replace(rollout, particles=members * max(1, round(rollout.particles / members)))
+    guided = GuidedMPCAgent(
+        model,
+        icem(args.guided_horizon, args.guided_population, args.guided_iterations),
+        task,
+        rollout,
+        seed=args.seed,
+        track_disagreement=False,
+        prior=prior,
+        proposals=args.proposals,
+    )
+    made: dict[str, object] = {}
+    for name in args.controllers:
+        if name == "policy":
+            made[name] = _PolicyController(prior)
+        elif name == "mpc":
+            planner = icem(args.mpc_horizon, args.mpc_population, 3)
+            made[name] = MPCAgent(
+                model, planner, task, rollout, seed=args.seed, track_disagreement=False
+            )
+        elif name == "guided":
+            made[name] = guided
+        elif name == "switch":
+            real_obs = sac.replay_buffer.real_transitions().obs
+            made[name] = SwitchingAgent.calibrated(prior, guided, real_obs, args.switch_quantile)
+    return made
+
+
+class _PolicyController:
+    def __init__(self, prior: PolicyPrior):
+        self.prior = prior
+
+    def reset(self) -> None:
+        pass
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        return self.prior.act(torch.as_tensor(np.asarray(obs, np.float32))).numpy()
+
+
+def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> dict:
+    require(0.0 < args.switch_quantile < 1.0, "switch_quantile", "must be in (0, 1)")
+    require(args.guided_horizon >= 1, "guided_horizon", "must be at least 1")
+    config, sac, rollouts = _load(args)
+    torch.set_num_threads(max(config.threads, 1))
+    episodes = args.episodes or config.eval_episodes
+    seeds = [config.eval_seed + j for j in range(episodes)]
+    envs = [make_env(config.env, **config.make_kwargs()) for _ in range(episodes)]
+    results: dict[str, dict] = {}
+    for name, controller in build_controllers(args, config, sac, rollouts).items():
+        start = time.perf_counter()
+        controller.reset()
+        returns = evaluate_batched(envs, controller.act, seeds)
+        controller.reset()
+        if isinstance(controller, SwitchingAgent):
+            controller.decisions = controller.consulted = 0
+        latency = run_episode(envs[0], controller.act, seeds[0], lambda *step: None)
+        results[name] = {
+            "eval_return": float(returns.mean()),
+            "eval_return_std": float(returns.std()),
+            "eval_returns": returns.tolist(),
+            "ms_per_action_median": statistics.median(latency.ms_per_action),
+            "ms_per_action_mean": statistics.fmean(latency.ms_per_action),
+            "seconds": time.perf_counter() - start,
+        }
+        if isinstance(controller, SwitchingAgent):
+            results[name]["planner_share"] = controller.consulted / max(controller.decisions, 1)
+            results[name]["threshold"] = controller.threshold
+    report = {"run_dir": str(args.run_dir), "env": config.env, "args": _jsonable(args), **results}
+    atomic_write_bytes(directory_json(args.run_dir), json.dumps(report, indent=1).encode())
+    if console is not None and not args.quiet:
+        console.print(_table(config.env, results))
+        console.print(f"json: {directory_json(args.run_dir)}")
+    return report
+
+
+def directory_json(run_dir: Path) -> Path:
+    return Path(run_dir) / "controllers.json"
+
+
+def _jsonable(args: EvaluateArgs) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in args.__dict__.items()}
+
+
+def _table(env: str, results: dict[str, dict]) -> Table:
+    table = Table(title=f"{env}: controllers from one MBPO run", title_justify="left")
+    for column in ("controller", "eval return", "ms/action (median)", "ms/action (mean)", "note"):
+        table.add_column(column, justify="right")
+    for name, r in results.items():
+        note = (
+            f"planner on {100 * r['planner_share']:.0f}% of steps" if "planner_share" in r else ""
+        )
+        table.add_row(
+            name,
+            f"{r['eval_return']:.1f} ± {r['eval_return_std']:.1f}",
+            f"{r['ms_per_action_median']:.2f}",
+            f"{r['ms_per_action_mean']:.2f}",
+            note,
+        )
+    return table

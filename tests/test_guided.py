@@ -1,0 +1,85 @@
+"""Policy-guided planning and the switching hybrid, built from a tiny MBPO run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forethought.agents.guided import GuidedMPCAgent, SwitchingAgent
+from forethought.cli import main
+from forethought.evaluation.controllers import (
+    EvaluateArgs,
+    _load,
+    build_controllers,
+    evaluate_controllers,
+)
+from forethought.training import train
+from test_mbpo import tiny_mbpo
+
+
+@pytest.fixture(scope="module")
+def mbpo_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("guided") / "run"
+    train(tiny_mbpo(out, rollout_min_length=1, rollout_max_length=1))
+    return out
+
+
+def controllers(run: Path, **changes):
+    args = EvaluateArgs(run_dir=run, quiet=True, **changes)
+    config, sac, rollouts = _load(args)
+    return build_controllers(args, config, sac, rollouts)
+
+
+def test_proposals_follow_the_policy_and_value_ignores_ended_particles(mbpo_run):
+    guided: GuidedMPCAgent = controllers(mbpo_run, guided_horizon=4, proposals=3)["guided"]
+    obs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]])
+    with torch.inference_mode():
+        proposals = guided.propose(obs)
+        assert proposals.shape == (2, 3, 4, 1)
+        # Proposal 0 is the policy's mean action from the real state.
+        np.testing.assert_allclose(proposals[:, 0, 0], guided.prior.act(obs), rtol=1e-5)
+        low, high = guided.prior.low, guided.prior.high
+        assert bool(((proposals >= low) & (proposals <= high)).all())
+
+        class Ended:  # two problems, one candidate, two particles; one particle terminated
+            final_state = torch.zeros(2, 1, 2, 3)
+            final_alive = torch.tensor([[[True, False]], [[False, False]]])
+
+        value = guided.terminal_value(Ended)
+        v0 = guided.prior.value(torch.zeros(1, 3))
+        expected = guided.prior.gamma**4 * v0 / 2
+        np.testing.assert_allclose(value[0, 0], expected[0], rtol=1e-5)
+        assert value[1, 0] == 0
+
+
+def test_switching_agent_consults_the_planner_only_beyond_its_threshold(mbpo_run):
+    switch: SwitchingAgent = controllers(mbpo_run)["switch"]
+    obs = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 8.0]], np.float32)
+    policy_only = switch.prior.act(torch.as_tensor(obs)).numpy()
+    switch.threshold = float("inf")  # never unfamiliar: exactly the policy
+    np.testing.assert_array_equal(switch.act(obs), policy_only)
+    assert switch.consulted == 0
+    switch.threshold = -1.0  # always unfamiliar: every row planned (rows 3 and 7 of a batch)
+    switch.act(obs, np.array([3, 7]))
+    assert switch.consulted == 2
+
+
+def test_evaluate_command_writes_every_controller(mbpo_run, capsys):
+    assert main(["evaluate", str(mbpo_run), "--episodes", "2", "--mpc-horizon", "5"]) == 0
+    report = json.loads((mbpo_run / "controllers.json").read_text())
+    for name in ("policy", "mpc", "guided", "switch"):
+        assert np.isfinite(report[name]["eval_return"]) and report[name]["ms_per_action_median"] > 0
+    assert 0.0 <= report["switch"]["planner_share"] <= 1.0
+    assert "guided" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_run_that_is_not_mbpo(tmp_path, capsys):
+    from helpers import tiny_config
+
+    train(tiny_config(tmp_path / "mpc", episodes=1))
+    assert main(["evaluate", str(tmp_path / "mpc")]) == 2
+    assert "--algo mbpo" in capsys.readouterr().out
+    with pytest.raises(Exception, match="switch_quantile"):
+        evaluate_controllers(EvaluateArgs(run_dir=tmp_path / "mpc", switch_quantile=1.5))
