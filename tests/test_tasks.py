@@ -40,6 +40,7 @@ CASES = {
     "Pendulum-v1": dict(steps=600),
     "MountainCarContinuous-v0": dict(steps=400, setup=near_goal),
     "InvertedPendulum-v5": dict(steps=600),
+    "forethought/ContinuousCartPole-v0": dict(steps=600),
 }
 
 

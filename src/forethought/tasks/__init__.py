@@ -1,6 +1,8 @@
 """Per-environment knowledge. Any Gymnasium env with Box spaces runs; the ones listed here
 also have known reward and termination functions, so the model need not learn them."""
 
+import gymnasium
+
 from forethought.tasks.base import (
     TaskSpec,
     check_continuous,
@@ -9,12 +11,20 @@ from forethought.tasks.base import (
     make_env,
     never_terminates,
 )
+from forethought.tasks.cartpole import CARTPOLE_ID, CONTINUOUS_CARTPOLE
 from forethought.tasks.classic import MOUNTAIN_CAR, PENDULUM, mountain_car_reward, pendulum_reward
 from forethought.tasks.mujoco import INVERTED_PENDULUM, inverted_pendulum_reward
 
 KNOWN_TASKS: dict[str, TaskSpec] = {
-    t.env_id: t for t in (PENDULUM, MOUNTAIN_CAR, INVERTED_PENDULUM)
+    t.env_id: t for t in (PENDULUM, MOUNTAIN_CAR, INVERTED_PENDULUM, CONTINUOUS_CARTPOLE)
 }
+
+if CARTPOLE_ID not in gymnasium.registry:
+    gymnasium.register(
+        CARTPOLE_ID,
+        entry_point="forethought.tasks.cartpole:ContinuousCartPoleEnv",
+        max_episode_steps=200,
+    )
 
 
 def get_task(env_id: str) -> TaskSpec:
