@@ -9,8 +9,8 @@
    (the policy alone, plain MPC, policy-guided MPC, the switching hybrid) with their
    milliseconds per action.
 
-    python benchmarks/mujoco.py                 # full (CPU: about an hour; uses --device)
-    python benchmarks/mujoco.py --quick         # tiny budgets, 1 seed (a smoke test)
+    python benchmarks/mujoco_tasks.py                 # full (CPU: about an hour; uses --device)
+    python benchmarks/mujoco_tasks.py --quick         # tiny budgets, 1 seed (a smoke test)
 """
 
 from __future__ import annotations
