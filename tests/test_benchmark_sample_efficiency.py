@@ -40,3 +40,39 @@ def test_quick_sample_efficiency_writes_curves_ratios_and_a_plot(tmp_path):
         ratio = env["summary"]["ratio_vs_mpc"][peer]
         assert ratio["ratio"] > 0 and ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1]
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def run_quick(script: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(out)]
+    proc = subprocess.run(
+        [*command, "--runs", str(tmp_path / "runs")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_quick_matched_return_names_the_fastest_matching_setting(tmp_path):
+    data = run_quick("matched_return.py", tmp_path)
+    assert data["benchmark"] == "matched_return" and data["quick"] is True
+    for row in data["settings"].values():
+        assert row["ms_per_action_median"] > 0 and len(row["seeds"]) == 1
+        assert isinstance(row["matches"], bool)
+    fastest = data["summary"]["fastest_matching"]
+    assert fastest is None or data["settings"][fastest]["matches"]
+
+
+def test_quick_mujoco_compares_mbpo_mpc_and_sac(tmp_path):
+    data = run_quick("mujoco_tasks.py", tmp_path)
+    pendulum = data["inverted_pendulum"]
+    assert set(pendulum["runs"]) == {"mpc", "mbpo", "sac"}
+    assert "sac_over_mbpo" in pendulum["summary"]
+    cheetah = data["half_cheetah"]
+    assert set(cheetah["runs"]) == {"sac", "mbpo"}
+    controllers = cheetah["controllers"]["0"]
+    for name in ("policy", "mpc", "guided", "switch"):
+        assert controllers[name]["ms_per_action_median"] > 0
