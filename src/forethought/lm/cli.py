@@ -148,7 +148,7 @@ def _selftrain_parser() -> argparse.ArgumentParser:
         default = f.default if f.default is not MISSING else None
         flag = "--" + f.name.replace("_", "-")
         choices = f.metadata.get("choices")
-        text = f.metadata["help"] + (f" ({'|'.join(choices)})" if choices else "")
+        text = f.metadata["help"]
         if isinstance(default, bool):
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
             continue

@@ -437,7 +437,7 @@ class SelfTrainer:
             prefix_tokens=cfg.prefix_tokens,
             keep=cfg.keep,
             seed=step_seed(cfg.seed, 0, "evaluate"),  # the same draws at every iteration
-            on_done=self._ticker(f"iteration {k}: evaluate", 3),
+            on_done=self._ticker(f"iteration {k}: evaluate", 1 + 2 * len(self.prompts.held_out)),
         )
 
     def iteration_zero(self) -> None:

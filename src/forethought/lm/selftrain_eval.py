@@ -83,6 +83,7 @@ def evaluate_policy(
     """Judge one policy on held-out `prompts`: (summary for metrics.jsonl, per-prompt numbers).
 
     Per-prompt numbers are kept so that iterations can be compared prompt by prompt (paired).
+    `on_done` is called 1 + 2 x len(prompts) times: after the plain samples, then per search.
     """
     torch.manual_seed(seed)
     cands = sample_many(generator, prompts, samples, max_new_tokens)
@@ -126,6 +127,8 @@ def evaluate_policy(
                 )
             picks.append((res.pick, res.score))
             spent.append(res.spent.tokens)
+            if on_done:
+                on_done()
         pg = gold([p for p, _ in picks])
         per_prompt[method] = {
             "gold": pg,
@@ -133,8 +136,6 @@ def evaluate_policy(
             "proxy": np.array([s for _, s in picks]),
         }
         tokens[method] = float(np.mean(spent))
-        if on_done:
-            on_done()
     summary = {
         m: _summary(d["gold"], d["solved"], d["proxy"], tokens[m]) for m, d in per_prompt.items()
     }
