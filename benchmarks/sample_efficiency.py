@@ -116,22 +116,25 @@ def on_grid(seed_entry: dict, grid: np.ndarray) -> np.ndarray:
 
 
 def iqm_with_interval(values: np.ndarray, rng: np.random.Generator) -> dict:
-    """IQM and median with stratified-bootstrap 95% intervals (rliable)."""
-    from rliable import library as rly
+    """IQM (rliable's) and median with 95% percentile-bootstrap intervals over seeds.
+
+    The intervals are resampled here because rliable 1.2's `get_interval_estimates` passes
+    `random_state=None` to arch's bootstrap, which arch 8 (the first to import under pandas 3)
+    rejects."""
     from rliable import metrics
 
-    scores = {"m": values.reshape(-1, 1).astype(float)}
+    def aggregates(x: np.ndarray) -> np.ndarray:
+        scores = x.reshape(-1, 1).astype(float)  # runs x tasks, one task
+        return np.array([metrics.aggregate_iqm(scores), np.median(x)])
 
-    def aggregate(x):
-        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x)])
-
-    point, interval = rly.get_interval_estimates(scores, aggregate, reps=BOOTSTRAP)
-    (iqm, median), ((iqm_lo, med_lo), (iqm_hi, med_hi)) = point["m"], interval["m"]
+    point = aggregates(values)
+    draws = np.array([aggregates(rng.choice(values, len(values))) for _ in range(BOOTSTRAP)])
+    lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
     return {
-        "iqm": float(iqm),
-        "iqm_ci95": [float(iqm_lo), float(iqm_hi)],
-        "median": float(median),
-        "median_ci95": [float(med_lo), float(med_hi)],
+        "iqm": float(point[0]),
+        "iqm_ci95": [float(lo[0]), float(hi[0])],
+        "median": float(point[1]),
+        "median_ci95": [float(lo[1]), float(hi[1])],
     }
 
 
