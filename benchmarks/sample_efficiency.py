@@ -46,11 +46,12 @@ RUNS = HERE / ".runs" / "sample_efficiency"
 
 THRESHOLD = {"Pendulum-v1": -200.0, "MountainCarContinuous-v0": 90.0, "InvertedPendulum-v5": 1000.0}
 EVERY = {"Pendulum-v1": 200, "MountainCarContinuous-v0": 999, "InvertedPendulum-v5": 500}
-# Environment-step budgets: the zoo's budgets for the model-free learners (PPO capped at 100k
-# on InvertedPendulum, whose zoo entry asks for 1M), a few episodes for MPC.
+# Environment-step budgets: the zoo's budgets for the model-free learners, except PPO on
+# InvertedPendulum (capped at 100k; the zoo asks for 1M) and SAC on MountainCar (20k of the zoo's
+# 50k, to fit a 2-core session); a few episodes for MPC.
 BUDGET = {
     "Pendulum-v1": {"mpc": 2_000, "mbpo": 3_000, "sac": 20_000, "ppo": 100_000},
-    "MountainCarContinuous-v0": {"mpc": 5_000, "mbpo": 10_000, "sac": 50_000, "ppo": 20_000},
+    "MountainCarContinuous-v0": {"mpc": 3_000, "mbpo": 10_000, "sac": 20_000, "ppo": 20_000},
     "InvertedPendulum-v5": {"mpc": 3_000, "mbpo": 5_000, "sac": 20_000, "ppo": 100_000},
 }
 QUICK_BUDGET = {"mpc": 600, "mbpo": 1_500, "sac": 2_000, "ppo": 8_192}
