@@ -4,9 +4,13 @@ mbrl-lib's PETS example solves its continuous cart-pole (return 200 of 200) at a
 1.1-1.6 s per action on this kind of machine (the identical-config figure is measured by
 benchmarks/latency.py and read from benchmarks/results/latency.json). Here forethought learns
 the same task (`forethought/ContinuousCartPole-v0`: same physics, thresholds, reward and
-200-step episodes) with progressively cheaper planner settings; the fastest setting whose
-evaluation return matches (mean of 10 evaluation episodes at least MATCH after EPISODES
-episodes, on every seed) is compared with mbrl-lib's milliseconds per action.
+200-step episodes) with progressively cheaper planner settings, and the fastest setting that
+matches is compared with mbrl-lib's milliseconds per action. Two readings of "matches":
+
+- trial: like mbrl-lib's reported figure, a training episode (trial) scores 200/200 within
+  EPISODES trials, on every seed;
+- strict: the mean of 10 evaluation episodes (seeds 1000-1009) after EPISODES trials is at least
+  MATCH, on every seed.
 
     python benchmarks/matched_return.py            # 3 seeds x every setting (~15 min, 2 cores)
     python benchmarks/matched_return.py --quick    # 1 seed, two settings
@@ -77,9 +81,12 @@ def main() -> int:
             history, seconds = run_once(config)
             episodes_rows = [r for r in history if "event" not in r]
             ms = [r["ms_per_action"] for r in episodes_rows if r.get("ms_per_action")]
+            perfect = [i for i, r in enumerate(episodes_rows) if r["return"] >= 200.0]
             per_seed.append(
                 {
                     "seed": seed,
+                    "training_returns": [r["return"] for r in episodes_rows],
+                    "first_perfect_trial": perfect[0] if perfect else None,
                     "eval_returns_by_episode": [r["eval_return"] for r in episodes_rows],
                     "final_eval_return": episodes_rows[-1]["eval_return"],
                     "ms_per_action": statistics.median(ms),
@@ -95,20 +102,23 @@ def main() -> int:
             "planning": planning.__dict__,
             "seeds": per_seed,
             "matches": all(s["final_eval_return"] >= MATCH for s in per_seed),
+            "matches_trial": all(s["first_perfect_trial"] is not None for s in per_seed),
             "ms_per_action_median": statistics.median(s["ms_per_action"] for s in per_seed),
         }
 
-    matching = {k: v for k, v in rows.items() if v["matches"]}
-    fastest = min(matching, key=lambda k: matching[k]["ms_per_action_median"], default=None)
-    summary = {
-        "match_threshold": MATCH,
-        "episodes": episodes,
-        "fastest_matching": fastest,
-        "fastest_ms": None if fastest is None else matching[fastest]["ms_per_action_median"],
-        "mbrl_ms_identical_config": mbrl_ms,
-    }
-    if fastest is not None and mbrl_ms:
-        summary["mbrl_over_forethought"] = mbrl_ms / summary["fastest_ms"]
+    def fastest(criterion: str) -> str | None:
+        matching = [k for k, v in rows.items() if v[criterion]]
+        return min(matching, key=lambda k: rows[k]["ms_per_action_median"], default=None)
+
+    summary = {"match_threshold": MATCH, "episodes": episodes, "mbrl_ms_identical_config": mbrl_ms}
+    for reading, criterion in (("trial", "matches_trial"), ("strict", "matches")):
+        name = fastest(criterion)
+        entry = {"setting": name}
+        if name is not None:
+            entry["ms"] = rows[name]["ms_per_action_median"]
+            if mbrl_ms:
+                entry["mbrl_over_forethought"] = mbrl_ms / entry["ms"]
+        summary[f"fastest_matching_{reading}"] = entry
     result = {
         "benchmark": "matched_return",
         "quick": args.quick,
@@ -121,17 +131,20 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=1))
 
     table = Table(title=f"{ENV}: return after {episodes} episodes vs ms per action")
-    for column in ("setting", "final eval return per seed", "ms/action", "matches"):
+    for column in ("setting", "first 200/200 trial", "final eval return", "ms/action"):
         table.add_column(column, justify="right")
     for name, row in rows.items():
+        trials = " / ".join(str(s["first_perfect_trial"]) for s in row["seeds"])
         finals = " / ".join(f"{s['final_eval_return']:.0f}" for s in row["seeds"])
-        table.add_row(name, finals, f"{row['ms_per_action_median']:.1f}", str(row["matches"]))
+        table.add_row(name, trials, finals, f"{row['ms_per_action_median']:.1f}")
     console.print(table)
-    if "mbrl_over_forethought" in summary:
-        console.print(
-            f"fastest matching: {fastest} at {summary['fastest_ms']:.1f} ms/action; mbrl-lib "
-            f"{mbrl_ms:.0f} ms -> {summary['mbrl_over_forethought']:.0f}x"
-        )
+    for reading in ("trial", "strict"):
+        entry = summary[f"fastest_matching_{reading}"]
+        if "mbrl_over_forethought" in entry:
+            console.print(
+                f"fastest matching ({reading}): {entry['setting']} at {entry['ms']:.1f} ms/action;"
+                f" mbrl-lib {mbrl_ms:.0f} ms -> {entry['mbrl_over_forethought']:.0f}x"
+            )
     console.print(f"results: {out}")
     return 0
 

@@ -62,8 +62,9 @@ def test_quick_matched_return_names_the_fastest_matching_setting(tmp_path):
     for row in data["settings"].values():
         assert row["ms_per_action_median"] > 0 and len(row["seeds"]) == 1
         assert isinstance(row["matches"], bool)
-    fastest = data["summary"]["fastest_matching"]
-    assert fastest is None or data["settings"][fastest]["matches"]
+    for reading, criterion in (("trial", "matches_trial"), ("strict", "matches")):
+        fastest = data["summary"][f"fastest_matching_{reading}"]["setting"]
+        assert fastest is None or data["settings"][fastest][criterion]
 
 
 def test_quick_mujoco_compares_mbpo_mpc_and_sac(tmp_path):
