@@ -178,11 +178,18 @@ def summarise(env: str, runs: dict[str, list[dict]], rng: np.random.Generator) -
                 [s["steps_to_threshold"] or s["budget"] for s in runs[peer]], dtype=float
             )
             entry = ratio_interval(theirs, ours, rng)
-            entry["note"] = (
-                "lower bound: some peer runs never reached the threshold (counted at budget)"
-                if any(s["steps_to_threshold"] is None for s in runs[peer])
-                else None
-            )
+            notes = []
+            if any(s["steps_to_threshold"] is None for s in runs[peer]):
+                notes.append(
+                    f"some {peer} runs never reached the threshold (counted at their "
+                    "budget): the ratio is a lower bound"
+                )
+            if any(s["steps_to_threshold"] is None for s in runs["mpc"]):
+                notes.append(
+                    "some mpc runs never reached the threshold (counted at their "
+                    "budget): the ratio is an upper bound"
+                )
+            entry["note"] = "; ".join(notes) or None
             out["ratio_vs_mpc"][peer] = entry
         if "sac" in runs:
             at_1000 = [s["eval_return_at_1000"] for s in runs["mpc"]]
@@ -198,14 +205,21 @@ def summarise(env: str, runs: dict[str, list[dict]], rng: np.random.Generator) -
 def plot(results: dict, path: Path) -> None:
     envs = list(results["envs"])
     fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4), dpi=110, squeeze=False)
-    colors = {"mpc": "tab:blue", "sac": "tab:orange", "ppo": "tab:green", "td3": "tab:red"}
+    colors = {
+        "mpc": "tab:blue",
+        "mbpo": "tab:purple",
+        "sac": "tab:orange",
+        "ppo": "tab:green",
+        "td3": "tab:red",
+    }
+    names = {"mpc": "forethought MPC", "mbpo": "forethought MBPO (SB3 SAC)"}
     for ax, env in zip(axes[0], envs, strict=False):
         for method, seeds in results["envs"][env]["runs"].items():
             grid = np.unique(np.concatenate([s["curve_steps"] for s in seeds]))
             values = np.array([on_grid(s, grid) for s in seeds])
             mean = np.nanmean(values, axis=0)
             lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-            name = "forethought MPC" if method == "mpc" else f"SB3 {method.upper()}"
+            name = names.get(method, f"SB3 {method.upper()}")
             label = f"{name} ({len(seeds)} seeds)"
             ax.plot(grid, mean, color=colors.get(method), label=label, drawstyle="steps-post")
             ax.fill_between(grid, lo, hi, color=colors.get(method), alpha=0.2, step="post")
