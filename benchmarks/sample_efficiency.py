@@ -119,9 +119,9 @@ def on_grid(seed_entry: dict, grid: np.ndarray) -> np.ndarray:
 def iqm_with_interval(values: np.ndarray, rng: np.random.Generator) -> dict:
     """IQM (rliable's) and median with 95% percentile-bootstrap intervals over seeds.
 
-    The intervals are resampled here because rliable 1.2's `get_interval_estimates` passes
-    `random_state=None` to arch's bootstrap, which arch 8 (the first to import under pandas 3)
-    rejects."""
+    The intervals are resampled here: rliable 1.2's `get_interval_estimates` lives in
+    rliable.library, which imports arch; the arch versions rliable allows (<8) fail to import
+    under pandas 3, and arch 8 rejects the `random_state=None` rliable passes."""
     from rliable import metrics
 
     def aggregates(x: np.ndarray) -> np.ndarray:
