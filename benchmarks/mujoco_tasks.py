@@ -106,22 +106,11 @@ def main() -> int:
                 steps = se.QUICK_BUDGET[method] if args.quick else se.BUDGET[env][method]
                 config = se.config_for(env, method, seed, steps, se.EVERY[env], args.runs)
                 config = replace(config, device=args.device)
-                rows, seconds = se.run_once(config)
-                x, y = se.curve(rows)
-                entry = {
-                    "seed": seed,
-                    "budget": steps,
-                    "seconds": seconds,
-                    "curve_steps": x.tolist(),
-                    "curve_returns": y.tolist(),
-                    "steps_to_threshold": se.steps_to_threshold(x, y, 1000.0),
-                    "final_eval_return": float(y[-1]),
-                    "eval_return_at_1000": se.value_at(x, y, 1000),
-                }
+                entry = se.measure(config, seed, steps, 1000.0)
                 runs.setdefault(method, []).append(entry)
                 console.print(
                     f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
-                    f"steps ({seconds:.0f} s)"
+                    f"steps ({entry['seconds']:.0f} s)"
                 )
         summary = se.summarise(env, runs, rng)
         if "mbpo" in runs and "sac" in runs:

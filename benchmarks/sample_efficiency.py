@@ -90,6 +90,22 @@ def run_once(config: TrainConfig) -> tuple[list[dict], float]:
     return rows, time.perf_counter() - start
 
 
+def measure(config: TrainConfig, seed: int, steps: int, threshold: float) -> dict:
+    """Run (or reuse) one configuration and reduce it to the benchmark's per-seed entry."""
+    rows, seconds = run_once(config)
+    x, y = curve(rows)
+    return {
+        "seed": seed,
+        "budget": steps,
+        "seconds": seconds,  # this invocation's time: 0 when a finished run was reused
+        "curve_steps": x.tolist(),
+        "curve_returns": y.tolist(),
+        "steps_to_threshold": steps_to_threshold(x, y, threshold),
+        "final_eval_return": float(y[-1]),
+        "eval_return_at_1000": value_at(x, y, 1000),
+    }
+
+
 def curve(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     evals = sorted(
         (r["env_steps"], r["eval_return"])
@@ -281,21 +297,10 @@ def main() -> int:
     for env, method, seed in track(jobs, description="runs", console=console):
         steps = QUICK_BUDGET[method] if args.quick else BUDGET[env][method]
         config = config_for(env, method, seed, steps, EVERY[env], args.runs)
-        rows, seconds = run_once(config)
-        x, y = curve(rows)
-        entry = {
-            "seed": seed,
-            "budget": steps,
-            "seconds": seconds,
-            "curve_steps": x.tolist(),
-            "curve_returns": y.tolist(),
-            "steps_to_threshold": steps_to_threshold(x, y, THRESHOLD[env]),
-            "final_eval_return": float(y[-1]),
-            "eval_return_at_1000": value_at(x, y, 1000),
-        }
+        entry = measure(config, seed, steps, THRESHOLD[env])
         console.print(
             f"{env} {method} seed {seed}: threshold at {entry['steps_to_threshold']} steps, "
-            f"final {entry['final_eval_return']:.1f} ({seconds:.0f} s)"
+            f"final {entry['final_eval_return']:.1f} ({entry['seconds']:.0f} s)"
         )
         # Written after every run (merged with what the file holds), so a killed benchmark
         # keeps what it finished and separate invocations can fill in different environments.
