@@ -60,6 +60,7 @@ def test_tsinf_keeps_each_particle_on_one_member():
 def test_ts1_mixes_members_but_keeps_the_average_and_particle_identity():
     model, h = OffsetEnsemble(4), 5
     actions = torch.zeros(2, 3, h, 1)
+    actions[:, 1] = 10.0  # candidate 1 adds 10 per step: its particles must keep its actions
     out = imagine(
         model,
         torch.zeros(2, 1),
@@ -70,8 +71,23 @@ def test_ts1_mixes_members_but_keeps_the_average_and_particle_identity():
     )
     # Every step each member gets exactly a quarter of the rows, so the average increment over
     # all particles is (0+1+2+3)/4 = 1.5 per step; returns average 1.5 * h(h+1)/2.
-    assert out.particle_returns.mean().item() == pytest.approx(1.5 * h * (h + 1) / 2)
-    assert out.particle_returns.std() > 0  # different particles drew different members
+    triangle = h * (h + 1) / 2
+    per_candidate = out.particle_returns.mean(dim=(0, 2))  # P
+    torch.testing.assert_close(per_candidate, torch.tensor([1.5, 11.5, 1.5]) * triangle)
+    assert out.particle_returns[:, 0].std() > 0  # different particles drew different members
+    # A particle's final state is the sum of its own actions and member offsets (0-3 a step).
+    increments = out.final_state[..., 0] - 10.0 * h * (torch.arange(3) == 1).view(1, 3, 1)
+    assert ((increments >= 0) & (increments <= 3 * h)).all()
+    # Under tsinf, no particle mixes: every particle's increment is h x its member's offset.
+    fixed = imagine(
+        model,
+        torch.zeros(2, 1),
+        actions,
+        RolloutConfig(particles=8, propagation="tsinf"),
+        reward_is_next_state,
+    )
+    assert set(fixed.final_state[:, 0, :, 0].flatten().tolist()) == {0.0, 5.0, 10.0, 15.0}
+    assert len(set(out.final_state[:, 0, :, 0].flatten().tolist()) - {0.0, 5.0, 10.0, 15.0}) > 0
 
 
 def test_mean_propagation_averages_members():

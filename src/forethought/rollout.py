@@ -5,7 +5,8 @@ N = B*P*K imagined trajectories. They are stored member-major, E x M x O with M 
 one batched forward pass moves every particle by one step:
 
 - "tsinf" (trajectory sampling, PETS): particle k always uses member k mod E;
-- "ts1": every step, rows are shuffled across members (a random member per row and step);
+- "ts1": every step, each particle moves to a random member (a random rotation of the E particles
+  of a set across the members, so every member still takes exactly a 1/E share of the rows);
 - "mean": every row goes through every member and the member means are averaged.
 
 Rewards come from a known reward function of (obs, action, next_obs) when the task has one,
@@ -138,7 +139,9 @@ def imagine(
     trusted = torch.ones(1, m, dtype=torch.bool, device=obs.device)
     epistemic, aleatoric, rows = [], [], 0
     for t in range(h):
-        action = plan[:, :, t]  # groups x M x A
+        if config.propagation == "ts1" and t > 0:  # at t = 0 the particles of a set coincide
+            state, total, alive = _rotate_members(state, total, alive, generator)
+        action = plan[:, :, t]  # groups x M x A (equal across groups: no rotation needed)
         step = _step(model, state, action, config, generator, uncertainty)
         rows += step.rows
         reward = reward_fn(state, action, step.next_state) if reward_fn is not None else step.reward
@@ -215,21 +218,10 @@ def _step(model, state, action, config, generator, uncertainty: bool) -> _Step:
         rows = model.ensemble_size * state.shape[1]
         aleatoric = (pred.next_obs_var / scale).mean(dim=(0, 2)).unsqueeze(0)
     else:
-        perm = None
-        if config.propagation == "ts1":
-            n = state.shape[0] * state.shape[1]
-            perm = torch.randperm(n, generator=generator, device=state.device)
-            state = state.reshape(n, -1)[perm].view_as(state)
-            action = action.reshape(n, -1)[perm].view_as(action)
         pred = model.predict(state, action)
         next_mean, next_var = pred.next_obs_mean, pred.next_obs_var
         reward, logit = pred.reward, pred.terminated_logit
         rows = state.shape[0] * state.shape[1]
-        if perm is not None:  # undo the shuffle so particle identities are preserved
-            inverse = torch.argsort(perm)
-            next_mean, next_var = _unshuffle(next_mean, inverse), _unshuffle(next_var, inverse)
-            reward = _unshuffle(reward, inverse) if reward is not None else None
-            logit = _unshuffle(logit, inverse) if logit is not None else None
         if uncertainty:
             spread = next_mean.var(0, unbiased=False, keepdim=True)
             aleatoric = (next_var / scale).mean(dim=(0, 2)).unsqueeze(0)
@@ -246,6 +238,13 @@ def _step(model, state, action, config, generator, uncertainty: bool) -> _Step:
     return _Step(next_state, reward, done, epistemic, aleatoric, rows)
 
 
-def _unshuffle(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    shape = x.shape
-    return x.reshape(shape[0] * shape[1], *shape[2:])[inverse].view(shape)
+def _rotate_members(state, total, alive, generator):
+    """TS1's resampling: the E particles of each set (column m of the groups x M layout share
+    their start and actions) are rotated by a random offset, so each particle continues on a
+    uniformly random member; its state, return so far and alive flag move with it. One gather
+    on the state, none on the actions or the model's outputs."""
+    groups, m = total.shape
+    shift = torch.randint(groups, (1, m), generator=generator, device=state.device)
+    index = (torch.arange(groups, device=state.device).unsqueeze(1) + shift) % groups
+    state = state.gather(0, index.unsqueeze(-1).expand_as(state))
+    return state, total.gather(0, index), alive.gather(0, index)
