@@ -8,7 +8,12 @@ benchmarks/results/lm_search.json with the machine, the settings and every raw n
                       length (pooled over all samples and averaged within a prompt)
   bon_sweep           Best-of-N for growing N: mean gold and proxy of the pick, and their gap
   budget_sweep        every method at every token budget: means, wins/ties/losses against
-                      Best-of-N at the same budget, tokens and reward calls spent
+                      Best-of-N at the same budget, tokens and reward calls spent. The guided
+                      methods run twice: with the default partial scorers (the value predictor
+                      or proxy behind Countdown's step-legality check) and, labelled
+                      "(learned)", with the learned evaluators alone (the earlier defaults).
+                      "bon (legal final)" is a control: the same Best-of-N samples, picked by
+                      the proxy behind the legality check instead of the proxy alone.
   tokens_to_match_bon16  the cheapest swept budget at which each method's mean gold reaches
                       Best-of-16's, with the tokens it actually spent there
 
@@ -33,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from forethought.lm import Account, Budget, compare
 from forethought.lm.assets import SHIPPED, load_countdown, load_value
+from forethought.lm.rewards import RuleGated
 from forethought.lm.tasks import countdown
 from forethought.lm.value import rank_correlation_by_length
 
@@ -64,6 +70,12 @@ def value_correlation(suite, root: Path, problems, per_prompt: int, max_new: int
     for kind in ("hidden", "minilm"):
         value = load_value(kind, root, suite.generator)
         out[kind] = rank_correlation_by_length(value, suite.generator, cands, gold, groups)
+        gated = RuleGated(countdown.steps_legal, value)  # the partial scorer the search uses
+        out[f"legal+{kind}"] = rank_correlation_by_length(
+            gated, suite.generator, cands, gold, groups
+        )
+    proxy = rank_correlation_by_length(suite.proxy, suite.generator, cands, gold, groups)
+    out["proxy"] = proxy  # the reward model on prefixes and (at 'full') on whole answers
     return out
 
 
@@ -97,7 +109,6 @@ def main() -> int:
         choices=["hidden", "minilm"],
         help="value predictor used by look-ahead and beam",
     )
-    ap.add_argument("--process", default="value", choices=["value", "proxy"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_search.json"))
     ap.add_argument("--plot", default="runs/lm_search.png", help="reward-vs-tokens plot path")
@@ -111,7 +122,13 @@ def main() -> int:
     n_prompts = 40 if args.quick else 100
     budgets = [64, 128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024]
     ns = [1, 2, 4, 8, 16, 32] if args.quick else [1, 2, 4, 8, 16, 32, 64]
-    settings = compare.SearchSettings(process=args.process)
+    settings = compare.SearchSettings()
+    # The earlier defaults: learned evaluators only (value predictor for look-ahead and beam,
+    # the proxy on partials for pruning), no legality check.
+    learned = compare.SearchSettings(
+        lookahead_scorer="value", prefix_tokens=6, prune_scorer="proxy", process="value"
+    )
+    control = compare.SearchSettings(final="legal+proxy")
     root = Path(args.assets)
     suite = load_countdown(root, value=args.value)
     problems = countdown.make_problems(n_prompts, seed=HELD_OUT_SEED)
@@ -121,6 +138,8 @@ def main() -> int:
         "quick": args.quick,
         "value": args.value,
         "settings": settings.__dict__,
+        "settings_learned": learned.__dict__,
+        "settings_control": control.__dict__,
         "prompts": n_prompts,
         "budgets": budgets,
         "held_out_seed": HELD_OUT_SEED,
@@ -144,6 +163,14 @@ def main() -> int:
 
     t = time.time()
     records = compare.evaluate(suite, compare.METHODS, prompts, budgets, settings, seed=2)
+    guided = [m for m in compare.METHODS if m != "bon"]
+    for label, methods, s in (
+        (" (learned)", guided, learned),
+        (" (legal final)", ["bon"], control),
+    ):
+        for r in compare.evaluate(suite, methods, prompts, budgets, s, seed=2):
+            r.method += label  # same seeds as the main run: only the evaluators differ
+            records.append(r)
     rows = compare.summarize(records)
     result["timings_s"]["budget_sweep"] = round(time.time() - t, 1)
     result["budget_sweep"] = rows
@@ -161,7 +188,7 @@ def main() -> int:
     plot = compare.plot_reward_vs_budget(rows, args.plot)
     for r in rows:
         print(
-            f"{r['budget']:5d} {r['method']:10s} gold {r['mean_gold']:.3f} proxy {r['mean_proxy']:.3f} "
+            f"{r['budget']:5d} {r['method']:18s} gold {r['mean_gold']:.3f} proxy {r['mean_proxy']:.3f} "
             f"win {r['win_rate']:.2f} W/T/L {r['wins']}/{r['ties']}/{r['losses']} "
             f"tokens {r['mean_tokens']:.0f} calls {r['mean_reward_calls']:.1f}"
         )

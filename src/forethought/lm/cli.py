@@ -64,9 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--process",
-        default="value",
-        choices=["value", "proxy"],
-        help="beam search process scorer (default value)",
+        default="legal+value",
+        choices=["value", "proxy", "legal+value", "legal+proxy"],
+        help="partial scorer of look-ahead, pruning and beam search (default legal+value: the "
+        "value predictor behind the step-legality check)",
     )
     _common(c)
 
@@ -201,7 +202,12 @@ def cmd_compare(args) -> int:
         raise ConfigError("--prompts", "must be at least 1")
     suite = load_countdown(_assets(args), value=args.value, device=args.device)
     problems = countdown.make_problems(args.prompts, seed=10_000 + args.seed)  # held-out seed
-    settings = compare.SearchSettings(max_new_tokens=args.max_new_tokens, process=args.process)
+    settings = compare.SearchSettings(
+        max_new_tokens=args.max_new_tokens,
+        process=args.process,
+        prune_scorer=args.process,
+        lookahead_scorer=args.process,
+    )
     budgets = sorted({*args.plot_budgets, args.budget})
     total = len(budgets) * len(problems) * len(methods)
     with Progress(transient=True) as progress:
@@ -280,7 +286,10 @@ def cmd_generate(args) -> int:
             set(),
         )
     budget = Budget(max_tokens=args.budget, max_reward_calls=args.reward_calls)
-    res = run_method(suite, args.method, args.prompt, budget, SearchSettings(args.max_new_tokens))
+    settings = SearchSettings(args.max_new_tokens)
+    if suite.value is None:  # a user's own models: prune with the reward model, no Countdown rule
+        settings = SearchSettings(args.max_new_tokens, prune_scorer="proxy")
+    res = run_method(suite, args.method, args.prompt, budget, settings)
     print(f"response: {res.pick.text}")
     print(f"reward:   {res.score:.4f}  ({args.method}, {len(res.finalists)} finalists)")
     spent = res.spent

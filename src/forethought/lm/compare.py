@@ -17,9 +17,23 @@ import torch
 from forethought.errors import ConfigError
 from forethought.lm.assets import CountdownSuite
 from forethought.lm.budget import Budget
+from forethought.lm.rewards import RuleGated, Scorer
 from forethought.lm.search import SearchResult, beam_search, best_of_n, lookahead, prune
+from forethought.lm.tasks import countdown
 
 METHODS = ("bon", "lookahead", "prune", "beam")
+PARTIAL_SCORERS = ("value", "proxy", "legal+value", "legal+proxy")
+"""What may score partial answers: the value predictor, the proxy reward model on the partial
+text, or either behind Countdown's step-legality check (`countdown.steps_legal`, which reads the
+prompt's numbers and the completed steps only; never the target or a solution)."""
+
+
+def partial_scorer(suite: CountdownSuite, name: str, field: str) -> Scorer:
+    """The scorer called `name` (one of PARTIAL_SCORERS) built from `suite`."""
+    if name not in PARTIAL_SCORERS:
+        raise ConfigError(field, f"must be one of {', '.join(PARTIAL_SCORERS)}, got {name!r}")
+    inner = suite.value if name.endswith("value") else suite.proxy
+    return RuleGated(countdown.steps_legal, inner) if name.startswith("legal+") else inner
 
 
 @dataclass(frozen=True)
@@ -28,26 +42,37 @@ class SearchSettings:
 
     max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
-    prefix_tokens: int = 6
-    """look-ahead: length of the partial branches the value predictor ranks."""
+    final: str = "proxy"
+    """Every method's final pick: 'proxy' (the reward model) or 'legal+proxy' (the reward
+    model behind the step-legality check)."""
+    prefix_tokens: int = 12
+    """look-ahead: length of the partial branches that are ranked (about two Countdown steps,
+    so the legality check has two completed steps to judge)."""
+    lookahead_scorer: str = "legal+value"
+    """look-ahead: what ranks the partial branches (one of PARTIAL_SCORERS)."""
     keep: int | float = 0.25
-    """look-ahead: branches continued to the end, a count or a fraction of the branches
-    (0.25 chosen on development prompts by scripts/lm_dev_sweep.py, not on the benchmark's)."""
+    """look-ahead: branches continued to the end, a count or a fraction of the branches."""
     chunk: int = 6
     """prune: tokens between two rounds of rejection."""
     keep_fraction: float = 0.5
     """prune: fraction of partial generations kept each round."""
-    prune_scorer: str = "proxy"
-    """prune: partial scorer, 'proxy' (the reward model on partials, as in speculative
-    rejection) or 'value' (the value predictor, trained on prefixes)."""
+    prune_scorer: str = "legal+value"
+    """prune: partial scorer (one of PARTIAL_SCORERS); 'proxy' is the reward model on partials,
+    as in speculative rejection."""
     width: int = 4
     """beam: beams kept after each step."""
     expand: int = 4
     """beam: next steps sampled per beam."""
     step_tokens: int = 8
     """beam: most tokens one step may take."""
-    process: str = "value"
-    """beam: process scorer, 'value' (value predictor) or 'proxy' (reward model on partials)."""
+    process: str = "legal+value"
+    """beam: process scorer (one of PARTIAL_SCORERS).
+
+    The partial-scorer defaults were chosen on development prompts (problem seed 15000, never
+    the benchmark's): behind the legality check, the value predictor and the proxy ranked
+    partials about equally well, and the value predictor needs no reward-model calls. Without
+    the check (the earlier defaults: 'value', prefix_tokens=6, prune by 'proxy') the guided
+    methods tied Best-of-N; benchmarks/lm_search.py runs both."""
 
 
 def run_method(
@@ -60,14 +85,17 @@ def run_method(
     n: int | None = None,
 ) -> SearchResult:
     """One search with `method` on `prompt`; the proxy is the final reward for every method."""
-    gen, proxy, value = suite.generator, suite.proxy, suite.value
+    gen = suite.generator
+    if s.final not in ("proxy", "legal+proxy"):
+        raise ConfigError("final", f"must be 'proxy' or 'legal+proxy', got {s.final!r}")
+    proxy = partial_scorer(suite, s.final, "final")
     if method == "bon":
         return best_of_n(gen, proxy, prompt, budget, max_new_tokens=s.max_new_tokens, n=n)
     if method == "lookahead":
         return lookahead(
             gen,
             proxy,
-            value,
+            partial_scorer(suite, s.lookahead_scorer, "lookahead_scorer"),
             prompt,
             budget,
             max_new_tokens=s.max_new_tokens,
@@ -75,8 +103,6 @@ def run_method(
             keep=s.keep,
         )
     if method == "prune":
-        if s.prune_scorer not in ("value", "proxy"):
-            raise ConfigError("prune_scorer", f"must be 'value' or 'proxy', got {s.prune_scorer!r}")
         return prune(
             gen,
             proxy,
@@ -85,12 +111,10 @@ def run_method(
             max_new_tokens=s.max_new_tokens,
             chunk=s.chunk,
             keep_fraction=s.keep_fraction,
-            partial=value if s.prune_scorer == "value" else None,
+            partial=partial_scorer(suite, s.prune_scorer, "prune_scorer"),
         )
     if method == "beam":
-        if s.process not in ("value", "proxy"):
-            raise ConfigError("process", f"must be 'value' or 'proxy', got {s.process!r}")
-        process = value if s.process == "value" else proxy
+        process = partial_scorer(suite, s.process, "process")
         return beam_search(
             gen,
             proxy,
@@ -145,6 +169,9 @@ def evaluate(
                 torch.manual_seed(seed * 1_000_003 + b * 7919 + i)  # same seed for every method
                 res = run_method(suite, m, prompt, budget, settings)
                 gold = float(suite.gold([res.pick])[0])  # unmetered: judging, not searching
+                proxy = res.score  # with a rule-gated final pick, report the proxy's own score
+                if settings.final != "proxy":
+                    proxy = float(suite.proxy([res.pick])[0])
                 records.append(
                     Record(
                         m,
@@ -153,7 +180,7 @@ def evaluate(
                         prompt,
                         res.pick.text,
                         gold,
-                        res.score,
+                        proxy,
                         res.spent.tokens,
                         res.spent.reward_calls,
                         res.spent.value_calls,

@@ -136,3 +136,25 @@ class FunctionReward(Scorer):
         if self.batched:
             return np.asarray(self.fn([c.prompt for c in cands], [c.text for c in cands]))
         return np.array([self.fn(c.prompt, c.text) for c in cands], dtype=np.float64)
+
+
+class RuleGated(Scorer):
+    """A scorer behind a rule check: candidates that break the rule rank below all that keep it.
+
+    `rule(prompt, text) -> 1.0 | 0.0` is a cheap programmatic check (for Countdown, whether every
+    completed step is legal); among candidates with the same verdict the `inner` scorer (a value
+    predictor or a reward model) orders them. One call of this scorer is one call of `inner`
+    (booked under `inner.kind`); the rule check itself runs on the text and is not a model call.
+    """
+
+    def __init__(self, rule: Callable[[str, str], float], inner: Scorer, *, name: str = ""):
+        self.rule, self.inner = rule, inner
+        self.kind = inner.kind
+        self.name = name or f"rule-gated {inner.name}"
+
+    def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
+        inner = np.asarray(self.inner._score(cands), dtype=np.float64).reshape(-1)
+        ok = np.array([float(self.rule(c.prompt, c.text)) for c in cands])
+        # Lexicographic: the verdict first, then the inner score (shifted by more than its spread).
+        spread = float(np.ptp(inner)) + 1.0 if np.isfinite(inner).all() else 1.0
+        return inner + spread * ok

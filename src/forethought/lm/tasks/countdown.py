@@ -124,6 +124,29 @@ def score(prompt: str, response: str) -> float:
     return _VALID_CREDIT * frac_valid + _CLOSE_CREDIT * close
 
 
+def steps_legal(prompt: str, partial: str) -> float:
+    """1.0 if every *completed* step of a (partial) answer obeys the rules, else 0.0.
+
+    A process check for search: it reads only the prompt's numbers and the text so far, never
+    the target or a known solution, so it says whether the work is legal, not whether it is
+    heading anywhere. A step counts as completed once its delimiter is written; the unfinished
+    tail is not judged.
+    """
+    numbers, _ = parse_prompt(prompt)
+    pool = Counter(numbers)
+    for step in partial.split(STEP_DELIMITER)[:-1]:  # the last piece is the unfinished tail
+        m = _STEP.match(step)
+        if not m:
+            return 0.0
+        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+        need = Counter([a, b])
+        if any(pool[k] < v for k, v in need.items()) or _apply(a, op, b) != c:
+            return 0.0
+        pool -= need
+        pool[c] += 1
+    return 1.0
+
+
 def demonstration(problem: Problem, rng: random.Random) -> str:
     """An imperfect demonstration: a mixture of solutions, wandering, slips and inventions.
 
