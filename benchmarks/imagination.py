@@ -112,7 +112,10 @@ def forethought_side(warmup: int, repeats: int, variants: list[str]) -> dict:
 
                 @torch.inference_mode()
                 def call(actions=actions, config=config, starts=starts):
-                    imagine(model, start[:starts], actions, config, None, None, gen)
+                    # MBPO's rollouts need no per-step uncertainty, and ModelEnv computes none.
+                    imagine(
+                        model, start[:starts], actions, config, None, None, gen, uncertainty=False
+                    )
 
             seconds = time_calls(call, warmup, repeats)
             transitions = rows * horizon

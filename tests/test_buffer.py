@@ -30,6 +30,14 @@ def test_ring_keeps_newest_in_order():
     assert buffer.total_added == 19
 
 
+def test_since_counts_run_wide_indices_across_the_ring():
+    buffer = ReplayBuffer(3, 2, capacity=5)
+    buffer.add_batch(batch(8))  # indices 3..7 are stored, wrapped around the ring
+    np.testing.assert_array_equal(buffer.since(6).reward, [60, 70])
+    np.testing.assert_array_equal(buffer.since(0).reward, np.arange(3, 8) * 10)  # evicted: all
+    assert len(buffer.since(8)) == 0
+
+
 def test_add_single_and_sample_and_split():
     buffer = ReplayBuffer(3, 2, capacity=100)
     for t in range(50):

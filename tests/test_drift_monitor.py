@@ -28,6 +28,34 @@ def test_drift_changes_the_parameter_at_the_given_step():
     assert resumed.drifted and resumed.unwrapped.l == 2.0
 
 
+def test_action_drift_reverses_the_actuator_and_evaluation_copies_follow_the_clock():
+    config = DriftConfig(at_step=2, parameter="action", scale=-1.0)
+    drifting = DynamicsDrift(gym.make("Pendulum-v1"), config)
+    follower = DynamicsDrift(gym.make("Pendulum-v1"), config, clock=drifting)
+    plain = gym.make("Pendulum-v1")
+    for env in (drifting, follower, plain):
+        env.reset(seed=3)
+    push = np.array([1.5], np.float32)
+    for t in range(4):
+        obs, *_ = drifting.step(push)
+        expected, *_ = plain.step(push if t < 2 else -push)  # reversed from the third step on
+        np.testing.assert_allclose(obs, expected)
+    assert drifting.drifted and follower.drifted and follower.total_steps == 0
+    follower.reset(seed=3)
+    plain.reset(seed=3)
+    np.testing.assert_allclose(follower.step(push)[0], plain.step(-push)[0])
+    assert follower.total_steps == 0  # an evaluation copy never moves the clock
+
+
+@pytest.mark.parametrize(
+    "parameter, scale, message",
+    [("action", 0.0, "must not be 0"), ("m", -1.0, "positive for a physical parameter")],
+)
+def test_bad_drift_scales_are_refused(parameter, scale, message):
+    with pytest.raises(ConfigError, match=message):
+        DriftConfig(at_step=1, parameter=parameter, scale=scale).validate()
+
+
 def test_drift_of_an_unknown_parameter_is_refused():
     with pytest.raises(ConfigError, match=r"drift\.parameter"):
         DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="mass_of_moon"))
@@ -42,6 +70,38 @@ def test_monitor_fires_only_on_a_sustained_rise():
     assert fired == [False, False, False, False, True, True]  # only once the window is full
     monitor.reset(baseline=10.0)
     assert not monitor.observe(10.0)
+
+
+def test_change_point_is_the_first_step_over_the_threshold():
+    monitor = ModelErrorMonitor(MonitorConfig(enabled=True, factor=3.0, window=5))
+    monitor.reset(baseline=1.0)
+    fired = [monitor.observe(e) for e in [1.0, 1.0, 1.0, 50.0, 50.0]]
+    assert fired[-1] and monitor.steps_since_change() == 2
+
+
+def test_forgetting_refits_on_the_new_data_only_and_once_per_cooldown(tmp_path):
+    # Hair trigger again; the actuator reverses at step 45 (episode 2 of 3, 30 steps each).
+    config = tiny_config(
+        tmp_path / "run",
+        episodes=3,
+        drift=DriftConfig(at_step=45, parameter="action", scale=-1.0),
+        monitor=MonitorConfig(enabled=True, factor=1.01, window=4, forget=True),
+    )
+    result = train(config)
+    forgetting = [e for e in result.history if "forgot_before" in e]
+    assert len(forgetting) == 1  # later alarms fall in the cooldown and refit on everything
+    first = forgetting[0]
+    assert first["step"] - config.monitor.window <= first["forgot_before"] < first["step"]
+    refits = [e for e in result.history if e.get("event") == "refit_after_forgetting"]
+    if first["refit"]:  # enough transitions since the change at the alarm: refitted at once
+        assert first["new_holdout_error"] > 0
+    else:  # too few new transitions at the alarm: the refit waited for `window` of them
+        assert refits[0]["step"] == first["refit_at_step"]
+        assert refits[0]["transitions"] == config.monitor.window
+    from forethought.runs import RunDir
+
+    progress = RunDir(result.run_dir).load_checkpoint()["progress"]
+    assert progress["fit_from"] == first["forgot_before"]  # kept for a resumed run
 
 
 def test_run_with_drift_and_monitor_logs_alarms_and_refits(tmp_path):

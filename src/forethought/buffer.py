@@ -114,6 +114,13 @@ class ReplayBuffer:
         """Every stored transition, oldest first."""
         return self._gather(self._ordered_indices())
 
+    def since(self, index: int) -> TransitionBatch[np.ndarray]:
+        """The stored transitions whose run-wide index (0 = the first ever added) is `index` or
+        later, oldest first."""
+        order = self._ordered_indices()
+        first_stored = self.total_added - len(self)
+        return self._gather(order[max(0, index - first_stored) :])
+
     def _gather(self, idx: np.ndarray) -> TransitionBatch[np.ndarray]:
         return TransitionBatch(
             obs=self.obs[idx],

@@ -44,8 +44,9 @@ from forethought.runs import (
     rng_states,
 )
 from forethought.tasks import TaskSpec, check_continuous, check_env, get_task, make_env
-from forethought.tasks.drift import DynamicsDrift, match_drift
+from forethought.tasks.drift import DynamicsDrift
 
+SMALL_FIT = 200  # transitions: fewer after forgetting keep the previous fit's normalisation
 TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
 
 
@@ -68,6 +69,8 @@ class Run:
     progress: Progress
     monitor: ModelErrorMonitor
     refit_due: bool = False  # the monitor fired and asked for a refit at the episode's end
+    refit_at_step: int | None = None  # after forgetting: refit once this many transitions exist
+    refit_from_scratch: bool = False  # after forgetting: the episode-end refit restarts the model
     alarms_this_episode: int = 0
 
 
@@ -126,9 +129,10 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     )
     env = make_env(config.env, seed=config.seed, **make_kwargs)
     check_continuous(env, config.env, f"planner {config.planner}")
-    if config.drift.at_step is not None:
-        env = DynamicsDrift(env, config.drift)
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
+    if config.drift.at_step is not None:  # evaluations always see the current dynamics
+        env = DynamicsDrift(env, config.drift)
+        eval_envs = [DynamicsDrift(e, config.drift, clock=env) for e in eval_envs]
     task, model, agent = build_agent(config, env)
     obs_dim, action_dim = model.obs_dim, model.action_dim
     return Run(
@@ -225,7 +229,9 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
         run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
         run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
         bar.advance_step()
-        if config.monitor.enabled and not warming_up:
+        if run.refit_at_step is not None and run.buffer.total_added >= run.refit_at_step:
+            _refit_after_forgetting(run, episode, bar)
+        elif config.monitor.enabled and not warming_up and run.refit_at_step is None:
             _watch_model(run, episode, obs, action, reward, next_obs, bar)
         if config.eval_every_steps and run.buffer.total_added % config.eval_every_steps == 0:
             _evaluate_between(run, episode, bar)
@@ -255,12 +261,29 @@ def _fit_if_due(run: Run, episode: int, bar: RunProgress) -> FitReport | None:
         or (episode + 1) % config.refit_every == 0
         or run.refit_due
     )
-    if not due:
+    if not due or run.refit_at_step is not None:  # after forgetting: wait for enough new data
         return None
     bar.status("fitting model")
-    report = run.trainer.fit(run.buffer.all(), run.rng)
-    run.monitor.reset(report.holdout_error)
-    run.refit_due = False
+    report = _refit(run, from_scratch=run.refit_from_scratch)
+    run.refit_due = run.refit_from_scratch = False
+    return report
+
+
+def _refit(run: Run, from_scratch: bool = False) -> FitReport:
+    """Fit the model on its training data (everything since `fit_from`) and restart the monitor
+    from the new holdout error. `from_scratch` first forgets the weights too (after a change of
+    dynamics they encode the old ones)."""
+    if from_scratch:
+        run.trainer.restart()
+    data = run.buffer.since(run.progress.fit_from)
+    few = len(data) < SMALL_FIT
+    report = run.trainer.fit(data, run.rng, keep_normalization=few and _forgot_recently(run))
+    baseline = report.holdout_error
+    if _forgot_recently(run) and run.monitor.baseline is not None:
+        # A fit on the few transitions since forgetting has a noisy holdout error: it may not set
+        # a lower bar than the one a model fitted on plenty of data had.
+        baseline = max(baseline, run.monitor.baseline)
+    run.monitor.reset(baseline)
     return report
 
 
@@ -311,18 +334,34 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
     error = prediction_error(run.model, obs, action, reward, next_obs)
     if not run.monitor.observe(error):
         return
+    step = run.buffer.total_added
     event = {
         "event": "model_drift",
         "episode": episode,
-        "step": run.buffer.total_added,
+        "step": step,
         "windowed_error": run.monitor.windowed_error,
         "holdout_error": run.monitor.baseline,
     }
     run.alarms_this_episode += 1
-    if run.config.monitor.refit_mid_episode:
+    config = run.config.monitor
+    if config.forget and not _forgot_recently(run):
+        # Only the transitions since the estimated change describe the dynamics now; the model
+        # is refitted on those once there are `window` of them (fewer make a useless model).
+        run.progress.fit_from = max(run.progress.fit_from, step - run.monitor.steps_since_change())
+        run.progress.forgot_at = step
+        run.refit_at_step = run.progress.fit_from + config.window
+        event.update(forgot_before=run.progress.fit_from, refit_at_step=run.refit_at_step)
+        if step >= run.refit_at_step and config.refit_mid_episode:
+            run.refit_at_step = None
+            report = _refit(run, from_scratch=True)
+            event.update(refit=True, new_holdout_error=report.holdout_error)
+        else:
+            event.update(refit=False)
+        if not config.refit_mid_episode:
+            run.refit_at_step, run.refit_due, run.refit_from_scratch = None, True, True
+    elif config.refit_mid_episode:
         bar.status("model drifted: refitting")
-        report = run.trainer.fit(run.buffer.all(), run.rng)
-        run.monitor.reset(report.holdout_error)
+        report = _refit(run)
         event.update(refit=True, new_holdout_error=report.holdout_error, fit_seconds=report.seconds)
     else:
         run.refit_due = True
@@ -330,6 +369,29 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
         event.update(refit=False)
     run.progress.history.append(event)
     run.dir.append_metrics(event)
+
+
+def _refit_after_forgetting(run: Run, episode: int, bar) -> None:
+    """The refit an alarm with forgetting scheduled, once enough new transitions exist."""
+    bar.status("model drifted: refitting on the new data")
+    run.refit_at_step = None
+    report = _refit(run, from_scratch=True)
+    event = {
+        "event": "refit_after_forgetting",
+        "episode": episode,
+        "step": run.buffer.total_added,
+        "transitions": run.buffer.total_added - run.progress.fit_from,
+        "new_holdout_error": report.holdout_error,
+        "fit_seconds": report.seconds,
+    }
+    run.progress.history.append(event)
+    run.dir.append_metrics(event)
+
+
+def _forgot_recently(run: Run) -> bool:
+    forgot_at = run.progress.forgot_at
+    cooldown = run.config.monitor.forget_cooldown
+    return forgot_at is not None and run.buffer.total_added - forgot_at < cooldown
 
 
 def _generators(run: Run) -> dict[str, torch.Generator]:
@@ -340,8 +402,6 @@ def _evaluate(run: Run) -> np.ndarray:
     """Returns of the evaluation episodes (fixed seeds, planned for in one batch)."""
     config = run.config
     run.eval_agent.reset()
-    if isinstance(run.env, DynamicsDrift):
-        match_drift(run.env, run.eval_envs)
     seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
     return evaluate_batched(run.eval_envs, run.eval_agent.act, seeds)
 
@@ -357,6 +417,8 @@ def _checkpoint(run: Run) -> None:
                 "episode": run.progress.episode,
                 "env_steps": run.progress.env_steps,
                 "history": run.progress.history,
+                "fit_from": run.progress.fit_from,
+                "forgot_at": run.progress.forgot_at,
             },
         }
     )

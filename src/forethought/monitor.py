@@ -33,10 +33,24 @@ class MonitorConfig:
     """Number of recent steps averaged before comparing."""
     refit_mid_episode: bool = True
     """Refit as soon as the monitor fires (else only at the end of the episode)."""
+    forget: bool = False
+    """On an alarm, drop the transitions from before the alarm's window from the model's training
+    data: they describe dynamics that no longer hold, and a model fitted on both averages the old
+    and the new. Alarms within `forget_cooldown` steps of that refit on everything since, so data
+    about the new dynamics accumulate instead of being dropped again."""
+    forget_cooldown: int = 1000
+    """Steps after forgetting during which further alarms do not forget (the model of the new
+    dynamics is still being learned, and its alarms then mean "new states", not "new
+    dynamics")."""
 
     def validate(self) -> None:
         require(self.factor > 1.0, "monitor.factor", "must exceed 1")
         require(self.window >= 1, "monitor.window", "must be at least 1")
+        if self.forget:
+            require(
+                self.window >= 2, "monitor.window", "must be at least 2 to forget (a fit needs 2)"
+            )
+        require(self.forget_cooldown >= 0, "monitor.forget_cooldown", "must be 0 or more")
 
 
 class ModelErrorMonitor:
@@ -49,6 +63,14 @@ class ModelErrorMonitor:
         """Start watching a freshly fitted model whose holdout error is `baseline`."""
         self.baseline = max(baseline, 1e-8)
         self._errors.clear()
+
+    def steps_since_change(self) -> int:
+        """How many of the window's steps are from after the change: counted from the first step
+        whose own error passed the threshold (a simple change-point estimate)."""
+        threshold = self.config.factor * (self.baseline or 0.0)
+        errors = list(self._errors)
+        first = next((i for i, e in enumerate(errors) if e > threshold), 0)
+        return len(errors) - first
 
     @property
     def windowed_error(self) -> float:

@@ -34,6 +34,8 @@ class Progress:
     episode: int = 0  # episodes finished
     env_steps: int = 0  # environment transitions completed (== transitions in the log)
     history: list[dict[str, Any]] = field(default_factory=list)  # metrics rows so far
+    fit_from: int = 0  # first transition the model is fitted on (moved on when it forgets)
+    forgot_at: int | None = None  # step of the last forgetting refit
 
 
 class RunDir:

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from forethought.errors import require
-from forethought.models.ensemble import ACTIVATIONS, EnsembleMLP
+from forethought.models.ensemble import ACTIVATIONS, EnsembleLinear, EnsembleMLP
 from forethought.types import ModelPrediction
+
+INITIAL_MAX_LOGVAR, INITIAL_MIN_LOGVAR = 0.5, -10.0  # learned soft bounds, normalised units
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,22 @@ class DynamicsModel(nn.Module):
             config.num_hidden_layers,
             config.activation,
         )
-        self.max_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), 0.5))
-        self.min_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), -10.0))
+        self.max_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), INITIAL_MAX_LOGVAR))
+        self.min_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), INITIAL_MIN_LOGVAR))
         in_dim = obs_dim + action_dim
         self.register_buffer("input_mean", torch.zeros(in_dim))
         self.register_buffer("input_std", torch.ones(in_dim))
         self.register_buffer("target_mean", torch.zeros(self.target_dim))
         self.register_buffer("target_std", torch.ones(self.target_dim))
+
+    @torch.no_grad()
+    def reinitialize(self) -> None:
+        """Fresh member weights and log-variance bounds (normalisation statistics are kept)."""
+        for module in self.net.modules():
+            if isinstance(module, EnsembleLinear):
+                module.reset_parameters()
+        self.max_logvar.fill_(INITIAL_MAX_LOGVAR)
+        self.min_logvar.fill_(INITIAL_MIN_LOGVAR)
 
     # ---- normalisation ------------------------------------------------------------------
     def make_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -80,8 +80,24 @@ class ModelTrainer:
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
 
-    def fit(self, data: TransitionBatch[np.ndarray], rng: np.random.Generator) -> FitReport:
-        """Train on `data` (all transitions available) and return a report."""
+    def restart(self) -> None:
+        """Forget what was learned: fresh network weights and optimiser moments (the
+        normalisation statistics stay). Used when the dynamics changed: a model warm-started
+        from the old dynamics stays confidently wrong wherever the new data do not reach yet,
+        while a fresh ensemble disagrees there, which the planner can see."""
+        self.model.reinitialize()
+        self.optimizer.state.clear()
+
+    def fit(
+        self,
+        data: TransitionBatch[np.ndarray],
+        rng: np.random.Generator,
+        keep_normalization: bool = False,
+    ) -> FitReport:
+        """Train on `data` (all transitions available) and return a report. With
+        `keep_normalization` the model keeps the input/target statistics of its previous fit
+        (used when `data` is a handful of transitions after the dynamics changed: statistics
+        of so few rows would make every other state look far out of distribution)."""
         cfg, model = self.config, self.model
         if len(data) < 2:
             raise DataError(f"need at least 2 transitions to fit a model, got {len(data)}")
@@ -95,7 +111,8 @@ class ModelTrainer:
         order = torch.as_tensor(rng.permutation(len(data)), device=device)
         n_holdout = max(1, round(cfg.holdout_fraction * len(data)))
         hold, train = order[:n_holdout], order[n_holdout:]
-        model.set_normalization(inputs[train], targets[train])
+        if not keep_normalization:
+            model.set_normalization(inputs[train], targets[train])
 
         e, n_train = model.ensemble_size, len(train)
         if cfg.bootstrap:
