@@ -56,9 +56,13 @@ def test_bad_drift_scales_are_refused(parameter, scale, message):
         DriftConfig(at_step=1, parameter=parameter, scale=scale).validate()
 
 
-def test_drift_of_an_unknown_parameter_is_refused():
+def test_drift_of_an_unknown_parameter_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"drift\.parameter"):
         DynamicsDrift(gym.make("Pendulum-v1"), DriftConfig(at_step=3, parameter="mass_of_moon"))
+    bad = tiny_config(tmp_path / "run", drift=DriftConfig(at_step=3, parameter="mass_of_moon"))
+    with pytest.raises(ConfigError, match=r"drift\.parameter"):
+        train(bad)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_monitor_fires_only_on_a_sustained_rise():

@@ -85,6 +85,8 @@ def train(config: TrainConfig, console: Console | None = None) -> RunResult:
     """Start a new run from `config` and carry it to the end."""
     config.validate()
     check_env(config.env, f"planner {config.planner}", **config.make_kwargs())
+    if config.drift.at_step is not None:  # a bad drift parameter fails before the run dir exists
+        DynamicsDrift(make_env(config.env, **config.make_kwargs()), config.drift).close()
     run = _build(config, RunDir.create(config))
     return _execute(run, console)
 

@@ -34,10 +34,10 @@ class MonitorConfig:
     refit_mid_episode: bool = True
     """Refit as soon as the monitor fires (else only at the end of the episode)."""
     forget: bool = False
-    """On an alarm, drop the transitions from before the alarm's window from the model's training
-    data: they describe dynamics that no longer hold, and a model fitted on both averages the old
-    and the new. Alarms within `forget_cooldown` steps of that refit on everything since, so data
-    about the new dynamics accumulate instead of being dropped again."""
+    """On an alarm, drop the transitions from before the estimated change (the first step of the
+    window whose own error passed the threshold) and refit from fresh weights once `window` new
+    transitions exist: the old data and weights describe dynamics that no longer hold, and a
+    model fitted on old and new data together averages the two."""
     forget_cooldown: int = 1000
     """Steps after forgetting during which further alarms do not forget (the model of the new
     dynamics is still being learned, and its alarms then mean "new states", not "new
