@@ -62,7 +62,7 @@ def test_predicted_variance_tracks_heteroscedastic_noise():
     next_obs = obs + rng.normal(size=obs.shape) * noise_std
     torch.manual_seed(1)
     model = DynamicsModel(1, 1, ModelConfig(ensemble_size=5, hidden_size=64, num_hidden_layers=2))
-    ModelTrainer(model, FitConfig(batch_size=256, max_epochs=200, patience=25)).fit(
+    report = ModelTrainer(model, FitConfig(batch_size=256, max_epochs=200, patience=25)).fit(
         transitions(obs, np.zeros((4000, 1)), next_obs), rng
     )
     grid = torch.linspace(-0.9, 0.9, 19).unsqueeze(1)
@@ -75,6 +75,16 @@ def test_predicted_variance_tracks_heteroscedastic_noise():
     smooth = grid.abs().squeeze(1) > 0.25
     assert torch.corrcoef(torch.stack([var[smooth], true_var[smooth]]))[0, 1] > 0.95
     assert ((ratio[smooth] > 0.7) & (ratio[smooth] < 1.4)).all(), ratio
+
+    # Surprise (squared error over predicted variance) is about 1 for a calibrated model, and
+    # far larger once the dynamics change by a few noise widths (here: every step shifted by 0.3).
+    assert 0.5 < report.holdout_surprise < 2.0, report.holdout_surprise
+    test = torch.as_tensor(rng.uniform(-0.9, 0.9, (500, 1)), dtype=torch.float32)
+    inputs = model.make_inputs(test, torch.zeros(500, 1))
+    same = test + torch.randn(500, 1) * (0.02 + 0.2 * test.abs())
+    assert 0.5 < model.surprise(inputs, model.make_targets(test, same, None)).mean() < 2.0
+    changed = model.make_targets(test, same + 0.3, None)
+    assert model.surprise(inputs, changed).mean() > 10 * report.holdout_surprise
 
 
 def test_learned_reward_and_termination_heads():

@@ -35,7 +35,7 @@ from forethought.evaluation import evaluate_batched, plot_learning_curve, run_ep
 from forethought.evaluation.episodes import EpisodeResult
 from forethought.evaluation.progress import RunProgress
 from forethought.models import DynamicsModel, FitReport, ModelTrainer
-from forethought.monitor import ModelErrorMonitor, prediction_error
+from forethought.monitor import ModelErrorMonitor, prediction_surprise
 from forethought.planners import make_planner
 from forethought.runs import (
     Progress,
@@ -280,9 +280,9 @@ def _refit(run: Run, from_scratch: bool = False) -> FitReport:
     data = run.buffer.since(run.progress.fit_from)
     few = len(data) < SMALL_FIT
     report = run.trainer.fit(data, run.rng, keep_normalization=few and _forgot_recently(run))
-    baseline = report.holdout_error
+    baseline = report.holdout_surprise
     if _forgot_recently(run) and run.monitor.baseline is not None:
-        # A fit on the few transitions since forgetting has a noisy holdout error: it may not set
+        # A fit on the few transitions since forgetting has a noisy holdout score: it may not set
         # a lower bar than the one a model fitted on plenty of data had.
         baseline = max(baseline, run.monitor.baseline)
     run.monitor.reset(baseline)
@@ -333,16 +333,16 @@ def _evaluate_between(run: Run, episode: int, bar) -> None:
 
 def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> None:
     """Feed one real transition to the model-error monitor; refit if it says so."""
-    error = prediction_error(run.model, obs, action, reward, next_obs)
-    if not run.monitor.observe(error):
+    surprise = prediction_surprise(run.model, obs, action, reward, next_obs)
+    if not run.monitor.observe(surprise):
         return
     step = run.buffer.total_added
     event = {
         "event": "model_drift",
         "episode": episode,
         "step": step,
-        "windowed_error": run.monitor.windowed_error,
-        "holdout_error": run.monitor.baseline,
+        "windowed_surprise": run.monitor.windowed_mean,
+        "holdout_surprise": run.monitor.baseline,
     }
     run.alarms_this_episode += 1
     config = run.config.monitor
@@ -356,7 +356,7 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
         if step >= run.refit_at_step and config.refit_mid_episode:
             run.refit_at_step = None
             report = _refit(run, from_scratch=True)
-            event.update(refit=True, new_holdout_error=report.holdout_error)
+            event.update(refit=True, new_holdout_surprise=report.holdout_surprise)
         else:
             event.update(refit=False)
         if not config.refit_mid_episode:
@@ -364,7 +364,9 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
     elif config.refit_mid_episode:
         bar.status("model drifted: refitting")
         report = _refit(run)
-        event.update(refit=True, new_holdout_error=report.holdout_error, fit_seconds=report.seconds)
+        event.update(
+            refit=True, new_holdout_surprise=report.holdout_surprise, fit_seconds=report.seconds
+        )
     else:
         run.refit_due = True
         run.monitor.reset(run.monitor.baseline)  # one alarm per window until the refit
@@ -383,7 +385,7 @@ def _refit_after_forgetting(run: Run, episode: int, bar) -> None:
         "episode": episode,
         "step": run.buffer.total_added,
         "transitions": run.buffer.total_added - run.progress.fit_from,
-        "new_holdout_error": report.holdout_error,
+        "new_holdout_surprise": report.holdout_surprise,
         "fit_seconds": report.seconds,
     }
     run.progress.history.append(event)

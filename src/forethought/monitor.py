@@ -1,9 +1,14 @@
 """Watching the model while acting: compare every real next state with the model's prediction
-and call for a refit when the recent error is far above what the model showed on holdout data.
+and call for a refit when the model has recently been far more surprised than on holdout data.
 
-The error is measured exactly like the fit's holdout error (per-member squared error of the
-normalised delta, averaged), so the two are comparable; the monitor fires when the mean over the
-last `window` steps exceeds `factor` times the holdout error, then starts a fresh window.
+The statistic is the surprise (`DynamicsModel.surprise`): the squared error of the ensemble's
+prediction divided by the variance the ensemble itself predicts. The plain squared error cannot
+tell changed dynamics from states that are simply harder to predict: on Pendulum-v1 a swing-up
+right after an episode starts had 34x the holdout error with no change at all, more than the
+first window after the actuator was reversed. Its surprise was 0.4-2.3 per step (about 1 means
+calibrated), against 200-8,000 per step after the reversal. The monitor fires when the mean over
+the last `window` steps exceeds `factor` times the holdout surprise of the latest fit, then starts
+a fresh window.
 """
 
 from __future__ import annotations
@@ -23,19 +28,18 @@ class MonitorConfig:
     """Model-error monitoring and triggered retraining."""
 
     enabled: bool = False
-    """Watch the one-step prediction error while acting and refit when it drifts."""
-    factor: float = 20.0
-    """Fire when the windowed error exceeds this many times the model's holdout error. On-policy
-    states are new to the model, so its error on them sits above the holdout error even without
-    drift (up to ~15x seen on Pendulum-v1 right after an episode starts); halving the pendulum's
-    mass gave 200-300x."""
+    """Watch the one-step prediction surprise while acting and refit when the model has drifted."""
+    factor: float = 50.0
+    """Fire when the windowed surprise exceeds this many times the model's holdout surprise.
+    Without a change, Pendulum-v1 windows reached up to ~14x (new on-policy states); a reversed
+    actuator gave thousands of times, enough to fire within 1-2 steps."""
     window: int = 20
     """Number of recent steps averaged before comparing."""
     refit_mid_episode: bool = True
     """Refit as soon as the monitor fires (else only at the end of the episode)."""
     forget: bool = False
     """On an alarm, drop the transitions from before the estimated change (the first step of the
-    window whose own error passed the threshold) and refit from fresh weights once `window` new
+    window whose own surprise passed the threshold) and refit from fresh weights once `window` new
     transitions exist: the old data and weights describe dynamics that no longer hold, and a
     model fitted on old and new data together averages the two."""
     forget_cooldown: int = 1000
@@ -60,7 +64,7 @@ class ModelErrorMonitor:
         self._errors: deque[float] = deque(maxlen=config.window)
 
     def reset(self, baseline: float) -> None:
-        """Start watching a freshly fitted model whose holdout error is `baseline`."""
+        """Start watching a freshly fitted model whose holdout surprise is `baseline`."""
         self.baseline = max(baseline, 1e-8)
         self._errors.clear()
 
@@ -73,7 +77,7 @@ class ModelErrorMonitor:
         return len(errors) - first
 
     @property
-    def windowed_error(self) -> float:
+    def windowed_mean(self) -> float:
         return float(np.mean(self._errors)) if self._errors else 0.0
 
     def observe(self, error: float) -> bool:
@@ -83,13 +87,14 @@ class ModelErrorMonitor:
         return bool(
             full
             and self.baseline is not None
-            and self.windowed_error > self.config.factor * self.baseline
+            and self.windowed_mean > self.config.factor * self.baseline
         )
 
 
 @torch.no_grad()
-def prediction_error(model: DynamicsModel, obs, action, reward, next_obs) -> float:
-    """The model's error on one real transition, in the units of its holdout error."""
+def prediction_surprise(model: DynamicsModel, obs, action, reward, next_obs) -> float:
+    """The model's surprise at one real transition (`DynamicsModel.surprise`), in the units of
+    the holdout surprise a fit reports."""
     device = model.input_mean.device
 
     def as_t(x) -> torch.Tensor:  # one row: 1 x D
@@ -100,5 +105,4 @@ def prediction_error(model: DynamicsModel, obs, action, reward, next_obs) -> flo
     targets = model.make_targets(
         obs_t, next_t, torch.as_tensor([float(reward)], device=obs_t.device)
     )
-    mse, _ = model.holdout_scores(inputs, targets)
-    return float(mse.mean())
+    return float(model.surprise(inputs, targets)[0])

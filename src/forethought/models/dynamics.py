@@ -20,6 +20,7 @@ from forethought.models.ensemble import ACTIVATIONS, EnsembleLinear, EnsembleMLP
 from forethought.types import ModelPrediction
 
 INITIAL_MAX_LOGVAR, INITIAL_MIN_LOGVAR = 0.5, -10.0  # learned soft bounds, normalised units
+SURPRISE_VARIANCE_FLOOR = 1e-6  # a deterministic single model predicts no variance at all
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,22 @@ class DynamicsModel(nn.Module):
         if logvar is None:
             return mse, mse
         return mse, (squared * torch.exp(-logvar) + logvar).mean(dim=(1, 2))
+
+    @torch.no_grad()
+    def surprise(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per row (B): the squared error of the ensemble's mean prediction divided by the
+        ensemble's own predicted variance (mean aleatoric variance + spread of member means),
+        averaged over target dimensions, in normalised units. About 1 where the model is
+        calibrated; large where it is confidently wrong. Unlike the plain error it stays moderate
+        in regions the model knows it predicts poorly (there the members disagree or the
+        predicted noise is large), so changed dynamics stand out from merely harder states."""
+        mean, logvar, _ = self.forward_normalized(inputs.expand(self.ensemble_size, *inputs.shape))
+        target = (targets - self.target_mean) / self.target_std
+        variance = mean.var(0, unbiased=False)
+        if logvar is not None:
+            variance = variance + logvar.exp().mean(0)
+        squared = (mean.mean(0) - target) ** 2
+        return (squared / variance.clamp_min(SURPRISE_VARIANCE_FLOOR)).mean(-1)
 
     # ---- prediction in raw units --------------------------------------------------------
     def predict(self, obs: torch.Tensor, action: torch.Tensor) -> ModelPrediction:

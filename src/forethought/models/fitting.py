@@ -65,6 +65,7 @@ class FitReport:
     holdout_error: float  # mean over members of the normalised holdout MSE
     holdout_error_per_member: list[float]
     holdout_nll: float  # mean over members of the holdout Gaussian NLL (== MSE if deterministic)
+    holdout_surprise: float  # mean of DynamicsModel.surprise over the holdout rows
     seconds: float
     train_size: int
     holdout_size: int
@@ -160,6 +161,7 @@ class ModelTrainer:
                 break
 
         model.load_state_dict(best_state)
+        surprise = model.surprise(inputs[hold], targets[hold]).mean()
         return FitReport(
             epochs=epoch,
             gradient_steps=steps,
@@ -167,6 +169,7 @@ class ModelTrainer:
             holdout_error=float(best_mse.mean()),
             holdout_error_per_member=[float(x) for x in best_mse],
             holdout_nll=float(best_score.mean()),
+            holdout_surprise=float(surprise),
             seconds=time.perf_counter() - start,
             train_size=n_train,
             holdout_size=n_holdout,
