@@ -69,7 +69,6 @@ class Run:
     progress: Progress
     monitor: ModelErrorMonitor
     refit_due: bool = False  # the monitor fired and asked for a refit at the episode's end
-    refit_at_step: int | None = None  # after forgetting: refit once this many transitions exist
     refit_from_scratch: bool = False  # after forgetting: the episode-end refit restarts the model
     alarms_this_episode: int = 0
 
@@ -231,9 +230,12 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
         run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
         run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
         bar.advance_step()
-        if run.refit_at_step is not None and run.buffer.total_added >= run.refit_at_step:
+        if (
+            run.progress.refit_at_step is not None
+            and run.buffer.total_added >= run.progress.refit_at_step
+        ):
             _refit_after_forgetting(run, episode, bar)
-        elif config.monitor.enabled and not warming_up and run.refit_at_step is None:
+        elif config.monitor.enabled and not warming_up and run.progress.refit_at_step is None:
             _watch_model(run, episode, obs, action, reward, next_obs, bar)
         if config.eval_every_steps and run.buffer.total_added % config.eval_every_steps == 0:
             _evaluate_between(run, episode, bar)
@@ -263,7 +265,9 @@ def _fit_if_due(run: Run, episode: int, bar: RunProgress) -> FitReport | None:
         or (episode + 1) % config.refit_every == 0
         or run.refit_due
     )
-    if not due or run.refit_at_step is not None:  # after forgetting: wait for enough new data
+    if (
+        not due or run.progress.refit_at_step is not None
+    ):  # after forgetting: wait for enough new data
         return None
     bar.status("fitting model")
     report = _refit(run, from_scratch=run.refit_from_scratch)
@@ -273,7 +277,7 @@ def _fit_if_due(run: Run, episode: int, bar: RunProgress) -> FitReport | None:
 
 def _refit(run: Run, from_scratch: bool = False) -> FitReport:
     """Fit the model on its training data (everything since `fit_from`) and restart the monitor
-    from the new holdout error. `from_scratch` first forgets the weights too (after a change of
+    from the new holdout surprise. `from_scratch` first forgets the weights too (after a change of
     dynamics they encode the old ones)."""
     if from_scratch:
         run.trainer.restart()
@@ -351,16 +355,16 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
         # is refitted on those once there are `window` of them (fewer make a useless model).
         run.progress.fit_from = max(run.progress.fit_from, step - run.monitor.steps_since_change())
         run.progress.forgot_at = step
-        run.refit_at_step = run.progress.fit_from + config.window
-        event.update(forgot_before=run.progress.fit_from, refit_at_step=run.refit_at_step)
-        if step >= run.refit_at_step and config.refit_mid_episode:
-            run.refit_at_step = None
+        run.progress.refit_at_step = run.progress.fit_from + config.window
+        event.update(forgot_before=run.progress.fit_from, refit_at_step=run.progress.refit_at_step)
+        if step >= run.progress.refit_at_step and config.refit_mid_episode:
+            run.progress.refit_at_step = None
             report = _refit(run, from_scratch=True)
             event.update(refit=True, new_holdout_surprise=report.holdout_surprise)
         else:
             event.update(refit=False)
         if not config.refit_mid_episode:
-            run.refit_at_step, run.refit_due, run.refit_from_scratch = None, True, True
+            run.progress.refit_at_step, run.refit_due, run.refit_from_scratch = None, True, True
     elif config.refit_mid_episode:
         bar.status("model drifted: refitting")
         report = _refit(run)
@@ -378,7 +382,7 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
 def _refit_after_forgetting(run: Run, episode: int, bar) -> None:
     """The refit an alarm with forgetting scheduled, once enough new transitions exist."""
     bar.status("model drifted: refitting on the new data")
-    run.refit_at_step = None
+    run.progress.refit_at_step = None
     report = _refit(run, from_scratch=True)
     event = {
         "event": "refit_after_forgetting",
@@ -423,6 +427,7 @@ def _checkpoint(run: Run) -> None:
                 "history": run.progress.history,
                 "fit_from": run.progress.fit_from,
                 "forgot_at": run.progress.forgot_at,
+                "refit_at_step": run.progress.refit_at_step,
             },
         }
     )

@@ -35,7 +35,8 @@ class Progress:
     env_steps: int = 0  # environment transitions completed (== transitions in the log)
     history: list[dict[str, Any]] = field(default_factory=list)  # metrics rows so far
     fit_from: int = 0  # first transition the model is fitted on (moved on when it forgets)
-    forgot_at: int | None = None  # step of the last forgetting refit
+    forgot_at: int | None = None  # step of the last alarm that forgot old data
+    refit_at_step: int | None = None  # after forgetting: refit once this many transitions exist
 
 
 class RunDir:
