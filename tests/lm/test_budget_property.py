@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from forethought.errors import ConfigError
 from forethought.lm import Budget, FunctionReward, beam_search, best_of_n, lookahead, prune
+from forethought.lm.rewards import RuleGated
 
 MAX_NEW = 10
 
@@ -25,10 +26,15 @@ MAX_NEW = 10
     value_calls=st.one_of(st.none(), st.integers(0, 30)),
     chunk=st.integers(1, 9),
     seed=st.integers(0, 2**16),
+    gated=st.booleans(),
 )
-def test_no_strategy_exceeds_its_budget(tiny, method, tokens, calls, value_calls, chunk, seed):
+def test_no_strategy_exceeds_its_budget(
+    tiny, method, tokens, calls, value_calls, chunk, seed, gated
+):
     gen, rm = tiny
     value = FunctionReward(lambda p, r: len(set(r)), kind="value", name="toy value")
+    if gated:  # the partial scorer behind a rule check, as the Countdown defaults use it
+        value = RuleGated(lambda p, r: float(r.count(";") < 2), value)
     budget = Budget(max_tokens=tokens, max_reward_calls=calls, max_value_calls=value_calls)
     delims = {gen.tokenizer.convert_tokens_to_ids(";")}
     torch.manual_seed(seed)
@@ -41,7 +47,10 @@ def test_no_strategy_exceeds_its_budget(tiny, method, tokens, calls, value_calls
                 gen, rm, value, prompt, budget, max_new_tokens=MAX_NEW, prefix_tokens=chunk, keep=2
             )
         elif method == "prune":
-            res = prune(gen, rm, prompt, budget, max_new_tokens=MAX_NEW, chunk=chunk)
+            partial = RuleGated(lambda p, r: float("=" in r), rm) if gated else None
+            res = prune(
+                gen, rm, prompt, budget, max_new_tokens=MAX_NEW, chunk=chunk, partial=partial
+            )
         else:
             res = beam_search(
                 gen,

@@ -55,3 +55,40 @@ def test_demonstrations_vary_in_quality():
 @given(st.text(alphabet="0123456789+-*/=;", max_size=40))
 def test_score_is_bounded_for_any_response(response):
     assert 0.0 <= cd.score("4,9,2>17:", response) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "prompt,partial,expected",
+    [
+        ("3,4,5>12:", "", 1.0),
+        ("3,4,5>12:", "3+4=7;", 1.0),
+        ("3,4,5>12:", "3+4=7;7+5=12;", 1.0),
+        ("3,4,5>12:", "3+4=7;7*", 1.0),  # the unfinished tail is not judged
+        ("3,4,5>12:", "3+4=7;7*9=6", 1.0),  # ... even when it will be wrong
+        ("3,4,5>12:", "3+4=8;", 0.0),  # wrong arithmetic
+        ("3,4,5>12:", "3+3=6;", 0.0),  # 3 is given once
+        ("3,4,5>12:", "7+5=12;", 0.0),  # 7 is not available yet
+        ("3,4,5>12:", "3+4=7;3+5=8;", 0.0),  # 3 was used up by the first step
+        ("3,4,5>12:", "3+4=7;;", 0.0),  # an empty step is not a step
+        ("7,3>2:", "7/3=2;", 0.0),  # division must be exact
+    ],
+)
+def test_steps_legal_judges_completed_steps_only(prompt, partial, expected):
+    assert cd.steps_legal(prompt, partial) == expected
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(alphabet="0123456789+-*/=;", max_size=30), st.integers(1, 40))
+def test_steps_legal_never_reads_the_target(partial, target):
+    # The check is a process scorer for search, so it must not know where the answer should
+    # end up: changing only the target never changes its verdict.
+    assert cd.steps_legal(f"4,9,2>{target}:", partial) == cd.steps_legal("4,9,2>17:", partial)
+
+
+def test_illegal_steps_are_never_solved_and_solutions_are_legal():
+    rng = random.Random(1)
+    for p in cd.make_problems(300, seed=6):
+        text = cd.demonstration(p, rng)
+        if cd.steps_legal(p.prompt, text) == 0.0:
+            assert cd.score(p.prompt, text) < 1.0
+        assert cd.steps_legal(p.prompt, "".join(s + ";" for s in p.solution)) == 1.0
