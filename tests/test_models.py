@@ -141,3 +141,29 @@ def test_inference_fast_path_equals_the_autograd_path():
             fast = net(x)
         slow = net(x).detach()
         torch.testing.assert_close(fast, slow)
+
+
+def test_inference_path_with_rows_split_across_threads_follows_weight_updates():
+    """Odd ensembles on 2 threads cut each member's rows into pieces with a cached, repeated
+    weight (see EnsembleMLP._batched_matmul): results must not change, also after the weights
+    are updated in place (as an optimiser step does) and for row counts that do not split."""
+    from forethought.models import EnsembleMLP
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        net = EnsembleMLP(5, 4, 3, hidden_size=16, num_hidden_layers=3, activation="relu")
+        for rows in (10, 7):
+            x = torch.randn(5, rows, 4)
+            with torch.no_grad():
+                fast = net(x)
+                assert len(net._buffers_for_inference) > 0
+            torch.testing.assert_close(fast, net(x).detach())
+        with torch.no_grad():
+            for layer in net.layers[::2]:
+                layer.weight.mul_(1.5)  # in place, like an optimiser step
+            fast = net(x := torch.randn(5, 10, 4))
+        torch.testing.assert_close(fast, net(x).detach())
+    finally:
+        torch.set_num_threads(threads)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +69,7 @@ class EnsembleMLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.ensemble_size = ensemble_size
         # Scratch space for inference (see forward); not state: never saved or moved.
-        self._buffers_for_inference: dict[tuple, torch.Tensor] = {}
+        self._buffers_for_inference: dict[tuple, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert x.dim() == 3 and x.shape[0] == self.ensemble_size, (
@@ -87,8 +88,31 @@ class EnsembleMLP(nn.Module):
             if i + 1 == len(linears):  # the output is the caller's to keep: a fresh tensor
                 return torch.baddbmm(layer.bias, x, layer.weight)
             out = self._scratch(i % 2, x, layer.weight.shape[-1])
-            x = activation(torch.bmm(x, layer.weight, out=out).add_(layer.bias))
+            x = activation(self._batched_matmul(x, layer, out).add_(layer.bias))
         return x
+
+    def _batched_matmul(self, x: torch.Tensor, layer: EnsembleLinear, out: torch.Tensor):
+        """x @ W per member into `out`. CPU bmm hands whole batch entries to threads, so E = 5
+        members on 2 threads run in 3 rounds (222 GFLOP/s measured vs 267 for an even count):
+        each member's rows are then cut into pieces so that the pieces divide among the threads,
+        with the member's weight repeated per piece (cached until the weights change)."""
+        e, rows, _ = x.shape
+        pieces = torch.get_num_threads() // math.gcd(e, torch.get_num_threads())
+        if pieces == 1 or rows % pieces or not x.is_contiguous() or x.device.type != "cpu":
+            return torch.bmm(x, layer.weight, out=out)
+        weight = self._repeated_weight(layer, pieces)
+        shape = (e * pieces, rows // pieces)
+        torch.bmm(x.view(*shape, -1), weight, out=out.view(*shape, -1))
+        return out
+
+    def _repeated_weight(self, layer: EnsembleLinear, pieces: int) -> torch.Tensor:
+        key = (id(layer), pieces, torch.is_inference_mode_enabled())
+        version = (layer.weight._version, layer.weight.data_ptr())
+        cached = self._buffers_for_inference.get(key)
+        if cached is None or cached[0] != version:
+            cached = (version, layer.weight.repeat_interleave(pieces, dim=0))
+            self._buffers_for_inference[key] = cached
+        return cached[1]
 
     def _scratch(self, slot: int, like: torch.Tensor, width: int) -> torch.Tensor:
         """A reusable E x B x width buffer (grown when needed, never shrunk)."""
