@@ -48,6 +48,12 @@ INPLACE_ACTIVATIONS = {
 }
 
 
+# Below this many activation elements per layer (1 MB of fp32) a fresh tensor is cheap and the
+# bookkeeping of scratch buffers and thread splitting costs more than it saves (the default
+# 2-core configuration plans with 5 x 100 x 64 activations).
+SCRATCH_MIN_ELEMENTS = 1 << 18
+
+
 class EnsembleMLP(nn.Module):
     """E MLPs with `num_hidden_layers` hidden layers of `hidden_size` units each."""
 
@@ -68,6 +74,10 @@ class EnsembleMLP(nn.Module):
         layers.append(EnsembleLinear(ensemble_size, sizes[-1], out_features))
         self.layers = nn.Sequential(*layers)
         self.ensemble_size = ensemble_size
+        # For the inference path (see forward): plain references, built once (slicing the
+        # Sequential would build a new module on every call).
+        self._linears = tuple(self.layers[::2])
+        self._inplace_activation = INPLACE_ACTIVATIONS[ACTIVATIONS[activation]]
         # Scratch space for inference (see forward); not state: never saved or moved.
         self._buffers_for_inference: dict[tuple, Any] = {}
 
@@ -82,12 +92,15 @@ class EnsembleMLP(nn.Module):
         # in place: a fresh E x B x H tensor per layer costs page faults on every call (bmm into
         # a reused buffer ran 1.5x faster at benchmarks/latency.py's and imagination.py's
         # shapes), and two more per layer for the bias and the activation.
-        linears = self.layers[::2]
-        activation = INPLACE_ACTIVATIONS[type(self.layers[1])] if len(self.layers) > 1 else None
+        linears, activation = self._linears, self._inplace_activation
         for i, layer in enumerate(linears):
             if i + 1 == len(linears):  # the output is the caller's to keep: a fresh tensor
                 return torch.baddbmm(layer.bias, x, layer.weight)
-            out = self._scratch(i % 2, x, layer.weight.shape[-1])
+            width = layer.weight.shape[-1]
+            if x.shape[0] * x.shape[1] * width < SCRATCH_MIN_ELEMENTS:  # Python overhead wins
+                x = activation(torch.bmm(x, layer.weight).add_(layer.bias))
+                continue
+            out = self._scratch(i % 2, x, width)
             x = activation(self._batched_matmul(x, layer, out).add_(layer.bias))
         return x
 
