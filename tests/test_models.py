@@ -153,8 +153,8 @@ def test_inference_path_with_rows_split_across_threads_follows_weight_updates():
     torch.set_num_threads(2)
     try:
         torch.manual_seed(0)
-        net = EnsembleMLP(5, 4, 3, hidden_size=16, num_hidden_layers=3, activation="relu")
-        for rows in (10, 7):
+        net = EnsembleMLP(5, 4, 3, hidden_size=64, num_hidden_layers=3, activation="relu")
+        for rows in (1000, 999):  # large enough for the scratch path; 999 does not split
             x = torch.randn(5, rows, 4)
             with torch.no_grad():
                 fast = net(x)
@@ -163,7 +163,7 @@ def test_inference_path_with_rows_split_across_threads_follows_weight_updates():
         with torch.no_grad():
             for layer in net.layers[::2]:
                 layer.weight.mul_(1.5)  # in place, like an optimiser step
-            fast = net(x := torch.randn(5, 10, 4))
+            fast = net(x := torch.randn(5, 1000, 4))
         torch.testing.assert_close(fast, net(x).detach())
     finally:
         torch.set_num_threads(threads)
