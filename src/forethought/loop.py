@@ -230,13 +230,12 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
         run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
         run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
         bar.advance_step()
-        if (
-            run.progress.refit_at_step is not None
-            and run.buffer.total_added >= run.progress.refit_at_step
-        ):
-            _refit_after_forgetting(run, episode, bar)
-        elif config.monitor.enabled and not warming_up and run.progress.refit_at_step is None:
+        pending = run.progress.refit_at_step  # a refit waiting for new data after forgetting
+        if config.monitor.enabled and not warming_up and pending is None:
             _watch_model(run, episode, obs, action, reward, next_obs, bar)
+        pending = run.progress.refit_at_step
+        if pending is not None and run.buffer.total_added >= pending:
+            _refit_after_forgetting(run, episode, bar)
         if config.eval_every_steps and run.buffer.total_added % config.eval_every_steps == 0:
             _evaluate_between(run, episode, bar)
 
@@ -352,19 +351,19 @@ def _watch_model(run: Run, episode: int, obs, action, reward, next_obs, bar) -> 
     config = run.config.monitor
     if config.forget and not _forgot_recently(run):
         # Only the transitions since the estimated change describe the dynamics now; the model
-        # is refitted on those once there are `window` of them (fewer make a useless model).
+        # is refitted from scratch on those once there are `window` of them (its own event).
         run.progress.fit_from = max(run.progress.fit_from, step - run.monitor.steps_since_change())
         run.progress.forgot_at = step
-        run.progress.refit_at_step = run.progress.fit_from + config.window
-        event.update(forgot_before=run.progress.fit_from, refit_at_step=run.progress.refit_at_step)
-        if step >= run.progress.refit_at_step and config.refit_mid_episode:
-            run.progress.refit_at_step = None
-            report = _refit(run, from_scratch=True)
-            event.update(refit=True, new_holdout_surprise=report.holdout_surprise)
+        if config.refit_mid_episode:
+            run.progress.refit_at_step = run.progress.fit_from + config.window
         else:
-            event.update(refit=False)
-        if not config.refit_mid_episode:
-            run.progress.refit_at_step, run.refit_due, run.refit_from_scratch = None, True, True
+            run.refit_due = run.refit_from_scratch = True
+            run.monitor.reset(run.monitor.baseline)  # one alarm per window until the refit
+        event.update(
+            forgot_before=run.progress.fit_from,
+            refit_at_step=run.progress.refit_at_step,
+            refit=False,
+        )
     elif config.refit_mid_episode:
         bar.status("model drifted: refitting")
         report = _refit(run)
