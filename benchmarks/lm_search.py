@@ -9,9 +9,9 @@ benchmarks/results/lm_search.json with the machine, the settings and every raw n
   bon_sweep           Best-of-N for growing N: mean gold and proxy of the pick, and their gap
   budget_sweep        every method at every token budget: means, wins/ties/losses against
                       Best-of-N at the same budget, tokens and reward calls spent. The guided
-                      methods run twice: with the default partial scorers (the value predictor
-                      or proxy behind Countdown's step-legality check) and, labelled
-                      "(learned)", with the learned evaluators alone (the earlier defaults).
+                      methods run twice: with the default partial scorer (the value predictor
+                      behind Countdown's step-legality check) and, labelled "(learned)", with
+                      the learned value predictor alone.
                       "bon (legal final)" is a control: the same Best-of-N samples, picked by
                       the proxy behind the legality check instead of the proxy alone.
   tokens_to_match_bon16  the cheapest swept budget at which each method's mean gold reaches
@@ -67,7 +67,7 @@ def value_correlation(suite, root: Path, problems, per_prompt: int, max_new: int
         groups += [i] * per_prompt
     gold = [countdown.score(c.prompt, c.text) for c in cands]
     out = {"samples": len(cands), "mean_gold": float(np.mean(gold))}
-    for kind in ("hidden", "minilm"):
+    for kind in ("model", "hidden", "minilm"):
         value = load_value(kind, root, suite.generator)
         out[kind] = rank_correlation_by_length(value, suite.generator, cands, gold, groups)
         gated = RuleGated(countdown.steps_legal, value)  # the partial scorer the search uses
@@ -105,9 +105,9 @@ def main() -> int:
     ap.add_argument("--assets", default=str(SHIPPED), help="Countdown model directory")
     ap.add_argument(
         "--value",
-        default="hidden",
-        choices=["hidden", "minilm"],
-        help="value predictor used by look-ahead and beam",
+        default="model",
+        choices=["model", "hidden", "minilm"],
+        help="value predictor used by look-ahead, pruning and beam",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_search.json"))
@@ -123,10 +123,9 @@ def main() -> int:
     budgets = [64, 128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024]
     ns = [1, 2, 4, 8, 16, 32] if args.quick else [1, 2, 4, 8, 16, 32, 64]
     settings = compare.SearchSettings()
-    # The earlier defaults: learned evaluators only (value predictor for look-ahead and beam,
-    # the proxy on partials for pruning), no legality check.
+    # Learned evaluators only: the value predictor ranks every partial answer, no legality check.
     learned = compare.SearchSettings(
-        lookahead_scorer="value", prefix_tokens=6, prune_scorer="proxy", process="value"
+        lookahead_scorer="value", prune_scorer="value", process="value"
     )
     control = compare.SearchSettings(final="legal+proxy")
     root = Path(args.assets)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +80,33 @@ def test_predictor_fitted_for_another_model_is_a_clear_error(tiny, samples, tmp_
     value.mean, value.scale = value.mean[:-1], value.scale[:-1]
     with pytest.raises(ConfigError, match="refit it"):
         value(samples[:2])
+
+
+def test_value_model_trains_on_every_prefix_and_loads_as_a_value_scorer(tiny_dirs, tmp_path):
+    """`train_value_model` writes a sequence classifier that `load_value('model')` serves as a
+    value predictor on prefixes: calls booked as value calls, one finite score per prefix."""
+    from forethought.lm.assets import load_value
+    from forethought.lm.generator import Generator
+    from forethought.lm.train import TrainConfig, train_value_model
+
+    gen_dir, _ = tiny_dirs
+    cfg = TrainConfig(value_model_problems=4, value_model_steps=3, batch=8, max_new_tokens=12)
+    logged = []
+    train_value_model(Path(gen_dir), tmp_path / "value_model", cfg, log=logged.append)
+    assert any("value model step" in line for line in logged)
+    gen = Generator.from_pretrained(gen_dir)
+    value = load_value("model", tmp_path, gen)
+    cands = gen.generate("1,2>3:", 3, 12, Account(Budget(36)))
+    prefixes = [gen.prefix(c, 2) for c in cands] + cands
+    account = Account(Budget(1, max_value_calls=len(prefixes)))
+    scores = value(prefixes, account)
+    assert scores.shape == (len(prefixes),) and np.isfinite(scores).all()
+    assert account.spent.value_calls == len(prefixes) and account.spent.reward_calls == 0
+
+
+def test_missing_value_model_says_how_to_make_one(tiny, tmp_path):
+    from forethought.lm.assets import load_value
+
+    gen, _ = tiny
+    with pytest.raises(ConfigError, match="train-reward"):
+        load_value("model", tmp_path, gen)

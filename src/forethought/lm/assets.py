@@ -5,6 +5,7 @@
 
     generator/          GPT-2 causal LM + char tokenizer   (AutoModelForCausalLM)
     proxy/              GPT-2 sequence classifier          (AutoModelForSequenceClassification)
+    value_model/        GPT-2 sequence classifier scoring prefixes (AutoModelForSequenceClassification)
     value_hidden.npz    ridge read-out on generator hidden states
     value_minilm.npz    ridge read-out on MiniLM embeddings
     meta.json           training config, timings and held-out statistics
@@ -21,7 +22,9 @@ from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
 from forethought.lm.tasks import countdown
 
 SHIPPED = Path(__file__).resolve().parent / "assets" / "countdown"
-VALUE_KINDS = ("hidden", "minilm")
+VALUE_KINDS = ("model", "hidden", "minilm")
+"""'model': a fine-tuned transformer value model (the default, best ranked on held-out prompts);
+'hidden' and 'minilm': the seed's recipe, a ridge read-out on fixed features."""
 
 
 @dataclass
@@ -48,11 +51,22 @@ def check_dir(root: Path) -> Path:
 
 
 def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
-    """The fitted value predictor of `kind` ('hidden' or 'minilm') from `root`."""
+    """The fitted value predictor of `kind` (one of VALUE_KINDS) from `root`."""
     from forethought.lm.value import HiddenStateValue, MiniLMValue
 
     if kind not in VALUE_KINDS:
         raise ConfigError("value", f"must be one of {', '.join(VALUE_KINDS)}, got {kind!r}")
+    if kind == "model":
+        path = Path(root) / "value_model"
+        if not path.is_dir():
+            raise ConfigError(
+                "value",
+                f"no value model under {root}; run `forethought lm train-reward --out {root}` "
+                "or pick --value hidden",
+            )
+        return ClassifierReward.from_pretrained(
+            str(path), device=generator.device, kind="value", name="value model"
+        )
     value = HiddenStateValue(generator) if kind == "hidden" else MiniLMValue()
     return value.load(Path(root) / f"value_{kind}.npz")
 
@@ -60,7 +74,7 @@ def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
 def load_countdown(
     root: Path = SHIPPED,
     *,
-    value: str = "hidden",
+    value: str = "model",
     device: str = "cpu",
     temperature: float = 1.0,
 ) -> CountdownSuite:

@@ -58,9 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", default=None, help="also write the summary rows to this JSON file")
     c.add_argument(
         "--value",
-        default="hidden",
-        choices=["hidden", "minilm"],
-        help="value predictor for look-ahead and beam (default hidden)",
+        default="model",
+        choices=["model", "hidden", "minilm"],
+        help="value predictor for look-ahead, pruning and beam: model (default, a fine-tuned "
+        "transformer value model), hidden (ridge on the generator's hidden states), minilm "
+        "(ridge on MiniLM embeddings)",
     )
     c.add_argument(
         "--process",
@@ -86,7 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="reward model: hub name or local path (default: shipped proxy)",
     )
-    g.add_argument("--value", default="hidden", choices=["hidden", "minilm"])
+    g.add_argument(
+        "--value",
+        default="model",
+        choices=["model", "hidden", "minilm"],
+        help="value predictor (default model; see `compare --help`)",
+    )
     _common(g)
 
     t = sub.add_parser(
@@ -95,12 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="output directory (default: the package's assets)")
     t.add_argument("--gen-steps", type=int, default=None, help="generator optimiser steps")
     t.add_argument("--proxy-steps", type=int, default=None, help="proxy reward optimiser steps")
+    t.add_argument(
+        "--value-model-steps", type=int, default=None, help="value model optimiser steps"
+    )
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     t.add_argument("--seed", type=int, default=0)
 
-    r = sub.add_parser("train-reward", help="retrain only the proxy reward and value predictors")
+    r = sub.add_parser(
+        "train-reward", help="retrain only the proxy reward, value predictors and value model"
+    )
     r.add_argument("--out", default=None, help="directory holding generator/ (default: assets)")
     r.add_argument("--proxy-steps", type=int, default=None)
+    r.add_argument("--value-model-steps", type=int, default=None)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--seed", type=int, default=0)
 
@@ -318,6 +331,8 @@ def cmd_train(args, *, generator: bool) -> int:
         overrides["gen_steps"] = args.gen_steps
     if args.proxy_steps is not None:
         overrides["proxy_steps"] = args.proxy_steps
+    if args.value_model_steps is not None:
+        overrides["value_model_steps"] = args.value_model_steps
     cfg = train.TrainConfig(**overrides)
     if not generator and not (out / "generator").is_dir():
         raise ConfigError("--out", f"no generator/ under {out}; run train-generator first")
@@ -330,6 +345,8 @@ def cmd_train(args, *, generator: bool) -> int:
     times["proxy_s"] = round(time.time() - start - sum(times.values()), 1)
     alphas = train.fit_values(out, cfg)
     times["values_s"] = round(time.time() - start - sum(times.values()), 1)
+    train.train_value_model(out / "generator", out / "value_model", cfg)
+    times["value_model_s"] = round(time.time() - start - sum(times.values()), 1)
     meta = {
         "config": cfg.__dict__,
         "seconds": times,

@@ -69,10 +69,11 @@ class SearchSettings:
     """beam: process scorer (one of PARTIAL_SCORERS).
 
     The partial-scorer defaults were chosen on development prompts (problem seed 15000, never
-    the benchmark's): behind the legality check, the value predictor and the proxy ranked
-    partials about equally well, and the value predictor needs no reward-model calls. Without
-    the check (the earlier defaults: 'value', prefix_tokens=6, prune by 'proxy') the guided
-    methods tied Best-of-N; benchmarks/lm_search.py runs both."""
+    the benchmark's). With the ridge predictors, the learned scorers alone tied Best-of-N and
+    the legality check carried the wins; the fine-tuned value model ('model', the default
+    value predictor) ranks partials well enough to win on its own at some budgets, and behind
+    the check it won at every budget tried (60 prompts, 64-256 tokens).
+    benchmarks/lm_search.py runs both, with and without the check."""
 
 
 def run_method(

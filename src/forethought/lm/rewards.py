@@ -56,7 +56,7 @@ class ClassifierReward(Scorer):
     """A Hugging Face sequence-classification reward model on `template.format(prompt, response)`.
 
     One output logit is the reward; with two, the reward is logit[1] - logit[0] (log-odds of
-    'good'). Texts longer than the model's context are an error, not silently truncated,
+    'good'). With `kind='value'` the same class serves a value model that scores prefixes. Texts longer than the model's context are an error, not silently truncated,
     because truncation would score a different text than the one being judged.
     """
 
@@ -69,7 +69,11 @@ class ClassifierReward(Scorer):
         device: str = "cpu",
         batch_size: int = 64,
         name: str = "reward model",
+        kind: str = "reward",
     ):
+        if kind not in ("reward", "value"):
+            raise ConfigError("kind", f"must be 'reward' or 'value', got {kind!r}")
+        self.kind = kind  # a value model on prefixes books its calls as value calls
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:  # GPT-2-style tokenizers: pad with EOS

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+from transformers import (
+    AutoTokenizer,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+)
 
 from forethought.lm.budget import Account, Budget
 from forethought.lm.chartok import countdown_tokenizer
@@ -47,7 +52,11 @@ class TrainConfig:
     proxy_layers: int = 2
     proxy_width: int = 96
     value_problems: int = 300
-    """Problems (8 samples each) whose prefixes train the value predictors."""
+    """Problems (8 samples each) whose prefixes train the ridge value predictors."""
+    value_model_problems: int = 8000
+    """Problems (8 samples each) for the transformer value model (`value_model/`)."""
+    value_model_steps: int = 8000
+    value_model_lr: float = 1e-3
     batch: int = 64
     lr: float = 2e-3
     context: int = 64
@@ -162,6 +171,59 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
         sched.step()
         if step % 250 == 0 or step == cfg.proxy_steps - 1:
             log(f"proxy step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def train_value_model(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Path:
+    """Fine-tune a value model: the generator's transformer with a scalar head on every token.
+
+    Each generator sample gives one regression target, its final gold score, at every answer
+    position at once, so one forward pass trains the value of all its prefixes (the critic of
+    an outcome-supervised value model). The result is a plain `GPT2ForSequenceClassification`:
+    scoring a prefix reads the head at its last token, exactly as a reward model scores a full
+    answer, so it loads and runs through `ClassifierReward` like any hub reward model.
+    """
+    problems = countdown.make_problems(cfg.value_model_problems, seed=cfg.seed + 4)
+    cands, scores = sample_labelled(gen_dir, problems, 8, cfg.max_new_tokens, cfg.seed + 4)
+    log(f"value model data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
+    tok = AutoTokenizer.from_pretrained(str(gen_dir))
+    rows = []  # (prompt + answer ids without EOS, prompt length, final gold score)
+    for c, y in zip(cands, scores, strict=True):
+        answer = [t for t in c.token_ids if t != tok.eos_token_id]
+        rows.append((list(c.prompt_ids) + answer, len(c.prompt_ids), y))
+    model = GPT2ForSequenceClassification.from_pretrained(str(gen_dir), num_labels=1)
+    torch.manual_seed(cfg.seed + 4)
+    rng = random.Random(cfg.seed + 4)
+    lr, steps = cfg.value_model_lr, cfg.value_model_steps
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    model.train()
+    start = time.time()
+    for step in range(steps):
+        batch = rng.sample(rows, cfg.batch)
+        x = _pad([r[0] for r in batch], tok.pad_token_id)  # B x T, right-padded
+        positions = torch.arange(x.shape[1])
+        # Loss on every answer position: the prefix that ends there, up to the whole answer.
+        answer_mask = torch.stack(
+            [(positions >= p) & (positions < len(ids)) for ids, p, _ in batch]
+        ).float()  # B x T
+        target = torch.tensor([r[2] for r in batch], dtype=torch.float32)[:, None]  # B x 1
+        hidden = model.transformer(
+            input_ids=x, attention_mask=(x != tok.pad_token_id).long()
+        ).last_hidden_state
+        value = model.score(hidden)[..., 0]  # B x T: the value of every prefix
+        loss = (((value - target) ** 2) * answer_mask).sum() / answer_mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 500 == 0 or step == steps - 1:
+            log(f"value model step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
