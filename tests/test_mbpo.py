@@ -117,6 +117,8 @@ def test_mbpo_run_resumes_and_bad_settings_are_refused(tmp_path):
 
 
 def test_rollout_length_follows_the_linear_schedule():
-    config = MBPOConfig(rollout_min_length=1, rollout_max_length=15, rollout_ramp_start=1000, rollout_ramp_end=3000)
+    config = MBPOConfig(
+        rollout_min_length=1, rollout_max_length=15, rollout_ramp_start=1000, rollout_ramp_end=3000
+    )
     lengths = [config.rollout_length(s) for s in (0, 1000, 2000, 3000, 10_000)]
     assert lengths == [1, 1, 8, 15, 15]
