@@ -26,13 +26,26 @@ def test_generate_with_any_hf_model_path(tiny_dirs, capsys):
     assert "response:" in out and "/60 tokens" in out
 
 
+@pytest.mark.parametrize("method", ["lookahead", "prune"])
+def test_any_hf_classifier_serves_as_value_model(tiny_dirs, capsys, method):
+    gen_dir, rm_dir = tiny_dirs
+    argv = ["generate", "1,2>3:", "--model", gen_dir, "--reward", rm_dir, "--value-model",
+            rm_dir, "--budget", "80", "--max-new-tokens", "10", "--method", method]  # fmt: skip
+    assert top_main(["lm", *argv]) == 0
+    out = capsys.readouterr().out
+    assert "response:" in out
+    calls = int(out.split(" value calls")[0].rsplit(", ", 1)[1])
+    assert calls > 0  # the partials were ranked by the value model, not the reward model
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
         (["--budget", "5"], "budget.max_tokens"),
         (["--max-new-tokens", "70"], "lower max_new_tokens"),
         (["--max-new-tokens", "60"], "shorten the prompt"),
-        (["--method", "lookahead"], "needs a value predictor"),
+        (["--method", "lookahead"], "--value-model"),
+        (["--method", "beam"], "step delimiter"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tiny_dirs, capsys, extra, message):

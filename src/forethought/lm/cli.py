@@ -92,7 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         "--value",
         default="model",
         choices=["model", "hidden", "minilm"],
-        help="value predictor (default model; see `compare --help`)",
+        help="value predictor of the shipped models (default model; see `compare --help`)",
+    )
+    g.add_argument(
+        "--value-model",
+        default=None,
+        help="with --model/--reward: a sequence classifier (hub name or local path) that scores "
+        "partial responses; enables --method lookahead and prunes with it",
     )
     _common(g)
 
@@ -282,26 +288,40 @@ def cmd_generate(args) -> int:
     if args.model is None and args.reward is None:
         suite = load_countdown(_assets(args), value=args.value, device=args.device)
     else:
-        if args.method in ("lookahead", "beam"):
+        if args.method == "beam":
             raise ConfigError(
                 "--method",
-                f"{args.method} needs a value predictor fitted for the "
-                "generator; with --model/--reward use bon or prune",
+                "beam needs the Countdown models' step delimiter; with --model/--reward use "
+                "bon, prune, or lookahead with --value-model",
+            )
+        if args.method == "lookahead" and args.value_model is None:
+            raise ConfigError(
+                "--method",
+                "lookahead needs a value predictor for the generator; with --model/--reward "
+                "give --value-model PATH, or use bon or prune",
             )
         gen = Generator.from_pretrained(args.model, device=args.device) if args.model else None
         if gen is None or args.reward is None:
             raise ConfigError("--model/--reward", "give both, or neither for the shipped models")
+        value = None
+        if args.value_model is not None:
+            value = ClassifierReward.from_pretrained(
+                args.value_model, device=args.device, kind="value", name="value model"
+            )
         suite = CountdownSuite(
             gen,
             ClassifierReward.from_pretrained(args.reward, device=args.device),
             None,
-            None,
+            value,
             set(),
         )
     budget = Budget(max_tokens=args.budget, max_reward_calls=args.reward_calls)
     settings = SearchSettings(args.max_new_tokens)
-    if suite.value is None:  # a user's own models: prune with the reward model, no Countdown rule
-        settings = SearchSettings(args.max_new_tokens, prune_scorer="proxy")
+    if suite.gold is None:  # a user's own models: no Countdown rule check on partials
+        partial = "value" if suite.value is not None else "proxy"
+        settings = SearchSettings(
+            args.max_new_tokens, lookahead_scorer=partial, prune_scorer=partial
+        )
     res = run_method(suite, args.method, args.prompt, budget, settings)
     print(f"response: {res.pick.text}")
     print(f"reward:   {res.score:.4f}  ({args.method}, {len(res.finalists)} finalists)")
