@@ -137,3 +137,34 @@ def test_extend_growth_limit_does_not_finish_a_row(tiny):
     for c in cands:
         assert len(c.token_ids) <= 3
         assert c.finished == (bool(c.token_ids) and c.token_ids[-1] == gen.eos_id)
+
+
+def test_lookahead_shortens_its_prefix_when_only_one_branch_would_fit(tiny):
+    """With 32 tokens, 24-token answers and 12-token prefixes, one branch fits (12 + 12) and
+    nothing would be ranked; look-ahead ranks two shorter prefixes instead (2 x 8 + 16)."""
+    gen, rm = tiny
+    torch.manual_seed(8)
+    res = lookahead(
+        gen,
+        rm,
+        _value(),
+        PROMPT,
+        Budget(max_tokens=32),
+        max_new_tokens=24,
+        prefix_tokens=12,
+        keep=0.25,
+    )
+    assert res.spent.value_calls >= 2 and res.spent.tokens <= 32
+    # A budget that fits two full-length prefixes keeps the asked-for prefix length.
+    torch.manual_seed(8)
+    wide = lookahead(
+        gen,
+        rm,
+        _value(),
+        PROMPT,
+        Budget(max_tokens=48),
+        max_new_tokens=24,
+        prefix_tokens=12,
+        keep=0.25,
+    )
+    assert wide.spent.value_calls >= 2 and wide.spent.tokens <= 48

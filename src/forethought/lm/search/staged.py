@@ -127,6 +127,23 @@ def _widest(account, partial, reward, schedule, max_new_tokens, max_branches) ->
     return n
 
 
+def _rankable(schedule, partial, reward, budget, max_new_tokens, max_branches) -> Schedule:
+    """`schedule`, or the longest shorter checkpoint at which the budget's first round starts
+    more branches than continue past it (without that, the value predictor ranks nothing)."""
+
+    def ranks(sched: Schedule) -> bool:
+        n = _widest(Account(budget), partial, reward, sched, max_new_tokens, max_branches)
+        return n >= 2 and sched.survivors(n)[1] < n
+
+    if ranks(schedule):
+        return schedule
+    for prefix in range(schedule.checkpoints[0] - 1, 0, -1):
+        shorter = Schedule((prefix,), schedule.keep)
+        if ranks(shorter):
+            return shorter
+    return schedule
+
+
 def _run_schedule(generator, partial, prompt, account, schedule, n, max_new_tokens):
     """One pass of the schedule from `n` fresh branches; returns the complete survivors."""
     alive = schedule.survivors(n)
@@ -159,12 +176,16 @@ def lookahead(
 ) -> SearchResult:
     """Value-guided look-ahead: many `prefix_tokens`-long branches, the top `keep` continue.
 
-    `keep` is a count (int) or a fraction of the branches (float in (0, 1)).
+    `keep` is a count (int) or a fraction of the branches (float in (0, 1)). When the budget
+    affords a single branch at `prefix_tokens`, nothing would be ranked, so the prefix is
+    shortened to the longest one at which two branches fit.
     """
     keep = float(keep) if isinstance(keep, float) else int(keep)
     schedule = Schedule((min(prefix_tokens, max_new_tokens - 1),), keep)
     if max_new_tokens < 2:  # no room for a partial: plain sampling plus the final reward
         schedule = Schedule((), keep)
+    else:
+        schedule = _rankable(schedule, value, reward, budget, max_new_tokens, max_branches)
     return staged_search(
         "lookahead",
         generator,
