@@ -111,7 +111,11 @@ def main() -> int:
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_search.json"))
-    ap.add_argument("--plot", default="runs/lm_search.png", help="reward-vs-tokens plot path")
+    ap.add_argument(
+        "--plot",
+        default=str(Path(__file__).parent / "results" / "lm_search.png"),
+        help="reward-vs-tokens plot path",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
