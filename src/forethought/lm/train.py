@@ -83,6 +83,26 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
+def _update(opt, sched, loss: torch.Tensor, clip: torch.nn.Module | None = None) -> None:
+    """One optimiser and schedule step on `loss`; gradients clipped to norm 1 when `clip` is
+    given (the proxy trains without clipping, as the shipped proxy was made)."""
+    opt.zero_grad()
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
+def _save(model, tok, out_dir: Path) -> Path:
+    """Model and tokenizer to `out_dir` with `save_pretrained`, loadable by `from_pretrained`."""
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
 def train_generator(out_dir: Path, cfg: TrainConfig, log=print) -> Path:
     """Train the generator on demonstrations; only answer tokens carry loss (B x T labels)."""
     torch.manual_seed(cfg.seed)
@@ -104,18 +124,10 @@ def train_generator(out_dir: Path, cfg: TrainConfig, log=print) -> Path:
             labels.append([-100] * len(prompt) + answer)  # no loss on the prompt
         x, y = _pad(ids, tok.pad_token_id), _pad(labels, -100)
         loss = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long(), labels=y).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _update(opt, sched, loss, clip=model)
         if step % 250 == 0 or step == cfg.gen_steps - 1:
             log(f"generator step {step:5d}  loss {loss.item():.3f}  {time.time() - start:.0f}s")
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
+    return _save(model, tok, out_dir)
 
 
 def sample_labelled(gen_dir: Path, problems, per_problem: int, max_new_tokens: int, seed: int):
@@ -165,17 +177,10 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
         y = torch.tensor([scores[i] for i in idx], dtype=torch.float32)
         pred = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).logits[:, 0]
         loss = torch.nn.functional.mse_loss(pred, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        _update(opt, sched, loss)
         if step % 250 == 0 or step == cfg.proxy_steps - 1:
             log(f"proxy step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
+    return _save(model, tok, out_dir)
 
 
 def train_value_model(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Path:
@@ -217,18 +222,10 @@ def train_value_model(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print)
         ).last_hidden_state
         value = model.score(hidden)[..., 0]  # B x T: the value of every prefix
         loss = (((value - target) ** 2) * answer_mask).sum() / answer_mask.sum()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _update(opt, sched, loss, clip=model)
         if step % 500 == 0 or step == steps - 1:
             log(f"value model step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
+    return _save(model, tok, out_dir)
 
 
 def fit_values(
