@@ -139,32 +139,32 @@ def test_extend_growth_limit_does_not_finish_a_row(tiny):
         assert c.finished == (bool(c.token_ids) and c.token_ids[-1] == gen.eos_id)
 
 
-def test_lookahead_shortens_its_prefix_when_only_one_branch_would_fit(tiny):
+@pytest.mark.parametrize("budget,prefix", [(32, 8), (48, 12)])
+def test_lookahead_shortens_its_prefix_when_only_one_branch_would_fit(tiny, budget, prefix):
     """With 32 tokens, 24-token answers and 12-token prefixes, one branch fits (12 + 12) and
-    nothing would be ranked; look-ahead ranks two shorter prefixes instead (2 x 8 + 16)."""
+    nothing would be ranked; look-ahead ranks two 8-token prefixes instead (2 x 8 + 16). With
+    48 tokens three 12-token prefixes fit, and the asked-for length is kept."""
     gen, rm = tiny
+    seen = []  # token lengths of the partials the value predictor ranked
+
+    def value(prompt, response):
+        return 0.0
+
+    class Recording(FunctionReward):
+        def _score(self, cands):
+            seen.extend(len(c.token_ids) for c in cands)
+            return super()._score(cands)
+
     torch.manual_seed(8)
     res = lookahead(
         gen,
         rm,
-        _value(),
+        Recording(value, kind="value"),
         PROMPT,
-        Budget(max_tokens=32),
+        Budget(max_tokens=budget),
         max_new_tokens=24,
         prefix_tokens=12,
         keep=0.25,
     )
-    assert res.spent.value_calls >= 2 and res.spent.tokens <= 32
-    # A budget that fits two full-length prefixes keeps the asked-for prefix length.
-    torch.manual_seed(8)
-    wide = lookahead(
-        gen,
-        rm,
-        _value(),
-        PROMPT,
-        Budget(max_tokens=48),
-        max_new_tokens=24,
-        prefix_tokens=12,
-        keep=0.25,
-    )
-    assert wide.spent.value_calls >= 2 and wide.spent.tokens <= 48
+    assert res.spent.value_calls >= 2 and res.spent.tokens <= budget
+    assert max(seen) == prefix
