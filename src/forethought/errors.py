@@ -9,11 +9,19 @@ class ForethoughtError(Exception):
 
 
 class ConfigError(ForethoughtError, ValueError):
-    """A configuration value is invalid; the message names the field."""
+    """A configuration value is invalid; the message names the flag as the user types it.
+
+    `field` is the config field (`eval_episodes`, `mbpo.real_ratio`) or the flag itself
+    (`--resume`); both print as the flag (`--eval-episodes`, `--mbpo.real-ratio`)."""
 
     def __init__(self, field: str, message: str):
         self.field = field
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{as_flag(field)}: {message}")
+
+
+def as_flag(field: str) -> str:
+    """The command-line flag of a config field, as tyro spells it."""
+    return field if field.startswith("-") else "--" + field.replace("_", "-")
 
 
 class DataError(ForethoughtError, ValueError):

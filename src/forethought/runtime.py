@@ -1,0 +1,35 @@
+"""The compute a command runs on: torch's CPU threads and the device, checked once at start-up."""
+
+from __future__ import annotations
+
+import torch
+
+from forethought.errors import ConfigError
+
+
+def configure_threads(threads: int) -> None:
+    """Use `threads` torch CPU threads; 0 keeps torch's default (one per core)."""
+    if threads < 0:
+        raise ConfigError("threads", "must be 0 (torch default) or more")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def check_device(device: str, flag: str = "device") -> torch.device:
+    """The torch device `device` names, or a one-line error saying what this machine has."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(flag, f"'{device}' is not a torch device; use cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(flag, f"'{device}' is not supported; use cpu or cuda")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                flag, f"'{device}' was asked for, but this torch build sees no CUDA GPU; use cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(
+                flag, f"'{device}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    return parsed
