@@ -72,14 +72,18 @@ def _run_train(config: TrainConfig, console: Console) -> int:
     return 0
 
 
+def _run_lm(argv: list[str], console: Console) -> int:
+    from forethought.lm.cli import main as lm_main
+
+    return lm_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "lm":
-        from forethought.lm.cli import main as lm_main
-
-        return lm_main(argv[1:])
     console = Console(stderr=False)
     try:
+        if argv and argv[0] == "lm":
+            return _run_lm(argv[1:], console)
         command = tyro.extras.subcommand_cli_from_dict(
             {
                 "train": TrainConfig,
