@@ -26,7 +26,7 @@ from rich.console import Console
 
 import sample_efficiency as se
 from forethought.config import MBPOConfig, TrainConfig
-from forethought.evaluation.controllers import EvaluateArgs, evaluate_controllers
+from forethought.tools.evaluate import EvaluateArgs, evaluate_controllers
 from machine import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "mujoco.json"

@@ -35,8 +35,8 @@ from rich.progress import track
 
 from forethought.config import TrainConfig
 from forethought.rollout import RolloutConfig
-from forethought.runs import RunDir
-from forethought.training import resume, train
+from forethought.trainers.run_dir import RunDir
+from forethought.trainers import resume, train
 from machine import machine_info
 
 HERE = Path(__file__).parent
@@ -288,7 +288,7 @@ def main() -> int:
             "mpc": "after every episode",
             "mpc_settings": {e: str(v) for e, v in MPC_SETTINGS.items()},
             "ppo": "an evaluation point inside a rollout reuses the unchanged policy's result",
-            "peers": "Stable-Baselines3 with rl-baselines3-zoo settings (forethought.agents.model_free.ZOO)",
+            "peers": "Stable-Baselines3 with rl-baselines3-zoo settings (forethought.trainers.sb3.ZOO)",
         },
         "envs": previous.get("envs", {}),
     }

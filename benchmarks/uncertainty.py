@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from forethought.config import TrainConfig
-from forethought.monitor import MonitorConfig
+from forethought.trainers.adaptation import MonitorConfig
 from forethought.rollout import RolloutConfig
 from forethought.tasks.drift import DriftConfig
 from machine import machine_info

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from forethought.buffer import ReplayBuffer, TransitionLog
+from forethought.data import ReplayBuffer, TransitionLog
 from forethought.errors import DataError
 from forethought.types import TransitionBatch
 
@@ -101,10 +101,10 @@ def test_transition_log_survives_partial_record(tmp_path):
         f.write(b"\x00" * 13)
     reopened = TransitionLog(tmp_path / "t.bin", 3, 2)
     assert len(reopened) == 4
-    _episodes, read = reopened.read()
+    _episodes, _steps, read = reopened.read()
     np.testing.assert_array_equal(read.reward, data.reward)
     np.testing.assert_array_equal(read.terminated, data.terminated)
-    _, tail = reopened.read(start=3)
+    _, _, tail = reopened.read(start=3)
     assert len(tail) == 1 and tail.reward[0] == data.reward[3]
-    with pytest.raises(DataError, match="was written for"):
+    with pytest.raises(DataError, match="belongs to another run"):
         TransitionLog(tmp_path / "t.bin", 4, 2)

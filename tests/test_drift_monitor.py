@@ -8,8 +8,9 @@ import pytest
 
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError
-from forethought.loop import train
-from forethought.monitor import ModelErrorMonitor, MonitorConfig
+from forethought.trainers import train
+from forethought.config import MonitorConfig
+from forethought.trainers.adaptation import ModelErrorMonitor
 from forethought.tasks.drift import DriftConfig, DynamicsDrift
 from helpers import tiny_config
 
@@ -100,10 +101,10 @@ def test_forgetting_refits_on_the_new_data_only_and_once_per_cooldown(tmp_path):
     # The refit from scratch comes once `window` transitions since the change exist.
     assert refits[0]["step"] == first["refit_at_step"]
     assert refits[0]["transitions"] == config.monitor.window
-    from forethought.runs import RunDir
+    from forethought.trainers.run_dir import RunDir
 
-    progress = RunDir(result.run_dir).load_checkpoint()["progress"]
-    assert progress["fit_from"] == first["forgot_before"]  # kept for a resumed run
+    adaptation = RunDir(result.run_dir).load_checkpoint()["adaptation"]
+    assert adaptation["fit_from"] == first["forgot_before"]  # kept for a resumed run
 
 
 def test_run_with_drift_and_monitor_logs_alarms_and_refits(tmp_path):

@@ -9,13 +9,13 @@ import torch
 
 from forethought.agents.guided import GuidedMPCAgent, SwitchingAgent
 from forethought.cli import main
-from forethought.evaluation.controllers import (
+from forethought.tools.evaluate import (
     EvaluateArgs,
     _load,
     build_controllers,
     evaluate_controllers,
 )
-from forethought.training import train
+from forethought.trainers import train
 from test_mbpo import tiny_mbpo
 
 
@@ -81,5 +81,5 @@ def test_evaluate_refuses_a_run_that_is_not_mbpo(tmp_path, capsys):
     train(tiny_config(tmp_path / "mpc", episodes=1))
     assert main(["evaluate", str(tmp_path / "mpc")]) == 2
     assert "--algo mbpo" in capsys.readouterr().out
-    with pytest.raises(Exception, match="switch_quantile"):
+    with pytest.raises(Exception, match="switch-quantile"):
         evaluate_controllers(EvaluateArgs(run_dir=tmp_path / "mpc", switch_quantile=1.5))

@@ -4,7 +4,7 @@
 import gymnasium as gym
 import numpy as np
 
-from forethought.loop import train
+from forethought.trainers import train
 from forethought.models import FitConfig, ModelConfig
 from forethought.planners import PlannerConfig
 from helpers import tiny_config

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from forethought.buffer import ReplayBuffer
+from forethought.data import ReplayBuffer
 from forethought.cli import main
-from forethought.loop import train
-from forethought.runs import RunDir
+from forethought.trainers import train
+from forethought.trainers.run_dir import RunDir
 from helpers import TINY_ARGS, tiny_config
 
 
@@ -62,7 +62,7 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
         (["--planning.horizon", "0"], "planning.horizon"),
         (["--planning.elites", "50"], "planning.elites"),
         (["--rollout.particles", "3"], "rollout.particles"),
-        (["--warmup-episodes", "0"], "warmup_episodes"),
+        (["--warmup-episodes", "0"], "--warmup-episodes"),
         (["--device", "cuda:7"], "device"),
         (["--device", "banana"], "device"),
     ],

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from forethought.agents.mbpo import MixedReplayBuffer
+from forethought.trainers.mbpo import MixedReplayBuffer
 from forethought.config import MBPOConfig, TrainConfig
 from forethought.errors import ConfigError
 from forethought.models import FitConfig, ModelConfig
-from forethought.training import resume, train
+from forethought.trainers import resume, train
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -71,10 +71,10 @@ def tiny_mbpo(out, **mbpo):
 
 
 def test_model_buffer_holds_only_branches_from_real_start_states(tmp_path):
-    from forethought.agents import model_free
+    from forethought.trainers import sb3 as model_free
 
     config = tiny_mbpo(tmp_path / "mbpo")
-    result = model_free.train(config)
+    result = train(config)
     checkpoint = torch.load(result.run_dir / "checkpoint.pt", weights_only=False)
     assert [r["imagined_in_buffer"] for r in result.history if "event" not in r][-1] == 2 * 120
     assert len(checkpoint["refreshes"]) == 2  # refreshes at 100 and 200 steps
@@ -110,9 +110,9 @@ def test_mbpo_run_resumes_and_bad_settings_are_refused(tmp_path):
     ]
     assert [r["env_steps"] for r in rows if "event" not in r] == [100, 200]
     assert again.history[-1]["model_refreshes"] == 2
-    with pytest.raises(ConfigError, match="real_ratio"):
+    with pytest.raises(ConfigError, match="real-ratio"):
         tiny_mbpo(tmp_path / "bad", real_ratio=1.5).validate()
-    with pytest.raises(ConfigError, match="rollout_max_length"):
+    with pytest.raises(ConfigError, match="rollout-max-length"):
         tiny_mbpo(tmp_path / "bad", rollout_min_length=5, rollout_max_length=2).validate()
 
 

@@ -14,7 +14,7 @@ import pytest
 from forethought.cli import main
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError
-from forethought.training import resume, train
+from forethought.trainers import resume, train
 
 
 def sac_config(out, **changes):

@@ -4,7 +4,7 @@ steps, one of them random), evaluated on the fixed seeds 1000-1009."""
 import pytest
 
 from forethought.config import TrainConfig
-from forethought.loop import train
+from forethought.trainers import train
 
 THRESHOLD = -200.0
 

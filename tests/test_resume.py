@@ -1,5 +1,6 @@
-"""Kill a run with SIGKILL at random moments, resume it, and check that its buffer holds every
-transition completed before each kill exactly once."""
+"""Kill an MPC run with SIGKILL at chosen and random moments (before its first checkpoint,
+mid-episode, mid-fit or mid-evaluation), resume it each time, and check that it ends exactly as
+the run that was never killed: same buffer, same counted log, same metrics, same weights."""
 
 import json
 import os
@@ -10,12 +11,16 @@ import sys
 import time
 
 import numpy as np
+import pytest
+import torch
 
-from forethought.buffer import ReplayBuffer, TransitionLog
-from forethought.runs import RunDir
+from forethought.data import TransitionLog
+from forethought.trainers.run_dir import RunDir
 from helpers import TINY_ARGS
 
 EPISODES, STEPS = 4, 30
+ARGS = [*TINY_ARGS, "--episodes", str(EPISODES), "--eval-every-steps", "25", "--monitor.enabled"]
+TIMING = {"fit_seconds", "ms_per_action"}  # wall-clock fields differ between any two runs
 
 
 def start(args):
@@ -28,61 +33,123 @@ def start(args):
     )
 
 
-def records(log_path):
-    """Transitions in the log, as one array per record (ignoring a partial record)."""
-    if not log_path.exists():
-        return np.zeros((0, 1))
-    raw = np.fromfile(log_path, dtype=np.float64)
+def last_record(log_path):
+    """(episode, t) of the last complete record in the log, or None."""
     size = 2 + 3 + 1 + 1 + 3 + 2  # episode, t, obs, action, reward, next_obs, flags (Pendulum)
-    return raw[: len(raw) // size * size].reshape(-1, size)
+    if not log_path.exists() or log_path.stat().st_size < 8 * size:
+        return None
+    raw = np.fromfile(log_path, dtype=np.float64)
+    record = raw[: len(raw) // size * size][-size:]
+    return int(record[0]), int(record[1])
 
 
-def test_sigkill_mid_episode_then_resume_loses_and_duplicates_nothing(tmp_path):
-    out = tmp_path / "run"
-    log_path = out / "transitions.bin"
-    rng = random.Random(7)
-    args = ["--out", str(out), "--episodes", str(EPISODES), *TINY_ARGS]
-    proc = start(args)
-    snapshots = []
-    for _ in range(3):
-        # A random point that is not an episode boundary, somewhere in the remaining steps.
-        done = len(records(log_path))
-        target = rng.randrange(done + 3, min(done + 40, EPISODES * STEPS - 2))
-        if target % STEPS == 0:
-            target += 1
-        deadline = time.time() + 120
-        while len(records(log_path)) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        assert proc.poll() is None, proc.stderr.read().decode()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        snapshots.append(records(log_path).copy())
+def episode_rows(out):
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x and "event" not in x]
+
+
+def kill_when(proc, condition, what):
+    deadline = time.time() + 120
+    while not condition() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read().decode()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def final_state(out):
+    run = RunDir(out)
+    checkpoint = run.load_checkpoint()
+    progress = checkpoint["progress"]
+    log = TransitionLog(run.log_path, 3, 1)
+    counted = log.committed([tuple(r) for r in progress["abandoned"]], progress["log_records"])
+    rows = [{k: v for k, v in r.items() if k not in TIMING} for r in episode_rows(out)]
+    events = [
+        r for r in run.metrics_path.read_text().splitlines() if '"event"' in r and "resumed" not in r
+    ]
+    return checkpoint, counted, rows, events, len(log)
+
+
+def test_killed_anywhere_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    assert start(["--out", str(reference), *ARGS]).wait(timeout=300) == 0
+
+    out, log_path, rng = tmp_path / "run", tmp_path / "run" / "transitions.bin", random.Random(7)
+    t1, t2, t3 = rng.randrange(3, 25), rng.randrange(3, 28), rng.randrange(3, 28)
+    kills = [
+        ("mid-episode, before the first checkpoint", lambda: (last_record(log_path) or (0, 0))[1] >= t1),
+        ("mid-fit or evaluation, before the first checkpoint",
+         lambda: last_record(log_path) == (0, STEPS - 1) and not (out / "checkpoint.pt").exists()),
+        ("mid-episode", lambda: (last_record(log_path) or (0, 0)) >= (1, t2)),
+        ("mid-fit or evaluation",
+         lambda: last_record(log_path) == (2, STEPS - 1) and len(episode_rows(out)) < 3),
+        ("mid-episode, the last episode", lambda: (last_record(log_path) or (0, 0)) >= (3, t3)),
+    ]  # fmt: skip
+    proc = start(["--out", str(out), *ARGS])
+    for what, condition in kills:
+        kill_when(proc, condition, what)
         proc = start(["--resume", str(out)])
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
 
-    run = RunDir(out)
-    final_log = records(log_path)
-    for snapshot in snapshots:  # everything completed before a kill is still there, in order
-        np.testing.assert_array_equal(final_log[: len(snapshot)], snapshot)
-
-    buffer = ReplayBuffer.from_state_dict(run.load_checkpoint()["buffer"])
-    _, logged = TransitionLog(log_path, 3, 1).read()
-    assert buffer.total_added == len(logged) == len(final_log)  # exactly once
+    want_checkpoint, want_log, want_rows, want_events, want_records = final_state(reference)
+    checkpoint, counted, rows, events, records = final_state(out)
+    assert records > want_records  # the interrupted attempts are still in the log ...
+    assert len(counted) == want_records == EPISODES * STEPS  # ... but only one attempt counts
     for name in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
-        np.testing.assert_array_equal(getattr(buffer.all(), name), getattr(logged, name))
+        np.testing.assert_array_equal(getattr(counted, name), getattr(want_log, name))
+        np.testing.assert_array_equal(
+            checkpoint["buffer"][name], want_checkpoint["buffer"][name], err_msg=name
+        )
+    assert rows == want_rows  # every episode once, the same returns and evaluations
+    assert events == want_events  # step-schedule evaluations, drift checks
+    for key, value in want_checkpoint["model"].items():
+        assert torch.equal(checkpoint["model"][key], value), key
+    resumes = [json.loads(r) for r in RunDir(out).metrics_path.read_text().splitlines()]
+    assert [r["on_resume"] for r in resumes if r.get("event") == "resumed"]  # marked in metrics
 
-    rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
-    episodes = [r["episode"] for r in rows if "event" not in r]
-    assert episodes == list(range(EPISODES))  # each episode recorded once
-    interruptions = [r for r in rows if r.get("event") == "interrupted"]
-    assert (
-        sum(r["transitions_recovered"] for r in interruptions) == len(final_log) - EPISODES * STEPS
-    )
-    assert rows[-1]["env_steps"] == len(final_log)
+
+def test_keep_counts_the_interrupted_episode_once(tmp_path):
+    out, log_path = tmp_path / "run", tmp_path / "run" / "transitions.bin"
+    args = [*TINY_ARGS, "--episodes", "3"]
+    proc = start(["--out", str(out), *args])
+    kill_when(proc, lambda: (last_record(log_path) or (0, 0)) >= (1, 12), "episode 1")
+    resumed = start(["--resume", str(out), "--on-resume", "keep"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+
+    checkpoint = RunDir(out).load_checkpoint()
+    progress = checkpoint["progress"]
+    rows = episode_rows(out)
+    assert [r["episode"] for r in rows] == [0, 1, 2]
+    partial = rows[1]["env_steps"] - rows[0]["env_steps"]
+    assert 13 <= partial < STEPS  # the kept episode is shorter than a full one
+    assert progress["abandoned"] == []  # nothing replayed, nothing abandoned
+    assert checkpoint["buffer"]["meta"][3] == progress["log_records"] == len(
+        TransitionLog(log_path, 3, 1)
+    )  # every logged transition counted exactly once
 
 
-def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+@pytest.mark.parametrize("policy", ["replay", "keep"])
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, policy):
     from forethought.cli import main
 
-    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
-    assert "not a run directory" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY_ARGS, "--episodes", "2"]) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    assert main(["train", "--resume", str(out), "--on-resume", policy]) == 0
+    assert len(episode_rows(out)) == 2
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["progress"]["env_steps"] == 60
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_can_extend_a_run_but_not_change_it(tmp_path, capsys):
+    from forethought.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY_ARGS, "--episodes", "2"]) == 0
+    assert main(["train", "--resume", str(out), "--planner", "cem"]) == 2
+    assert "--planner cannot change when resuming" in capsys.readouterr().out
+    assert main(["train", "--resume", str(out), "--episodes", "3", "--quiet"]) == 0
+    assert [r["episode"] for r in episode_rows(out)] == [0, 1, 2]
+    assert json.loads((out / "config.json").read_text())["episodes"] == 3

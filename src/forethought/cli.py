@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import tyro
@@ -22,10 +23,10 @@ from rich.text import Text
 
 from forethought.config import TrainConfig
 from forethought.errors import ForethoughtError
-from forethought.evaluation.controllers import EvaluateArgs
-from forethought.evaluation.diagnose import DiagnoseArgs
 from forethought.models.fitting import FitConfig
 from forethought.planners.base import PlannerConfig
+from forethought.tools.diagnose import DiagnoseArgs
+from forethought.tools.evaluate import EvaluateArgs
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,48 @@ def demo_config(args: DemoArgs) -> TrainConfig:
 
 
 def _run_train(config: TrainConfig, console: Console) -> int:
-    from forethought.training import resume, train
+    from forethought.trainers import resume, train
 
     if config.resume is not None:
-        resume(config.resume, console)
+        resume(config.resume, console, given=config)
     else:
         train(config, console)
     return 0
+
+
+def _run_diagnose(command: DiagnoseArgs, console: Console) -> int:
+    from forethought.tools.diagnose import diagnose
+
+    result = diagnose(command)
+    k = len(result.horizons) - 1
+    console.print(
+        f"open-loop ensemble error grows from {result.ensemble_rmse[0]:.4f} at k=1 to "
+        f"{result.ensemble_rmse[k]:.4f} at k={result.horizons[k]} (normalised RMSE); "
+        f"disagreement from {result.disagreement[0]:.4f} to {result.disagreement[k]:.4f}"
+    )
+    console.print(f"plot: {result.plot_path}\njson: {result.json_path}")
+    return 0
+
+
+def _run_evaluate(command: EvaluateArgs, console: Console) -> int:
+    from forethought.tools.evaluate import evaluate_controllers
+
+    evaluate_controllers(command, console)
+    return 0
+
+
+def _run_demo(command: DemoArgs, console: Console) -> int:
+    config = demo_config(command)
+    console.print(
+        f"[bold]forethought demo[/]: {config.env}, planner {config.planner}, "
+        f"{config.episodes} episodes, run directory {config.out}"
+    )
+    return _run_train(config, console)
+
+
+@dataclass(frozen=True)
+class LanguageArgs:
+    """The language track: search over language-model outputs under an exactly counted budget, and self-training (see `forethought lm --help`)."""
 
 
 def _run_lm(argv: list[str], console: Console) -> int:
@@ -78,56 +114,56 @@ def _run_lm(argv: list[str], console: Console) -> int:
     return lm_main(argv)
 
 
+COMMANDS = {
+    "train": TrainConfig,
+    "demo": DemoArgs,
+    "diagnose": DiagnoseArgs,
+    "evaluate": EvaluateArgs,
+    "lm": LanguageArgs,
+}
+RUNNERS = {
+    TrainConfig: _run_train,
+    DemoArgs: _run_demo,
+    DiagnoseArgs: _run_diagnose,
+    EvaluateArgs: _run_evaluate,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=False)
+    if argv[:1] == ["--version"]:
+        console.print(f"forethought {version('forethought')}")
+        return 0
     try:
         if argv and argv[0] == "lm":
             return _run_lm(argv[1:], console)
         command = tyro.extras.subcommand_cli_from_dict(
-            {
-                "train": TrainConfig,
-                "demo": DemoArgs,
-                "diagnose": DiagnoseArgs,
-                "evaluate": EvaluateArgs,
-            },
+            COMMANDS,
             args=argv,
             prog="forethought",
             description="Model-based reinforcement learning: learn a model, look ahead with it, act. "
-            "The language track is under `forethought lm --help`.",
+            "`forethought COMMAND --help` lists every option of a command with its default; "
+            "`forethought --version` prints the version.",
         )
-        if isinstance(command, DiagnoseArgs):
-            from forethought.evaluation.diagnose import diagnose
-
-            result = diagnose(command)
-            k = len(result.horizons) - 1
-            console.print(
-                f"open-loop ensemble error grows from {result.ensemble_rmse[0]:.4f} at k=1 to "
-                f"{result.ensemble_rmse[k]:.4f} at k={result.horizons[k]} (normalised RMSE); "
-                f"disagreement from {result.disagreement[0]:.4f} to {result.disagreement[k]:.4f}"
-            )
-            console.print(f"plot: {result.plot_path}\njson: {result.json_path}")
-            return 0
-        if isinstance(command, EvaluateArgs):
-            from forethought.evaluation.controllers import evaluate_controllers
-
-            evaluate_controllers(command, console)
-            return 0
-        if isinstance(command, DemoArgs):
-            config = demo_config(command)
-            console.print(
-                f"[bold]forethought demo[/]: {config.env}, planner {config.planner}, "
-                f"{config.episodes} episodes, run directory {config.out}"
-            )
-            return _run_train(config, console)
-        return _run_train(command, console)
+        return RUNNERS[type(command)](command, console)
     except ForethoughtError as exc:
-        # Text, not markup: messages quote user values such as "[nan, 0.0]" verbatim.
-        console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
-        return 2
+        return _error(console, str(exc))
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(console, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
-        console.print("interrupted; continue with `forethought train --resume RUN_DIR`")
+        console.print(
+            "interrupted; a training run continues with `forethought train --resume RUN_DIR`, "
+            "a self-training run with `forethought lm selftrain --resume RUN_DIR`"
+        )
         return 130
+
+
+def _error(console: Console, message: str) -> int:
+    # Text, not markup: messages quote user values such as "[nan, 0.0]" verbatim.
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    return 2
 
 
 if __name__ == "__main__":

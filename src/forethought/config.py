@@ -12,19 +12,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
-from forethought.errors import ConfigError, require
+from forethought.errors import ConfigError, DataError, require
 from forethought.models.dynamics import ModelConfig
 from forethought.models.fitting import FitConfig
-from forethought.monitor import MonitorConfig
 from forethought.planners.base import PlannerConfig, PlannerName
 from forethought.rollout import RolloutConfig
+from forethought.runtime import check_device
 from forethought.tasks.drift import DriftConfig
 
 Algorithm = Literal["mpc", "mbpo", "sac", "td3", "ppo"]
+OnResume = Literal["replay", "keep"]
 MODEL_FREE = ("sac", "td3", "ppo")
 SB3_DRIVEN = ("mbpo", *MODEL_FREE)  # runs whose acting and learning loop is SB3's `learn`
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Model-error monitoring and triggered retraining."""
+
+    enabled: bool = False
+    """Watch the one-step prediction surprise while acting and refit when the model has drifted."""
+    factor: float = 50.0
+    """Fire when the windowed surprise exceeds this many times the model's holdout surprise.
+    Without a change, Pendulum-v1 windows reached up to ~14x (new on-policy states); a reversed
+    actuator gave thousands of times, enough to fire within 1-2 steps."""
+    window: int = 20
+    """Number of recent steps averaged before comparing."""
+    refit_mid_episode: bool = True
+    """Refit as soon as the monitor fires (else only at the end of the episode)."""
+    forget: bool = False
+    """On an alarm, drop the transitions from before the estimated change (the first step of the
+    window whose own surprise passed the threshold) and refit from fresh weights once `window` new
+    transitions exist: the old data and weights describe dynamics that no longer hold, and a
+    model fitted on old and new data together averages the two."""
+    forget_cooldown: int = 1000
+    """Steps after forgetting during which further alarms do not forget (the model of the new
+    dynamics is still being learned, and its alarms then mean "new states", not "new
+    dynamics")."""
+
+    def validate(self) -> None:
+        require(self.factor > 1.0, "monitor.factor", "must exceed 1")
+        require(self.window >= 1, "monitor.window", "must be at least 1")
+        if self.forget:
+            require(
+                self.window >= 2, "monitor.window", "must be at least 2 to forget (a fit needs 2)"
+            )
+        require(self.forget_cooldown >= 0, "monitor.forget_cooldown", "must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -110,7 +143,9 @@ class TrainConfig:
     out: Path | None = None
     """Run directory to create (default: runs/<env>-<planner>-seed<seed>)."""
     resume: Path | None = None
-    """Continue the killed or finished run in this directory (its saved config is used)."""
+    """Continue the killed or finished run in this directory with its saved settings; only --episodes, --steps, --on-resume, --threads and --quiet may be given again."""
+    on_resume: OnResume = "replay"
+    """What --resume does with an episode the kill interrupted. replay: run it again from its start with the same reset seed and random state, so the resumed run equals one never killed (needs a simulator); the interrupted attempt stays in the log, listed as abandoned. keep: count its transitions as experience and go on with the next episode (for systems that cannot be replayed)."""
     device: str = "cpu"
     """Torch device for the model and planner: cpu, cuda or cuda:N."""
     threads: int = 1
@@ -193,36 +228,58 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> TrainConfig:
+        """The config saved in a run directory; anything else is a one-line error naming it."""
         # Nested configs are the fields built by a default factory (ModelConfig, FitConfig, ...).
         nested = {
             f.name: f.default_factory
             for f in dataclasses.fields(cls)
             if f.default_factory is not dataclasses.MISSING
         }
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            hint = (
+                "; it looks like a language-model self-training run: continue it with "
+                "`forethought lm selftrain --resume DIR`"
+                if "iterations" in data
+                else ""
+            )
+            raise DataError(
+                f"{source} is not a control run's configuration (unknown fields: "
+                f"{', '.join(unknown[:5])}){hint}"
+            )
         try:
             kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
-        except TypeError as exc:  # a field renamed or removed since the run was written
-            raise ConfigError(
-                "config.json", f"was written by an incompatible forethought version ({exc})"
+            for key in ("out", "resume"):
+                if kwargs.get(key) is not None:
+                    kwargs[key] = Path(kwargs[key])
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:  # a field renamed or removed since it was written
+            raise DataError(
+                f"{source} does not match this forethought version's configuration ({exc})"
             ) from None
-        for key in ("out", "resume"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = Path(kwargs[key])
-        return cls(**kwargs)
+
+    def resumed(self, given: TrainConfig) -> TrainConfig:
+        """This saved config with the settings `given` on the command line next to --resume
+        (those that differ from the defaults); only settings that leave the run's past valid
+        may change, anything else is refused rather than silently ignored."""
+        defaults, changed = TrainConfig(), {}
+        for f in dataclasses.fields(self):
+            if f.name not in ("resume", "out") and getattr(given, f.name) != getattr(
+                defaults, f.name
+            ):
+                changed[f.name] = getattr(given, f.name)
+        fixed = sorted(set(changed) - set(RESUME_OVERRIDES))
+        if fixed:
+            flags = ", ".join("--" + n.replace("_", "-") for n in fixed)
+            raise ConfigError(
+                "resume",
+                f"{flags} cannot change when resuming (the run keeps the settings it started "
+                f"with); only {', '.join('--' + n.replace('_', '-') for n in RESUME_OVERRIDES)} "
+                "may be given",
+            )
+        return dataclasses.replace(self, **changed)
 
 
-def check_device(device: str) -> None:
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(
-            "device", f"'{device}' is not a torch device; use cpu, cuda or cuda:N"
-        ) from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "device", f"'{device}' was asked for, but this torch build sees no CUDA GPU; use cpu"
-        )
-    require(
-        parsed.type in ("cpu", "cuda"), "device", f"'{device}' is not supported; use cpu or cuda"
-    )
+# Settings a resumed run may change: how long it runs and how it uses the machine.
+RESUME_OVERRIDES = ("episodes", "steps", "on_resume", "threads", "quiet")

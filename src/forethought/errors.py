@@ -21,7 +21,9 @@ class ConfigError(ForethoughtError, ValueError):
 
 def as_flag(field: str) -> str:
     """The command-line flag of a config field, as tyro spells it."""
-    return field if field.startswith("-") else "--" + field.replace("_", "-")
+    if field.startswith("-") or field.isupper():  # a flag already, or a positional (RUN_DIR)
+        return field
+    return "--" + field.replace("_", "-")
 
 
 class DataError(ForethoughtError, ValueError):

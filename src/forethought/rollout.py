@@ -103,7 +103,6 @@ class ComputeCounter:
 
     def __init__(self) -> None:
         self.model_rows = 0
-        self.objective_rows = 0
 
 
 def imagine(

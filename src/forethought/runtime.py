@@ -20,7 +20,9 @@ def check_device(device: str, flag: str = "device") -> torch.device:
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError):
-        raise ConfigError(flag, f"'{device}' is not a torch device; use cpu, cuda or cuda:N") from None
+        raise ConfigError(
+            flag, f"'{device}' is not a torch device; use cpu, cuda or cuda:N"
+        ) from None
     if parsed.type not in ("cpu", "cuda"):
         raise ConfigError(flag, f"'{device}' is not supported; use cpu or cuda")
     if parsed.type == "cuda":
@@ -30,6 +32,7 @@ def check_device(device: str, flag: str = "device") -> torch.device:
             )
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise ConfigError(
-                flag, f"'{device}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
+                flag,
+                f"'{device}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)",
             )
     return parsed

@@ -149,7 +149,9 @@ class RunDirectory:
 
     def create_directory(self, config: dict[str, Any]) -> None:
         if self.path.exists() and not self.path.is_dir():
-            raise ConfigError("out", f"{self.path} is a file, not a directory; choose another --out")
+            raise ConfigError(
+                "out", f"{self.path} is a file, not a directory; choose another --out"
+            )
         if self.config_path.exists():
             raise ConfigError(
                 "out",
@@ -170,17 +172,21 @@ class RunDirectory:
         except PermissionError:
             raise ConfigError("out", f"cannot write to {self.path} (permission denied)") from None
 
-    def open_directory(self, flag: str = "resume") -> dict[str, Any]:
-        """Lock the directory and return its config as a dict."""
+    def open_directory(self, flag: str = "resume", lock: bool = True) -> dict[str, Any]:
+        """The directory's config as a dict, after taking the lock (unless `lock` is False)."""
         if not self.path.is_dir():
             raise ConfigError(flag, f"{self.path} is not a directory")
         if not self.config_path.exists():
             raise ConfigError(flag, f"{self.path} is not a run directory (no config.json in it)")
-        self.lock.acquire()
+        if lock:
+            self.lock.acquire()
         config = read_json(self.config_path, "the run's configuration")
         if not isinstance(config, dict):
             raise DataError(f"{self.config_path} does not hold a configuration object")
         return config
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        write_json(self.config_path, config)
 
     def close(self) -> None:
         self.lock.release()

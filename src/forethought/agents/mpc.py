@@ -55,7 +55,6 @@ class MPCAgent:
                 uncertainty=False,  # only the executed plan's disagreement is logged
             )
             self.compute.model_rows += result.model_rows
-            self.compute.objective_rows += candidates.shape[0] * candidates.shape[1]
             scores = result.scores(self.rollout)
             value = self.terminal_value(result)
             return scores if value is None else scores + value

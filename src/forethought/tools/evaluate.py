@@ -31,12 +31,13 @@ from rich.table import Table
 
 from forethought.agents.guided import GuidedMPCAgent, PolicyPrior, SwitchingAgent
 from forethought.agents.mpc import MPCAgent
-from forethought.buffer import atomic_write_bytes
 from forethought.errors import ConfigError, require
-from forethought.evaluation.episodes import evaluate_batched, run_episode
 from forethought.planners import PlannerConfig, make_planner
-from forethought.runs import RunDir
+from forethought.runtime import configure_threads
+from forethought.storage import RunLock, atomic_write_bytes
 from forethought.tasks import make_env
+from forethought.tasks.episodes import evaluate_batched, run_episode
+from forethought.trainers.run_dir import RunDir
 
 Controller = Literal["policy", "mpc", "guided", "switch"]
 
@@ -75,18 +76,18 @@ class EvaluateArgs:
 def _load(args: EvaluateArgs):
     from stable_baselines3 import SAC
 
-    from forethought.agents import mbpo
+    from forethought.trainers import mbpo
 
-    directory, config = RunDir.open(args.run_dir)
+    directory, config = RunDir.open(args.run_dir, flag="RUN_DIR", lock=False)
     require(
         config.algo == "mbpo",
-        "run_dir",
+        "RUN_DIR",
         f"{args.run_dir} is a {config.algo} run; evaluate needs an --algo mbpo run (it uses the "
         "run's policy, critic and dynamics model)",
     )
     checkpoint = directory.load_checkpoint()
     if checkpoint is None or "dynamics" not in checkpoint:
-        raise ConfigError("run_dir", f"{args.run_dir} has no checkpoint with a fitted model yet")
+        raise ConfigError("RUN_DIR", f"{args.run_dir} has no checkpoint with a fitted model yet")
     sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
     sac.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
     rollouts = mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
@@ -153,9 +154,11 @@ class _PolicyController:
 def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> dict:
     require(0.0 < args.switch_quantile < 1.0, "switch_quantile", "must be in (0, 1)")
     require(args.guided_horizon >= 1, "guided_horizon", "must be at least 1")
+    if args.episodes is not None:
+        require(args.episodes >= 1, "episodes", "must be at least 1")
     config, sac, rollouts = _load(args)
-    torch.set_num_threads(max(config.threads, 1))
-    episodes = args.episodes or config.eval_episodes
+    configure_threads(config.threads)
+    episodes = config.eval_episodes if args.episodes is None else args.episodes
     seeds = [config.eval_seed + j for j in range(episodes)]
     envs = [make_env(config.env, **config.make_kwargs()) for _ in range(episodes)]
     results: dict[str, dict] = {}
@@ -179,7 +182,8 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
             results[name]["planner_share"] = controller.consulted / max(controller.decisions, 1)
             results[name]["threshold"] = controller.threshold
     report = {"run_dir": str(args.run_dir), "env": config.env, "args": _jsonable(args), **results}
-    atomic_write_bytes(directory_json(args.run_dir), json.dumps(report, indent=1).encode())
+    with RunLock(args.run_dir):  # not while another process writes the directory
+        atomic_write_bytes(directory_json(args.run_dir), json.dumps(report, indent=1).encode())
     if console is not None and not args.quiet:
         console.print(_table(config.env, results))
         console.print(f"json: {directory_json(args.run_dir)}")

@@ -9,7 +9,6 @@ would lose the partial episode).
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -165,78 +164,3 @@ class ReplayBuffer:
         """Read a buffer written by `save`."""
         with np.load(path) as f:
             return cls.from_state_dict(dict(f))
-
-
-class TransitionLog:
-    """Append-only, crash-safe log of transitions: one fixed-size float64 record per step.
-
-    A record is [episode, t, obs (O), action (A), reward, next_obs (O), terminated, truncated].
-    Each `append` is written and flushed before the next environment step, so a process killed
-    at any point leaves at most one partial record at the end, which `open` cuts off.
-    """
-
-    def __init__(self, path: str | Path, obs_dim: int, action_dim: int):
-        self.path = Path(path)
-        self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.record_size = 2 + obs_dim + action_dim + 1 + obs_dim + 2
-        meta_path = self.path.with_suffix(".json")
-        meta = {"obs_dim": obs_dim, "action_dim": action_dim, "record": "float64"}
-        if meta_path.exists():
-            stored = json.loads(meta_path.read_text())
-            if stored != meta:
-                raise DataError(f"transition log {self.path} was written for {stored}, not {meta}")
-        else:
-            atomic_write_bytes(meta_path, json.dumps(meta).encode())
-        self._truncate_partial_record()
-        self._file = open(self.path, "ab")
-
-    def _truncate_partial_record(self) -> None:
-        if not self.path.exists():
-            return
-        record_bytes = 8 * self.record_size
-        size = self.path.stat().st_size
-        if size % record_bytes:
-            with open(self.path, "r+b") as f:
-                f.truncate(size - size % record_bytes)
-
-    def __len__(self) -> int:
-        return self.path.stat().st_size // (8 * self.record_size) if self.path.exists() else 0
-
-    def append(self, episode, t, obs, action, reward, next_obs, terminated, truncated) -> None:
-        record = np.concatenate(
-            [
-                [episode, t],
-                np.asarray(obs, np.float64).ravel(),
-                np.asarray(action, np.float64).ravel(),
-                [reward],
-                np.asarray(next_obs, np.float64).ravel(),
-                [float(terminated), float(truncated)],
-            ]
-        )
-        # One write call per record; flushing hands it to the OS, which keeps it through a
-        # SIGKILL of this process (fsync would only add protection against power loss).
-        self._file.write(record.tobytes())
-        self._file.flush()
-
-    def read(self, start: int = 0) -> tuple[np.ndarray, TransitionBatch[np.ndarray]]:
-        """Records from index `start` on: (episode ids, transitions)."""
-        if not self.path.exists():
-            raw = np.zeros((0, self.record_size))
-        else:
-            raw = np.fromfile(self.path, dtype=np.float64)
-            raw = raw[: len(raw) // self.record_size * self.record_size]
-            raw = raw.reshape(-1, self.record_size)[start:]
-        o, a = self.obs_dim, self.action_dim
-        cols = np.cumsum([2, o, a, 1, o, 1, 1])
-        batch = TransitionBatch(
-            obs=raw[:, 2 : cols[1]].astype(np.float32),
-            action=raw[:, cols[1] : cols[2]].astype(np.float32),
-            reward=raw[:, cols[2]].astype(np.float32),
-            next_obs=raw[:, cols[3] : cols[4]].astype(np.float32),
-            terminated=raw[:, cols[4]] > 0.5,
-            truncated=raw[:, cols[5]] > 0.5,
-        )
-        return raw[:, 0].astype(np.int64), batch
-
-    def close(self) -> None:
-        self._file.close()

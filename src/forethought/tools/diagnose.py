@@ -23,8 +23,13 @@ import numpy as np
 import torch
 import tyro
 
-from forethought.buffer import atomic_write_bytes
+from forethought.agents.build import build_mpc_agent
+from forethought.config import TrainConfig
 from forethought.errors import ConfigError, require
+from forethought.runtime import configure_threads
+from forethought.storage import atomic_write_bytes
+from forethought.tasks import make_env
+from forethought.trainers.run_dir import RunDir
 
 
 @dataclass(frozen=True)
@@ -94,21 +99,36 @@ def open_loop_errors(
 
 
 def diagnose(args: DiagnoseArgs) -> Diagnosis:
-    from forethought.loop import build_agent, configure_torch
-    from forethought.runs import RunDir
-    from forethought.tasks import make_env
-
     args.validate()
-    run, config = RunDir.open(args.run_dir)
+    run, config = RunDir.open(args.run_dir, flag="RUN_DIR")
+    try:
+        return _diagnose(args, run, config)
+    finally:
+        run.close()
+
+
+def _diagnose(args: DiagnoseArgs, run: RunDir, config: TrainConfig) -> Diagnosis:
+    require(
+        config.algo == "mpc",
+        "RUN_DIR",
+        f"{args.run_dir} is an --algo {config.algo} run; diagnose reads the dynamics model of an "
+        "--algo mpc run",
+    )
     checkpoint = run.load_checkpoint()
     if checkpoint is None:
         raise ConfigError(
-            "run_dir", f"{args.run_dir} has no checkpoint yet; let it finish an episode first"
+            "RUN_DIR", f"{args.run_dir} has no checkpoint yet; let it finish an episode first"
         )
-    configure_torch(config)
+    configure_threads(config.threads)
     env = make_env(config.env)
-    _, model, agent = build_agent(config, env)
+    _, model, agent = build_mpc_agent(config, env)
     model.load_state_dict(checkpoint["model"])
+    observations, actions = _held_out_episodes(args, env, agent)
+    return _measure(args, run, config, model, observations, actions)
+
+
+def _held_out_episodes(args: DiagnoseArgs, env, agent) -> tuple[list, list]:
+    """Real trajectories on seeds the run never trained or evaluated on."""
     rng = np.random.default_rng(args.seed)
 
     observations, actions = [], []
@@ -128,7 +148,11 @@ def diagnose(args: DiagnoseArgs) -> Diagnosis:
                 break
         observations.append(np.array(trajectory))
         actions.append(np.array(taken))
+    return observations, actions
 
+
+def _measure(args, run, config, model, observations, actions) -> Diagnosis:
+    """Open-loop error by horizon, written next to the run as JSON and a plot."""
     sums, counts = open_loop_errors(model, observations, actions, args.horizon)
     valid = counts > 0
     horizons = [k + 1 for k in range(args.horizon) if valid[k]]

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -42,10 +41,12 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from forethought.config import TrainConfig
-from forethought.evaluation import evaluate_batched, plot_learning_curve, summary_table
-from forethought.evaluation.progress import RunProgress
-from forethought.runs import RunDir
+from forethought.reporting import plot_learning_curve, summary_table
+from forethought.reporting.progress import RunProgress
+from forethought.runtime import configure_threads
 from forethought.tasks import check_env, get_task, make_env
+from forethought.tasks.episodes import evaluate_batched
+from forethought.trainers.run_dir import RunDir, RunResult
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ppo": PPO, "mbpo": SAC}
 
@@ -134,15 +135,17 @@ def step_budget(config: TrainConfig, time_limit: int | None) -> int:
     return config.episodes * (time_limit or 1000)
 
 
-def train(config: TrainConfig, console: Console | None = None):
-    """Start a model-free run and carry it to the end."""
-    config.validate()
+def check(config: TrainConfig) -> None:
+    """Everything that can be checked before a run directory is created."""
     check_env(config.env, config.algo, **config.make_kwargs())
-    run = _build(config, RunDir.create(config), checkpoint=None)
-    return _execute(run, console)
 
 
-def resume(directory: RunDir, config: TrainConfig, console: Console | None = None):
+def start(directory: RunDir, config: TrainConfig, console: Console | None = None) -> RunResult:
+    """Carry a new model-free (or MBPO) run in `directory` to the end."""
+    return _execute(_build(config, directory, checkpoint=None), console)
+
+
+def resume(directory: RunDir, config: TrainConfig, console: Console | None = None) -> RunResult:
     """Continue a model-free run from its last checkpoint (the last evaluation)."""
     checkpoint = directory.load_checkpoint()
     run = _build(config, directory, checkpoint)
@@ -153,8 +156,7 @@ def resume(directory: RunDir, config: TrainConfig, console: Console | None = Non
 
 
 def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> ModelFreeRun:
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    configure_threads(config.threads)
     settings = hyperparameters(config.algo, config.env)
     n_envs = settings.pop("n_envs", 1)
     normalize = settings.pop("normalize", False)
@@ -179,7 +181,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         )
     rollouts = None
     if config.algo == "mbpo":
-        from forethought.agents import mbpo
+        from forethought.trainers import mbpo
 
         settings.update(mbpo.sac_settings(config.mbpo))
         rollouts = mbpo.attach(
@@ -212,9 +214,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
     )
 
 
-def _execute(run: ModelFreeRun, console: Console | None):
-    from forethought.loop import RunResult
-
+def _execute(run: ModelFreeRun, console: Console | None) -> RunResult:
     config = run.config
     if console is None or config.quiet:
         console = Console(quiet=config.quiet)

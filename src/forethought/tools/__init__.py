@@ -1,0 +1,2 @@
+"""Commands run on a finished (or running) run directory: diagnose the model, evaluate
+controllers side by side."""

@@ -1,0 +1,423 @@
+"""The model-based control loop (PETS-style MPC), top to bottom:
+
+    warm up: act at random for `warmup_episodes`, logging every transition
+    for each episode:
+        collect   one episode with the current policy (random, then MPC), every transition
+                  appended to the crash-safe log before the next action is chosen
+        fit       the dynamics ensemble on its training data, when `Adaptation` says so
+        evaluate  the MPC agent on fixed evaluation seeds (all episodes in one batch)
+        record    a metrics row, a checkpoint, the learning-curve plot
+
+While acting, `Adaptation` (trainers/adaptation.py) may ask for a refit mid-episode when the
+model has drifted; this loop carries the refit out.
+
+`start` runs a new run; `resume` continues a killed one from its last checkpoint (taken at each
+episode's end). An episode the kill interrupted is replayed from its start with the same reset
+seed and random state, so the resumed run ends exactly as the uninterrupted one would; the
+interrupted attempt stays in the append-only log, listed as abandoned (`--on-resume keep`
+counts it instead, for systems that cannot be replayed).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from rich.console import Console
+
+from forethought.agents.build import build_mpc_agent
+from forethought.agents.mpc import MPCAgent
+from forethought.config import TrainConfig
+from forethought.data import ReplayBuffer, TransitionLog
+from forethought.errors import DataError
+from forethought.models import DynamicsModel, FitReport, ModelTrainer
+from forethought.reporting import RunProgress, plot_learning_curve, summary_table
+from forethought.runtime import configure_threads
+from forethought.storage import read_metrics, restore_rng_states, rng_states
+from forethought.tasks import TaskSpec, check_continuous, check_env, make_env
+from forethought.tasks.drift import DynamicsDrift
+from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
+from forethought.trainers.adaptation import Adaptation
+from forethought.trainers.run_dir import Progress, RunDir, RunResult
+
+TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
+
+
+@dataclass
+class Run:
+    """Everything a run holds in memory."""
+
+    config: TrainConfig
+    dir: RunDir
+    task: TaskSpec
+    env: gym.Env
+    eval_envs: list[gym.Env]
+    buffer: ReplayBuffer
+    log: TransitionLog
+    model: DynamicsModel
+    trainer: ModelTrainer
+    agent: MPCAgent  # acts in the training episodes
+    eval_agent: MPCAgent  # same model, its own warm starts and RNG, for evaluation episodes
+    rng: np.random.Generator
+    progress: Progress
+    adaptation: Adaptation
+
+
+def check(config: TrainConfig) -> None:
+    """Everything that can be checked before a run directory is created."""
+    check_env(config.env, f"planner {config.planner}", **config.make_kwargs())
+    if config.drift.at_step is not None:  # a bad drift parameter fails before the run dir exists
+        DynamicsDrift(make_env(config.env, **config.make_kwargs()), config.drift).close()
+
+
+def start(directory: RunDir, config: TrainConfig, console: Console | None = None) -> RunResult:
+    """Carry a new run in `directory` to the end."""
+    return _execute(_build(config, directory), console, resumed=None)
+
+
+def resume(directory: RunDir, config: TrainConfig, console: Console | None = None) -> RunResult:
+    """Continue the run in `directory` from its last checkpoint (see the module docstring)."""
+    run = _build(config, directory)
+    partial = _restore(run)
+    return _execute(run, console, resumed=partial)
+
+
+# -- building and restoring --------------------------------------------------------------------
+def _build(config: TrainConfig, directory: RunDir) -> Run:
+    """Environment, model, planner and agent for `config`, in their initial state."""
+    configure_threads(config.threads)
+    torch.manual_seed(config.seed)
+    env = make_env(config.env, seed=config.seed, **config.make_kwargs())
+    check_continuous(env, config.env, f"planner {config.planner}")
+    eval_envs = [make_env(config.env, **config.make_kwargs()) for _ in range(config.eval_episodes)]
+    if config.drift.at_step is not None:  # evaluations always see the current dynamics
+        env = DynamicsDrift(env, config.drift)
+        eval_envs = [DynamicsDrift(e, config.drift, clock=env) for e in eval_envs]
+    task, model, agent = build_mpc_agent(config, env)
+    return Run(
+        config=config,
+        dir=directory,
+        task=task,
+        env=env,
+        eval_envs=eval_envs,
+        buffer=ReplayBuffer(model.obs_dim, model.action_dim, config.buffer_capacity),
+        log=directory.transition_log(model.obs_dim, model.action_dim),
+        model=model,
+        trainer=ModelTrainer(model, config.fit),
+        agent=agent,
+        eval_agent=MPCAgent(
+            model, agent.planner, task, config.rollout, config.device, seed=config.seed + 1
+        ),
+        rng=np.random.default_rng(config.seed),
+        progress=Progress(),
+        adaptation=Adaptation(config),
+    )
+
+
+def _restore(run: Run) -> EpisodeResult | None:
+    """Load the last checkpoint, check the log against it, and deal with the records after it
+    (the interrupted episode). Returns that episode's result when `--on-resume keep` counts it."""
+    checkpoint = run.dir.load_checkpoint()
+    if checkpoint is None:
+        finished = [r for r in read_metrics(run.dir.metrics_path) if "event" not in r]
+        if finished:
+            raise DataError(
+                f"{run.dir.checkpoint_path} is missing, but {run.dir.metrics_path} records "
+                f"{len(finished)} finished episodes; restore the checkpoint or start a new run"
+            )
+    else:
+        _load_checkpoint(run, checkpoint)
+    run.dir.rewrite_metrics(run.progress.history)  # rows written after the checkpoint go
+    _check_log(run)
+    tail_start, tail_end = run.progress.log_records, len(run.log)
+    if tail_start == tail_end:
+        return None
+    episodes, steps, tail = run.log.read(tail_start)
+    if (episodes != run.progress.episode).any():
+        raise DataError(
+            f"{run.log.path} holds records of episode {int(episodes.max())} after the checkpoint "
+            f"of episode {run.progress.episode}; the log belongs to another run or was edited"
+        )
+    event = {
+        "event": "resumed",
+        "episode": run.progress.episode,
+        "env_steps": run.buffer.total_added,
+    }
+    last_attempt = int(np.flatnonzero(steps == 0)[-1]) if (steps == 0).any() else 0
+    if run.config.on_resume == "replay":
+        run.progress.abandoned.append((tail_start, tail_end))
+        event.update(on_resume="replay", abandoned_records=[tail_start, tail_end])
+        _record(run, event)
+        return None
+    # keep: earlier attempts (replays killed again) are abandoned, the latest one is counted.
+    if last_attempt:
+        run.progress.abandoned.append((tail_start, tail_start + last_attempt))
+    kept = tail[last_attempt:]
+    run.buffer.add_batch(kept)
+    run.progress.env_steps = run.buffer.total_added
+    _sync_drift_clock(run)
+    event.update(on_resume="keep", kept_records=[tail_start + last_attempt, tail_end])
+    _record(run, event)
+    return EpisodeResult(float(kept.reward.sum()), len(kept), [])
+
+
+def _load_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
+    try:
+        run.model.load_state_dict(checkpoint["model"])
+        run.trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.buffer = ReplayBuffer.from_state_dict(checkpoint["buffer"])
+        restore_rng_states(checkpoint["rng"], run.rng, _generators(run))
+        run.progress = Progress.from_state_dict(checkpoint["progress"])
+        run.adaptation.load_state_dict(checkpoint["adaptation"])
+        run.agent.compute.model_rows = checkpoint["model_rows"]
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise DataError(
+            f"{run.dir.checkpoint_path} does not fit this run's configuration or this forethought "
+            f"version ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "start a new run"
+        ) from None
+    _sync_drift_clock(run)
+
+
+def _check_log(run: Run) -> None:
+    """The log must hold every record the checkpoint counted, and end with the buffer's rows."""
+    counted, records = run.progress.log_records, len(run.log)
+    if records < counted:
+        raise DataError(
+            f"{run.log.path} holds {records} transitions, but the checkpoint was taken after "
+            f"{counted}; the log was truncated, replaced or deleted: restore it or start a new run"
+        )
+    run.log.check()
+    committed = run.log.committed(run.progress.abandoned, counted)
+    stored = run.buffer.all()
+    if len(committed) != run.buffer.total_added or not all(
+        np.array_equal(
+            getattr(committed[len(committed) - len(stored) :], name), getattr(stored, name)
+        )
+        for name in ("obs", "action", "reward", "next_obs")
+    ):
+        raise DataError(
+            f"{run.log.path} does not match {run.dir.checkpoint_path} ({len(committed)} counted "
+            f"records against {run.buffer.total_added} in the checkpoint's buffer); the two come "
+            "from different runs: restore the pair or start a new run"
+        )
+
+
+def _sync_drift_clock(run: Run) -> None:
+    if isinstance(run.env, DynamicsDrift):  # the drift clock counts every counted step
+        run.env.total_steps = run.progress.env_steps
+        run.env.step_clock_changed()
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def _execute(run: Run, console: Console | None, resumed: EpisodeResult | None) -> RunResult:
+    config, progress = run.config, run.progress
+    if console is None or config.quiet:
+        console = Console(quiet=config.quiet)
+    steps_per_episode = run.env.spec.max_episode_steps if run.env.spec else None
+    total_steps = config.episodes * steps_per_episode if steps_per_episode else None
+    if config.steps is not None:
+        total_steps = min(total_steps or config.steps, config.steps)
+
+    with RunProgress(console, config, total_steps, progress.env_steps) as bar:
+        for episode in range(progress.episode, config.episodes):
+            if resumed is not None:  # --on-resume keep: the interrupted episode counts as is
+                result, resumed = resumed, None
+            elif config.steps is not None and progress.env_steps >= config.steps:
+                break  # the step budget is spent
+            else:
+                result = _collect(run, episode, bar)  # act in the real environment
+            report = _fit_if_due(run, episode, bar)  # learn the model
+            eval_returns = None
+            if _evaluation_due(config, episode, progress.env_steps):
+                bar.status("evaluating")
+                eval_returns = _evaluate(run)  # plan with the model on fixed seeds
+            _finish_episode(run, _episode_row(run, episode, result, report, eval_returns), bar)
+
+    title = _title(config)
+    console.print(summary_table(progress.history, title))
+    console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
+    run.log.close()
+    return RunResult(run.dir.path, progress.history, run.dir.plot_path)
+
+
+def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
+    """One training episode, random during warm-up and MPC after; every transition is logged
+    and added to the buffer before the next action is chosen."""
+    config = run.config
+    warming_up = episode < config.warmup_episodes
+    low, high = run.env.action_space.low, run.env.action_space.high
+
+    def random_policy(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return run.rng.uniform(low, high, size=(len(obs), len(low))).astype(np.float32)
+
+    def on_step(t, obs, action, reward, next_obs, terminated, truncated):
+        run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
+        run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        bar.advance_step()
+        step = run.buffer.total_added
+        if config.monitor.enabled and not warming_up:
+            alarm = run.adaptation.watch(run.model, (obs, action, reward, next_obs), step, episode)
+            if alarm is not None:
+                if alarm.refit_now:
+                    bar.status("model drifted: refitting")
+                    report = _fit(run)
+                    alarm.event.update(
+                        refit=True,
+                        new_holdout_surprise=report.holdout_surprise,
+                        fit_seconds=report.seconds,
+                    )
+                _record(run, alarm.event)
+        if run.adaptation.forgetting_refit_due(step):
+            _refit_after_forgetting(run, episode, bar)
+        if config.eval_every_steps and step % config.eval_every_steps == 0:
+            _evaluate_between(run, episode, bar)
+
+    run.agent.reset()
+    run.agent.plan_disagreement.clear()
+    run.adaptation.start_episode()
+    bar.start_episode(episode)
+    seed = TRAIN_SEED_STRIDE * config.seed + episode
+    policy = random_policy if warming_up else run.agent.act
+    result = run_episode(run.env, policy, seed, on_step, run.buffer.total_added)
+    run.progress.env_steps = run.buffer.total_added
+    return result
+
+
+def _fit_if_due(run: Run, episode: int, bar: RunProgress) -> FitReport | None:
+    due, from_scratch = run.adaptation.fit_due(episode)
+    if not due:
+        return None
+    bar.status("fitting model")
+    return _fit(run, from_scratch=from_scratch)
+
+
+def _fit(run: Run, from_scratch: bool = False) -> FitReport:
+    """Fit the model on its training data (everything since the adaptation's `fit_from`).
+    `from_scratch` first forgets the weights too (after a change of dynamics they encode the
+    old ones)."""
+    if from_scratch:
+        run.trainer.restart()
+    step = run.buffer.total_added
+    data = run.buffer.since(run.adaptation.fit_from)
+    keep = run.adaptation.keep_normalization(len(data), step)
+    report = run.trainer.fit(data, run.rng, keep_normalization=keep)
+    run.adaptation.fitted(report.holdout_surprise, step)
+    return report
+
+
+def _refit_after_forgetting(run: Run, episode: int, bar: RunProgress) -> None:
+    """The refit an alarm with forgetting scheduled, once enough new transitions exist."""
+    bar.status("model drifted: refitting on the new data")
+    report = _fit(run, from_scratch=True)
+    step = run.buffer.total_added
+    event = {
+        "event": "refit_after_forgetting",
+        "episode": episode,
+        "step": step,
+        "transitions": step - run.adaptation.fit_from,
+        "new_holdout_surprise": report.holdout_surprise,
+        "fit_seconds": report.seconds,
+    }
+    _record(run, event)
+
+
+def _evaluation_due(config: TrainConfig, episode: int, env_steps: int) -> bool:
+    last = episode + 1 == config.episodes or (
+        config.steps is not None and env_steps >= config.steps
+    )
+    return (episode + 1) % config.eval_every == 0 or last
+
+
+def _evaluate(run: Run) -> np.ndarray:
+    """Returns of the evaluation episodes (fixed seeds, planned for in one batch)."""
+    config = run.config
+    run.eval_agent.reset()
+    seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
+    return evaluate_batched(run.eval_envs, run.eval_agent.act, seeds)
+
+
+def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
+    """An evaluation on the step schedule (`eval_every_steps`), recorded as an event row."""
+    bar.status("evaluating")
+    returns = _evaluate(run)
+    event = {
+        "event": "evaluation",
+        "episode": episode,
+        "env_steps": run.buffer.total_added,
+        "eval_return": float(returns.mean()),
+        "eval_return_std": float(returns.std()),
+        "eval_returns": returns.tolist(),
+    }
+    _record(run, event)
+    bar.status("acting")
+
+
+# -- recording ---------------------------------------------------------------------------------
+def _episode_row(run, episode, result, report, eval_returns) -> dict[str, Any]:
+    warming_up = episode < run.config.warmup_episodes
+    disagreement = run.agent.plan_disagreement
+
+    def stat(values, fn):
+        return None if values is None or len(values) == 0 else float(fn(values))
+
+    return {
+        "episode": episode,
+        "policy": "random" if warming_up else f"mpc-{run.config.planner}",
+        "env_steps": run.progress.env_steps,
+        "return": result.episode_return,
+        "eval_return": stat(eval_returns, np.mean),
+        "eval_return_std": stat(eval_returns, np.std),
+        "eval_returns": None if eval_returns is None else eval_returns.tolist(),
+        "holdout_error": None if report is None else report.holdout_error,
+        "fit_seconds": None if report is None else report.seconds,
+        "fit_epochs": None if report is None else report.epochs,
+        "drift_alarms": run.adaptation.alarms_this_episode,
+        "plan_disagreement": stat(disagreement, statistics.median),
+        "ms_per_action": None if warming_up else stat(result.ms_per_action, statistics.median),
+        "model_rows": run.agent.compute.model_rows,
+    }
+
+
+def _finish_episode(run: Run, row: dict[str, Any], bar: RunProgress) -> None:
+    """Record the episode's row, then checkpoint: the checkpoint is the commit point."""
+    run.progress.history.append(row)
+    run.progress.episode = row["episode"] + 1
+    _checkpoint(run)
+    run.dir.append_metrics(row)
+    plot_learning_curve(
+        run.progress.history, run.dir.plot_path, _title(run.config), run.task.solved_return
+    )
+    bar.finish_episode(row)
+
+
+def _record(run: Run, event: dict[str, Any]) -> None:
+    run.progress.history.append(event)
+    run.dir.append_metrics(event)
+
+
+def _title(config: TrainConfig) -> str:
+    return f"{config.env} · {config.planner} · seed {config.seed}"
+
+
+def _generators(run: Run) -> dict[str, torch.Generator]:
+    return {"planner": run.agent.generator, "eval_planner": run.eval_agent.generator}
+
+
+def _checkpoint(run: Run) -> None:
+    run.progress.log_records = len(run.log)
+    run.dir.save_checkpoint(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.trainer.optimizer.state_dict(),
+            "buffer": run.buffer.state_dict(),
+            "rng": rng_states(run.rng, _generators(run)),
+            "progress": run.progress.state_dict(),
+            "adaptation": run.adaptation.state_dict(),
+            "model_rows": run.agent.compute.model_rows,
+        }
+    )
