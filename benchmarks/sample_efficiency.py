@@ -35,8 +35,8 @@ from rich.progress import track
 
 from forethought.config import TrainConfig
 from forethought.rollout import RolloutConfig
-from forethought.trainers.run_dir import RunDir
 from forethought.trainers import resume, train
+from forethought.trainers.run_dir import RunDir
 from machine import machine_info
 
 HERE = Path(__file__).parent

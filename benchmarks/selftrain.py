@@ -36,8 +36,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer
 from forethought.lm.selftrain_eval import BOOTSTRAP, METHODS, bootstrap_ci
+
+from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer
 from machine import machine_info
 
 

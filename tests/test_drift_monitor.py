@@ -6,12 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from forethought.config import TrainConfig
+from forethought.config import MonitorConfig, TrainConfig
 from forethought.errors import ConfigError
-from forethought.trainers import train
-from forethought.config import MonitorConfig
-from forethought.trainers.adaptation import ModelErrorMonitor
 from forethought.tasks.drift import DriftConfig, DynamicsDrift
+from forethought.trainers import train
+from forethought.trainers.adaptation import ModelErrorMonitor
 from helpers import tiny_config
 
 

@@ -34,7 +34,11 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     """forethought modules imported anywhere in `path` (function-level imports included)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("forethought"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("forethought")
+        ):
             for alias in node.names:  # `from forethought.x import y` may import submodule x.y
                 sub = f"{node.module}.{alias.name}"
                 found.add(sub if sub in modules else node.module)

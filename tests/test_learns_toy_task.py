@@ -4,9 +4,9 @@
 import gymnasium as gym
 import numpy as np
 
-from forethought.trainers import train
 from forethought.models import FitConfig, ModelConfig
 from forethought.planners import PlannerConfig
+from forethought.trainers import train
 from helpers import tiny_config
 
 

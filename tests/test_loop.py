@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from forethought.data import ReplayBuffer
 from forethought.cli import main
+from forethought.data import ReplayBuffer
 from forethought.trainers import train
 from forethought.trainers.run_dir import RunDir
 from helpers import TINY_ARGS, tiny_config

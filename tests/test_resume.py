@@ -67,7 +67,9 @@ def final_state(out):
     counted = log.committed([tuple(r) for r in progress["abandoned"]], progress["log_records"])
     rows = [{k: v for k, v in r.items() if k not in TIMING} for r in episode_rows(out)]
     events = [
-        r for r in run.metrics_path.read_text().splitlines() if '"event"' in r and "resumed" not in r
+        r
+        for r in run.metrics_path.read_text().splitlines()
+        if '"event"' in r and "resumed" not in r
     ]
     return checkpoint, counted, rows, events, len(log)
 
@@ -125,8 +127,10 @@ def test_keep_counts_the_interrupted_episode_once(tmp_path):
     partial = rows[1]["env_steps"] - rows[0]["env_steps"]
     assert 13 <= partial < STEPS  # the kept episode is shorter than a full one
     assert progress["abandoned"] == []  # nothing replayed, nothing abandoned
-    assert checkpoint["buffer"]["meta"][3] == progress["log_records"] == len(
-        TransitionLog(log_path, 3, 1)
+    assert (
+        checkpoint["buffer"]["meta"][3]
+        == progress["log_records"]
+        == len(TransitionLog(log_path, 3, 1))
     )  # every logged transition counted exactly once
 
 

@@ -253,10 +253,13 @@ class TrainConfig:
             for key in ("out", "resume"):
                 if kwargs.get(key) is not None:
                     kwargs[key] = Path(kwargs[key])
-            return cls(**kwargs)
-        except (TypeError, ValueError) as exc:  # a field renamed or removed since it was written
+            config = cls(**kwargs)
+            config.validate()
+            return config
+        except (TypeError, ValueError, AttributeError) as exc:  # renamed fields, wrong types
             raise DataError(
-                f"{source} does not match this forethought version's configuration ({exc})"
+                f"{source} holds an invalid configuration ({exc}); it was edited or written "
+                "by another forethought version"
             ) from None
 
     def resumed(self, given: TrainConfig) -> TrainConfig:
