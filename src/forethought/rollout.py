@@ -23,6 +23,7 @@ import torch
 
 from forethought.errors import require
 from forethought.models.dynamics import DynamicsModel
+from forethought.models.uncertainty import member_variance, normalised_std
 
 RewardFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
@@ -119,22 +120,17 @@ def imagine(
     `uncertainty=False` the per-step uncertainty is not computed (it is None in the result)
     unless the objective itself needs it (a penalty or a disagreement threshold)."""
     uncertainty = uncertainty or config.uses_uncertainty
-    b, p, h, a = actions.shape
+    b, p, h, _ = actions.shape  # B x P x H x A
     assert obs.shape == (b, model.obs_dim), (
         f"start states {tuple(obs.shape)} != {(b, model.obs_dim)}"
     )
-    e, k = model.ensemble_size, config.particles
-    groups = 1 if config.propagation == "mean" else e  # leading dimension of the particle layout
-    m = b * p * k // groups
-    # Particle index k = k1 * groups + g; member-major layout (g, b, p, k1) -> groups x M.
-    state = obs.view(1, b, 1, 1, -1).expand(groups, b, p, k // groups, -1).reshape(groups, m, -1)
-    plan = (
-        actions.view(1, b, p, 1, h, a)
-        .expand(groups, b, p, k // groups, h, a)
-        .reshape(groups, m, h, a)
+    layout = _Layout(
+        b, p, h, config.particles, 1 if config.propagation == "mean" else model.ensemble_size
     )
-    total = torch.zeros(groups, m, device=obs.device)
-    alive = torch.ones(groups, m, dtype=torch.bool, device=obs.device)
+    state, plan = layout.spread(obs, actions)
+    m = layout.m
+    total = torch.zeros(layout.groups, m, device=obs.device)
+    alive = torch.ones(layout.groups, m, dtype=torch.bool, device=obs.device)
     trusted = torch.ones(1, m, dtype=torch.bool, device=obs.device)
     epistemic, aleatoric, rows = [], [], 0
     for t in range(h):
@@ -157,27 +153,51 @@ def imagine(
         epistemic.append(step.epistemic)
         aleatoric.append(step.aleatoric)
 
-    def per_particle_layout(x: torch.Tensor) -> torch.Tensor:  # groups x M x ... -> B x P x K x ...
-        rest = x.shape[2:]
-        x = x.view(groups, b, p, k // groups, *rest).movedim(0, 3)
-        return x.reshape(b, p, k, *rest)
-
-    per_particle = per_particle_layout(total)
-
-    def per_candidate(
-        values: list[torch.Tensor],
-    ) -> torch.Tensor:  # H tensors of 1 x M -> B x P x H
-        return torch.stack(values, -1).view(b, p, k // groups, h).mean(dim=2)
-
+    per_particle = layout.per_particle(total)
     return Imagination(
         returns=per_particle.mean(dim=-1),
         particle_returns=per_particle,
-        epistemic=per_candidate(epistemic) if uncertainty else None,
-        aleatoric=per_candidate(aleatoric) if uncertainty else None,
+        epistemic=layout.per_candidate(epistemic) if uncertainty else None,
+        aleatoric=layout.per_candidate(aleatoric) if uncertainty else None,
         model_rows=rows,
-        final_state=per_particle_layout(state),
-        final_alive=per_particle_layout(alive.expand(groups, m)),
+        final_state=layout.per_particle(state),
+        final_alive=layout.per_particle(alive.expand(layout.groups, m)),
     )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where particles live during a rollout. Particle index k = k1 * groups + g is stored
+    member-major, (g, b, p, k1) -> groups x M, so each of the `groups` leading rows is one
+    ensemble member's batch (one member per group for ts1/tsinf, one group for "mean")."""
+
+    b: int
+    p: int
+    h: int
+    k: int
+    groups: int
+
+    @property
+    def m(self) -> int:
+        return self.b * self.p * self.k // self.groups
+
+    def spread(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """B x O starts and B x P x H x A plans -> groups x M x O and groups x M x H x A."""
+        g, b, p, h, k1 = self.groups, self.b, self.p, self.h, self.k // self.groups
+        a = actions.shape[-1]
+        state = obs.view(1, b, 1, 1, -1).expand(g, b, p, k1, -1).reshape(g, self.m, -1)
+        plan = actions.view(1, b, p, 1, h, a).expand(g, b, p, k1, h, a).reshape(g, self.m, h, a)
+        return state, plan
+
+    def per_particle(self, x: torch.Tensor) -> torch.Tensor:
+        """groups x M x ... -> B x P x K x ..."""
+        rest = x.shape[2:]
+        x = x.view(self.groups, self.b, self.p, self.k // self.groups, *rest).movedim(0, 3)
+        return x.reshape(self.b, self.p, self.k, *rest)
+
+    def per_candidate(self, values: list[torch.Tensor]) -> torch.Tensor:
+        """H tensors of 1 x M -> B x P x H, averaged over each candidate's particles."""
+        return torch.stack(values, -1).view(self.b, self.p, self.k // self.groups, self.h).mean(2)
 
 
 @dataclass
@@ -206,7 +226,7 @@ def _step(model, state, action, config, generator, uncertainty: bool) -> _Step:
         member_means = pred.next_obs_mean
         next_mean = member_means.mean(0, keepdim=True)  # 1 x M x O
         # Moment matching: total variance = mean aleatoric variance + spread of member means.
-        spread = member_means.var(0, unbiased=False, keepdim=True)
+        spread = member_variance(member_means, keepdim=True)
         next_var = pred.next_obs_var.mean(0, keepdim=True) + spread
         reward = pred.reward.mean(0, keepdim=True) if pred.reward is not None else None
         logit = (
@@ -222,10 +242,10 @@ def _step(model, state, action, config, generator, uncertainty: bool) -> _Step:
         reward, logit = pred.reward, pred.terminated_logit
         rows = state.shape[0] * state.shape[1]
         if uncertainty:
-            spread = next_mean.var(0, unbiased=False, keepdim=True)
+            spread = member_variance(next_mean, keepdim=True)
             aleatoric = (next_var / scale).mean(dim=(0, 2)).unsqueeze(0)
     if uncertainty:
-        epistemic = (spread / scale).mean(dim=-1).sqrt()  # 1 x M
+        epistemic = normalised_std(spread, scale)  # 1 x M
     else:
         epistemic = aleatoric = None
     if config.sample and model.config.probabilistic:

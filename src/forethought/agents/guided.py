@@ -18,6 +18,7 @@ import torch
 
 from forethought.agents.mpc import MPCAgent
 from forethought.models.dynamics import DynamicsModel
+from forethought.models.uncertainty import member_variance, normalised_std
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC
@@ -111,7 +112,7 @@ def one_step_disagreement(
     measure the rollouts log)."""
     means = model.predict(obs, action).next_obs_mean  # E x B x O
     scale = model.target_std[: model.obs_dim] ** 2
-    return (means.var(dim=0, unbiased=False) / scale).mean(dim=-1).sqrt()
+    return normalised_std(member_variance(means), scale)
 
 
 class SwitchingAgent:

@@ -8,13 +8,9 @@ would lose the partial episode).
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
 
 from forethought.errors import DataError
-from forethought.storage import atomic_write_bytes
 from forethought.types import TransitionBatch
 
 
@@ -119,23 +115,6 @@ class ReplayBuffer:
             truncated=self.truncated[idx],
         )
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> TransitionBatch[np.ndarray]:
-        """B transitions drawn uniformly with replacement."""
-        if len(self) == 0:
-            raise DataError("cannot sample from an empty replay buffer")
-        return self._gather(rng.integers(0, len(self), size=batch_size))
-
-    def split(
-        self, holdout_fraction: float, rng: np.random.Generator
-    ) -> tuple[TransitionBatch[np.ndarray], TransitionBatch[np.ndarray]]:
-        """A random (train, holdout) partition of the stored transitions."""
-        if not 0.0 <= holdout_fraction < 1.0:
-            raise DataError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-        data = self.all()
-        order = rng.permutation(len(data))
-        n_holdout = round(holdout_fraction * len(data))
-        return data[order[n_holdout:]], data[order[:n_holdout]]
-
     # ---- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Stored rows (oldest first) plus the counters needed to rebuild the ring exactly."""
@@ -152,15 +131,3 @@ class ReplayBuffer:
         buffer.total_added = total_added - len(batch)  # so row i lands where it was
         buffer.add_batch(batch)
         return buffer
-
-    def save(self, path: str | Path) -> None:
-        """Write the buffer atomically (temp file + rename) as an .npz."""
-        out = io.BytesIO()
-        np.savez(out, **self.state_dict())
-        atomic_write_bytes(Path(path), out.getvalue())
-
-    @classmethod
-    def load(cls, path: str | Path) -> ReplayBuffer:
-        """Read a buffer written by `save`."""
-        with np.load(path) as f:
-            return cls.from_state_dict(dict(f))

@@ -17,6 +17,7 @@ from torch import nn
 
 from forethought.errors import require
 from forethought.models.ensemble import ACTIVATIONS, EnsembleLinear, EnsembleMLP
+from forethought.models.uncertainty import member_variance
 from forethought.types import ModelPrediction
 
 INITIAL_MAX_LOGVAR, INITIAL_MIN_LOGVAR = 0.5, -10.0  # learned soft bounds, normalised units
@@ -187,7 +188,7 @@ class DynamicsModel(nn.Module):
         predicted noise is large), so changed dynamics stand out from merely harder states."""
         mean, logvar, _ = self.forward_normalized(inputs.expand(self.ensemble_size, *inputs.shape))
         target = (targets - self.target_mean) / self.target_std
-        variance = mean.var(0, unbiased=False)
+        variance = member_variance(mean)
         if logvar is not None:
             variance = variance + logvar.exp().mean(0)
         squared = (mean.mean(0) - target) ** 2

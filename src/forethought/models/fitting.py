@@ -71,6 +71,17 @@ class FitReport:
     holdout_size: int
 
 
+@dataclass
+class _Split:
+    """The data of one fit, on the model's device."""
+
+    inputs: torch.Tensor  # N x In
+    targets: torch.Tensor  # N x T
+    terminated: torch.Tensor  # N
+    hold: torch.Tensor  # holdout row indices
+    member_rows: torch.Tensor  # E x N_train: the rows each member trains on
+
+
 class ModelTrainer:
     """Owns the optimiser of a `DynamicsModel` so that it persists across fits and checkpoints."""
 
@@ -99,53 +110,21 @@ class ModelTrainer:
         `keep_normalization` the model keeps the input/target statistics of its previous fit
         (used when `data` is a handful of transitions after the dynamics changed: statistics
         of so few rows would make every other state look far out of distribution)."""
-        cfg, model = self.config, self.model
         if len(data) < 2:
             raise DataError(f"need at least 2 transitions to fit a model, got {len(data)}")
         start = time.perf_counter()
-        device = next(model.parameters()).device
-        t = data.to_torch(device)
-        inputs = model.make_inputs(t.obs, t.action)  # N x In
-        targets = model.make_targets(t.obs, t.next_obs, t.reward)  # N x T
-        terminated = t.terminated
-
-        order = torch.as_tensor(rng.permutation(len(data)), device=device)
-        n_holdout = max(1, round(cfg.holdout_fraction * len(data)))
-        hold, train = order[:n_holdout], order[n_holdout:]
-        if not keep_normalization:
-            model.set_normalization(inputs[train], targets[train])
-
-        e, n_train = model.ensemble_size, len(train)
-        if cfg.bootstrap:
-            member_rows = train[
-                torch.as_tensor(rng.integers(0, n_train, (e, n_train)), device=device)
-            ]
-        else:
-            member_rows = train.expand(e, n_train)  # E x N_train
+        split = self._split(data, rng, keep_normalization)
+        hold_inputs, hold_targets = split.inputs[split.hold], split.targets[split.hold]
 
         # Early stopping watches the holdout NLL of a probabilistic model (the mean alone can stop
         # improving long before the variance is learned) and the MSE of a deterministic one.
-        best_mse, best_score = model.holdout_scores(inputs[hold], targets[hold])  # E, E
-        best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        epochs_since_improvement, steps, epoch, loss_sum, loss_count = 0, 0, 0, 0.0, 0
-        for epoch in range(1, cfg.max_epochs + 1):  # noqa: B007 - epoch is reported below
-            # Each member sees its own rows in its own shuffled order: E x N_train.
-            shuffle = torch.as_tensor(np.argsort(rng.random((e, n_train)), axis=1), device=device)
-            rows = torch.gather(member_rows, 1, shuffle)
-            loss_sum, loss_count = 0.0, 0
-            for begin in range(0, n_train, cfg.batch_size):
-                batch_rows = rows[:, begin : begin + cfg.batch_size]  # E x b
-                loss = model.loss(
-                    inputs[batch_rows], targets[batch_rows], terminated[batch_rows], cfg.nll_beta
-                )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                loss_sum += loss.item()
-                loss_count += 1
-                steps += 1
-
-            mse, score = model.holdout_scores(inputs[hold], targets[hold])
+        best_mse, best_score = self.model.holdout_scores(hold_inputs, hold_targets)  # E, E
+        best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        epochs_since_improvement, steps, epoch, train_loss = 0, 0, 0, 0.0
+        for epoch in range(1, self.config.max_epochs + 1):  # noqa: B007 - reported below
+            train_loss, batches = self._epoch(split, rng)
+            steps += batches
+            mse, score = self.model.holdout_scores(hold_inputs, hold_targets)
             # "Improves by 1%" relative to the score's magnitude (an NLL can be negative).
             improved = score < best_score - MIN_RELATIVE_IMPROVEMENT * best_score.abs()
             if improved.any():
@@ -155,25 +134,72 @@ class ModelTrainer:
                 epochs_since_improvement = 0
             else:
                 epochs_since_improvement += 1
-            if epochs_since_improvement >= cfg.patience:
+            if epochs_since_improvement >= self.config.patience:
                 break
-            if time.perf_counter() - start > cfg.max_seconds:
+            if time.perf_counter() - start > self.config.max_seconds:
                 break
 
-        model.load_state_dict(best_state)
-        surprise = model.surprise(inputs[hold], targets[hold]).mean()
+        self.model.load_state_dict(best_state)
+        surprise = self.model.surprise(hold_inputs, hold_targets).mean()
         return FitReport(
             epochs=epoch,
             gradient_steps=steps,
-            train_loss=loss_sum / max(loss_count, 1) / e,
+            train_loss=train_loss / self.model.ensemble_size,
             holdout_error=float(best_mse.mean()),
             holdout_error_per_member=[float(x) for x in best_mse],
             holdout_nll=float(best_score.mean()),
             holdout_surprise=float(surprise),
             seconds=time.perf_counter() - start,
-            train_size=n_train,
-            holdout_size=n_holdout,
+            train_size=split.member_rows.shape[1],
+            holdout_size=len(split.hold),
         )
+
+    def _split(
+        self, data: TransitionBatch[np.ndarray], rng: np.random.Generator, keep_normalization: bool
+    ) -> _Split:
+        """Model inputs and targets, a random holdout, and each member's (bootstrapped) rows."""
+        cfg, model = self.config, self.model
+        device = next(model.parameters()).device
+        t = data.to_torch(device)
+        inputs = model.make_inputs(t.obs, t.action)  # N x In
+        targets = model.make_targets(t.obs, t.next_obs, t.reward)  # N x T
+        order = torch.as_tensor(rng.permutation(len(data)), device=device)
+        n_holdout = max(1, round(cfg.holdout_fraction * len(data)))
+        hold, train = order[:n_holdout], order[n_holdout:]
+        if not keep_normalization:
+            model.set_normalization(inputs[train], targets[train])
+        e, n_train = model.ensemble_size, len(train)
+        if cfg.bootstrap:
+            member_rows = train[
+                torch.as_tensor(rng.integers(0, n_train, (e, n_train)), device=device)
+            ]
+        else:
+            member_rows = train.expand(e, n_train)  # E x N_train
+        return _Split(inputs, targets, t.terminated, hold, member_rows)
+
+    def _epoch(self, split: _Split, rng: np.random.Generator) -> tuple[float, int]:
+        """One pass over every member's rows in minibatches: (mean loss, minibatches)."""
+        e, n_train = split.member_rows.shape
+        # Each member sees its own rows in its own shuffled order: E x N_train.
+        shuffle = torch.as_tensor(
+            np.argsort(rng.random((e, n_train)), axis=1), device=split.member_rows.device
+        )
+        rows = torch.gather(split.member_rows, 1, shuffle)
+        loss_sum, loss_count = 0.0, 0
+        for begin in range(0, n_train, self.config.batch_size):
+            batch_rows = rows[:, begin : begin + self.config.batch_size]  # E x b
+            loss = self.model.loss(
+                split.inputs[batch_rows],
+                split.targets[batch_rows],
+                split.terminated[batch_rows],
+                self.config.nll_beta,
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.item()
+            loss_count += 1
+        return loss_sum / max(loss_count, 1), loss_count
 
     def _keep_members(self, best_state: dict[str, torch.Tensor], improved: torch.Tensor) -> None:
         """Copy the current weights of the improved members into `best_state`."""

@@ -27,7 +27,19 @@ class Uncertainty:
         return self.epistemic + self.aleatoric
 
 
+def member_variance(means: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """The members' disagreement: the variance of their predictions along the leading E axis
+    (E x ... -> ...). Every place that measures disagreement calls this."""
+    return means.var(dim=0, unbiased=False, keepdim=keepdim)
+
+
+def normalised_std(variance: torch.Tensor, target_variance: torch.Tensor) -> torch.Tensor:
+    """A per-dimension variance (... x O) as one number per row: divided by the variance of the
+    model's targets, averaged over dimensions, square-rooted (the units rollouts report)."""
+    return (variance / target_variance).mean(dim=-1).sqrt()
+
+
 def decompose(prediction: ModelPrediction) -> Uncertainty:
     """Split the per-member prediction (E x B x O means and variances) into its two parts."""
     means, variances = prediction.next_obs_mean, prediction.next_obs_var
-    return Uncertainty(epistemic=means.var(dim=0, unbiased=False), aleatoric=variances.mean(dim=0))
+    return Uncertainty(epistemic=member_variance(means), aleatoric=variances.mean(dim=0))

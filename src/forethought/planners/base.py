@@ -148,3 +148,24 @@ def best_of(candidates: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tenso
     best_score, best_idx = scores.max(dim=1)
     index = best_idx.view(-1, 1, 1, 1).expand(-1, 1, *candidates.shape[2:])
     return torch.gather(candidates, 1, index).squeeze(1), best_score
+
+
+def elites_of(candidates: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Per problem, the k highest-scoring candidates, best first: B x K x H x A."""
+    top = scores.topk(k, dim=1).indices  # B x K
+    index = top.view(*top.shape, 1, 1).expand(-1, -1, *candidates.shape[2:])
+    return torch.gather(candidates, 1, index)
+
+
+class BestSequence:
+    """The best candidate scored so far in a plan, per problem in the batch."""
+
+    def __init__(self, initial: torch.Tensor):  # B x H x A
+        self.actions = initial
+        self.score = torch.full((initial.shape[0],), -torch.inf, device=initial.device)
+
+    def update(self, candidates: torch.Tensor, scores: torch.Tensor) -> None:
+        it_best, it_score = best_of(candidates, scores)
+        better = it_score > self.score
+        self.actions = torch.where(better.view(-1, 1, 1), it_best, self.actions)
+        self.score = torch.maximum(it_score, self.score)

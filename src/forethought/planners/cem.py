@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from forethought.errors import require
-from forethought.planners.base import Objective, Planner, PlanResult, best_of
+from forethought.planners.base import (
+    BestSequence,
+    Objective,
+    Planner,
+    PlanResult,
+    best_of,
+    elites_of,
+)
 
 
 class RandomShooting(Planner):
@@ -47,29 +54,25 @@ class CEM(Planner):
         require(proposals is None, "planner", "policy proposals need the icem planner")
         cfg = self.config
         mean = self.initial_mean(batch, initial)  # B x H x A
-        std = (cfg.init_std * (self.upper - self.lower)).expand_as(mean).clone()
-        best_actions, best_score = mean, torch.full((batch,), -torch.inf, device=mean.device)
+        std = self.initial_std(mean)
+        best = BestSequence(mean)
         for _ in range(cfg.iterations):
             noise = torch.randn(
                 batch, cfg.population, *mean.shape[1:], generator=generator, device=mean.device
             )
             candidates = self.clip(mean.unsqueeze(1) + std.unsqueeze(1) * noise)  # B x P x H x A
             scores = self.score(objective, candidates)
-            mean, std = self.refit(mean, std, candidates, scores)
-            it_best, it_score = best_of(candidates, scores)
-            better = it_score > best_score
-            best_actions = torch.where(better.view(-1, 1, 1), it_best, best_actions)
-            best_score = torch.maximum(it_score, best_score)
+            mean, std = self.refit(mean, std, elites_of(candidates, scores, cfg.elites))
+            best.update(candidates, scores)
         return PlanResult(
-            actions=mean, score=best_score, evaluations=cfg.population * cfg.iterations
+            actions=mean, score=best.score, evaluations=cfg.population * cfg.iterations
         )
 
-    def refit(self, mean, std, candidates, scores):
-        """Move mean and std towards the elite candidates' statistics (with momentum)."""
-        cfg = self.config
-        elite_idx = scores.topk(cfg.elites, dim=1).indices  # B x K
-        index = elite_idx.view(*elite_idx.shape, 1, 1).expand(-1, -1, *candidates.shape[2:])
-        elite = torch.gather(candidates, 1, index)  # B x K x H x A
+    def initial_std(self, mean: torch.Tensor) -> torch.Tensor:
+        return (self.config.init_std * (self.upper - self.lower)).expand_as(mean).clone()
+
+    def refit(self, mean, std, elite):
+        """Move mean and std towards the elites' statistics (B x K x H x A), with momentum."""
+        m = self.config.momentum
         new_mean, new_std = elite.mean(dim=1), elite.std(dim=1, unbiased=False)
-        m = cfg.momentum
         return m * mean + (1 - m) * new_mean, m * std + (1 - m) * new_std

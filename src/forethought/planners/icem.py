@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from forethought.planners.base import Objective, PlanResult, best_of
+from forethought.planners.base import BestSequence, Objective, PlanResult, elites_of
 from forethought.planners.cem import CEM
 
 
@@ -61,10 +61,10 @@ class ICEM(CEM):
         cfg = self.config
         h, a = cfg.horizon, self.action_dim
         mean = self.initial_mean(batch, initial)  # B x H x A
-        std = (cfg.init_std * (self.upper - self.lower)).expand_as(mean).clone()
+        std = self.initial_std(mean)
         n_keep = max(1, math.ceil(cfg.keep_elites * cfg.elites)) if cfg.keep_elites > 0 else 0
         carried = elites[:, :n_keep] if (elites is not None and n_keep) else None
-        best_actions, best_score = mean, torch.full((batch,), -torch.inf, device=mean.device)
+        best = BestSequence(mean)
         evaluations = 0
         for i in range(cfg.iterations):
             n_samples = max(int(cfg.population / cfg.population_decay**i), 2 * cfg.elites)
@@ -80,19 +80,10 @@ class ICEM(CEM):
             scores = self.score(objective, candidates)
             evaluations += candidates.shape[1]
 
-            k = min(cfg.elites, candidates.shape[1])
-            top = scores.topk(k, dim=1).indices
-            index = top.view(batch, k, 1, 1).expand(-1, -1, h, a)
-            elite = torch.gather(candidates, 1, index)  # B x K x H x A, best first
+            elite = elites_of(candidates, scores, min(cfg.elites, candidates.shape[1]))
             carried = elite[:, :n_keep] if n_keep else None
-            m = cfg.momentum
-            mean = m * mean + (1 - m) * elite.mean(dim=1)
-            std = m * std + (1 - m) * elite.std(dim=1, unbiased=False)
-
-            it_best, it_score = best_of(candidates, scores)
-            better = it_score > best_score
-            best_actions = torch.where(better.view(-1, 1, 1), it_best, best_actions)
-            best_score = torch.maximum(it_score, best_score)
+            mean, std = self.refit(mean, std, elite)
+            best.update(candidates, scores)
         return PlanResult(
-            actions=best_actions, score=best_score, evaluations=evaluations, elites=carried
+            actions=best.actions, score=best.score, evaluations=evaluations, elites=carried
         )

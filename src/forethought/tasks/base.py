@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +26,6 @@ class TaskSpec:
     reward_fn: RewardFn | None = None
     termination_fn: TerminationFn | None = None
     solved_return: float | None = None  # evaluation return that counts as "solved"
-    make_kwargs: dict = field(default_factory=dict)
 
 
 def never_terminates(next_obs: torch.Tensor) -> torch.Tensor:
@@ -94,7 +92,3 @@ def check_finite_obs(obs: np.ndarray, step: int, where: str) -> np.ndarray:
             f"at {where} (environment step {step}); check the environment or its wrappers"
         )
     return obs
-
-
-TaskRegistry = dict[str, TaskSpec]
-TaskFactory = Callable[[], TaskSpec]

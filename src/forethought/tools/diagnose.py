@@ -26,6 +26,7 @@ import tyro
 from forethought.agents.build import build_mpc_agent
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError, require
+from forethought.models.uncertainty import member_variance
 from forethought.runtime import configure_threads
 from forethought.storage import atomic_write_bytes
 from forethought.tasks import make_env
@@ -90,7 +91,7 @@ def open_loop_errors(
             real = obs_t[k + 1 : k + 1 + n]
             member_sq = (((states - real) / scale) ** 2).mean(-1)  # E x n
             ensemble_sq = (((states.mean(0) - real) / scale) ** 2).mean(-1)  # n
-            spread = ((states / scale).var(0, unbiased=False)).mean(-1)  # n
+            spread = member_variance(states / scale).mean(-1)  # n
             sums["member"][:, k] += member_sq.sum(1).cpu()
             sums["ensemble"][k] += ensemble_sq.sum().cpu()
             sums["spread"][k] += spread.sum().cpu()
