@@ -33,22 +33,15 @@ class MonitorConfig:
     enabled: bool = False
     """Watch the one-step prediction surprise while acting and refit when the model has drifted."""
     factor: float = 50.0
-    """Fire when the windowed surprise exceeds this many times the model's holdout surprise.
-    Without a change, Pendulum-v1 windows reached up to ~14x (new on-policy states); a reversed
-    actuator gave thousands of times, enough to fire within 1-2 steps."""
+    """Fire when the windowed surprise exceeds this many times the model's holdout surprise. Without a change, Pendulum-v1 windows reached up to ~14x (new on-policy states); a reversed actuator gave thousands of times, enough to fire within 1-2 steps."""
     window: int = 20
     """Number of recent steps averaged before comparing."""
     refit_mid_episode: bool = True
     """Refit as soon as the monitor fires (else only at the end of the episode)."""
     forget: bool = False
-    """On an alarm, drop the transitions from before the estimated change (the first step of the
-    window whose own surprise passed the threshold) and refit from fresh weights once `window` new
-    transitions exist: the old data and weights describe dynamics that no longer hold, and a
-    model fitted on old and new data together averages the two."""
+    """On an alarm, drop the transitions from before the estimated change (the first step of the window whose own surprise passed the threshold) and refit from fresh weights once `window` new transitions exist: the old data and weights describe dynamics that no longer hold, and a model fitted on old and new data together averages the two."""
     forget_cooldown: int = 1000
-    """Steps after forgetting during which further alarms do not forget (the model of the new
-    dynamics is still being learned, and its alarms then mean "new states", not "new
-    dynamics")."""
+    """Steps after forgetting during which further alarms do not forget (the model of the new dynamics is still being learned, and its alarms then mean "new states", not "new dynamics")."""
 
     def validate(self) -> None:
         require(self.factor > 1.0, "monitor.factor", "must exceed 1")
@@ -74,8 +67,7 @@ class MBPOConfig:
     rollout_min_length: int = 1
     """Imagined steps per branch at the start of the schedule."""
     rollout_max_length: int = 1
-    """Imagined steps per branch at the end of the schedule (MBPO: 1 for short-horizon
-    tasks, up to 15-25 for locomotion)."""
+    """Imagined steps per branch at the end of the schedule (MBPO: 1 for short-horizon tasks, up to 15-25 for locomotion)."""
     rollout_ramp_start: int = 0
     """Env step at which the rollout length starts growing from min ..."""
     rollout_ramp_end: int = 1
@@ -124,18 +116,13 @@ class TrainConfig:
     env: str = "Pendulum-v1"
     """Gymnasium environment id (Box action and observation spaces)."""
     algo: Algorithm = "mpc"
-    """mpc: learn a dynamics model and plan with it. mbpo: SAC trained on short imagined
-    rollouts from the same model (see --mbpo.*). sac, td3, ppo: the Stable-Baselines3 algorithm
-    with rl-baselines3-zoo settings, same evaluation protocol and run directory (the
-    model-free baselines)."""
+    """mpc: learn a dynamics model and plan with it. mbpo: SAC trained on short imagined rollouts from the same model (see --mbpo.*). sac, td3, ppo: the Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and run directory (the model-free baselines)."""
     planner: PlannerName = "icem"
     """Trajectory optimiser: random, cem, icem or mppi."""
     episodes: int = 10
     """Total training episodes, warm-up included."""
     steps: int | None = None
-    """Environment-step budget. MPC stops after the episode in which it is reached, SAC and TD3
-    exactly there, PPO after the rollout that crosses it (default for the model-free
-    algorithms: episodes x the environment's time limit)."""
+    """Environment-step budget. MPC stops after the episode in which it is reached, SAC and TD3 exactly there, PPO after the rollout that crosses it (default for the model-free algorithms: episodes x the environment's time limit)."""
     warmup_episodes: int = 1
     """Initial episodes with uniformly random actions (no model yet)."""
     seed: int = 0
@@ -149,8 +136,7 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device for the model and planner: cpu, cuda or cuda:N."""
     threads: int = 1
-    """Torch CPU threads (0 keeps torch's default). One is fastest for small models on a
-    shared machine: threads that wait on each other cost more than they add."""
+    """Torch CPU threads (0 keeps torch's default). One is fastest for small models on a shared machine: threads that wait on each other cost more than they add."""
     eval_episodes: int = 10
     """Evaluation episodes after every `eval_every` training episodes (planned in one batch)."""
     eval_seed: int = 1000
@@ -158,13 +144,11 @@ class TrainConfig:
     eval_every: int = 1
     """Evaluate after every this many training episodes (and always after the last)."""
     eval_every_steps: int = 0
-    """Also evaluate every this many environment steps, mid-episode too (0: off); these rows are
-    events in metrics.jsonl and points on the learning curve."""
+    """Also evaluate every this many environment steps, mid-episode too (0: off); these rows are events in metrics.jsonl and points on the learning curve."""
     max_episode_steps: int | None = None
     """Override the environment's time limit (steps per episode)."""
     refit_every: int = 1
-    """Refit the model after every this many episodes (the fixed schedule; the monitor can add
-    refits in between)."""
+    """Refit the model after every this many episodes (the fixed schedule; the monitor can add refits in between)."""
     buffer_capacity: int = 1_000_000
     """Replay buffer capacity in transitions."""
     quiet: bool = False

@@ -45,11 +45,9 @@ class RolloutConfig:
     discount: float = 1.0
     """Discount on imagined rewards."""
     uncertainty_penalty: float = 0.0
-    """Subtract this times the summed epistemic disagreement along a candidate's rollout from its
-    score: > 0 is pessimistic (stay where the model is trusted), < 0 optimistic (explore)."""
+    """Subtract this times the summed epistemic disagreement along a candidate's rollout from its score: > 0 is pessimistic (stay where the model is trusted), < 0 optimistic (explore)."""
     disagreement_threshold: float | None = None
-    """Stop trusting a rollout once its disagreement passes this value (normalised std units):
-    later steps earn the worst reward seen at that step instead of the model's prediction."""
+    """Stop trusting a rollout once its disagreement passes this value (normalised std units): later steps earn the worst reward seen at that step instead of the model's prediction."""
 
     @property
     def uses_uncertainty(self) -> bool:

@@ -31,8 +31,7 @@ class ModelConfig:
     ensemble_size: int = 5
     """Number of ensemble members E; their disagreement is the epistemic uncertainty."""
     hidden_size: int = 64
-    """Units in each hidden layer (PETS used 200; 64 is plenty for classic control and keeps
-    planning fast on a laptop CPU)."""
+    """Units in each hidden layer (PETS used 200; 64 is plenty for classic control and keeps planning fast on a laptop CPU)."""
     num_hidden_layers: int = 3
     """Number of hidden layers."""
     probabilistic: bool = True

@@ -20,10 +20,7 @@ class DriftConfig:
     at_step: int | None = None
     """Total environment step (counted over the whole run) at which the change happens; None never."""
     parameter: str = "l"
-    """Attribute of the unwrapped environment to change (Pendulum-v1: m, l, g, max_torque), or
-    'action' to scale every action before the environment sees it (a weaker, stronger or, with a
-    negative scale, reversed actuator: the task stays exactly as hard, only the dynamics the model
-    learned no longer hold)."""
+    """Attribute of the unwrapped environment to change (Pendulum-v1: m, l, g, max_torque), or 'action' to scale every action before the environment sees it (a weaker, stronger or, with a negative scale, reversed actuator: the task stays exactly as hard, only the dynamics the model learned no longer hold)."""
     scale: float = 1.5
     """The parameter (or action) is multiplied by this factor."""
 
