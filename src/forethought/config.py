@@ -224,7 +224,7 @@ class TrainConfig:
         if unknown:
             hint = (
                 "; it looks like a language-model self-training run: continue it with "
-                "`forethought lm selftrain --resume DIR`"
+                f"`forethought lm selftrain --resume {Path(source).parent}`"
                 if "iterations" in data
                 else ""
             )
@@ -232,6 +232,7 @@ class TrainConfig:
                 f"{source} is not a control run's configuration (unknown fields: "
                 f"{', '.join(unknown[:5])}){hint}"
             )
+        _check_types(cls(), data, source)
         try:
             kwargs = {k: (nested[k](**v) if k in nested else v) for k, v in data.items()}
             for key in ("out", "resume"):
@@ -266,6 +267,30 @@ class TrainConfig:
                 "may be given",
             )
         return dataclasses.replace(self, **changed)
+
+
+def _check_types(defaults: Any, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Refuse a saved value whose type differs from its field's default (an edited file)."""
+    for key, value in data.items():
+        default = getattr(defaults, key, None)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise DataError(f"{source}: '{prefix}{key}' should be an object, got {value!r}")
+            _check_types(default, value, source, f"{prefix}{key}.")
+            continue
+        expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if (
+            expected
+            and value is not None
+            and (
+                not isinstance(value, expected)
+                or (isinstance(value, bool) and bool not in expected)
+            )
+        ):
+            raise DataError(
+                f"{source}: '{prefix}{key}' is {value!r}, expected {type(default).__name__}; "
+                "the file was edited or written by another forethought version"
+            )
 
 
 # Settings a resumed run may change: how long it runs and how it uses the machine.

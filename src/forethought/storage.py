@@ -74,7 +74,7 @@ def load_torch(path: Path) -> dict[str, Any]:
         zipfile.BadZipFile,
         ValueError,
     ) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
         raise DataError(
             f"{path} is damaged and cannot be read ({reason}); restore it from a copy or start "
             "a new run"
@@ -169,8 +169,10 @@ class RunDirectory:
             self.path.mkdir(parents=True, exist_ok=True)
             self.lock.acquire()
             write_json(self.config_path, config)
-        except PermissionError:
-            raise ConfigError("out", f"cannot write to {self.path} (permission denied)") from None
+        except (PermissionError, NotADirectoryError, FileExistsError) as err:
+            raise ConfigError(
+                "out", f"cannot create a run directory at {self.path} ({err.strerror})"
+            ) from None
 
     def open_directory(self, flag: str = "resume", lock: bool = True) -> dict[str, Any]:
         """The directory's config as a dict, after taking the lock (unless `lock` is False)."""

@@ -82,7 +82,7 @@ def _load(args: EvaluateArgs):
     require(
         config.algo == "mbpo",
         "RUN_DIR",
-        f"{args.run_dir} is a {config.algo} run; evaluate needs an --algo mbpo run (it uses the "
+        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo run (it uses the "
         "run's policy, critic and dynamics model)",
     )
     checkpoint = directory.load_checkpoint()

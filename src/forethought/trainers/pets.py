@@ -201,9 +201,10 @@ def _check_log(run: Run) -> None:
         for name in ("obs", "action", "reward", "next_obs")
     ):
         raise DataError(
-            f"{run.log.path} does not match {run.dir.checkpoint_path} ({len(committed)} counted "
-            f"records against {run.buffer.total_added} in the checkpoint's buffer); the two come "
-            "from different runs: restore the pair or start a new run"
+            f"{run.log.path} does not match {run.dir.checkpoint_path} (its {len(committed)} "
+            f"counted records differ from the {run.buffer.total_added} transitions of the "
+            "checkpoint's buffer); the two come from different runs: restore the pair or start a "
+            "new run"
         )
 
 
