@@ -162,25 +162,21 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
     seeds = [config.eval_seed + j for j in range(episodes)]
     envs = [make_env(config.env, **config.make_kwargs()) for _ in range(episodes)]
     results: dict[str, dict] = {}
-    for name, controller in build_controllers(args, config, sac, rollouts).items():
-        start = time.perf_counter()
-        controller.reset()
-        returns = evaluate_batched(envs, controller.act, seeds)
-        controller.reset()
-        if isinstance(controller, SwitchingAgent):
-            controller.decisions = controller.consulted = 0
-        latency = run_episode(envs[0], controller.act, seeds[0], lambda *step: None)
-        results[name] = {
-            "eval_return": float(returns.mean()),
-            "eval_return_std": float(returns.std()),
-            "eval_returns": returns.tolist(),
-            "ms_per_action_median": statistics.median(latency.ms_per_action),
-            "ms_per_action_mean": statistics.fmean(latency.ms_per_action),
-            "seconds": time.perf_counter() - start,
-        }
-        if isinstance(controller, SwitchingAgent):
-            results[name]["planner_share"] = controller.consulted / max(controller.decisions, 1)
-            results[name]["threshold"] = controller.threshold
+    controllers = build_controllers(args, config, sac, rollouts)
+    show = console is not None and not args.quiet
+    for i, (name, controller) in enumerate(controllers.items()):
+        if show and console.is_terminal:
+            with console.status(f"evaluating {name} ({i + 1}/{len(controllers)})"):
+                results[name] = _evaluate_one(controller, envs, seeds)
+        else:
+            results[name] = _evaluate_one(controller, envs, seeds)
+        if show and not console.is_terminal:  # a log file gets a line per controller
+            r = results[name]
+            console.print(
+                f"{name}: eval {r['eval_return']:.1f} ± {r['eval_return_std']:.1f}, "
+                f"{r['ms_per_action_median']:.2f} ms per action",
+                soft_wrap=True,
+            )
     report = {"run_dir": str(args.run_dir), "env": config.env, "args": _jsonable(args), **results}
     with RunLock(args.run_dir):  # not while another process writes the directory
         atomic_write_bytes(directory_json(args.run_dir), json.dumps(report, indent=1).encode())
@@ -188,6 +184,29 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
         console.print(_table(config.env, results))
         console.print(f"json: {directory_json(args.run_dir)}")
     return report
+
+
+def _evaluate_one(controller, envs: list, seeds: list[int]) -> dict:
+    """Evaluation returns on the seeds (one batch), then milliseconds per action on one episode."""
+    start = time.perf_counter()
+    controller.reset()
+    returns = evaluate_batched(envs, controller.act, seeds)
+    controller.reset()
+    if isinstance(controller, SwitchingAgent):
+        controller.decisions = controller.consulted = 0
+    latency = run_episode(envs[0], controller.act, seeds[0], lambda *step: None)
+    result = {
+        "eval_return": float(returns.mean()),
+        "eval_return_std": float(returns.std()),
+        "eval_returns": returns.tolist(),
+        "ms_per_action_median": statistics.median(latency.ms_per_action),
+        "ms_per_action_mean": statistics.fmean(latency.ms_per_action),
+        "seconds": time.perf_counter() - start,
+    }
+    if isinstance(controller, SwitchingAgent):
+        result["planner_share"] = controller.consulted / max(controller.decisions, 1)
+        result["threshold"] = controller.threshold
+    return result
 
 
 def directory_json(run_dir: Path) -> Path:
