@@ -37,7 +37,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from forethought.lm import Account, Budget, compare
-from forethought.lm.assets import SHIPPED, load_countdown, load_value
+from forethought.lm.artifacts.shipped import SHIPPED, load_countdown, load_value
 from forethought.lm.rewards import RuleGated
 from forethought.lm.tasks import countdown
 from forethought.lm.value import rank_correlation_by_length

@@ -36,9 +36,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from forethought.lm.selftrain_eval import BOOTSTRAP, METHODS, bootstrap_ci
-
 from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer
+from forethought.lm.selftrain.evaluation import BOOTSTRAP, METHODS, bootstrap_ci
 from machine import machine_info
 
 
@@ -47,12 +46,16 @@ def run_seed(cfg: SelfTrainConfig, path: Path) -> list[dict]:
     if (path / "config.json").exists():
         run, old = RunDir.open(path)
         if old != cfg:
+            run.close()
             sys.exit(f"{path} holds a run with another config; delete it or pass another --runs")
     else:
         run = RunDir.create(path, cfg)
-    return SelfTrainer(
-        cfg, run, log=lambda line: print(f"  seed {cfg.seed}: {line}", flush=True)
-    ).run_all()
+    try:
+        return SelfTrainer(
+            cfg, run, log=lambda line: print(f"  seed {cfg.seed}: {line}", flush=True)
+        ).run_all()
+    finally:
+        run.close()  # the run directory's lock
 
 
 def per_prompt(path: Path, k: int, method: str) -> np.ndarray:

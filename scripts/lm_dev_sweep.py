@@ -19,7 +19,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from forethought.lm import compare
-from forethought.lm.assets import SHIPPED, load_countdown
+from forethought.lm.artifacts.shipped import SHIPPED, load_countdown
 from forethought.lm.tasks import countdown
 
 DEV_SEED = 15_000

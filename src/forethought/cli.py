@@ -109,9 +109,15 @@ class LanguageArgs:
 
 
 def _run_lm(argv: list[str], console: Console) -> int:
-    from forethought.lm.cli import main as lm_main
+    import os
 
-    return lm_main(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no downloads
+    from forethought.lm.cli import COMMANDS, DESCRIPTION, run
+
+    command = tyro.extras.subcommand_cli_from_dict(
+        COMMANDS, args=argv, prog="forethought lm", description=DESCRIPTION
+    )
+    return run(command, console)
 
 
 COMMANDS = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-from forethought.lm.chartok import char_tokenizer
+from forethought.lm.artifacts.tokenizer import char_tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a hub
 

@@ -58,8 +58,8 @@ def test_account_refuses_to_overspend():
 @pytest.mark.parametrize(
     "field,kwargs",
     [
-        ("max_tokens", {"max_tokens": 0}),
-        ("max_reward_calls", {"max_tokens": 5, "max_reward_calls": -1}),
+        ("--budget", {"max_tokens": 0}),
+        ("--reward-calls", {"max_tokens": 5, "max_reward_calls": -1}),
     ],
 )
 def test_budget_validates_fields(field, kwargs):

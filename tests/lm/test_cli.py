@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from forethought.cli import main as top_main
-from forethought.lm.cli import main
+
+
+def main(argv: list[str]) -> int:
+    return top_main(["lm", *argv])
 
 
 def test_help_lists_subcommands(capsys):
@@ -41,7 +44,7 @@ def test_any_hf_classifier_serves_as_value_model(tiny_dirs, capsys, method):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--budget", "5"], "budget.max_tokens"),
+        (["--budget", "5"], "--budget: a budget of 5 tokens"),
         (["--max-new-tokens", "70"], "lower max_new_tokens"),
         (["--max-new-tokens", "60"], "shorten the prompt"),
         (["--method", "lookahead"], "--value-model"),
@@ -52,11 +55,11 @@ def test_user_errors_are_one_line_exit_2(tiny_dirs, capsys, extra, message):
     gen_dir, rm_dir = tiny_dirs
     argv = ["generate", "1,2>3:", "--model", gen_dir, "--reward", rm_dir, "--max-new-tokens", "10"]
     assert main(argv + extra) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err
-    assert "Traceback" not in err and err.count("\n") == 1
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and message in out
+    assert "Traceback" not in out and out.count("\n") == 1
 
 
 def test_missing_assets_says_how_to_get_them(tmp_path, capsys):
     assert main(["compare", "--assets", str(tmp_path), "--prompts", "1"]) == 2
-    assert "train-generator" in capsys.readouterr().err
+    assert "train-generator" in capsys.readouterr().out

@@ -48,5 +48,5 @@ def test_partial_scorer_names():
     gated = partial_scorer(suite, "legal+value", "process")
     assert isinstance(gated, RuleGated) and gated.inner is value and gated.kind == "value"
     assert partial_scorer(suite, "legal+proxy", "process").kind == "reward"
-    with pytest.raises(ConfigError, match="prune_scorer"):
+    with pytest.raises(ConfigError, match="--prune-scorer"):
         partial_scorer(suite, "gold", "prune_scorer")

@@ -83,13 +83,13 @@ def test_bon_respects_n(tiny):
 @pytest.mark.parametrize("method", ["bon", "lookahead", "prune", "beam"])
 def test_budget_smaller_than_one_candidate_is_a_clear_error(tiny, method):
     gen, rm = tiny
-    with pytest.raises(ConfigError, match=r"budget\.max_tokens.*raise the budget"):
+    with pytest.raises(ConfigError, match=r"--budget: .*raise the budget"):
         _run(method, gen, rm, Budget(max_tokens=MAX_NEW - 1))
 
 
 def test_zero_reward_calls_is_a_clear_error(tiny):
     gen, rm = tiny
-    with pytest.raises(ConfigError, match="max_reward_calls"):
+    with pytest.raises(ConfigError, match="--reward-calls"):
         best_of_n(gen, rm, PROMPT, Budget(100, max_reward_calls=0), max_new_tokens=MAX_NEW)
 
 

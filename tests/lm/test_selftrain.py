@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from forethought.lm.assets import SHIPPED
-from forethought.lm.cli import main
-from forethought.lm.finetune import load_policy
+from forethought.cli import main as top_main
+from forethought.errors import ConfigError
+from forethought.lm.artifacts.finetune import load_policy
+from forethought.lm.artifacts.shipped import SHIPPED
 from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer, select
 from forethought.lm.tasks import countdown
 from forethought.lm.value import HiddenStateValue
@@ -46,8 +47,16 @@ def tiny_run(tmp_path_factory) -> Path:
     torch.set_num_threads(1)  # as the CLI does, so the subprocess run below matches exactly
     out = tmp_path_factory.mktemp("selftrain") / "run"
     cfg = SelfTrainConfig(**TINY).validate()
-    SelfTrainer(cfg, RunDir.create(out, cfg), log=lambda _: None).run_all()
+    run = RunDir.create(out, cfg)
+    try:
+        SelfTrainer(cfg, run, log=lambda _: None).run_all()
+    finally:
+        run.close()  # the run directory's lock, so that later tests may open it
     return out
+
+
+def main(argv: list[str]) -> int:
+    return top_main(["lm", *argv])
 
 
 def _completion_logprob(gen, rows) -> float:
@@ -178,40 +187,50 @@ def _leaves(tree, prefix: str = "") -> dict:
     [
         (["--iterations", "-1"], "--iterations: must be >= 0"),
         (["--eval-budget", "30"], "raise it to at least 48"),
-        (["--filter", "best"], "--filter: must be one of threshold, topk"),
         (["--prefix-tokens", "24"], "below --max-new-tokens"),
-        (["--train-prompts", "many"], "invalid int value"),
+        (["--threads", "-1"], "--threads: must be 0"),
     ],
 )
 def test_bad_selftrain_input_is_one_line(tmp_path, capsys, argv, message):
-    try:
-        code = main(["selftrain", "--out", str(tmp_path / "r"), *argv])
-    except SystemExit as exit_info:  # argparse's own checks (types) exit instead of returning
-        code = exit_info.code
-    err = capsys.readouterr().err
-    assert code == 2 and message in err, err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    code = main(["selftrain", "--out", str(tmp_path / "r"), *argv])
+    out = capsys.readouterr().out
+    assert code == 2 and out.startswith("error: ") and message in out, out
+    assert out.count("\n") == 1 and "Traceback" not in out
     assert not (tmp_path / "r").exists()  # nothing is created for a bad config
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [(["--filter", "best"], "best"), (["--train-prompts", "many"], "many")],
+)
+def test_unparsable_selftrain_option_is_refused_by_the_parser(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:  # tyro's own checks (types, choices) exit
+        main(["selftrain", "--out", str(tmp_path / "r"), *argv])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and message in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "r").exists()
 
 
 def test_existing_run_dir_and_resume_overrides_are_refused(tiny_run, capsys):
     assert main(["selftrain", "--out", str(tiny_run)]) == 2
-    assert f"pass --resume {tiny_run}" in capsys.readouterr().err
+    assert f"pass --resume {tiny_run}" in capsys.readouterr().out
     assert main(["selftrain", "--resume", str(tiny_run), "--lr", "0.1"]) == 2
-    assert "drop --lr" in capsys.readouterr().err
+    assert "drop --lr" in capsys.readouterr().out
     assert main(["selftrain", "--resume", str(tiny_run.parent / "nothing")]) == 2
-    assert "no self-training run" in capsys.readouterr().err
+    assert "is not a directory" in capsys.readouterr().out
 
 
 def test_threshold_nobody_passes_says_what_to_change(tmp_path):
     cfg = SelfTrainConfig(**{**TINY, "iterations": 1, "filter": "threshold", "threshold": 2.0})
-    trainer = SelfTrainer(cfg, RunDir.create(tmp_path / "r", cfg), log=lambda _: None)
-    with pytest.raises(Exception, match="lower --threshold"):
-        trainer.run_all()
+    run = RunDir.create(tmp_path / "r", cfg)
+    with pytest.raises(ConfigError, match="lower --threshold"):
+        SelfTrainer(cfg, run, log=lambda _: None).run_all()
+    run.close()
     assert RunDir(tmp_path / "r").finished() == 1  # iteration 0 stays finished
 
 
-def test_help_lists_every_option(capsys):
+def test_help_lists_every_option(capsys):  # with its default
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "selftrain" in capsys.readouterr().out
@@ -220,3 +239,4 @@ def test_help_lists_every_option(capsys):
     out = capsys.readouterr().out
     for flag in ("--iterations", "--resume", "--filter", "--collect-budget", "--device", "--init"):
         assert flag in out
+    assert "(default: 256)" in out and "(default: threshold)" in out

@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from forethought.cli import main
 from forethought.lm import Budget, best_of_n
-from forethought.lm.assets import SHIPPED, load_countdown
-from forethought.lm.cli import main
+from forethought.lm.artifacts.shipped import SHIPPED, load_countdown
 from forethought.lm.tasks import countdown
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -46,7 +46,7 @@ def test_value_model_ranks_partial_answers_better_than_the_ridge_probe(suite):
     one prompt's samples by their final gold score (held-out measurement: Spearman ~0.65 at 12
     tokens, the ridge probe on hidden states ~0.3)."""
     from forethought.lm import Account
-    from forethought.lm.assets import load_value
+    from forethought.lm.artifacts.shipped import load_value
 
     model = load_value("model", SHIPPED, suite.generator)
     rhos = {"model": [], "hidden": []}
@@ -72,6 +72,7 @@ def test_generator_answers_in_the_task_format(suite):
 def test_compare_cli_runs_end_to_end(tmp_path, capsys):
     plot = tmp_path / "plot.png"
     argv = [
+        "lm",
         "compare",
         "--prompts",
         "2",

@@ -85,12 +85,12 @@ def test_predictor_fitted_for_another_model_is_a_clear_error(tiny, samples, tmp_
 def test_value_model_trains_on_every_prefix_and_loads_as_a_value_scorer(tiny_dirs, tmp_path):
     """`train_value_model` writes a sequence classifier that `load_value('model')` serves as a
     value predictor on prefixes: calls booked as value calls, one finite score per prefix."""
-    from forethought.lm.assets import load_value
+    from forethought.lm.artifacts.pretrain import PretrainConfig, train_value_model
+    from forethought.lm.artifacts.shipped import load_value
     from forethought.lm.generator import Generator
-    from forethought.lm.train import TrainConfig, train_value_model
 
     gen_dir, _ = tiny_dirs
-    cfg = TrainConfig(value_model_problems=4, value_model_steps=3, batch=8, max_new_tokens=12)
+    cfg = PretrainConfig(value_model_problems=4, value_model_steps=3, batch=8, max_new_tokens=12)
     logged = []
     train_value_model(Path(gen_dir), tmp_path / "value_model", cfg, log=logged.append)
     assert any("value model step" in line for line in logged)
@@ -105,7 +105,7 @@ def test_value_model_trains_on_every_prefix_and_loads_as_a_value_scorer(tiny_dir
 
 
 def test_missing_value_model_says_how_to_make_one(tiny, tmp_path):
-    from forethought.lm.assets import load_value
+    from forethought.lm.artifacts.shipped import load_value
 
     gen, _ = tiny
     with pytest.raises(ConfigError, match="train-reward"):

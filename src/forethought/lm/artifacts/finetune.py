@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forethought.errors import ConfigError
+from forethought.lm import hub
 from forethought.lm.generator import Generator
 
 
@@ -54,12 +55,13 @@ def _quiet_renames():
 def _load_base(base_dir: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        return AutoModelForCausalLM.from_pretrained(base_dir), AutoTokenizer.from_pretrained(
-            base_dir
-        )
-    except OSError as err:
-        raise ConfigError("generator", f"cannot load base model {base_dir!r}: {err}") from err
+    model = hub.from_pretrained(
+        AutoModelForCausalLM.from_pretrained, base_dir, flag="assets", what="base generator"
+    )
+    tokenizer = hub.from_pretrained(
+        AutoTokenizer.from_pretrained, base_dir, flag="assets", what="tokenizer"
+    )
+    return model, tokenizer
 
 
 def _lora_model(model, lora: LoraSettings, init_adapter: Path | None):

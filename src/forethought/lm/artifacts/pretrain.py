@@ -1,5 +1,6 @@
-"""Train the shipped Countdown models: a GPT-2 generator on imperfect demonstrations and a
-GPT-2 sequence-classifier proxy reward on the gold verifier's labels of generator samples.
+"""Pretraining of the Countdown models: a GPT-2 generator on imperfect demonstrations, a GPT-2
+sequence-classifier proxy reward on the gold verifier's labels of generator samples, a
+transformer value model on every prefix of those samples, and the ridge value predictors.
 
 Both are ordinary transformers models saved with `save_pretrained` (safetensors) and loaded
 back with `from_pretrained`, the same path a hub model takes. The loops are plain PyTorch, one
@@ -21,14 +22,15 @@ from transformers import (
     GPT2LMHeadModel,
 )
 
+from forethought.lm.artifacts.tokenizer import countdown_tokenizer
 from forethought.lm.budget import Account, Budget
-from forethought.lm.chartok import countdown_tokenizer
 from forethought.lm.generator import Generator
 from forethought.lm.tasks import countdown
+from forethought.lm.value import make_value, prefix_dataset
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class PretrainConfig:
     """Sizes and schedule for the shipped Countdown generator and proxy reward."""
 
     seed: int = 0
@@ -65,7 +67,7 @@ class TrainConfig:
     """Answer length cap used when sampling for the proxy's training data."""
 
 
-def _gpt2_config(tok, cfg: TrainConfig, layers: int, width: int) -> GPT2Config:
+def _gpt2_config(tok, cfg: PretrainConfig, layers: int, width: int) -> GPT2Config:
     return GPT2Config(
         vocab_size=len(tok),
         n_positions=cfg.context,
@@ -85,7 +87,9 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 
 def _update(opt, sched, loss: torch.Tensor, clip: torch.nn.Module | None = None) -> None:
     """One optimiser and schedule step on `loss`; gradients clipped to norm 1 when `clip` is
-    given (the proxy trains without clipping, as the shipped proxy was made)."""
+    given. The proxy's loop passes none: it starts from trained weights at the lower proxy_lr,
+    and its regression targets lie in [0, 1], so its gradients stay small unclipped (and
+    clipping would change the weights the default config reproduces)."""
     opt.zero_grad()
     loss.backward()
     if clip is not None:
@@ -103,7 +107,7 @@ def _save(model, tok, out_dir: Path) -> Path:
     return out_dir
 
 
-def train_generator(out_dir: Path, cfg: TrainConfig, log=print) -> Path:
+def train_generator(out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
     """Train the generator on demonstrations; only answer tokens carry loss (B x T labels)."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -143,7 +147,7 @@ def sample_labelled(gen_dir: Path, problems, per_problem: int, max_new_tokens: i
     return cands, scores
 
 
-def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Path:
+def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
     """Train the proxy reward (regression on gold scores) on generator samples."""
     rng = random.Random(cfg.seed + 1)
     per_problem = 4
@@ -183,7 +187,7 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Pa
     return _save(model, tok, out_dir)
 
 
-def train_value_model(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print) -> Path:
+def train_value_model(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
     """Fine-tune a value model: the generator's transformer with a scalar head on every token.
 
     Each generator sample gives one regression target, its final gold score, at every answer
@@ -229,15 +233,13 @@ def train_value_model(gen_dir: Path, out_dir: Path, cfg: TrainConfig, log=print)
 
 
 def fit_values(
-    root: Path, cfg: TrainConfig, log=print, kinds: tuple[str, ...] = ("hidden", "minilm")
+    root: Path, cfg: PretrainConfig, log=print, kinds: tuple[str, ...] = ("hidden", "minilm")
 ) -> dict[str, float]:
     """Fit both value predictors on prefixes of generator samples labelled by the gold verifier.
 
     Problems come from their own seed, so they are disjoint in expectation from the proxy's and
     the evaluation's. Returns the chosen ridge alphas (for meta.json).
     """
-    from forethought.lm.value import HiddenStateValue, MiniLMValue, prefix_dataset
-
     problems = countdown.make_problems(cfg.value_problems, seed=cfg.seed + 2)
     cands, scores = sample_labelled(root / "generator", problems, 8, cfg.max_new_tokens, cfg.seed)
     gen = Generator.from_pretrained(str(root / "generator"))
@@ -245,7 +247,7 @@ def fit_values(
     log(f"value data: {len(cands)} samples -> {len(prefixes)} prefixes")
     alphas = {}
     for kind in kinds:
-        value = HiddenStateValue(gen) if kind == "hidden" else MiniLMValue()
+        value = make_value(kind, gen)
         start = time.time()
         value.fit(prefixes, targets).save(root / f"value_{kind}.npz")
         alphas[kind] = value.alpha

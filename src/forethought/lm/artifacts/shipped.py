@@ -20,11 +20,14 @@ from forethought.errors import ConfigError
 from forethought.lm.generator import Generator
 from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
 from forethought.lm.tasks import countdown
+from forethought.lm.value import RIDGE_KINDS, make_value
 
-SHIPPED = Path(__file__).resolve().parent / "assets" / "countdown"
-VALUE_KINDS = ("model", "hidden", "minilm")
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "countdown"
+"""The models installed with the package (package data `lm/assets/**/*`); never written by a
+command unless it is asked to with `--overwrite-shipped`."""
+VALUE_KINDS = ("model", *RIDGE_KINDS)
 """'model': a fine-tuned transformer value model (the default, best ranked on held-out prompts);
-'hidden' and 'minilm': the seed's recipe, a ridge read-out on fixed features."""
+'hidden' and 'minilm': a ridge read-out on fixed features (refits in seconds)."""
 
 
 @dataclass
@@ -40,6 +43,8 @@ class CountdownSuite:
 
 
 def check_dir(root: Path) -> Path:
+    """`root` if it holds a generator and a proxy reward, else a one-line error saying how to
+    make them."""
     root = Path(root)
     if not (root / "generator").is_dir() or not (root / "proxy").is_dir():
         raise ConfigError(
@@ -52,8 +57,6 @@ def check_dir(root: Path) -> Path:
 
 def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
     """The fitted value predictor of `kind` (one of VALUE_KINDS) from `root`."""
-    from forethought.lm.value import HiddenStateValue, MiniLMValue
-
     if kind not in VALUE_KINDS:
         raise ConfigError("value", f"must be one of {', '.join(VALUE_KINDS)}, got {kind!r}")
     if kind == "model":
@@ -65,10 +68,9 @@ def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
                 "or pick --value hidden",
             )
         return ClassifierReward.from_pretrained(
-            str(path), device=generator.device, kind="value", name="value model"
+            str(path), device=generator.device, kind="value", name="value model", flag="assets"
         )
-    value = HiddenStateValue(generator) if kind == "hidden" else MiniLMValue()
-    return value.load(Path(root) / f"value_{kind}.npz")
+    return make_value(kind, generator, Path(root) / f"value_{kind}.npz")
 
 
 def load_countdown(
@@ -80,9 +82,11 @@ def load_countdown(
 ) -> CountdownSuite:
     """Load the generator, proxy and value predictor through `from_pretrained` from `root`."""
     root = check_dir(root)
-    gen = Generator.from_pretrained(str(root / "generator"), device=device, temperature=temperature)
+    gen = Generator.from_pretrained(
+        str(root / "generator"), device=device, temperature=temperature, flag="assets"
+    )
     proxy = ClassifierReward.from_pretrained(
-        str(root / "proxy"), device=device, name="proxy reward"
+        str(root / "proxy"), device=device, name="proxy reward", flag="assets"
     )
     gold = FunctionReward(countdown.score, name="gold verifier")
     delims = {gen.tokenizer.convert_tokens_to_ids(countdown.STEP_DELIMITER)}

@@ -32,7 +32,7 @@ def require_one_candidate(budget: Budget, max_new_tokens: int, reward_calls_need
         raise ConfigError("max_new_tokens", f"must be at least 1, got {max_new_tokens}")
     if budget.max_tokens < max_new_tokens:
         raise ConfigError(
-            "budget.max_tokens",
+            "budget",
             f"a budget of {budget.max_tokens} tokens cannot pay for one candidate of up to "
             f"max_new_tokens={max_new_tokens} tokens; raise the budget to at least "
             f"{max_new_tokens} or lower max_new_tokens",
@@ -40,9 +40,9 @@ def require_one_candidate(budget: Budget, max_new_tokens: int, reward_calls_need
     calls = budget.max_reward_calls
     if calls is not None and calls < reward_calls_needed:
         raise ConfigError(
-            "budget.max_reward_calls",
+            "reward_calls",
             f"{calls} reward calls cannot score one candidate (this method needs at least "
-            f"{reward_calls_needed}); raise budget.max_reward_calls",
+            f"{reward_calls_needed}); raise the reward-call budget",
         )
 
 

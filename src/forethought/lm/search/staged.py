@@ -2,7 +2,7 @@
 
 Two strategies are this one loop with different evaluators and schedules:
 
-* value-guided look-ahead (`lookahead`, the seed's planned generation): a *value predictor*
+* value-guided look-ahead (`lookahead`, planned generation): a *value predictor*
   scores short partial branches once, the top `keep` continue to the end, the reward picks;
 * multi-round early pruning (`prune`, speculative rejection): the *reward model itself* scores
   partial generations every `chunk` tokens and a fixed fraction is rejected each round.

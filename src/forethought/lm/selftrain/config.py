@@ -1,116 +1,149 @@
-"""A self-training run's configuration and its directory on disk.
+"""A self-training run's configuration, the prompt sets it draws, and its per-step seeds.
 
-    RUN_DIR/config.json     the resolved SelfTrainConfig
-    RUN_DIR/metrics.jsonl   one row per finished iteration, rebuilt from iter_K/metrics.json
-    RUN_DIR/iter_K/         everything iteration K produced; it exists only once K finished
-
-An iteration is built in `iter_K.tmp/` and renamed to `iter_K/` in one `os.replace`, and every
-file is written to a temporary name first, so a kill at any moment leaves whole iterations only.
+`forethought lm selftrain --help` lists every field of `SelfTrainConfig` with its default (tyro
+reads the one-line docstring under each field). A run saves the resolved config as config.json
+and a resume reads it back from there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
-import os
-import shutil
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
-
-import torch
+from typing import Any, Literal
 
 from forethought.errors import ConfigError, DataError
-from forethought.lm.assets import SHIPPED
-from forethought.lm.finetune import LoraSettings
+from forethought.lm.artifacts.finetune import LoraSettings
+from forethought.lm.artifacts.shipped import SHIPPED
+from forethought.runtime import check_device
 
 HELD_OUT_SEED = 40_000  # problem seeds: held-out evaluation prompts (the same for every run seed)
 TRAIN_SEED = 50_000  # + run seed: training prompts
 VALUE_SEED = 60_000  # + run seed: prompts whose fresh samples refit the predictor
 
 
-def _opt(default, help: str, **choices):
-    return field(default=default, metadata={"help": help, **choices})
-
-
 @dataclass(frozen=True)
 class SelfTrainConfig:
-    """Everything a self-training run needs; `forethought lm selftrain --help` lists each field."""
+    """Everything a self-training run needs; saved as the run directory's config.json."""
 
-    task: str = _opt("countdown", "built-in task", choices=("countdown",))
-    iterations: int = _opt(3, "self-training iterations after iteration 0 (the starting policy)")
-    seed: int = _opt(0, "seed for training prompts, sampling, LoRA initialisation")
-    train_prompts: int = _opt(500, "training prompts searched every iteration")
-    eval_prompts: int = _opt(200, "held-out prompts every iteration is evaluated on")
-    value_prompts: int = _opt(300, "prompts whose fresh samples refit the value predictor")
-    samples: int = _opt(8, "plain samples per held-out or value-refit prompt")
-    collect: str = _opt(
-        "lookahead", "search that collects the training data", choices=("lookahead", "bon")
-    )
-    collect_budget: int = _opt(256, "tokens per training prompt for the collecting search")
-    eval_budget: int = _opt(128, "tokens per held-out prompt for Best-of-N and look-ahead")
-    max_new_tokens: int = _opt(24, "response length cap in tokens")
-    prefix_tokens: int = _opt(6, "look-ahead: prefix length the predictor ranks")
-    keep: float = _opt(0.25, "look-ahead: fraction of branches continued to the end")
-    filter: str = _opt(
-        "threshold",
-        "keep responses whose reward is >= --threshold, or the --top-k best per prompt",
-        choices=("threshold", "topk"),
-    )
-    filter_reward: str = _opt(
-        "gold", "reward the filter reads: gold verifier or proxy", choices=("gold", "proxy")
-    )
-    threshold: float = _opt(1.0, "filter=threshold: lowest reward kept (1.0 = solved only)")
-    top_k: int = _opt(1, "filter=topk: responses kept per prompt")
-    max_per_prompt: int = _opt(4, "most distinct responses kept per prompt")
-    accumulate: bool = _opt(False, "fine-tune on the kept data of all iterations so far")
-    init: str = _opt(
-        "previous",
-        "start each fine-tune from the previous iteration's adapter or a fresh one on the base",
-        choices=("previous", "base"),
-    )
-    lora_r: int = _opt(16, "LoRA rank")
-    lora_alpha: int = _opt(32, "LoRA alpha")
-    lr: float = _opt(1e-3, "fine-tune peak learning rate")
-    epochs: float = _opt(2.0, "fine-tune passes over the kept data")
-    batch_size: int = _opt(32, "fine-tune batch size")
-    value: str = _opt("hidden", "value predictor representation", choices=("hidden", "minilm"))
-    assets: str = _opt("", "directory of Countdown models (default: the shipped ones)")
-    device: str = _opt("cpu", "torch device, e.g. cpu or cuda")
+    task: Literal["countdown"] = "countdown"
+    """Built-in task whose prompts, verifier and shipped models are used."""
+    iterations: int = 3
+    """Self-training iterations after iteration 0 (which only evaluates the starting policy)."""
+    seed: int = 0
+    """Seed for training prompts, sampling and LoRA initialisation."""
+    train_prompts: int = 500
+    """Training prompts searched every iteration."""
+    eval_prompts: int = 200
+    """Held-out prompts every iteration is evaluated on."""
+    value_prompts: int = 300
+    """Prompts whose fresh samples refit the value predictor."""
+    samples: int = 8
+    """Plain samples per held-out or value-refit prompt."""
+    collect: Literal["lookahead", "bon"] = "lookahead"
+    """Search that collects the training data: value-guided look-ahead or Best-of-N."""
+    collect_budget: int = 256
+    """Tokens per training prompt for the collecting search."""
+    eval_budget: int = 128
+    """Tokens per held-out prompt for Best-of-N and look-ahead."""
+    max_new_tokens: int = 24
+    """Response length cap in tokens."""
+    prefix_tokens: int = 6
+    """Look-ahead: prefix length in tokens that the value predictor ranks."""
+    keep: float = 0.25
+    """Look-ahead: fraction of branches continued to the end."""
+    filter: Literal["threshold", "topk"] = "threshold"
+    """Keep responses whose reward is at least --threshold, or the --top-k best per prompt."""
+    filter_reward: Literal["gold", "proxy"] = "gold"
+    """Reward the filter reads: the gold verifier or the proxy reward model."""
+    threshold: float = 1.0
+    """With --filter threshold: the lowest reward kept (1.0 keeps solved answers only)."""
+    top_k: int = 1
+    """With --filter topk: responses kept per prompt."""
+    max_per_prompt: int = 4
+    """Most distinct responses kept per prompt."""
+    accumulate: bool = False
+    """Fine-tune on the kept data of all iterations so far, not only this one's."""
+    init: Literal["previous", "base"] = "previous"
+    """Start each fine-tune from the previous iteration's adapter, or from a fresh one on the base."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (the update is scaled by alpha / rank)."""
+    lr: float = 1e-3
+    """Fine-tune peak learning rate."""
+    epochs: float = 2.0
+    """Fine-tune passes over the kept data."""
+    batch_size: int = 32
+    """Fine-tune batch size."""
+    value: Literal["hidden", "minilm"] = "hidden"
+    """Value predictor: ridge on the generator's hidden states, or on MiniLM embeddings."""
+    assets: str = ""
+    """Directory of Countdown models (empty: the models shipped with the package)."""
+    device: str = "cpu"
+    """Torch device, e.g. cpu or cuda."""
 
     def validate(self) -> SelfTrainConfig:
+        hints = typing.get_type_hints(SelfTrainConfig)
         for f in fields(self):
-            allowed = f.metadata.get("choices")
+            allowed = typing.get_args(hints[f.name]) if "Literal" in str(hints[f.name]) else ()
             if allowed and getattr(self, f.name) not in allowed:
-                raise ConfigError(f"--{_flag(f.name)}", f"must be one of {', '.join(allowed)}")
+                raise ConfigError(f.name, f"must be one of {', '.join(allowed)}")
         positive = ("train_prompts", "eval_prompts", "value_prompts", "samples", "top_k")
         for name in (*positive, "max_per_prompt", "lora_r", "lora_alpha", "batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"--{_flag(name)}", f"must be at least 1, got {getattr(self, name)}"
-                )
+                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
         if self.iterations < 0:
-            raise ConfigError("--iterations", f"must be >= 0, got {self.iterations}")
+            raise ConfigError("iterations", f"must be >= 0, got {self.iterations}")
         if self.lr <= 0 or self.epochs <= 0:
             raise ConfigError("--lr/--epochs", "must be > 0")
         if not 0 < self.prefix_tokens < self.max_new_tokens:
             raise ConfigError(
-                "--prefix-tokens",
-                f"must be in 1..{self.max_new_tokens - 1} (below --max-new-tokens)",
+                "prefix_tokens", f"must be in 1..{self.max_new_tokens - 1} (below --max-new-tokens)"
             )
         if not 0 < self.keep < 1:
-            raise ConfigError("--keep", f"must be a fraction in (0, 1), got {self.keep}")
+            raise ConfigError("keep", f"must be a fraction in (0, 1), got {self.keep}")
         for name in ("collect_budget", "eval_budget"):
             if getattr(self, name) < 2 * self.max_new_tokens:
                 raise ConfigError(
-                    f"--{_flag(name)}",
+                    name,
                     f"{getattr(self, name)} tokens is under two answers of --max-new-tokens "
                     f"{self.max_new_tokens}; raise it to at least {2 * self.max_new_tokens}",
                 )
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ConfigError("--device", f"use cpu or cuda[:N], got {self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError("--device", "CUDA is not available here; use --device cpu")
+        check_device(self.device)
         return self
+
+    @classmethod
+    def from_dict(cls, data: Any, source: Path) -> SelfTrainConfig:
+        """The config saved in a run directory; anything else is a one-line error naming it."""
+        if not isinstance(data, dict):
+            raise DataError(f"{source} does not hold a configuration object")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            hint = (
+                "; it looks like a control run: continue it with `forethought train --resume DIR`"
+                if "env" in data
+                else ""
+            )
+            raise DataError(
+                f"{source} is not a self-training run's configuration (unknown fields: "
+                f"{', '.join(unknown[:5])}){hint}"
+            )
+        try:
+            return cls(**data).validate()
+        except (TypeError, ValueError) as err:
+            if isinstance(err, ConfigError):
+                reason = str(err)
+            else:
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(
+                f"{source} is damaged ({reason}); restore it or start a new run"
+            ) from None
+
+    def replace(self, **changes: Any) -> SelfTrainConfig:
+        return dataclasses.replace(self, **changes).validate()
 
     @property
     def lora(self) -> LoraSettings:
@@ -127,95 +160,7 @@ class SelfTrainConfig:
         return Path(self.assets) if self.assets else SHIPPED
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def step_seed(seed: int, iteration: int, step: str) -> int:
     """A seed for one step of one iteration that does not depend on what ran before it."""
     digest = hashlib.sha256(f"{seed}/{iteration}/{step}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-# -- the run directory ------------------------------------------------------------------------
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` so that a reader sees either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-class RunDir:
-    """The files of one run; an iteration counts as finished once `iter_K/` exists."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def iter_dir(self, k: int) -> Path:
-        return self.path / f"iter_{k}"
-
-    @classmethod
-    def create(cls, path: Path, config: SelfTrainConfig) -> RunDir:
-        run = cls(path)
-        if (run.path / "config.json").exists():
-            raise ConfigError(
-                "--out",
-                f"{run.path} already holds a run; pass --resume {run.path} to continue it, "
-                "or choose another --out",
-            )
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.save_config(config)
-        return run
-
-    def save_config(self, config: SelfTrainConfig) -> None:
-        atomic_write(self.path / "config.json", json.dumps(asdict(config), indent=2))
-
-    @classmethod
-    def open(cls, path: Path) -> tuple[RunDir, SelfTrainConfig]:
-        run = cls(path)
-        cfg_path = run.path / "config.json"
-        if not cfg_path.exists():
-            raise ConfigError("--resume", f"no self-training run at {run.path} (no config.json)")
-        try:
-            config = SelfTrainConfig(**json.loads(cfg_path.read_text()))
-        except (TypeError, json.JSONDecodeError) as err:
-            raise DataError(f"{cfg_path} is not a self-training config: {err}") from err
-        return run, config
-
-    def finished(self) -> int:
-        """Iterations finished in order from 0 (a gap ends the count)."""
-        k = 0
-        while (self.iter_dir(k) / "metrics.json").exists():
-            k += 1
-        return k
-
-    def begin(self, k: int) -> Path:
-        """A fresh scratch directory for iteration k (a killed attempt's leftovers removed)."""
-        tmp = self.path / f"iter_{k}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        return tmp
-
-    def commit(self, k: int, tmp: Path, metrics: dict) -> None:
-        """Mark iteration k finished: metrics into the scratch dir, then one atomic rename."""
-        atomic_write(tmp / "metrics.json", json.dumps(metrics, indent=1))
-        os.replace(tmp, self.iter_dir(k))
-        self.write_metrics()
-
-    def rows(self) -> list[dict]:
-        return [
-            json.loads((self.iter_dir(k) / "metrics.json").read_text())
-            for k in range(self.finished())
-        ]
-
-    def write_metrics(self) -> None:
-        """Rebuild metrics.jsonl from the finished iterations (so it can never disagree)."""
-        lines = "".join(json.dumps(r) + "\n" for r in self.rows())
-        atomic_write(self.path / "metrics.jsonl", lines)
-
-    def cleanup(self) -> None:
-        for tmp in self.path.glob("iter_*.tmp"):
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,9 @@ is measured on this policy's plain samples twice: with the predictor fitted to t
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +24,9 @@ import torch
 from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
-from forethought.lm.search import best_of_n, lookahead
+from forethought.lm.search import SearchResult, best_of_n, lookahead
 from forethought.lm.value import rank_correlation_by_length
+from forethought.storage import atomic_write_bytes
 
 METHODS = ("plain", "bon", "lookahead")
 BOOTSTRAP = 2000
@@ -85,6 +88,7 @@ def evaluate_policy(
     Per-prompt numbers are kept so that iterations can be compared prompt by prompt (paired).
     `on_done` is called 1 + 2 x len(prompts) times: after the plain samples, then per search.
     """
+    on_done = on_done or (lambda: None)
     torch.manual_seed(seed)
     cands = sample_many(generator, prompts, samples, max_new_tokens)
     g = gold(cands)  # (P*S,)
@@ -98,50 +102,61 @@ def evaluate_policy(
         }
     }
     tokens = {"plain": float(np.mean([len(c.token_ids) for c in cands]))}
-    if on_done:
-        on_done()
+    on_done()
     corr = {}
     for name, value in (("before", value_before), ("after", value_after)):
         if value is not None:
             corr[name] = rank_correlation_by_length(
                 value, generator, cands, g, groups, lengths=(prefix_tokens,)
             )
+
+    def search(method: str, prompt: str) -> SearchResult:
+        if method == "bon":
+            return best_of_n(
+                generator, proxy, prompt, Budget(budget), max_new_tokens=max_new_tokens
+            )
+        return lookahead(
+            generator,
+            proxy,
+            value_after,
+            prompt,
+            Budget(budget),
+            max_new_tokens=max_new_tokens,
+            prefix_tokens=prefix_tokens,
+            keep=keep,
+        )
+
     for method in ("bon", "lookahead"):
-        picks, spent = [], []
-        for i, prompt in enumerate(prompts):
-            torch.manual_seed(seed * 1_000_003 + i)  # the same seed for both methods
-            if method == "bon":
-                res = best_of_n(
-                    generator, proxy, prompt, Budget(budget), max_new_tokens=max_new_tokens
-                )
-            else:
-                res = lookahead(
-                    generator,
-                    proxy,
-                    value_after,
-                    prompt,
-                    Budget(budget),
-                    max_new_tokens=max_new_tokens,
-                    prefix_tokens=prefix_tokens,
-                    keep=keep,
-                )
-            picks.append((res.pick, res.score))
-            spent.append(res.spent.tokens)
-            if on_done:
-                on_done()
-        pg = gold([p for p, _ in picks])
-        per_prompt[method] = {
-            "gold": pg,
-            "solved": (pg == 1.0).astype(np.float64),
-            "proxy": np.array([s for _, s in picks]),
-        }
-        tokens[method] = float(np.mean(spent))
+        per_prompt[method], tokens[method] = _search_each(
+            search, method, prompts, gold, seed, on_done
+        )
     summary = {
         m: _summary(d["gold"], d["solved"], d["proxy"], tokens[m]) for m, d in per_prompt.items()
     }
     summary["value_corr"] = corr
     lists = {m: {k: np.asarray(v).tolist() for k, v in d.items()} for m, d in per_prompt.items()}
     return summary, lists
+
+
+def _search_each(
+    search, method: str, prompts, gold: Scorer, seed: int, on_done
+) -> tuple[dict, float]:
+    """`search(method, prompt)` on every prompt, each from the same seed for every method:
+    (per-prompt gold, solved and proxy of the picks, mean tokens spent)."""
+    picks, spent = [], []
+    for i, prompt in enumerate(prompts):
+        torch.manual_seed(seed * 1_000_003 + i)  # the same seed for both methods
+        res = search(method, prompt)
+        picks.append((res.pick, res.score))
+        spent.append(res.spent.tokens)
+        on_done()
+    pg = gold([p for p, _ in picks])
+    per_prompt = {
+        "gold": pg,
+        "solved": (pg == 1.0).astype(np.float64),
+        "proxy": np.array([s for _, s in picks]),
+    }
+    return per_prompt, float(np.mean(spent))
 
 
 def plot_selftrain(rows: Sequence[dict], path, prefix_tokens: int) -> str:
@@ -184,6 +199,8 @@ def plot_selftrain(rows: Sequence[dict], path, prefix_tokens: int) -> str:
         ax.grid(alpha=0.3)
         ax.set_xticks(its)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(Path(path), png.getvalue())
     return str(path)

@@ -17,7 +17,7 @@ search just collected would match it to the policy that is about to be replaced,
 way each round starts from the better policy and a predictor fitted to that policy's outputs.
 
 Run directory (`forethought lm selftrain --out RUN_DIR`; `--resume RUN_DIR` continues; the
-config and the directory's bookkeeping live in selftrain_run.py):
+config lives in selftrain/config.py, the directory's bookkeeping and lock in selftrain/rundir.py):
 
     config.json      the resolved SelfTrainConfig
     metrics.jsonl    one row per finished iteration (rebuilt from iter_K/metrics.json)
@@ -34,7 +34,6 @@ an uninterrupted one would have.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,23 +43,23 @@ import numpy as np
 import torch
 
 from forethought.errors import ConfigError
-from forethought.lm.assets import check_dir, load_countdown
+from forethought.lm.artifacts.finetune import load_policy, sft_lora
+from forethought.lm.artifacts.shipped import check_dir, load_countdown
 from forethought.lm.budget import Budget
-from forethought.lm.finetune import load_policy, sft_lora
 from forethought.lm.generator import Generator
 from forethought.lm.search import best_of_n, lookahead
-from forethought.lm.selftrain_eval import evaluate_policy, plot_selftrain, sample_many
-from forethought.lm.selftrain_run import (
+from forethought.lm.selftrain.config import (
     HELD_OUT_SEED,
     TRAIN_SEED,
     VALUE_SEED,
-    RunDir,
     SelfTrainConfig,
-    atomic_write,
     step_seed,
 )
+from forethought.lm.selftrain.evaluation import evaluate_policy, plot_selftrain, sample_many
+from forethought.lm.selftrain.rundir import RunDir, read_jsonl
 from forethought.lm.tasks import countdown
-from forethought.lm.value import HiddenStateValue, MiniLMValue, RidgeValue, prefix_dataset
+from forethought.lm.value import RidgeValue, make_value, prefix_dataset
+from forethought.storage import atomic_write_text
 
 
 # -- the steps --------------------------------------------------------------------------------
@@ -85,22 +84,6 @@ def make_prompts(cfg: SelfTrainConfig) -> Prompts:
         )
     ]
     return Prompts(train, value, held)
-
-
-class ValueFactory:
-    """Builds predictors of one kind for any policy (MiniLM's embedder is loaded once)."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._embedder = None
-
-    def __call__(self, generator: Generator, path: Path | None = None) -> RidgeValue:
-        if self.kind == "hidden":
-            value = HiddenStateValue(generator)
-        else:
-            value = MiniLMValue(self._embedder)
-            self._embedder = value.embedder
-        return value.load(path) if path is not None else value
 
 
 def collect(
@@ -161,12 +144,12 @@ def select(cfg: SelfTrainConfig, rows: Sequence[dict]) -> list[bool]:
     return kept
 
 
-def refit_value(cfg, make_value, policy: Generator, gold, prompts, seed) -> RidgeValue:
+def refit_value(cfg, policy: Generator, gold, prompts, seed) -> RidgeValue:
     """Fit a predictor on prefixes of fresh samples of `policy`, labelled by the gold reward."""
     torch.manual_seed(seed)
     cands = sample_many(policy, prompts, cfg.samples, cfg.max_new_tokens)
     prefixes, targets = prefix_dataset(policy, cands, gold(cands))
-    return make_value(policy).fit(prefixes, targets)
+    return make_value(cfg.value, policy).fit(prefixes, targets)
 
 
 def _collect_summary(rows: Sequence[dict], kept: Sequence[bool]) -> dict:
@@ -186,12 +169,11 @@ def _collect_summary(rows: Sequence[dict], kept: Sequence[bool]) -> dict:
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _read_kept(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [r for r in map(json.loads, f) if r["kept"]]
+    return [r for r in read_jsonl(path) if r["kept"]]
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -220,150 +202,7 @@ class SelfTrainer:
         self.base = str(root / "generator")
         suite = load_countdown(root, device=cfg.device)
         self.proxy, self.gold = suite.proxy, suite.gold
-        self.make_value = ValueFactory(cfg.value)
         self.prompts = make_prompts(cfg)
-
-    def _ticker(self, step: str, total: int) -> Callable[[], None]:
-        count = [0]
-        self.report(step, 0, total)
-
-        def tick():
-            count[0] += 1
-            self.report(step, count[0], total)
-
-        return tick
-
-    def _evaluate(self, k: int, policy, before, after) -> tuple[dict, dict]:
-        cfg = self.cfg
-        return evaluate_policy(
-            policy,
-            self.proxy,
-            self.gold,
-            before,
-            after,
-            self.prompts.held_out,
-            samples=cfg.samples,
-            budget=cfg.eval_budget,
-            max_new_tokens=cfg.max_new_tokens,
-            prefix_tokens=cfg.prefix_tokens,
-            keep=cfg.keep,
-            seed=step_seed(cfg.seed, 0, "evaluate"),  # the same draws at every iteration
-            on_done=self._ticker(f"iteration {k}: evaluate", 1 + 2 * len(self.prompts.held_out)),
-        )
-
-    def iteration_zero(self) -> None:
-        """Fit the predictor to the starting policy and evaluate it; nothing is trained."""
-        cfg, t0 = self.cfg, time.time()
-        tmp = self.run.begin(0)
-        policy = load_policy(self.base, None, device=cfg.device)
-        self.report("iteration 0: refit predictor", 0, 1)
-        value = refit_value(
-            cfg,
-            self.make_value,
-            policy,
-            self.gold,
-            self.prompts.value,
-            step_seed(cfg.seed, 0, "refit"),
-        )
-        value.save(tmp / "value.npz")
-        shipped = cfg.assets_dir / f"value_{cfg.value}.npz"
-        before = self.make_value(policy, shipped) if shipped.exists() else None
-        summary, per_prompt = self._evaluate(0, policy, before, value)
-        atomic_write(tmp / "eval.json", json.dumps(per_prompt))
-        metrics = {"iteration": 0, **summary, "seconds": {"total": round(time.time() - t0, 1)}}
-        self.run.commit(0, tmp, metrics)
-        self.log(describe_row(metrics, cfg.prefix_tokens))
-
-    def load_state(self, k: int) -> State:
-        """Policy and predictor as iteration k left them (reloaded from its artifacts)."""
-        d = self.run.iter_dir(k)
-        adapter = d / "adapter" if k > 0 else None
-        policy = load_policy(self.base, adapter, device=self.cfg.device)
-        return State(policy, self.make_value(policy, d / "value.npz"), adapter)
-
-    def run_iteration(self, k: int, state: State) -> State:
-        """collect -> score -> filter -> fine-tune -> refit -> evaluate; commits iter_k/."""
-        cfg, t0, seconds = self.cfg, time.time(), {}
-        tmp = self.run.begin(k)
-
-        tick = self._ticker(f"iteration {k}: collect", len(self.prompts.train))
-        rows = collect(
-            cfg,
-            state.policy,
-            self.proxy,
-            self.gold,
-            state.value,
-            self.prompts.train,
-            step_seed(cfg.seed, k, "collect"),
-            tick,
-        )
-        kept = select(cfg, rows)
-        _write_jsonl(
-            tmp / "dataset.jsonl", [{**r, "kept": k_} for r, k_ in zip(rows, kept, strict=True)]
-        )
-        seconds["collect"] = round(time.time() - t0, 1)
-        train_rows = [r for r, k_ in zip(rows, kept, strict=True) if k_]
-        if cfg.accumulate:
-            for j in range(1, k):
-                train_rows = _read_kept(self.run.iter_dir(j) / "dataset.jsonl") + train_rows
-        if not train_rows:
-            rule = (
-                f">= {cfg.threshold} on {cfg.filter_reward}"
-                if cfg.filter == "threshold"
-                else f"top {cfg.top_k}"
-            )
-            raise ConfigError(
-                "--threshold",
-                f"iteration {k}: none of {len(rows)} collected responses passed the filter "
-                f"({rule}); lower --threshold, use --filter topk or raise --collect-budget",
-            )
-
-        t = time.time()
-        self.report(f"iteration {k}: fine-tune", 0, 1)
-        train_stats = sft_lora(
-            self.base,
-            [{"prompt": r["prompt"], "completion": r["completion"]} for r in train_rows],
-            tmp / "adapter",
-            cfg.lora,
-            seed=step_seed(cfg.seed, k, "finetune"),
-            device=cfg.device,
-            init_adapter=state.adapter if cfg.init == "previous" else None,
-            on_step=lambda step, total: self.report(f"iteration {k}: fine-tune", step, total),
-        )
-        seconds["finetune"] = round(time.time() - t, 1)
-
-        t = time.time()
-        self.report(f"iteration {k}: refit predictor", 0, 1)
-        policy = load_policy(self.base, tmp / "adapter", device=cfg.device)
-        value = refit_value(
-            cfg,
-            self.make_value,
-            policy,
-            self.gold,
-            self.prompts.value,
-            step_seed(cfg.seed, k, "refit"),
-        )
-        value.save(tmp / "value.npz")
-        # The previous predictor's read-out on this policy: what a run without refits would use.
-        before = self.make_value(policy, self.run.iter_dir(k - 1) / "value.npz")
-        seconds["refit"] = round(time.time() - t, 1)
-
-        t = time.time()
-        summary, per_prompt = self._evaluate(k, policy, before, value)
-        atomic_write(tmp / "eval.json", json.dumps(per_prompt))
-        seconds["evaluate"] = round(time.time() - t, 1)
-        seconds["total"] = round(time.time() - t0, 1)
-        metrics = {
-            "iteration": k,
-            **summary,
-            "collect": _collect_summary(rows, kept),
-            "finetune": train_stats,
-            "value_alpha": value.alpha,
-            "seconds": seconds,
-        }
-        self.run.commit(k, tmp, metrics)
-        self.log(describe_row(metrics, cfg.prefix_tokens))
-        return State(policy, value, self.run.iter_dir(k) / "adapter")
 
     def run_all(self) -> list[dict]:
         """Every unfinished iteration up to cfg.iterations, then the plot; returns all rows."""
@@ -384,11 +223,167 @@ class SelfTrainer:
         self.plot()
         return rows
 
+    def iteration_zero(self) -> None:
+        """Fit the predictor to the starting policy and evaluate it; nothing is trained."""
+        cfg, t0 = self.cfg, time.time()
+        tmp = self.run.begin(0)
+        policy = load_policy(self.base, None, device=cfg.device)
+        self.report("iteration 0: refit predictor", 0, 1)
+        value = refit_value(
+            cfg, policy, self.gold, self.prompts.value, step_seed(cfg.seed, 0, "refit")
+        )
+        value.save(tmp / "value.npz")
+        shipped = cfg.assets_dir / f"value_{cfg.value}.npz"
+        before = make_value(cfg.value, policy, shipped) if shipped.exists() else None
+        summary = self._evaluate(0, tmp, policy, before, value)
+        self._commit(0, tmp, {**summary, "seconds": {"total": round(time.time() - t0, 1)}})
+
+    def run_iteration(self, k: int, state: State) -> State:
+        """collect -> score -> filter -> fine-tune -> refit -> evaluate; commits iter_k/."""
+        t0, seconds = time.time(), {}
+        tmp = self.run.begin(k)
+        rows, kept = self._collect(k, state, tmp)
+        seconds["collect"] = round(time.time() - t0, 1)
+
+        t = time.time()
+        train_stats = self._finetune(k, state, tmp, self._training_rows(k, rows, kept))
+        seconds["finetune"] = round(time.time() - t, 1)
+
+        t = time.time()
+        policy, before, value = self._refit(k, tmp)
+        seconds["refit"] = round(time.time() - t, 1)
+
+        t = time.time()
+        summary = self._evaluate(k, tmp, policy, before, value)
+        seconds["evaluate"] = round(time.time() - t, 1)
+        seconds["total"] = round(time.time() - t0, 1)
+        self._commit(
+            k,
+            tmp,
+            {
+                **summary,
+                "collect": _collect_summary(rows, kept),
+                "finetune": train_stats,
+                "value_alpha": value.alpha,
+                "seconds": seconds,
+            },
+        )
+        return State(policy, value, self.run.iter_dir(k) / "adapter")
+
+    def load_state(self, k: int) -> State:
+        """Policy and predictor as iteration k left them (reloaded from its artifacts)."""
+        d = self.run.iter_dir(k)
+        adapter = d / "adapter" if k > 0 else None
+        policy = load_policy(self.base, adapter, device=self.cfg.device)
+        return State(policy, make_value(self.cfg.value, policy, d / "value.npz"), adapter)
+
+    # -- the phases of one iteration ----------------------------------------------------------
+    def _collect(self, k: int, state: State, tmp: Path) -> tuple[list[dict], list[bool]]:
+        """Search the training prompts, filter, and write every response to dataset.jsonl."""
+        cfg = self.cfg
+        rows = collect(
+            cfg,
+            state.policy,
+            self.proxy,
+            self.gold,
+            state.value,
+            self.prompts.train,
+            step_seed(cfg.seed, k, "collect"),
+            self._ticker(f"iteration {k}: collect", len(self.prompts.train)),
+        )
+        kept = select(cfg, rows)
+        _write_jsonl(
+            tmp / "dataset.jsonl", [{**r, "kept": k_} for r, k_ in zip(rows, kept, strict=True)]
+        )
+        return rows, kept
+
+    def _training_rows(self, k: int, rows: list[dict], kept: list[bool]) -> list[dict]:
+        """This iteration's kept rows (after every earlier one's with --accumulate)."""
+        cfg = self.cfg
+        train_rows = [r for r, k_ in zip(rows, kept, strict=True) if k_]
+        if cfg.accumulate:
+            for j in range(1, k):
+                train_rows = _read_kept(self.run.iter_dir(j) / "dataset.jsonl") + train_rows
+        if not train_rows:
+            rule = (
+                f">= {cfg.threshold} on {cfg.filter_reward}"
+                if cfg.filter == "threshold"
+                else f"top {cfg.top_k}"
+            )
+            raise ConfigError(
+                "threshold",
+                f"iteration {k}: none of {len(rows)} collected responses passed the filter "
+                f"({rule}); lower --threshold, use --filter topk or raise --collect-budget",
+            )
+        return train_rows
+
+    def _finetune(self, k: int, state: State, tmp: Path, train_rows: list[dict]) -> dict:
+        """A LoRA adapter on the kept rows, saved to tmp/adapter; returns its training stats."""
+        cfg = self.cfg
+        self.report(f"iteration {k}: fine-tune", 0, 1)
+        return sft_lora(
+            self.base,
+            [{"prompt": r["prompt"], "completion": r["completion"]} for r in train_rows],
+            tmp / "adapter",
+            cfg.lora,
+            seed=step_seed(cfg.seed, k, "finetune"),
+            device=cfg.device,
+            init_adapter=state.adapter if cfg.init == "previous" else None,
+            on_step=lambda step, total: self.report(f"iteration {k}: fine-tune", step, total),
+        )
+
+    def _refit(self, k: int, tmp: Path) -> tuple[Generator, RidgeValue, RidgeValue]:
+        """The fine-tuned policy, the previous predictor on it, and one refitted to it."""
+        cfg = self.cfg
+        self.report(f"iteration {k}: refit predictor", 0, 1)
+        policy = load_policy(self.base, tmp / "adapter", device=cfg.device)
+        value = refit_value(
+            cfg, policy, self.gold, self.prompts.value, step_seed(cfg.seed, k, "refit")
+        )
+        value.save(tmp / "value.npz")
+        # The previous predictor's read-out on this policy: what a run without refits would use.
+        before = make_value(cfg.value, policy, self.run.iter_dir(k - 1) / "value.npz")
+        return policy, before, value
+
+    def _evaluate(self, k: int, tmp: Path, policy, before, after) -> dict:
+        """Judge `policy` on the held-out prompts; per-prompt numbers go to tmp/eval.json."""
+        cfg = self.cfg
+        summary, per_prompt = evaluate_policy(
+            policy,
+            self.proxy,
+            self.gold,
+            before,
+            after,
+            self.prompts.held_out,
+            samples=cfg.samples,
+            budget=cfg.eval_budget,
+            max_new_tokens=cfg.max_new_tokens,
+            prefix_tokens=cfg.prefix_tokens,
+            keep=cfg.keep,
+            seed=step_seed(cfg.seed, 0, "evaluate"),  # the same draws at every iteration
+            on_done=self._ticker(f"iteration {k}: evaluate", 1 + 2 * len(self.prompts.held_out)),
+        )
+        atomic_write_text(tmp / "eval.json", json.dumps(per_prompt))
+        return summary
+
+    def _commit(self, k: int, tmp: Path, metrics: dict) -> None:
+        metrics = {"iteration": k, **metrics}
+        self.run.commit(k, tmp, metrics)
+        self.log(describe_row(metrics, self.cfg.prefix_tokens))
+
+    def _ticker(self, step: str, total: int) -> Callable[[], None]:
+        count = [0]
+        self.report(step, 0, total)
+
+        def tick():
+            count[0] += 1
+            self.report(step, count[0], total)
+
+        return tick
+
     def plot(self) -> Path:
         path = self.run.path / "selftrain.png"
-        tmp = self.run.path / ".selftrain.tmp.png"
-        plot_selftrain(self.run.rows(), tmp, self.cfg.prefix_tokens)
-        os.replace(tmp, path)
+        plot_selftrain(self.run.rows(), path, self.cfg.prefix_tokens)
         return path
 
 
