@@ -27,6 +27,7 @@ from forethought.models.fitting import FitConfig
 from forethought.planners.base import PlannerConfig
 from forethought.tools.diagnose import DiagnoseArgs
 from forethought.tools.evaluate import EvaluateArgs
+from forethought.tools.explain import ExplainArgs
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,22 @@ def _run_evaluate(command: EvaluateArgs, console: Console) -> int:
     return 0
 
 
+def _run_explain(command: ExplainArgs, console: Console) -> int:
+    from forethought.tools.explain import explain
+
+    result = explain(command)
+    chosen = result.report["chosen"]
+    verdict = "the action the run took" if result.reproduced else "NOT the action the run took"
+    console.print(
+        f"step {result.step} (episode {result.episode}, t={result.t}): replayed action "
+        f"{[round(a, 4) for a in result.action]}, {verdict}; predicted return of the plan "
+        f"{chosen['predicted_return']:.1f}, real {result.report['real']['return']:.1f}",
+        soft_wrap=True,
+    )
+    console.print(f"plot: {result.plot_path}\njson: {result.json_path}")
+    return 0
+
+
 def _run_demo(command: DemoArgs, console: Console) -> int:
     config = demo_config(command)
     console.print(
@@ -125,6 +142,7 @@ COMMANDS = {
     "demo": DemoArgs,
     "diagnose": DiagnoseArgs,
     "evaluate": EvaluateArgs,
+    "explain": ExplainArgs,
     "lm": LanguageArgs,
 }
 RUNNERS = {
@@ -132,6 +150,7 @@ RUNNERS = {
     DemoArgs: _run_demo,
     DiagnoseArgs: _run_diagnose,
     EvaluateArgs: _run_evaluate,
+    ExplainArgs: _run_explain,
 }
 
 

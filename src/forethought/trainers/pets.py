@@ -410,6 +410,12 @@ def _generators(run: Run) -> dict[str, torch.Generator]:
 
 
 def _checkpoint(run: Run) -> None:
+    # What the next episode starts from, kept per episode so `forethought explain` can replay
+    # any step: the model and the planner's random state (warm starts reset at episode start).
+    run.dir.save_snapshot(
+        run.progress.episode,
+        {"model": run.model.state_dict(), "planner": run.agent.generator.get_state()},
+    )
     run.progress.log_records = len(run.log)
     run.dir.save_checkpoint(
         {

@@ -59,7 +59,7 @@ class RunResult:
 
 
 class RunDir(RunDirectory):
-    run_files = ("transitions.bin", "transitions.json", "checkpoint.pt")
+    run_files = ("transitions.bin", "transitions.json", "checkpoint.pt", "snapshots")
 
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     log_path = property(lambda self: self.path / "transitions.bin")
@@ -86,6 +86,13 @@ class RunDir(RunDirectory):
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         save_torch(self.checkpoint_path, state)
+
+    def snapshot_path(self, episode: int) -> Path:
+        return self.path / "snapshots" / f"episode_{episode}.pt"
+
+    def save_snapshot(self, episode: int, state: dict[str, Any]) -> None:
+        self.snapshot_path(episode).parent.mkdir(exist_ok=True)
+        save_torch(self.snapshot_path(episode), state)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
