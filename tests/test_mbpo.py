@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from forethought.trainers.mbpo import MixedReplayBuffer
 from forethought.config import MBPOConfig, TrainConfig
 from forethought.errors import ConfigError
 from forethought.models import FitConfig, ModelConfig
 from forethought.trainers import resume, train
+from forethought.trainers.mbpo import MixedReplayBuffer
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -96,9 +96,9 @@ def test_model_buffer_holds_only_branches_from_real_start_states(tmp_path):
         for before, after in itertools.pairwise(chunks):
             np.testing.assert_array_equal(obs[after], next_obs[before])
             assert not any(tuple(row) in real_obs for row in obs[after])
-    # Imagined transitions never leak into the real buffer. (SB3 calls callbacks before it stores
-    # the step's transition, so the checkpoint taken at step 200 holds 199 real ones.)
-    assert buffer.size() == 199
+    # Imagined transitions never leak into the real buffer. (The last checkpoint is taken after
+    # SB3 stored the last step's transition, so it holds all 200 real ones.)
+    assert buffer.size() == 200
 
 
 def test_mbpo_run_resumes_and_bad_settings_are_refused(tmp_path):

@@ -94,6 +94,33 @@ def test_sigkill_then_resume_finishes_the_budget_once(tmp_path):
     assert [r["event"] for r in rows if "event" in r] == ["interrupted"]
 
 
+@pytest.mark.parametrize(
+    "algo, changes",
+    [
+        ("sac", {}),
+        ("td3", {"steps": 1100, "eval_every_steps": 550}),  # the zoo's TD3 learns after 1000
+        ("ppo", {"steps": 100, "eval_every_steps": 2048}),  # one 4 x 1024-step rollout, one update
+        ("mbpo", {}),
+    ],
+)
+def test_the_same_seed_gives_the_same_numbers(tmp_path, algo, changes):
+    if algo == "mbpo":
+        from test_mbpo import tiny_mbpo
+
+        def config(out):
+            return tiny_mbpo(out)
+    else:
+
+        def config(out):
+            return sac_config(out, algo=algo, **changes)
+
+    def numbers(result):  # every metric but the wall-clock one
+        return [{k: v for k, v in r.items() if k != "eval_seconds"} for r in result.history]
+
+    first = numbers(train(config(tmp_path / "a")))
+    assert first and numbers(train(config(tmp_path / "b"))) == first
+
+
 def test_bad_algo_and_discrete_env_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--algo", "dqn"])

@@ -149,6 +149,28 @@ class BranchedRollouts(BaseCallback):
         self.log: list[dict[str, Any]] = []  # one entry per refresh
         self.fitted = False
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue the refreshes exactly: the model, its
+        optimiser, both random streams, the refresh log. (The imagined transitions live in the
+        replay buffer, which the checkpoint stores whole.)"""
+        return {
+            "dynamics": self.dynamics.state_dict(),
+            "dynamics_optimizer": self.trainer.optimizer.state_dict(),
+            "refreshes": self.log,
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "fitted": self.fitted,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.dynamics.load_state_dict(state["dynamics"])
+        self.trainer.optimizer.load_state_dict(state["dynamics_optimizer"])
+        self.log = list(state["refreshes"])
+        if "rng" in state:  # checkpoints before exact resume kept neither stream
+            self.rng.bit_generator.state = state["rng"]
+            self.generator.set_state(state["generator"])
+            self.fitted = state["fitted"]
+
     def _on_step(self) -> bool:
         due = self.num_timesteps % self.config.model_train_freq == 0
         if due and self.num_timesteps >= self.config.warmup_steps:
@@ -239,12 +261,18 @@ def attach(config, env_action_space, obs_dim: int, device: str):
     from forethought.tasks import get_task
 
     task = get_task(config.env)
-    dynamics = DynamicsModel(
-        obs_dim,
-        env_action_space.shape[0],
-        config.model,
-        learn_reward=task.reward_fn is None,
-        learn_termination=task.termination_fn is None,
-    ).to(device)
+    # The ensemble's initial weights come from the run's seed. (This runs before SB3 seeds the
+    # global torch generator, whose state at this point differs in every process: initialising
+    # from it made two runs of the same command differ from the first model refresh on.)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        dynamics = DynamicsModel(
+            obs_dim,
+            env_action_space.shape[0],
+            config.model,
+            learn_reward=task.reward_fn is None,
+            learn_termination=task.termination_fn is None,
+        )
+    dynamics = dynamics.to(device)
     trainer = ModelTrainer(dynamics, config.fit)
     return BranchedRollouts(config.mbpo, dynamics, trainer, task, config.seed, device)

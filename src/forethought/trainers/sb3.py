@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
 import numpy as np
+import torch
 from rich.console import Console
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -127,6 +130,7 @@ class ModelFreeRun:
     eval_every: int
     history: list[dict[str, Any]]
     rollouts: Any = None  # MBPO's BranchedRollouts callback (dynamics model and its log)
+    loop: dict[str, Any] | None = None  # a checkpoint's loop state, until the run restores it
 
 
 def step_budget(config: TrainConfig, time_limit: int | None) -> int:
@@ -163,16 +167,22 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
     noise_std = settings.pop("noise_std", None)
     make_kwargs = config.make_kwargs()
     time_limit = check_env(config.env, config.algo, **make_kwargs)
+    # Checkpoints written before exact resume hold no loop state: such a run continues from a
+    # fresh episode with freshly seeded generators (not a replay of the uninterrupted run).
+    loop = None if checkpoint is None else checkpoint.get("loop")
 
-    venv = DummyVecEnv(
+    inner = DummyVecEnv(
         [lambda: Monitor(make_env(config.env, **make_kwargs)) for _ in range(n_envs)]
     )
+    venv: DummyVecEnv | VecNormalize = inner
     if normalize:
         if checkpoint is None:
-            venv = VecNormalize(venv, gamma=settings.get("gamma", 0.99))
+            venv = VecNormalize(inner, gamma=settings.get("gamma", 0.99))
         else:  # the running statistics the policy was trained with
             saved: VecNormalize = pickle.loads(checkpoint["normalizer"])
-            saved.set_venv(venv)
+            saved.set_venv(inner)
+            if loop is not None:  # set_venv zeroes the discounted returns of running episodes
+                saved.returns = loop["normalizer_returns"]
             venv = saved
     if noise_std is not None:
         action_dim = venv.action_space.shape[0]
@@ -188,18 +198,26 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
             config, venv.action_space, venv.observation_space.shape[0], config.device
         )
         if checkpoint is not None:
-            rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
-            rollouts.trainer.optimizer.load_state_dict(checkpoint["dynamics_optimizer"])
-            rollouts.log = list(checkpoint["refreshes"])
+            rollouts.load_state_dict(checkpoint)
     algo = ALGORITHMS[config.algo]
     if checkpoint is None:
         model = algo("MlpPolicy", venv, seed=config.seed, device=config.device, **settings)
         history: list[dict[str, Any]] = []
     else:
-        model = algo.load(io.BytesIO(checkpoint["model"]), env=venv, device=config.device)
+        model = algo.load(
+            io.BytesIO(checkpoint["model"]),
+            env=venv,
+            device=config.device,
+            force_reset=loop is None,
+        )
         if isinstance(model, OffPolicyAlgorithm):
             model.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
         history = list(checkpoint["history"])
+        if loop is not None:
+            _restore_envs(inner, loop["envs"])
+            model._last_obs = loop["last_obs"]
+            model._last_original_obs = loop["last_original_obs"]
+            model._last_episode_starts = loop["last_episode_starts"]
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
     return ModelFreeRun(
         config=config,
@@ -211,6 +229,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         eval_every=config.eval_every_steps or time_limit or 1000,
         history=history,
         rollouts=rollouts,
+        loop=loop,
     )
 
 
@@ -233,23 +252,61 @@ def _execute(run: ModelFreeRun, console: Console | None) -> RunResult:
             )
         if not run.history or run.history[-1].get("env_steps") != run.model.num_timesteps:
             callback.evaluate_and_record()  # always an evaluation at the end
+        if callback.unsaved:
+            _checkpoint(run, callback)  # the final state
     console.print(summary_table(run.history, title))
     console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
     return RunResult(run.dir.path, run.history, run.dir.plot_path)
 
 
 class _EvaluateAndCheckpoint(BaseCallback):
-    """Evaluate on the fixed seeds every `eval_every` steps, append the metrics row, write the
-    checkpoint and the plot."""
+    """Evaluate on the fixed seeds every `eval_every` steps and append the metrics row; write
+    the checkpoint at the next point where the loop can be restored exactly.
+
+    SB3 calls `on_step` after the environment stepped but before the transition is stored and
+    before the gradient steps, so the state there is not one a run can restart from. The start
+    of the next rollout (`on_rollout_start`) is: every transition stored, every update done.
+    SB3 resamples the gSDE noise just before that call, so the checkpoint keeps the noise and
+    the generators as they are there, and a resumed run puts them back at that same call of
+    its first rollout (after its own `learn` set-up drew whatever it drew)."""
 
     def __init__(self, run: ModelFreeRun, bar: RunProgress, title: str, threshold: float | None):
         super().__init__()
         self.run, self.bar, self.title, self.threshold = run, bar, title, threshold
+        self.unsaved = False  # rows recorded since the last checkpoint
+        state = (run.loop or {}).get("callback")
+        if state is not None:
+            self.next_eval = state["next_eval"]
+            self.episode_returns: list[float] = list(state["episode_returns"])
+            self.episodes = state["episodes"]
+            self.last_eval: tuple[int, np.ndarray] | None = (
+                None
+                if state["last_eval"] is None
+                else (state["last_eval"][0], np.asarray(state["last_eval"][1]))
+            )
+            return
         done = run.model.num_timesteps
         self.next_eval = (done // run.eval_every + 1) * run.eval_every
-        self.episode_returns: list[float] = []
+        self.episode_returns = []
         self.episodes = sum(1 for r in run.history if "event" not in r)
-        self.last_eval: tuple[int, np.ndarray] | None = None  # (policy updates, returns)
+        self.last_eval = None  # (policy updates, returns)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "next_eval": self.next_eval,
+            "episode_returns": list(self.episode_returns),
+            "episodes": self.episodes,
+            "last_eval": None
+            if self.last_eval is None
+            else (self.last_eval[0], self.last_eval[1].tolist()),
+        }
+
+    def _on_rollout_start(self) -> None:
+        if self.run.loop is not None:  # first rollout of a resumed run
+            _restore_generators(self.run, self.run.loop)
+            self.run.loop = None
+        elif self.unsaved:
+            _checkpoint(self.run, self)
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -296,7 +353,7 @@ class _EvaluateAndCheckpoint(BaseCallback):
         self.episodes += 1
         self.episode_returns = []
         run.history.append(row)
-        _checkpoint(run)
+        self.unsaved = True
         run.dir.append_metrics(row)
         plot_learning_curve(run.history, run.dir.plot_path, self.title, self.threshold)
         self.bar.finish_episode(row)
@@ -316,7 +373,10 @@ def evaluate_model_free(model: BaseAlgorithm, normalizer: VecNormalize | None, r
     return evaluate_batched(run.eval_envs, act, seeds)
 
 
-def _checkpoint(run: ModelFreeRun) -> None:
+def _checkpoint(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> None:
+    """One atomically replaced file: the SB3 model (weights, optimisers, counters), the replay
+    buffer (MBPO's imagined transitions included), the normaliser, the dynamics model and its
+    rollout generators, the metrics, and the loop state (`_loop_state`)."""
     model_bytes = io.BytesIO()
     run.model.save(model_bytes)
     state: dict[str, Any] = {"model": model_bytes.getvalue(), "history": run.history}
@@ -327,7 +387,107 @@ def _checkpoint(run: ModelFreeRun) -> None:
     if run.normalizer is not None:
         state["normalizer"] = pickle.dumps(run.normalizer)
     if run.rollouts is not None:
-        state["dynamics"] = run.rollouts.dynamics.state_dict()
-        state["dynamics_optimizer"] = run.rollouts.trainer.optimizer.state_dict()
-        state["refreshes"] = run.rollouts.log
+        state.update(run.rollouts.state_dict())
+    state["loop"] = _loop_state(run, callback)
     run.dir.save_checkpoint(state)
+    callback.unsaved = False
+
+
+def _loop_state(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> dict[str, Any]:
+    """What SB3's own save leaves out and an exact continuation needs: the training
+    environments mid-episode, the observation SB3 acts on next, every random generator the
+    loop draws from, the gSDE noise, the action noise and the evaluation schedule."""
+    model = run.model
+    vec_env = model.get_env()
+    inner = vec_env.venv if isinstance(vec_env, VecNormalize) else vec_env
+    state: dict[str, Any] = {
+        "envs": _snapshot_envs(inner),
+        "last_obs": model._last_obs,
+        "last_original_obs": model._last_original_obs,
+        "last_episode_starts": model._last_episode_starts,
+        "python_random": random.getstate(),
+        "numpy_global": np.random.get_state(),  # noqa: NPY002 - SB3's buffers and noise use it
+        "torch": torch.get_rng_state(),
+        "action_space": model.action_space.np_random.bit_generator.state,
+        "action_noise": pickle.dumps(model.action_noise),
+        "callback": callback.state_dict(),
+    }
+    if torch.cuda.is_available() and model.device.type == "cuda":
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    if isinstance(vec_env, VecNormalize):
+        state["normalizer_returns"] = vec_env.returns.copy()
+    dist = _sde_distribution(model)
+    if dist is not None:
+        state["sde"] = {
+            name: getattr(dist, name).clone()
+            for name in ("exploration_mat", "exploration_matrices")
+            if getattr(dist, name, None) is not None
+        }
+    return state
+
+
+def _restore_generators(run: ModelFreeRun, state: dict[str, Any]) -> None:
+    """Put back, at the start of a resumed run's first rollout, what SB3's `learn` set-up and
+    rollout start changed: generators, gSDE noise, action noise. (MBPO's rollout streams are
+    restored when the run is built; nothing draws from them before this point.)"""
+    model = run.model
+    random.setstate(state["python_random"])
+    np.random.set_state(state["numpy_global"])  # noqa: NPY002 - see _loop_state
+    torch.set_rng_state(state["torch"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch_cuda"])
+    model.action_space.np_random.bit_generator.state = state["action_space"]
+    noise = pickle.loads(state["action_noise"])
+    if model.action_noise is not None and noise is not None:
+        vars(model.action_noise).update(vars(noise))  # learn() holds this very object
+    dist = _sde_distribution(model)
+    for name, value in state.get("sde", {}).items():
+        setattr(dist, name, value.to(model.device))
+
+
+def _sde_distribution(model: BaseAlgorithm) -> Any:
+    if not model.use_sde:
+        return None
+    owner = model.actor if isinstance(model, OffPolicyAlgorithm) else model.policy
+    return owner.action_dist
+
+
+# Attributes of an environment (or wrapper) that are not part of its state: the wrapped env
+# (restored layer by layer), renderers, and MuJoCo's constant model description.
+_NOT_STATE = {"env", "mujoco_renderer", "viewer", "screen", "clock"}
+
+
+def _layers(env: Any):
+    while True:
+        yield env
+        if not hasattr(env, "env"):
+            return
+        env = env.env
+
+
+def _snapshot_envs(vec_env: DummyVecEnv) -> bytes:
+    """Every training environment's state, layer by layer (Monitor, TimeLimit, ..., the
+    unwrapped env with its np_random and simulator data), plus DummyVecEnv's pending reset
+    seeds. Environments are not pickled whole: gymnasium's EzPickle would rebuild them fresh."""
+    layers = [
+        [
+            {
+                k: v
+                for k, v in vars(layer).items()
+                if k not in _NOT_STATE and type(v).__name__ != "MjModel"
+            }
+            for layer in _layers(env)
+        ]
+        for env in vec_env.envs
+    ]
+    return cloudpickle.dumps(
+        {"layers": layers, "seeds": vec_env._seeds, "options": vec_env._options}
+    )
+
+
+def _restore_envs(vec_env: DummyVecEnv, data: bytes) -> None:
+    saved = cloudpickle.loads(data)
+    for env, env_layers in zip(vec_env.envs, saved["layers"], strict=True):
+        for layer, state in zip(_layers(env), env_layers, strict=True):
+            vars(layer).update(state)
+    vec_env._seeds, vec_env._options = saved["seeds"], saved["options"]
