@@ -17,9 +17,24 @@ on-policy learner (PPO) only changes its policy once per rollout, so an evaluati
 falls inside a rollout reuses the evaluation of the unchanged policy instead of replaying the
 same episodes.
 
-Resume: a checkpoint (SB3 model, replay buffer, observation normaliser, metrics, all in one
-atomically replaced file) is written at every evaluation; `--resume` continues from the last
-one, so at most `eval_every_steps` steps are redone (SB3 keeps no per-transition log).
+Determinism: SB3 seeds python's `random`, numpy's and torch's global generators, the action
+space and the training envs from `--seed`; MBPO's dynamics ensemble is initialised from the seed
+too, and its fits and rollouts draw from their own seeded streams. On one machine with the same
+`--threads`, two runs of one command give the same metrics (wall-clock fields aside). Changing
+`--threads` may change float summation order, and on CUDA some kernels are not deterministic.
+One wall-clock dependence remains in MBPO: a dynamics fit stops early once it has run
+`--fit.max-seconds` (models/fitting.py), so a fit that reaches that cap trains for a
+load-dependent number of epochs; raise the cap where exact repeats matter.
+
+Resume: after every evaluation a checkpoint (one atomically replaced file) is written at the
+start of the next SB3 rollout, the first point where every transition is stored and every
+update done: the SB3 model (weights, optimisers, counters), the replay buffer (MBPO's imagined
+transitions included), the observation normaliser, MBPO's dynamics model and rollout streams,
+the metrics, and the loop state SB3's own save leaves out (the training envs mid-episode,
+`_last_obs`, every random generator, gSDE and action noise, the evaluation schedule). A run
+killed anywhere and resumed redoes the work since that checkpoint, exactly: it ends with the
+metrics, buffer and weights of the run that was never killed. (SAC, TD3, MBPO: at most
+`eval_every_steps` plus one training step redone; PPO: up to one rollout.)
 """
 
 from __future__ import annotations
