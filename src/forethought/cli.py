@@ -28,6 +28,7 @@ from forethought.planners.base import PlannerConfig
 from forethought.tools.diagnose import DiagnoseArgs
 from forethought.tools.evaluate import EvaluateArgs
 from forethought.tools.explain import ExplainArgs
+from forethought.tools.report import ReportArgs
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,13 @@ def _run_explain(command: ExplainArgs, console: Console) -> int:
     return 0
 
 
+def _run_report(command: ReportArgs, console: Console) -> int:
+    from forethought.tools.report import report
+
+    console.print(f"report: {report(command)}")
+    return 0
+
+
 def _run_demo(command: DemoArgs, console: Console) -> int:
     config = demo_config(command)
     console.print(
@@ -143,6 +151,7 @@ COMMANDS = {
     "diagnose": DiagnoseArgs,
     "evaluate": EvaluateArgs,
     "explain": ExplainArgs,
+    "report": ReportArgs,
     "lm": LanguageArgs,
 }
 RUNNERS = {
@@ -151,6 +160,7 @@ RUNNERS = {
     DiagnoseArgs: _run_diagnose,
     EvaluateArgs: _run_evaluate,
     ExplainArgs: _run_explain,
+    ReportArgs: _run_report,
 }
 
 
