@@ -90,11 +90,11 @@ class Generator:
     ) -> Generator:
         """Load a hub name or a local directory through transformers' own loader; a path that
         holds no causal LM is a one-line error naming `flag`."""
-        tokenizer = hub.from_pretrained(
-            AutoTokenizer.from_pretrained, name_or_path, flag=flag, what="tokenizer"
-        )
         model = hub.from_pretrained(
             AutoModelForCausalLM.from_pretrained, name_or_path, flag=flag, what="generator"
+        )
+        tokenizer = hub.from_pretrained(
+            AutoTokenizer.from_pretrained, name_or_path, flag=flag, what="tokenizer"
         )
         return cls(model, tokenizer, device=device, **kwargs)
 

@@ -120,27 +120,9 @@ def sft_lora(
         model, tokenizer = _load_base(base_dir)
         torch.manual_seed(seed)  # the new adapter's initialisation
         model = _lora_model(model, lora, init_adapter)
-        args = SFTConfig(
-            output_dir=scratch,  # Trainer wants one; nothing is checkpointed (save_strategy=no)
-            per_device_train_batch_size=lora.batch_size,
-            num_train_epochs=lora.epochs,
-            learning_rate=lora.lr,
-            lr_scheduler_type="linear",
-            warmup_steps=0,
-            completion_only_loss=True,
-            max_length=getattr(model.config, "n_positions", None) or 1024,
-            save_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=device == "cpu",
-            seed=seed,
-            data_seed=seed,
-            dataloader_num_workers=0,
-        )
         trainer = SFTTrainer(
             model=model,
-            args=args,
+            args=_sft_config(SFTConfig, lora, scratch, model, seed=seed, device=device),
             train_dataset=datasets.Dataset.from_list(list(rows)),
             processing_class=tokenizer,
             callbacks=[_Steps()],
@@ -156,6 +138,29 @@ def sft_lora(
         "train_loss": float(result.training_loss),
         "seconds": round(time.time() - start, 1),
     }
+
+
+def _sft_config(config_class, lora: LoraSettings, scratch: str, model, *, seed: int, device: str):
+    """TRL's settings for one fine-tune: completion-only loss, a linear schedule, no
+    checkpoints, logs or progress bars of its own, and every seed set."""
+    return config_class(
+        output_dir=scratch,  # Trainer wants one; nothing is checkpointed (save_strategy=no)
+        per_device_train_batch_size=lora.batch_size,
+        num_train_epochs=lora.epochs,
+        learning_rate=lora.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        completion_only_loss=True,
+        max_length=getattr(model.config, "n_positions", None) or 1024,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+    )
 
 
 def load_policy(

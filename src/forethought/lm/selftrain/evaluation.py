@@ -14,6 +14,7 @@ is measured on this policy's plain samples twice: with the predictor fitted to t
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,40 +93,27 @@ def evaluate_policy(
     torch.manual_seed(seed)
     cands = sample_many(generator, prompts, samples, max_new_tokens)
     g = gold(cands)  # (P*S,)
-    pr = proxy(cands)
-    groups = np.repeat(np.arange(len(prompts)), samples)
-    per_prompt = {
-        "plain": {
-            "gold": g.reshape(-1, samples).mean(1),  # P
-            "solved": (g == 1.0).reshape(-1, samples).mean(1),
-            "proxy": pr.reshape(-1, samples).mean(1),
-        }
-    }
+    per_prompt = {"plain": _per_prompt_means(g, proxy(cands), samples)}
     tokens = {"plain": float(np.mean([len(c.token_ids) for c in cands]))}
     on_done()
-    corr = {}
-    for name, value in (("before", value_before), ("after", value_after)):
-        if value is not None:
-            corr[name] = rank_correlation_by_length(
-                value, generator, cands, g, groups, lengths=(prefix_tokens,)
-            )
-
-    def search(method: str, prompt: str) -> SearchResult:
-        if method == "bon":
-            return best_of_n(
-                generator, proxy, prompt, Budget(budget), max_new_tokens=max_new_tokens
-            )
-        return lookahead(
-            generator,
-            proxy,
-            value_after,
-            prompt,
-            Budget(budget),
-            max_new_tokens=max_new_tokens,
-            prefix_tokens=prefix_tokens,
-            keep=keep,
+    groups = np.repeat(np.arange(len(prompts)), samples)  # the prompt of every sample
+    corr = {
+        name: rank_correlation_by_length(
+            value, generator, cands, g, groups, lengths=(prefix_tokens,)
         )
-
+        for name, value in (("before", value_before), ("after", value_after))
+        if value is not None
+    }
+    search = functools.partial(
+        _search,
+        generator,
+        proxy,
+        value_after,
+        budget=budget,
+        max_new_tokens=max_new_tokens,
+        prefix_tokens=prefix_tokens,
+        keep=keep,
+    )
     for method in ("bon", "lookahead"):
         per_prompt[method], tokens[method] = _search_each(
             search, method, prompts, gold, seed, on_done
@@ -136,6 +124,42 @@ def evaluate_policy(
     summary["value_corr"] = corr
     lists = {m: {k: np.asarray(v).tolist() for k, v in d.items()} for m, d in per_prompt.items()}
     return summary, lists
+
+
+def _search(
+    generator,
+    proxy,
+    value,
+    method: str,
+    prompt: str,
+    *,
+    budget,
+    max_new_tokens,
+    prefix_tokens,
+    keep,
+) -> SearchResult:
+    """Best-of-N, or look-ahead guided by `value`, at `budget` tokens."""
+    if method == "bon":
+        return best_of_n(generator, proxy, prompt, Budget(budget), max_new_tokens=max_new_tokens)
+    return lookahead(
+        generator,
+        proxy,
+        value,
+        prompt,
+        Budget(budget),
+        max_new_tokens=max_new_tokens,
+        prefix_tokens=prefix_tokens,
+        keep=keep,
+    )
+
+
+def _per_prompt_means(gold: np.ndarray, proxy: np.ndarray, samples: int) -> dict:
+    """Per-prompt means of prompt-major samples (`P*S` scores in, `P` numbers out)."""
+    return {
+        "gold": gold.reshape(-1, samples).mean(1),  # P
+        "solved": (gold == 1.0).reshape(-1, samples).mean(1),
+        "proxy": proxy.reshape(-1, samples).mean(1),
+    }
 
 
 def _search_each(
