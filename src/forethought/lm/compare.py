@@ -43,11 +43,9 @@ class SearchSettings:
     max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
     final: str = "proxy"
-    """Every method's final pick: 'proxy' (the reward model) or 'legal+proxy' (the reward
-    model behind the step-legality check)."""
+    """Every method's final pick: 'proxy' (the reward model) or 'legal+proxy' (the reward model behind the step-legality check)."""
     prefix_tokens: int = 12
-    """look-ahead: length of the partial branches that are ranked (about two Countdown steps,
-    so the legality check has two completed steps to judge)."""
+    """look-ahead: length of the partial branches that are ranked (about two Countdown steps, so the legality check has two completed steps to judge)."""
     lookahead_scorer: str = "legal+value"
     """look-ahead: what ranks the partial branches (one of PARTIAL_SCORERS)."""
     keep: int | float = 0.25
@@ -57,8 +55,7 @@ class SearchSettings:
     keep_fraction: float = 0.5
     """prune: fraction of partial generations kept each round."""
     prune_scorer: str = "legal+value"
-    """prune: partial scorer (one of PARTIAL_SCORERS); 'proxy' is the reward model on partials,
-    as in speculative rejection."""
+    """prune: partial scorer (one of PARTIAL_SCORERS); 'proxy' is the reward model on partials, as in speculative rejection."""
     width: int = 4
     """beam: beams kept after each step."""
     expand: int = 4
@@ -66,14 +63,7 @@ class SearchSettings:
     step_tokens: int = 8
     """beam: most tokens one step may take."""
     process: str = "legal+value"
-    """beam: process scorer (one of PARTIAL_SCORERS).
-
-    The partial-scorer defaults were chosen on development prompts (problem seed 15000, never
-    the benchmark's). With the ridge predictors, the learned scorers alone tied Best-of-N and
-    the legality check carried the wins; the fine-tuned value model ('model', the default
-    value predictor) ranks partials well enough to win on its own at some budgets, and behind
-    the check it won at every budget tried (60 prompts, 64-256 tokens).
-    benchmarks/lm_search.py runs both, with and without the check."""
+    """beam: process scorer (one of PARTIAL_SCORERS).  The partial-scorer defaults were chosen on development prompts (problem seed 15000, never the benchmark's). With the ridge predictors, the learned scorers alone tied Best-of-N and the legality check carried the wins; the fine-tuned value model ('model', the default value predictor) ranks partials well enough to win on its own at some budgets, and behind the check it won at every budget tried (60 prompts, 64-256 tokens). benchmarks/lm_search.py runs both, with and without the check."""
 
 
 def run_method(

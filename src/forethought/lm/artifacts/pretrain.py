@@ -49,8 +49,7 @@ class PretrainConfig:
     proxy_lr: float = 5e-4
     """Lower than the generator's: the proxy starts from trained weights (fine-tuning)."""
     proxy_init: str = "generator"
-    """'generator': start the proxy from the generator's weights; 'scratch': a fresh small model
-    of proxy_layers x proxy_width."""
+    """'generator': start the proxy from the generator's weights; 'scratch': a fresh small model of proxy_layers x proxy_width."""
     proxy_layers: int = 2
     proxy_width: int = 96
     value_problems: int = 300
