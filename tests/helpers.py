@@ -1,5 +1,10 @@
-"""Small configurations that make a full run take seconds."""
+"""Small configurations that make a full run take seconds, and a run in a subprocess to kill."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from forethought.config import TrainConfig
@@ -38,3 +43,23 @@ def tiny_config(out: Path, **changes) -> TrainConfig:
         rollout=RolloutConfig(particles=2),
     )
     return TrainConfig(**{**base, **changes})
+
+
+def start_cli(args: list[str]) -> subprocess.Popen:
+    """`forethought train ARGS` in a subprocess (stderr kept for the failure message)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "forethought.cli", "train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def kill_when(proc: subprocess.Popen, condition, what: str) -> None:
+    """SIGKILL `proc` as soon as `condition()` holds; fail if the run ends first."""
+    deadline = time.time() + 120
+    while not condition() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read().decode()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -83,3 +83,20 @@ def test_evaluate_refuses_a_run_that_is_not_mbpo(tmp_path, capsys):
     assert "--algo mbpo" in capsys.readouterr().out
     with pytest.raises(Exception, match="switch-quantile"):
         evaluate_controllers(EvaluateArgs(run_dir=tmp_path / "mpc", switch_quantile=1.5))
+
+
+def test_explain_an_mbpo_step_shows_policy_critic_and_planners(mbpo_run, capsys):
+    from forethought.tools.explain import ExplainArgs, explain
+
+    assert main(["explain", str(mbpo_run), "--step", "150"]) == 0
+    assert "the switching hybrid" in capsys.readouterr().out
+    result = explain(ExplainArgs(run_dir=mbpo_run, step=150))
+    report = result.report
+    assert len(report["policy_action"]) == 1 and np.isfinite(report["critic_value"])
+    assert report["switch_hands_to_planner"] == (
+        report["disagreement_on_policy_action"] > report["switching_threshold"]
+    )
+    assert len(report["guided"]["epistemic"]) == 5  # the guided planner's horizon
+    assert result.plot_path.exists() and result.json_path.exists()
+    assert main(["explain", str(mbpo_run), "--step", "5000"]) == 2
+    assert "outside the run's replay buffer" in capsys.readouterr().out

@@ -3,12 +3,7 @@ mid-episode, mid-fit or mid-evaluation), resume it each time, and check that it 
 the run that was never killed: same buffer, same counted log, same metrics, same weights."""
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,21 +11,11 @@ import torch
 
 from forethought.data import TransitionLog
 from forethought.trainers.run_dir import RunDir
-from helpers import TINY_ARGS
+from helpers import TINY_ARGS, kill_when, start_cli
 
 EPISODES, STEPS = 4, 30
 ARGS = [*TINY_ARGS, "--episodes", str(EPISODES), "--eval-every-steps", "25", "--monitor.enabled"]
 TIMING = {"fit_seconds", "ms_per_action"}  # wall-clock fields differ between any two runs
-
-
-def start(args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "forethought.cli", "train", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
 
 
 def last_record(log_path):
@@ -50,15 +35,6 @@ def episode_rows(out):
     return [json.loads(x) for x in path.read_text().splitlines() if x and "event" not in x]
 
 
-def kill_when(proc, condition, what):
-    deadline = time.time() + 120
-    while not condition() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read().decode()}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
 def final_state(out):
     run = RunDir(out)
     checkpoint = run.load_checkpoint()
@@ -76,7 +52,7 @@ def final_state(out):
 
 def test_killed_anywhere_and_resumed_equals_the_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
-    assert start(["--out", str(reference), *ARGS]).wait(timeout=300) == 0
+    assert start_cli(["--out", str(reference), *ARGS]).wait(timeout=300) == 0
 
     out, log_path, rng = tmp_path / "run", tmp_path / "run" / "transitions.bin", random.Random(7)
     t1, t2, t3 = rng.randrange(3, 25), rng.randrange(3, 28), rng.randrange(3, 28)
@@ -89,10 +65,10 @@ def test_killed_anywhere_and_resumed_equals_the_uninterrupted_run(tmp_path):
          lambda: last_record(log_path) == (2, STEPS - 1) and len(episode_rows(out)) < 3),
         ("mid-episode, the last episode", lambda: (last_record(log_path) or (0, 0)) >= (3, t3)),
     ]  # fmt: skip
-    proc = start(["--out", str(out), *ARGS])
+    proc = start_cli(["--out", str(out), *ARGS])
     for what, condition in kills:
         kill_when(proc, condition, what)
-        proc = start(["--resume", str(out)])
+        proc = start_cli(["--resume", str(out)])
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
 
     want_checkpoint, want_log, want_rows, want_events, want_records = final_state(reference)
@@ -115,9 +91,9 @@ def test_killed_anywhere_and_resumed_equals_the_uninterrupted_run(tmp_path):
 def test_keep_counts_the_interrupted_episode_once(tmp_path):
     out, log_path = tmp_path / "run", tmp_path / "run" / "transitions.bin"
     args = [*TINY_ARGS, "--episodes", "3"]
-    proc = start(["--out", str(out), *args])
+    proc = start_cli(["--out", str(out), *args])
     kill_when(proc, lambda: (last_record(log_path) or (0, 0)) >= (1, 12), "episode 1")
-    resumed = start(["--resume", str(out), "--on-resume", "keep"])
+    resumed = start_cli(["--resume", str(out), "--on-resume", "keep"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
 
     checkpoint = RunDir(out).load_checkpoint()

@@ -5,11 +5,7 @@ policy, critic and dynamics weights. SB3 keeps no per-transition log, so the wor
 checkpoint is redone; the redo must be exact."""
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,6 +14,7 @@ import torch
 
 from forethought.trainers import sb3
 from forethought.trainers.run_dir import RunDir
+from helpers import kill_when, start_cli
 
 # Evaluations (and so checkpoints) every 40 steps of 30-step episodes: most checkpoints fall
 # mid-episode, so the environments' state must come back too.
@@ -40,15 +37,6 @@ ARGS = {
 WALL_CLOCK = {"eval_seconds", "seconds"}
 
 
-def start(args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "forethought.cli", "train", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 def rows(out):
     path = out / "metrics.jsonl"
     if not path.exists():
@@ -63,15 +51,6 @@ def rewritten(out):
     path = out / "metrics.jsonl"
     before = path.stat().st_ino if path.exists() else None
     return lambda: path.exists() and path.stat().st_ino != before
-
-
-def kill_when(proc, condition, what):
-    deadline = time.time() + 120
-    while not condition() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read().decode()}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
 
 
 def final_state(out):
@@ -90,7 +69,7 @@ def assert_same_buffer(buffer, want):
 @pytest.mark.parametrize("algo", ["sac", "mbpo", "td3"])
 def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, algo):
     args = [*COMMON, *ARGS[algo]]
-    reference = start(["--out", str(tmp_path / "reference"), *args])
+    reference = start_cli(["--out", str(tmp_path / "reference"), *args])
     out, rng = tmp_path / "run", random.Random(algo)
     checkpoint = out / "checkpoint.pt"
     total = int(args[args.index("--steps") + 1]) // int(args[args.index("--eval-every-steps") + 1])
@@ -101,11 +80,11 @@ def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, algo):
         (f"a few ms after evaluation {third}", lambda new: new() and len(rows(out)) >= third
          and (time.sleep(rng.uniform(0, 0.01)) or True)),
     ]  # fmt: skip
-    proc, new = start(["--out", str(out), *args]), None
+    proc, new = start_cli(["--out", str(out), *args]), None
     for what, condition in kills:
         kill_when(proc, lambda c=condition, n=new: c(n), what)
         new = rewritten(out)
-        proc = start(["--resume", str(out)])
+        proc = start_cli(["--resume", str(out)])
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
     assert reference.wait(timeout=120) == 0, reference.stderr.read().decode()
 

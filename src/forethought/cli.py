@@ -100,14 +100,7 @@ def _run_explain(command: ExplainArgs, console: Console) -> int:
     from forethought.tools.explain import explain
 
     result = explain(command)
-    chosen = result.report["chosen"]
-    verdict = "the action the run took" if result.reproduced else "NOT the action the run took"
-    console.print(
-        f"step {result.step} (episode {result.episode}, t={result.t}): replayed action "
-        f"{[round(a, 4) for a in result.action]}, {verdict}; predicted return of the plan "
-        f"{chosen['predicted_return']:.1f}, real {result.report['real']['return']:.1f}",
-        soft_wrap=True,
-    )
+    console.print(result.summary, soft_wrap=True)
     console.print(f"plot: {result.plot_path}\njson: {result.json_path}")
     return 0
 

@@ -74,26 +74,31 @@ class EvaluateArgs:
 
 
 def _load(args: EvaluateArgs):
+    _, config = RunDir.open(args.run_dir, flag="RUN_DIR", lock=False)
+    require(
+        config.algo == "mbpo",
+        "RUN_DIR",
+        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo run (it "
+        "uses the run's policy, critic and dynamics model)",
+    )
+    return (config, *load_mbpo(args.run_dir, config))
+
+
+def load_mbpo(run_dir: Path, config):
+    """An MBPO run's SAC (policy, critics, replay buffer) and dynamics model, from its checkpoint."""
     from stable_baselines3 import SAC
 
     from forethought.trainers import mbpo
 
-    directory, config = RunDir.open(args.run_dir, flag="RUN_DIR", lock=False)
-    require(
-        config.algo == "mbpo",
-        "RUN_DIR",
-        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo run (it uses the "
-        "run's policy, critic and dynamics model)",
-    )
-    checkpoint = directory.load_checkpoint()
+    checkpoint = RunDir(run_dir).load_checkpoint()
     if checkpoint is None or "dynamics" not in checkpoint:
-        raise ConfigError("RUN_DIR", f"{args.run_dir} has no checkpoint with a fitted model yet")
+        raise ConfigError("RUN_DIR", f"{run_dir} has no checkpoint with a fitted model yet")
     sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
     sac.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
     rollouts = mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
     rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
     rollouts.dynamics.eval()
-    return config, sac, rollouts
+    return sac, rollouts
 
 
 def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, object]:

@@ -63,6 +63,7 @@ class Explanation:
     json_path: Path
     plot_path: Path
     report: dict[str, Any]
+    summary: str  # one line for the console
 
 
 def explain(args: ExplainArgs) -> Explanation:
@@ -75,11 +76,13 @@ def explain(args: ExplainArgs) -> Explanation:
 
 
 def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation:
+    if config.algo == "mbpo":
+        return _explain_mbpo(args, run, config)
     require(
         config.algo == "mpc",
         "RUN_DIR",
-        f"{args.run_dir} is an --algo {config.algo} run; explain replays the planner of an "
-        "--algo mpc run",
+        f"{args.run_dir} is an --algo {config.algo} run; explain needs the model of an --algo "
+        "mpc or mbpo run",
     )
     configure_threads(config.threads)
     env = make_env(config.env, **config.make_kwargs())
@@ -120,6 +123,14 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
     plot_path = run.path / f"explain_step_{args.step}.png"
     atomic_write_text(json_path, json.dumps(report, indent=1))
     _plot(report, imagined, plot_path)
+    chosen, verdict = report["chosen"], "the action the run took"
+    if not report["reproduced"]:
+        verdict = "NOT the action the run took"
+    summary = (
+        f"step {args.step} (episode {episode}, t={t}): replayed action "
+        f"{[round(a, 4) for a in report['action']]}, {verdict}; predicted return of the plan "
+        f"{chosen['predicted_return']:.1f}, real {report['real']['return']:.1f}"
+    )
     return Explanation(
         step=args.step,
         episode=episode,
@@ -130,6 +141,7 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
         json_path=json_path,
         plot_path=plot_path,
         report=report,
+        summary=summary,
     )
 
 
@@ -267,6 +279,131 @@ def _execute_in_real_env(config, episode, past_actions, plan, expected_obs) -> d
         "rewards": rewards,
         "return": float(sum(rewards)),
     }
+
+
+# -- MBPO: what each controller of the finished run would do at a state it visited -----------
+def _explain_mbpo(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation:
+    """At the real state of step T: the final SAC policy's action and its critic's value, the
+    ensemble's disagreement about that action against the switching threshold, and the plans of
+    policy-guided and plain MPC as every member imagines them."""
+    from forethought.agents.guided import SwitchingAgent, one_step_disagreement
+    from forethought.tools.evaluate import EvaluateArgs, build_controllers, load_mbpo
+
+    sac, rollouts = load_mbpo(args.run_dir, config)
+    real = sac.replay_buffer.real_transitions()
+    require(
+        0 <= args.step < len(real.obs),
+        "step",
+        f"{args.step} is outside the run's replay buffer, which holds steps 0 to "
+        f"{len(real.obs) - 1}",
+    )
+    obs = torch.as_tensor(real.obs[args.step], dtype=torch.float32)
+    controllers = build_controllers(
+        EvaluateArgs(run_dir=args.run_dir, controllers=("mpc", "switch")), config, sac, rollouts
+    )
+    switch: SwitchingAgent = controllers["switch"]
+    with torch.inference_mode():
+        policy_action = switch.prior.act(obs[None])
+        value = float(switch.prior.value(obs[None])[0])
+        disagreement = float(one_step_disagreement(rollouts.dynamics, obs[None], policy_action)[0])
+    plans = {
+        name: _plan_of(agent, obs)
+        for name, agent in (("guided", switch.planner), ("mpc", controllers["mpc"]))
+    }
+    model, task = rollouts.dynamics, rollouts.task
+    imagined = imagine_per_member(
+        model,
+        task,
+        obs,
+        torch.stack([plans["guided"][1], plans["mpc"][1][: len(plans["guided"][1])]]),
+    )
+    report = {
+        "run_dir": str(args.run_dir),
+        "env": config.env,
+        "step": args.step,
+        "state": obs.tolist(),
+        "policy_action": policy_action[0].tolist(),
+        "critic_value": value,
+        "disagreement_on_policy_action": disagreement,
+        "switching_threshold": switch.threshold,
+        "switch_hands_to_planner": disagreement > switch.threshold,
+        "guided": {
+            **_summary(imagined, 0, plans["guided"][1]),
+            "action": plans["guided"][0].tolist(),
+        },
+        "mpc": {
+            "action": plans["mpc"][0].tolist(),
+            "first_steps_predicted_return": _summary(imagined, 1, plans["mpc"][1])[
+                "predicted_return"
+            ],
+        },
+        "units": "disagreement: normalised std, as the switching hybrid measures it",
+    }
+    json_path = run.path / f"explain_step_{args.step}.json"
+    plot_path = run.path / f"explain_step_{args.step}.png"
+    atomic_write_text(json_path, json.dumps(report, indent=1))
+    _plot_mbpo(report, imagined, plot_path)
+    summary = (
+        f"step {args.step}: policy action {np.round(report['policy_action'], 4).tolist()} "
+        f"(critic value {value:.1f}), guided MPC {np.round(report['guided']['action'], 4).tolist()}, "
+        f"plain MPC {np.round(report['mpc']['action'], 4).tolist()}; the switching hybrid "
+        f"{'hands this state to the planner' if report['switch_hands_to_planner'] else 'lets the policy act'}"
+    )
+    return Explanation(
+        step=args.step,
+        episode=-1,
+        t=args.step,
+        reproduced=True,  # nothing is replayed: the final controllers are asked at this state
+        action=report["guided"]["action"],
+        logged_action=report["policy_action"],
+        json_path=json_path,
+        plot_path=plot_path,
+        report=report,
+        summary=summary,
+    )
+
+
+def _plan_of(agent: MPCAgent, obs: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """The action an MPC agent takes at `obs` and the plan (H x A) it came from."""
+    recorded = {}
+    plan_fn = agent.planner.plan
+
+    def recording_plan(*a, **kw):
+        recorded["plan"] = plan_fn(*a, **kw)
+        return recorded["plan"]
+
+    agent.planner.plan = recording_plan
+    try:
+        agent.reset()
+        action = agent.act(obs[None].numpy())[0]
+    finally:
+        del agent.planner.plan
+    return action, recorded["plan"].actions[0].cpu()
+
+
+def _plot_mbpo(report: dict[str, Any], imagined: dict[str, np.ndarray], path: Path) -> None:
+    states = imagined["states"]  # E x 2 x (H+1) x O: guided plan, plain MPC plan
+    e, _, h1, o = states.shape
+    fig, axes = plt.subplots(1, o, figsize=(3.2 * o, 3.2), squeeze=False)
+    for d, ax in enumerate(axes[0]):
+        ax.plot(np.arange(h1), states[:, 1, :, d].mean(0), color="0.6", ls="--", label="plain MPC")
+        for m in range(e):
+            ax.plot(np.arange(h1), states[m, 0, :, d], color="tab:blue", lw=0.8, alpha=0.7)
+        ax.set_title(f"state[{d}]")
+        ax.set_xlabel("steps ahead")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(
+        f"{report['env']} step {report['step']}: policy action "
+        f"{np.round(report['policy_action'], 3).tolist()} (critic {report['critic_value']:.1f}), "
+        f"guided MPC {np.round(report['guided']['action'], 3).tolist()}, plain MPC "
+        f"{np.round(report['mpc']['action'], 3).tolist()}; disagreement "
+        f"{report['disagreement_on_policy_action']:.3f} vs threshold "
+        f"{report['switching_threshold']:.3f}; blue: guided plan per member",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # -- reporting ---------------------------------------------------------------------------------
