@@ -23,10 +23,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 import tyro
 
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError, ForethoughtError, require
+from forethought.models.uncertainty import member_variance
 from forethought.storage import atomic_write_text, read_json, read_metrics
 from forethought.tasks import get_task
 from forethought.trainers.run_dir import RunDir
@@ -97,6 +99,9 @@ def _run_section(run: _Run, explain: int) -> str:
     parts.append(_figure(_learning_curve(run), "learning curve"))
     if any(r.get("holdout_error") is not None for r in run.rows):
         parts.append(_figure(_model_over_time(run), "model over time"))
+    calibration = _calibration(run)
+    if calibration is not None:
+        parts.append(_figure(calibration, "calibration"))
     diagnose = run.path / "diagnose.png"
     if diagnose.exists():
         parts.append("<h3>Open-loop error against horizon</h3>" + _image(diagnose.read_bytes()))
@@ -150,6 +155,49 @@ def _model_over_time(run: _Run):
     ax.set_xlabel("environment steps")
     ax.legend(fontsize=7)
     ax.set_title("model: holdout error and ensemble disagreement (normalised units)", fontsize=9)
+    return fig
+
+
+def _calibration(run: _Run):
+    """Coverage of the model's predictive intervals on the run's last episode, predicted by the
+    snapshot taken before that episode (so none of it was training data): for a calibrated
+    model, a central interval of probability p holds a fraction p of the real next states."""
+    last = len(run.rows) - 1
+    snapshot = RunDir(run.path).snapshot_path(last)
+    if run.config.algo != "mpc" or not snapshot.exists():
+        return None
+    from forethought.agents.build import build_mpc_agent
+    from forethought.storage import load_torch
+    from forethought.tasks import make_env
+
+    env = make_env(run.config.env, **run.config.make_kwargs())
+    _, model, _ = build_mpc_agent(run.config, env)
+    model.load_state_dict(load_torch(snapshot)["model"])
+    records = RunDir(run.path).counted_records(model.obs_dim, model.action_dim)
+    records = records[records[:, 0] == last]
+    if len(records) == 0:
+        return None
+    o, a = model.obs_dim, model.action_dim
+    obs, action = records[:, 2 : 2 + o], records[:, 2 + o : 2 + o + a]
+    next_obs = records[:, 3 + o + a : 3 + 2 * o + a]
+    obs, action, next_obs = (
+        torch.as_tensor(x, dtype=torch.float32) for x in (obs, action, next_obs)
+    )
+    with torch.no_grad():
+        pred = model.predict(obs, action)
+    mean = pred.next_obs_mean.mean(0)
+    variance = pred.next_obs_var.mean(0) + member_variance(pred.next_obs_mean)
+    z = ((next_obs - mean) / variance.clamp_min(1e-12).sqrt()).abs()
+    levels = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    bounds = torch.distributions.Normal(0.0, 1.0).icdf(torch.as_tensor((1 + levels) / 2))
+    coverage = [(z < b).float().mean().item() for b in bounds]
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", label="calibrated")
+    ax.plot(levels, coverage, marker="o", ms=3, label=f"episode {last} ({len(records)} steps)")
+    ax.set_xlabel("predicted interval probability")
+    ax.set_ylabel("fraction of real next states inside")
+    ax.set_title("calibration on unseen data", fontsize=9)
+    ax.legend(fontsize=7)
     return fig
 
 

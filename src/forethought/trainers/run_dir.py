@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from forethought.config import TrainConfig
 from forethought.data import TransitionLog
 from forethought.storage import RunDirectory, load_torch, save_torch
@@ -83,6 +85,21 @@ class RunDir(RunDirectory):
 
     def transition_log(self, obs_dim: int, action_dim: int) -> TransitionLog:
         return TransitionLog(self.log_path, obs_dim, action_dim)
+
+    def counted_records(self, obs_dim: int, action_dim: int) -> np.ndarray | None:
+        """The log's raw records the run counts (abandoned attempts left out), as of the last
+        checkpoint; None before the first checkpoint."""
+        checkpoint = self.load_checkpoint()
+        if checkpoint is None:
+            return None
+        progress = Progress.from_state_dict(checkpoint["progress"])
+        log = self.transition_log(obs_dim, action_dim)
+        raw = log.records(0, progress.log_records)
+        log.close()
+        keep = np.ones(len(raw), bool)
+        for begin, end in progress.abandoned:
+            keep[begin:end] = False
+        return raw[keep]
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         save_torch(self.checkpoint_path, state)
