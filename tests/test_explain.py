@@ -60,3 +60,13 @@ def test_a_run_without_a_model_or_not_a_run_is_one_line(run_dir, tmp_path, capsy
     (bare / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes())
     assert main(["explain", str(bare), "--step", "40"]) == 2
     assert "no snapshot of the model episode 1 started with" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_explain_reproduces_step_250_of_the_demo_run(tmp_path):
+    from forethought.cli import DemoArgs, demo_config
+
+    out = tmp_path / "demo"
+    train(demo_config(DemoArgs(out=out, quiet=True)))
+    result = explain(ExplainArgs(run_dir=out, step=250))
+    assert result.reproduced and (result.episode, result.t) == (1, 50)
