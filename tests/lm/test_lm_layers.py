@@ -16,6 +16,7 @@ LAYERS = [
     {"value", "search"},
     {"artifacts"},
     {"compare", "selftrain"},
+    {"explain"},
     {"cli"},
 ]
 RANK = {part: i for i, row in enumerate(LAYERS) for part in row}

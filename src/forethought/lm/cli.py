@@ -105,6 +105,24 @@ class GenerateCommand(_Machine):
     """With --model/--reward: a trained sequence classifier that scores partial responses; enables --method lookahead and prunes with it."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExplainCommand(_Machine):
+    """Show the search tree of one prompt with the shipped Countdown models: every partial answer grown, its score, which were pruned (and in which round), the finished answers with their final reward and gold score, and the pick; written to --out as explain.json and explain.png and printed as an indented tree."""
+
+    prompt: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROMPT")]
+    """Countdown prompt, e.g. '3,7,6,5>9:'."""
+    method: str = "lookahead"
+    """Search method: bon, lookahead, prune or beam."""
+    budget: int = 128
+    """Most tokens generated."""
+    reward_calls: int | None = None
+    """Most reward-model calls (None: unlimited, still counted)."""
+    value: ValueKind = "model"
+    """Value predictor of the shipped models (see `forethought lm compare --help`)."""
+    out: Path = Path("lm_explain")
+    """Directory for explain.json (the tree) and explain.png (the tree drawn)."""
+
+
 @dataclass(frozen=True)
 class TrainRewardCommand:
     """Retrain the proxy reward, the ridge value predictors and the value model on the generator in --out/generator/."""
@@ -149,6 +167,7 @@ class SelftrainCommand:
 COMMANDS: dict[str, type] = {
     "compare": CompareCommand,
     "generate": GenerateCommand,
+    "explain": ExplainCommand,
     "train-generator": TrainGeneratorCommand,
     "train-reward": TrainRewardCommand,
     "selftrain": SelftrainCommand,
@@ -161,6 +180,7 @@ def run(command, console: Console) -> int:
     runner: Callable[..., int] = {
         CompareCommand: _compare,
         GenerateCommand: _generate,
+        ExplainCommand: _explain,
         TrainGeneratorCommand: _train,
         TrainRewardCommand: _train,
         SelftrainCommand: _selftrain,
@@ -375,6 +395,61 @@ def _generate_suite(cmd: GenerateCommand):
             cmd.value_model, device=cmd.device, kind="value", name="value model", flag="value_model"
         )
     return CountdownSuite(gen, reward, None, value, set())
+
+
+# -- explain ----------------------------------------------------------------------------------
+def _explain(cmd: ExplainCommand, console: Console) -> int:
+    import torch
+
+    from forethought.lm import explain as ex
+    from forethought.lm.artifacts.shipped import load_countdown
+    from forethought.lm.compare import SearchSettings
+
+    budget = _explain_checks(cmd)
+    check_device(cmd.device)
+    configure_threads(cmd.threads)
+    torch.manual_seed(cmd.seed)  # as `lm generate`: same seed and budget, same search
+    suite = load_countdown(cmd.assets or SHIPPED, value=cmd.value, device=cmd.device)
+    settings = SearchSettings(cmd.max_new_tokens)
+    result, trace = ex.explain(suite, cmd.method, cmd.prompt, budget, settings)
+    cmd.out.mkdir(parents=True, exist_ok=True)
+    run = {"method": cmd.method, "budget": budget.max_tokens, "seed": cmd.seed}
+    run["max_reward_calls"] = budget.max_reward_calls
+    run["settings"] = dataclasses.asdict(settings)
+    write_json(cmd.out / "explain.json", ex.as_json(result, trace, **run))
+    ex.plot_tree(trace, result, cmd.method, cmd.out / "explain.png")
+    for line in ex.render_text(trace, result, cmd.method, cmd.budget):
+        _say(console, line)
+    _say(console, f"tree written to {cmd.out / 'explain.json'} and {cmd.out / 'explain.png'}")
+    return 0
+
+
+def _explain_checks(cmd: ExplainCommand):
+    """The budget, after every check that needs no model: prompt, method, budget, --out."""
+    from forethought.lm import Budget
+    from forethought.lm.compare import METHODS
+    from forethought.lm.search.common import require_one_candidate
+    from forethought.lm.tasks import countdown
+
+    if not cmd.prompt.strip():
+        raise ConfigError("PROMPT", "is empty; give a Countdown prompt, e.g. '3,7,6,5>9:'")
+    try:
+        countdown.parse_prompt(cmd.prompt)
+    except ValueError:
+        raise ConfigError(
+            "PROMPT",
+            f"{cmd.prompt!r} is not a Countdown prompt (numbers>target:, e.g. '3,7,6,5>9:'); "
+            "the shipped models and their legality check read only that form",
+        ) from None
+    if cmd.method not in METHODS:
+        raise ConfigError(
+            "method", f"unknown method {cmd.method!r}; choose from {', '.join(METHODS)}"
+        )
+    budget = Budget(max_tokens=cmd.budget, max_reward_calls=cmd.reward_calls)
+    require_one_candidate(budget, cmd.max_new_tokens)
+    if cmd.out.exists() and not cmd.out.is_dir():
+        raise ConfigError("out", f"{cmd.out} is a file, not a directory; choose another --out")
+    return budget
 
 
 # -- train-generator, train-reward ------------------------------------------------------------

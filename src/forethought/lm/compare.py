@@ -18,7 +18,15 @@ from forethought.errors import ConfigError
 from forethought.lm.artifacts.shipped import CountdownSuite
 from forethought.lm.budget import Budget
 from forethought.lm.rewards import RuleGated, Scorer
-from forethought.lm.search import SearchResult, beam_search, best_of_n, lookahead, prune
+from forethought.lm.search import (
+    NO_TRACE,
+    NullTrace,
+    SearchResult,
+    beam_search,
+    best_of_n,
+    lookahead,
+    prune,
+)
 from forethought.lm.tasks import countdown
 
 METHODS = ("bon", "lookahead", "prune", "beam")
@@ -74,14 +82,18 @@ def run_method(
     s: SearchSettings,
     *,
     n: int | None = None,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
-    """One search with `method` on `prompt`; the proxy is the final reward for every method."""
+    """One search with `method` on `prompt`; the proxy is the final reward for every method.
+    A `Trace` passed as `trace` records the search tree (the search itself is unchanged)."""
     gen = suite.generator
     if s.final not in ("proxy", "legal+proxy"):
         raise ConfigError("final", f"must be 'proxy' or 'legal+proxy', got {s.final!r}")
     proxy = partial_scorer(suite, s.final, "final")
     if method == "bon":
-        return best_of_n(gen, proxy, prompt, budget, max_new_tokens=s.max_new_tokens, n=n)
+        return best_of_n(
+            gen, proxy, prompt, budget, max_new_tokens=s.max_new_tokens, n=n, trace=trace
+        )
     if method == "lookahead":
         return lookahead(
             gen,
@@ -92,6 +104,7 @@ def run_method(
             max_new_tokens=s.max_new_tokens,
             prefix_tokens=s.prefix_tokens,
             keep=s.keep,
+            trace=trace,
         )
     if method == "prune":
         return prune(
@@ -103,6 +116,7 @@ def run_method(
             chunk=s.chunk,
             keep_fraction=s.keep_fraction,
             partial=partial_scorer(suite, s.prune_scorer, "prune_scorer"),
+            trace=trace,
         )
     if method == "beam":
         process = partial_scorer(suite, s.process, "process")
@@ -117,6 +131,7 @@ def run_method(
             width=s.width,
             expand=s.expand,
             step_tokens=s.step_tokens,
+            trace=trace,
         )
     raise ConfigError("methods", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 

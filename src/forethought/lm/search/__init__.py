@@ -4,10 +4,15 @@ from forethought.lm.search.beam import beam_search
 from forethought.lm.search.bon import best_of_n
 from forethought.lm.search.common import SearchResult
 from forethought.lm.search.staged import Schedule, lookahead, prune, staged_search
+from forethought.lm.search.trace import NO_TRACE, Node, NullTrace, Trace
 
 __all__ = [
+    "NO_TRACE",
+    "Node",
+    "NullTrace",
     "Schedule",
     "SearchResult",
+    "Trace",
     "beam_search",
     "best_of_n",
     "lookahead",

@@ -21,6 +21,7 @@ from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
 from forethought.lm.search.common import SearchResult, pick_best, require_one_candidate
+from forethought.lm.search.trace import NO_TRACE, NullTrace
 
 
 def beam_search(
@@ -36,8 +37,9 @@ def beam_search(
     expand: int = 4,
     step_tokens: int = 12,
     restarts: bool = True,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
-    """Beam search over steps; `step_delimiters` are token ids that end a step."""
+    """Beam search over steps (`step_delimiters`: token ids ending a step); `trace` records."""
     if width < 1 or expand < 1 or step_tokens < 1:
         raise ConfigError(
             "beam",
@@ -51,6 +53,7 @@ def beam_search(
     account = Account(budget)
     finalists, scores = [], []
     while True:
+        trace.new_restart()
         pool = _one_beam(
             generator,
             reward,
@@ -62,6 +65,7 @@ def beam_search(
             width,
             expand,
             step_tokens,
+            trace,
         )
         calls_left = account.calls_left(reward.kind)
         if calls_left is not None:  # never reached when the reserve is right; kept as a guard
@@ -69,6 +73,7 @@ def beam_search(
         if pool:
             finalists += pool
             scores.append(reward(pool, account))
+            trace.final(pool, scores[-1], reward)
         # Restart on leftover budget (beams that end early leave most of it) while a whole new
         # answer still fits, exactly as Best-of-N keeps sampling until its budget is used.
         if not (restarts and pool and account.tokens_left >= max_new_tokens):
@@ -78,7 +83,7 @@ def beam_search(
             "budget",
             "beam: no reward calls were left to score any candidate; raise budget.max_reward_calls",
         )
-    return pick_best("beam", finalists, np.concatenate(scores), account)
+    return pick_best("beam", finalists, np.concatenate(scores), account, trace)
 
 
 def _one_beam(
@@ -92,6 +97,7 @@ def _one_beam(
     width,
     expand,
     step_tokens,
+    trace,
 ) -> list[Candidate]:
     """One beam search from the empty answer; returns the pool for the final reward."""
     beams = generator.start(prompt, 1, max_new_tokens)
@@ -108,6 +114,7 @@ def _one_beam(
         )
         return calls_ok and rows * step_tokens <= account.tokens_left
 
+    step = 0
     while beams:
         fan = expand  # shrink the fan-out until this round's worst case fits what is left
         while fan >= 1 and not affordable(len(beams) * fan):
@@ -115,19 +122,23 @@ def _one_beam(
         if fan < 1:
             break
         children = [b for b in beams for _ in range(fan)]
-        children = generator.extend(
+        grown = generator.extend(
             children,
             step_tokens,
             account,
             stop_ids=step_delimiters,
             max_total_tokens=max_new_tokens,
         )
+        children = trace.grow(children, grown, step)
         done.extend(c for c in children if c.finished)
         live = [c for c in children if not c.finished]
         if not live:
             return done
         scores = process(live, account)  # R floats, one per extended partial
+        trace.scored(live, scores, process, step)
         order = np.argsort(-scores, kind="stable")[:width]
+        trace.pruned(live, order, step)
         beams = [live[i] for i in order]
+        step += 1
     # Beams cut off by the budget are scored as they are: partial answers still compete.
     return done + [b for b in beams if b.token_ids]

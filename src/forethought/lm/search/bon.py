@@ -13,6 +13,7 @@ from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
 from forethought.lm.search.common import SearchResult, pick_best, require_one_candidate
+from forethought.lm.search.trace import NO_TRACE, NullTrace
 
 
 def best_of_n(
@@ -24,12 +25,15 @@ def best_of_n(
     max_new_tokens: int,
     n: int | None = None,
     batch: int = 32,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
-    """Best of as many samples as the budget (and `n`, if given) allows."""
+    """Best of as many samples as the budget (and `n`, if given) allows; `trace` records the
+    samples as one flat tree (every sample a child of the prompt)."""
     require_one_candidate(
         budget, max_new_tokens, reward_calls_needed=1 if reward.kind == "reward" else 0
     )
     account = Account(budget)
+    trace.new_restart()
     finalists: list[Candidate] = []
     scores: list[np.ndarray] = []
     while True:
@@ -39,7 +43,9 @@ def best_of_n(
             k = min(k, n - len(finalists))
         if k < 1:
             break
-        new = generator.generate(prompt, k, max_new_tokens, account)
+        new = trace.grow(None, generator.generate(prompt, k, max_new_tokens, account), 0)
         scores.append(reward(new, account))
+        trace.final(new, scores[-1], reward)
         finalists.extend(new)
-    return pick_best("bon", finalists, np.concatenate(scores) if scores else np.zeros(0), account)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    return pick_best("bon", finalists, scores, account, trace)

@@ -10,6 +10,7 @@ from forethought.errors import ConfigError
 from forethought.lm.budget import Account, Budget, Spend
 from forethought.lm.generator import Candidate
 from forethought.lm.rewards import Scorer
+from forethought.lm.search.trace import NO_TRACE, NullTrace
 
 
 @dataclass
@@ -51,11 +52,13 @@ def pick_best(
     finalists: list[Candidate],
     scores: np.ndarray,
     account: Account,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
     """Highest final score wins; ties go to the earliest candidate (deterministic)."""
     if not finalists:
         raise ConfigError("budget", f"{method}: the budget left no candidate to score")
     best = int(np.argmax(scores))
+    trace.picked(finalists[best])
     return SearchResult(
         method=method,
         pick=finalists[best],

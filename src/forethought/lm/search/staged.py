@@ -26,6 +26,7 @@ from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Generator
 from forethought.lm.rewards import Scorer
 from forethought.lm.search.common import SearchResult, pick_best, require_one_candidate
+from forethought.lm.search.trace import NO_TRACE, NullTrace
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def staged_search(
     schedule: Schedule,
     max_branches: int = 256,
     restarts: bool = True,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
     """Run `schedule` at the widest start width the budget affords (at most `max_branches`).
 
@@ -85,7 +87,7 @@ def staged_search(
     that end early leave budget unspent; with `restarts`, the schedule runs again on what is
     left, as long as one more branch fits, and the final reward picks among all survivors.
     This is what makes "equal budget" mean equal spending against Best-of-N, which also keeps
-    sampling until its budget is used.
+    sampling until its budget is used. `trace` records the tree (rounds are segments).
     """
     if any(not 0 < c < max_new_tokens for c in schedule.checkpoints) or list(
         schedule.checkpoints
@@ -102,9 +104,13 @@ def staged_search(
         n = _widest(account, partial, reward, schedule, max_new_tokens, max_branches)
         if n == 0:
             break
-        survivors = _run_schedule(generator, partial, prompt, account, schedule, n, max_new_tokens)
+        trace.new_restart()
+        survivors = _run_schedule(
+            generator, partial, prompt, account, schedule, n, max_new_tokens, trace
+        )
         finalists += survivors
         scores.append(reward(survivors, account))
+        trace.final(survivors, scores[-1], reward)
         if not restarts:
             break
     if not finalists:
@@ -114,7 +120,7 @@ def staged_search(
             f"{method} needs at least {tokens} tokens, {p_calls} {partial.kind} calls and "
             f"{f_calls} reward calls for a single branch; raise the budget or use fewer checkpoints",
         )
-    return pick_best(method, finalists, np.concatenate(scores), account)
+    return pick_best(method, finalists, np.concatenate(scores), account, trace)
 
 
 def _widest(account, partial, reward, schedule, max_new_tokens, max_branches) -> int:
@@ -144,18 +150,21 @@ def _rankable(schedule, partial, reward, budget, max_new_tokens, max_branches) -
     return schedule
 
 
-def _run_schedule(generator, partial, prompt, account, schedule, n, max_new_tokens):
+def _run_schedule(generator, partial, prompt, account, schedule, n, max_new_tokens, trace):
     """One pass of the schedule from `n` fresh branches; returns the complete survivors."""
     alive = schedule.survivors(n)
     bounds = [0, *schedule.checkpoints, max_new_tokens]
     branches = generator.start(prompt, n, max_new_tokens)
     for seg, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         # Grow every branch to length `hi` (finished ones stay as they are).
-        branches = generator.extend(branches, hi - lo, account, max_total_tokens=hi)
+        grown = generator.extend(branches, hi - lo, account, max_total_tokens=hi)
+        branches = trace.grow(branches, grown, seg)
         if seg == len(bounds) - 2:
             break
         values = partial(branches, account)  # R floats, one per partial branch
+        trace.scored(branches, values, partial, seg)
         order = np.argsort(-values, kind="stable")[: alive[seg + 1]]
+        trace.pruned(branches, order, seg)
         branches = [branches[i] for i in order]
     # Lengths are capped at max_new_tokens, so every survivor is now a complete response.
     return branches
@@ -173,6 +182,7 @@ def lookahead(
     keep: int | float = 4,
     max_branches: int = 128,
     restarts: bool = True,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
     """Value-guided look-ahead: many `prefix_tokens`-long branches, the top `keep` continue.
 
@@ -197,6 +207,7 @@ def lookahead(
         schedule=schedule,
         max_branches=max_branches,
         restarts=restarts,
+        trace=trace,
     )
 
 
@@ -212,6 +223,7 @@ def prune(
     partial: Scorer | None = None,
     max_branches: int = 128,
     restarts: bool = True,
+    trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
     """Speculative rejection: every `chunk` tokens, score partials and keep `keep_fraction`.
 
@@ -234,4 +246,5 @@ def prune(
         schedule=Schedule(checkpoints, float(keep_fraction)),
         max_branches=max_branches,
         restarts=restarts,
+        trace=trace,
     )
