@@ -9,7 +9,7 @@ import forethought
 from forethought.cli import main
 
 COMMANDS = ["train", "demo", "diagnose", "evaluate", "explain", "report"]
-LM_COMMANDS = ["compare", "generate", "train-generator", "train-reward", "selftrain"]
+LM_COMMANDS = ["compare", "generate", "explain", "train-generator", "train-reward", "selftrain"]
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,11 @@ def _wrong_type_run(d: Path) -> None:
 CASES = {
     "empty prompt": (["generate", ""], None, "error: PROMPT: is empty"),
     "blank prompt": (["generate", "  "], None, "error: PROMPT: is empty"),
+    "not a Countdown prompt for the shipped models": (
+        ["generate", "hello world", "--method", "lookahead"],
+        None,
+        "error: PROMPT: 'hello world' is not a Countdown prompt",
+    ),
     "generate on cuda without a GPU": (
         ["generate", "1,2>3:", "--device", "cuda", "--model", "{tmp}/none", "--reward", "{rm}"],
         None,

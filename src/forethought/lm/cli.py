@@ -341,6 +341,8 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
     check_device(cmd.device)
     configure_threads(cmd.threads)
     torch.manual_seed(cmd.seed)
+    if cmd.model is None:  # the shipped Countdown models
+        require_countdown_prompt(cmd.prompt)
     suite = _generate_suite(cmd)
     settings = SearchSettings(cmd.max_new_tokens)
     if suite.gold is None:  # a user's own models: no Countdown rule check on partials
@@ -424,23 +426,29 @@ def _explain(cmd: ExplainCommand, console: Console) -> int:
     return 0
 
 
+def require_countdown_prompt(prompt: str) -> None:
+    """The shipped models and their legality check read only Countdown prompts."""
+    from forethought.lm.tasks import countdown
+
+    if not prompt.strip():
+        raise ConfigError("PROMPT", "is empty; give a Countdown prompt, e.g. '3,7,6,5>9:'")
+    try:
+        countdown.parse_prompt(prompt)
+    except ValueError:
+        raise ConfigError(
+            "PROMPT",
+            f"{prompt!r} is not a Countdown prompt (numbers>target:, e.g. '3,7,6,5>9:'); "
+            "the shipped models and their legality check read only that form",
+        ) from None
+
+
 def _explain_checks(cmd: ExplainCommand):
     """The budget, after every check that needs no model: prompt, method, budget, --out."""
     from forethought.lm import Budget
     from forethought.lm.compare import METHODS
     from forethought.lm.search.common import require_one_candidate
-    from forethought.lm.tasks import countdown
 
-    if not cmd.prompt.strip():
-        raise ConfigError("PROMPT", "is empty; give a Countdown prompt, e.g. '3,7,6,5>9:'")
-    try:
-        countdown.parse_prompt(cmd.prompt)
-    except ValueError:
-        raise ConfigError(
-            "PROMPT",
-            f"{cmd.prompt!r} is not a Countdown prompt (numbers>target:, e.g. '3,7,6,5>9:'); "
-            "the shipped models and their legality check read only that form",
-        ) from None
+    require_countdown_prompt(cmd.prompt)
     if cmd.method not in METHODS:
         raise ConfigError(
             "method", f"unknown method {cmd.method!r}; choose from {', '.join(METHODS)}"
