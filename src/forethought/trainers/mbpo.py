@@ -147,7 +147,6 @@ class BranchedRollouts(BaseCallback):
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device).manual_seed(seed)
         self.log: list[dict[str, Any]] = []  # one entry per refresh
-        self.fitted = False
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue the refreshes exactly: the model, its
@@ -159,7 +158,6 @@ class BranchedRollouts(BaseCallback):
             "refreshes": self.log,
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
-            "fitted": self.fitted,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -169,7 +167,6 @@ class BranchedRollouts(BaseCallback):
         if "rng" in state:  # checkpoints before exact resume kept neither stream
             self.rng.bit_generator.state = state["rng"]
             self.generator.set_state(state["generator"])
-            self.fitted = state["fitted"]
 
     def _on_step(self) -> bool:
         due = self.num_timesteps % self.config.model_train_freq == 0
@@ -186,7 +183,6 @@ class BranchedRollouts(BaseCallback):
             **{**real.__dict__, "action": sac.policy.unscale_action(real.action)}
         )
         report = self.trainer.fit(real, self.rng)
-        self.fitted = True
         length = self.config.rollout_length(self.num_timesteps)
         added = self.branch(sac, buffer, length)
         self.log.append(
