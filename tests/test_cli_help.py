@@ -8,7 +8,7 @@ import pytest
 import forethought
 from forethought.cli import main
 
-COMMANDS = ["train", "demo", "diagnose", "evaluate", "explain", "report"]
+COMMANDS = ["train", "demo", "diagnose", "evaluate", "explain", "report", "sweep"]
 LM_COMMANDS = ["compare", "generate", "explain", "train-generator", "train-reward", "selftrain"]
 
 

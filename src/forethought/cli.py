@@ -29,6 +29,7 @@ from forethought.tools.diagnose import DiagnoseArgs
 from forethought.tools.evaluate import EvaluateArgs
 from forethought.tools.explain import ExplainArgs
 from forethought.tools.report import ReportArgs
+from forethought.tools.sweep import SweepArgs
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,13 @@ def _run_report(command: ReportArgs, console: Console) -> int:
     return 0
 
 
+def _run_sweep(command: SweepArgs, console: Console) -> int:
+    from forethought.tools.sweep import run_sweep
+
+    run_sweep(command, console)
+    return 0
+
+
 def _run_demo(command: DemoArgs, console: Console) -> int:
     config = demo_config(command)
     console.print(
@@ -145,6 +153,7 @@ COMMANDS = {
     "evaluate": EvaluateArgs,
     "explain": ExplainArgs,
     "report": ReportArgs,
+    "sweep": SweepArgs,
     "lm": LanguageArgs,
 }
 RUNNERS = {
@@ -154,6 +163,7 @@ RUNNERS = {
     EvaluateArgs: _run_evaluate,
     ExplainArgs: _run_explain,
     ReportArgs: _run_report,
+    SweepArgs: _run_sweep,
 }
 
 

@@ -1,0 +1,126 @@
+"""A sweep's results: every trial's record, per group (config without the seed) IQM, median and
+mean of the final evaluation return with 95% bootstrap intervals over seeds, the machine, and a
+plot of evaluation return against environment steps (one line per group, spread over seeds)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+BOOTSTRAP = 2_000
+
+
+def machine_info() -> dict[str, Any]:
+    """What the sweep ran on (as benchmarks/machine.py records it)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in ("forethought", "torch", "numpy", "gymnasium", "stable-baselines3", "ray"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: rliable's, or the same 25%-trimmed mean without it."""
+    try:
+        from rliable import metrics
+
+        return float(metrics.aggregate_iqm(values.reshape(-1, 1)))
+    except ImportError:
+        x = np.sort(values)
+        cut = int(0.25 * len(x))
+        return float(x[cut : len(x) - cut].mean())
+
+
+def aggregate(values: list[float], seed: int = 0) -> dict[str, Any]:
+    """IQM, median and mean with 95% percentile-bootstrap intervals, resampling the seeds.
+
+    Resampled here: rliable's own interval code (rliable.library) needs arch<8, which fails to
+    import next to pandas 3 (see benchmarks/sample_efficiency.py)."""
+    x = np.asarray(values, dtype=float)
+    stats = {"iqm": iqm, "median": lambda v: float(np.median(v)), "mean": lambda v: float(v.mean())}
+    rng = np.random.default_rng(seed)
+    draws = [x[rng.integers(0, len(x), len(x))] for _ in range(BOOTSTRAP)]
+    out: dict[str, Any] = {"n": len(x)}
+    for name, stat in stats.items():
+        lo, hi = np.percentile([stat(d) for d in draws], [2.5, 97.5])
+        out[name] = stat(x)
+        out[f"{name}_ci95"] = [float(lo), float(hi)]
+    return out
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per group: its settings, seeds, final returns and their aggregates."""
+    groups: dict[str, Any] = {}
+    for record in records:
+        entry = groups.setdefault(
+            record["group"], {"settings": record["settings"], "seeds": [], "final_eval_return": []}
+        )
+        if record["final_eval_return"] is not None:
+            entry["seeds"].append(record["seed"])
+            entry["final_eval_return"].append(record["final_eval_return"])
+    for entry in groups.values():
+        if entry["final_eval_return"]:
+            entry["aggregate"] = aggregate(entry["final_eval_return"])
+    return groups
+
+
+def _step_values(record: dict[str, Any], grid: np.ndarray) -> np.ndarray:
+    """A trial's evaluations as a step function on `grid` (NaN before its first one)."""
+    steps = np.asarray(record["evaluations"]["env_steps"], dtype=float)
+    returns = np.asarray(record["evaluations"]["eval_return"], dtype=float)
+    index = np.searchsorted(steps, grid, side="right") - 1
+    return np.where(index >= 0, returns[np.clip(index, 0, None)], np.nan)
+
+
+def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Mean evaluation return over seeds per group, shaded from the lowest to the highest seed."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    for group in dict.fromkeys(r["group"] for r in records):
+        runs = [r for r in records if r["group"] == group and r["evaluations"]["env_steps"]]
+        if not runs:
+            continue
+        grid = np.unique(np.concatenate([r["evaluations"]["env_steps"] for r in runs]))
+        values = np.array([_step_values(r, grid) for r in runs])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns before any evaluation
+            mean = np.nanmean(values, axis=0)
+            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        (line,) = ax.plot(grid, mean, "o-", ms=3, label=f"{group} ({len(runs)} seeds)")
+        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
