@@ -42,6 +42,8 @@ def test_sac_run_writes_the_same_run_directory_as_mpc(tmp_path):
     assert all(len(r["eval_returns"]) == 2 and r["policy"] == "sac" for r in rows)
     for name in ("config.json", "checkpoint.pt", "learning_curve.png"):
         assert (result.run_dir / name).exists()
+    # The checkpoint carries the 300 transitions written, not SB3's million allocated rows.
+    assert (result.run_dir / "checkpoint.pt").stat().st_size < 6_000_000  # 40 MB before
     # Evaluation uses the shared seeds: the same numbers come back from a second run.
     again = rows_of(train(sac_config(tmp_path / "sac-again")).run_dir)
     assert [r["eval_returns"] for r in again] == [r["eval_returns"] for r in rows]

@@ -88,13 +88,13 @@ def load_mbpo(run_dir: Path, config):
     """An MBPO run's SAC (policy, critics, replay buffer) and dynamics model, from its checkpoint."""
     from stable_baselines3 import SAC
 
-    from forethought.trainers import mbpo
+    from forethought.trainers import mbpo, sb3
 
     checkpoint = RunDir(run_dir).load_checkpoint()
     if checkpoint is None or "dynamics" not in checkpoint:
         raise ConfigError("RUN_DIR", f"{run_dir} has no checkpoint with a fitted model yet")
     sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
-    sac.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
+    sb3.load_replay_buffer(sac, checkpoint["replay_buffer"])
     rollouts = mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
     rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
     rollouts.dynamics.eval()

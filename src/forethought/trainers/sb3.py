@@ -39,6 +39,7 @@ metrics, buffer and weights of the run that was never killed. (SAC, TD3, MBPO: a
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 import random
@@ -52,6 +53,7 @@ import torch
 from rich.console import Console
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
@@ -226,7 +228,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
             force_reset=loop is None,
         )
         if isinstance(model, OffPolicyAlgorithm):
-            model.load_replay_buffer(io.BytesIO(checkpoint["replay_buffer"]))
+            load_replay_buffer(model, checkpoint["replay_buffer"])
         history = list(checkpoint["history"])
         if loop is not None:
             _restore_envs(inner, loop["envs"])
@@ -396,9 +398,7 @@ def _checkpoint(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> None:
     run.model.save(model_bytes)
     state: dict[str, Any] = {"model": model_bytes.getvalue(), "history": run.history}
     if isinstance(run.model, OffPolicyAlgorithm):
-        buffer_bytes = io.BytesIO()
-        run.model.save_replay_buffer(buffer_bytes)
-        state["replay_buffer"] = buffer_bytes.getvalue()
+        state["replay_buffer"] = pickle.dumps(_filled_part(run.model.replay_buffer))
     if run.normalizer is not None:
         state["normalizer"] = pickle.dumps(run.normalizer)
     if run.rollouts is not None:
@@ -406,6 +406,42 @@ def _checkpoint(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> None:
     state["loop"] = _loop_state(run, callback)
     run.dir.save_checkpoint(state)
     callback.unsaved = False
+
+
+_BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def _filled_part(buffer):
+    """A shallow copy of an SB3 replay buffer whose arrays hold only the rows written so far:
+    SB3 allocates all `buffer_size` rows up front (a million by default, ~40 MB on Pendulum),
+    and a checkpoint need not carry the empty ones. MBPO's imagined buffer likewise."""
+    part = copy.copy(buffer)
+    rows = buffer.buffer_size if buffer.full else buffer.pos
+    for name in _BUFFER_ARRAYS:
+        if getattr(buffer, name, None) is not None:
+            setattr(part, name, getattr(buffer, name)[:rows])
+    if isinstance(getattr(buffer, "model", None), SB3ReplayBuffer):
+        part.model = _filled_part(buffer.model)
+    return part
+
+
+def load_replay_buffer(model: OffPolicyAlgorithm, data: bytes) -> None:
+    """Give `model` the replay buffer a checkpoint holds (saved by `_filled_part`)."""
+    model.load_replay_buffer(io.BytesIO(data))
+    _refill(model.replay_buffer)
+
+
+def _refill(buffer) -> None:
+    """Undo `_filled_part` after loading: the arrays get their full `buffer_size` rows again,
+    the unwritten ones zero as SB3 allocates them."""
+    for name in _BUFFER_ARRAYS:
+        array = getattr(buffer, name, None)
+        if array is not None and len(array) < buffer.buffer_size:
+            full = np.zeros((buffer.buffer_size, *array.shape[1:]), dtype=array.dtype)
+            full[: len(array)] = array
+            setattr(buffer, name, full)
+    if isinstance(getattr(buffer, "model", None), SB3ReplayBuffer):
+        _refill(buffer.model)
 
 
 def _loop_state(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> dict[str, Any]:
