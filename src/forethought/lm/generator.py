@@ -19,11 +19,19 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import transformers.generation.utils
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria
 
 from forethought.errors import ConfigError
 from forethought.lm import hub
 from forethought.lm.budget import Account
+
+# transformers renamed generate's `past_key_values` to `cache` (the old name warns, then goes).
+CACHE_KWARG = (
+    "cache"
+    if "cache" in getattr(transformers.generation.utils, "ALL_CACHE_NAMES", ())
+    else "past_key_values"
+)
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ class Generator:
             # once and copy its KV cache to all rows instead of prefilling it R times.
             cache = self._shared_cache(ids[:1, :-1], len(cands))
             if cache is not None:
-                kwargs["past_key_values"] = cache
+                kwargs[CACHE_KWARG] = cache
         if stop_ids:
             kwargs["stopping_criteria"] = [_StopAfterToken(stop_ids)]
         seq = self.model.generate(
