@@ -201,3 +201,29 @@ def test_two_trial_sweep_on_a_local_ray_with_2_cpus(tmp_path):
         assert run_dir.parent == sweep_dir / "trials"
         assert (run_dir / "checkpoint.pt").exists() and (run_dir / "metrics.jsonl").exists()
         assert len(record["evaluations"]["eval_return"]) == 2  # episodes=2: two evaluations
+
+
+def test_spec_with_grid_and_variants_expands_to_their_product(tmp_path):
+    from forethought.tools.sweep import plan
+
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(
+        'base_args = "--env Pendulum-v1 --eval-episodes 5"\nseeds = [0, 1]\n'
+        '[grid]\n"planning.horizon" = [10, 20]\n'
+        '[[variants]]\nalgo = "mpc"\nepisodes = 3\n[[variants]]\nalgo = "sac"\nsteps = 1000\n'
+    )
+    base, seeds, grid, variants = plan.read_spec(spec)
+    trials = plan.expand(plan.Plan(base, seeds, plan.groups_of(grid, variants)), tmp_path / "s")
+    assert len(trials) == 2 * 2 * 2
+    first = trials[0]
+    assert first["name"] == "algo-mpc_episodes-3_planning.horizon-10-seed0"
+    assert first["group"] == "algo=mpc,episodes=3,planning.horizon=10"
+    config = TrainConfig.from_dict(first["config"])
+    assert (config.algo, config.episodes, config.planning.horizon, config.eval_episodes) == (
+        "mpc",
+        3,
+        10,
+        5,
+    )
+    assert config.out == tmp_path / "s" / "trials" / first["name"] and config.threads == 1
+    assert {t["config"]["steps"] for t in trials if t["settings"]["algo"] == "sac"} == {1000}

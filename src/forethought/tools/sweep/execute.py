@@ -79,7 +79,7 @@ def run_trial(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
     if done.exists():
         return read_json(done, "a finished trial's record")
     config = TrainConfig.from_dict(trial["config"], source=f"{sweep_dir}/sweep.json")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if (config.run_dir() / "config.json").exists():
         log_event(sweep_dir, name, "resume")
         result = resume(config.run_dir())
@@ -94,6 +94,7 @@ def run_trial(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
         "env_steps": max((r.get("env_steps", 0) for r in result.history), default=0),
         "evaluations": points,
         "seconds": time.perf_counter() - start,  # this attempt's time (less when resumed)
+        "cpu_seconds": time.process_time() - cpu,  # its CPU time (wall >> CPU: a busy machine)
     }
     done.parent.mkdir(exist_ok=True)
     write_json(done, record)
