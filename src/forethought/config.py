@@ -18,6 +18,7 @@ from forethought.models.fitting import FitConfig
 from forethought.planners.base import PlannerConfig, PlannerName
 from forethought.rollout import RolloutConfig
 from forethought.runtime import check_device
+from forethought.tasks.constraints import SafetyConfig
 from forethought.tasks.drift import DriftConfig
 
 Algorithm = Literal["mpc", "mbpo", "sac", "td3", "ppo"]
@@ -159,6 +160,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     mbpo: MBPOConfig = field(default_factory=MBPOConfig)
 
     def validate(self) -> None:
@@ -195,6 +197,11 @@ class TrainConfig:
             raise ConfigError(
                 "algo", f"--monitor.* and --drift.* are implemented for mpc only, not {self.algo}"
             )
+        elif self.safety.constraint is not None:
+            raise ConfigError(
+                "algo", f"--safety.* is implemented for mpc only so far, not {self.algo}"
+            )
+        self.safety.validate(self.env)
         self.drift.validate()
         self.mbpo.validate()
 

@@ -29,6 +29,7 @@ RewardFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
 ]  # (...xO, ...xA, ...xO) -> ...
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]  # (... x O) -> ... bool
+CostFn = RewardFn  # (obs, action, next_obs) -> ... constraint cost per step
 Propagation = Literal["tsinf", "ts1", "mean"]
 
 
@@ -89,6 +90,7 @@ class Imagination:
     model_rows: int  # rows pushed through the network (members x inputs), for compute counts
     final_state: torch.Tensor | None = None  # B x P x K x O: where each particle ends up
     final_alive: torch.Tensor | None = None  # B x P x K: not terminated within the horizon
+    particle_costs: torch.Tensor | None = None  # B x P x K: summed constraint cost (with cost_fn)
 
     def scores(self, config: RolloutConfig) -> torch.Tensor:
         """The planning objective, B x P: return minus the configured uncertainty penalty."""
@@ -113,10 +115,12 @@ def imagine(
     termination_fn: TerminationFn | None = None,
     generator: torch.Generator | None = None,
     uncertainty: bool = True,
+    cost_fn: CostFn | None = None,
 ) -> Imagination:
     """Roll out B x P x H x A action sequences from B x O start states. With
     `uncertainty=False` the per-step uncertainty is not computed (it is None in the result)
-    unless the objective itself needs it (a penalty or a disagreement threshold)."""
+    unless the objective itself needs it (a penalty or a disagreement threshold). With a
+    `cost_fn` each particle's summed (undiscounted) constraint cost is returned too."""
     uncertainty = uncertainty or config.uses_uncertainty
     b, p, h, _ = actions.shape  # B x P x H x A
     assert obs.shape == (b, model.obs_dim), (
@@ -128,6 +132,7 @@ def imagine(
     state, plan = layout.spread(obs, actions)
     m = layout.m
     total = torch.zeros(layout.groups, m, device=obs.device)
+    cost = torch.zeros(layout.groups, m, device=obs.device) if cost_fn is not None else None
     alive = torch.ones(layout.groups, m, dtype=torch.bool, device=obs.device)
     trusted = torch.ones(1, m, dtype=torch.bool, device=obs.device)
     epistemic, aleatoric, rows = [], [], 0
@@ -145,6 +150,8 @@ def imagine(
             trusted = trusted & (step.epistemic <= config.disagreement_threshold)
             reward = torch.where(trusted, reward, reward.min())
         total = total + torch.where(alive, (config.discount**t) * reward, 0.0)
+        if cost_fn is not None:
+            cost = cost + torch.where(alive, cost_fn(state, action, step.next_state), 0.0)
         if done is not None:
             alive = alive & ~done
         state = step.next_state
@@ -160,6 +167,7 @@ def imagine(
         model_rows=rows,
         final_state=layout.per_particle(state),
         final_alive=layout.per_particle(alive.expand(layout.groups, m)),
+        particle_costs=None if cost_fn is None else layout.per_particle(cost),
     )
 
 

@@ -26,5 +26,13 @@ def build_mpc_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, Dynami
     planner = make_planner(
         config.planner, config.planning, env.action_space.low, env.action_space.high
     )
-    agent = MPCAgent(model, planner, task, config.rollout, device=config.device, seed=config.seed)
+    agent = MPCAgent(
+        model,
+        planner,
+        task,
+        config.rollout,
+        device=config.device,
+        seed=config.seed,
+        safety=config.safety,
+    )
     return task, model, agent

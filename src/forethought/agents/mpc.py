@@ -1,5 +1,11 @@
 """The model-predictive control agent: at every step, plan H steps ahead in the learned model,
-execute the first action, then plan again from the next real state (receding horizon)."""
+execute the first action, then plan again from the next real state (receding horizon).
+
+With a constraint (`SafetyConfig`), planning is chance-constrained: a candidate whose imagined
+cost exceeds the plan's cost limit on more than a fraction `delta` of its particles (members
+and samples) is vetoed, ranking below every feasible candidate (least expected cost first), so
+the elites are feasible whenever any candidate is. When the executed plan is itself vetoed, the
+configured fallback acts and the step is counted in `vetoed_steps`."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from forethought.models.dynamics import DynamicsModel
 from forethought.planners.base import Planner, shift_plan
 from forethought.rollout import ComputeCounter, RolloutConfig, imagine
 from forethought.tasks.base import TaskSpec
+from forethought.tasks.constraints import CONSTRAINTS, SafetyConfig
 
 
 class MPCAgent:
@@ -25,6 +32,7 @@ class MPCAgent:
         device: str | torch.device = "cpu",
         seed: int = 0,
         track_disagreement: bool = True,
+        safety: SafetyConfig | None = None,
     ):
         rollout.validate(model.ensemble_size)
         self.model, self.planner, self.task, self.rollout = model, planner.to(device), task, rollout
@@ -35,6 +43,10 @@ class MPCAgent:
         self._elites: torch.Tensor | None = None  # B x K x H x A, shifted elites (iCEM)
         self.plan_disagreement: list[float] = []  # per act() call: mean epistemic along the plan
         self.track_disagreement = track_disagreement  # costs one extra rollout per act()
+        self.safety = safety if safety is not None and safety.constraint is not None else None
+        self.cost_fn = CONSTRAINTS[self.safety.constraint].cost_fn if self.safety else None
+        self.vetoed_steps = 0  # acts whose chosen plan was itself vetoed (the fallback acted)
+        self.plan_cost: list[float] = []  # per act() call: expected imagined cost of the plan
 
     def reset(self) -> None:
         """Forget warm starts; call at the start of every episode."""
@@ -53,13 +65,26 @@ class MPCAgent:
                 self.task.termination_fn,
                 self.generator,
                 uncertainty=False,  # only the executed plan's disagreement is logged
+                cost_fn=self.cost_fn,
             )
             self.compute.model_rows += result.model_rows
             scores = result.scores(self.rollout)
             value = self.terminal_value(result)
-            return scores if value is None else scores + value
+            scores = scores if value is None else scores + value
+            return scores if self.cost_fn is None else self._veto(scores, result.particle_costs)
 
         return expected_return
+
+    def _infeasible(self, costs: torch.Tensor) -> torch.Tensor:
+        """B x P x K particle costs -> B x P: more than `delta` of the particles over the limit."""
+        over = (costs > self.safety.plan_cost_limit).float().mean(dim=-1)
+        return over > self.safety.delta
+
+    def _veto(self, scores: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+        """Vetoed candidates rank below every other candidate of their problem, those with the
+        least expected cost first (chance-constrained elite selection)."""
+        floor = scores.min(dim=1, keepdim=True).values - 1.0  # B x 1
+        return torch.where(self._infeasible(costs), floor - costs.mean(dim=-1), scores)
 
     # Hooks for policy-guided planning (forethought.agents.guided); plain MPC has neither.
     def propose(self, obs: torch.Tensor) -> torch.Tensor | None:
@@ -96,9 +121,10 @@ class MPCAgent:
             generator=self.generator,
             proposals=self.propose(obs_t),
         )
-        if self.track_disagreement:
-            # How far into the unknown does the chosen plan go? One extra rollout of the executed
-            # sequence (1 candidate per problem) measures the members' disagreement along it.
+        actions = result.actions[:, 0]
+        if self.track_disagreement or self.safety is not None:
+            # How far into the unknown does the chosen plan go, and would it break the
+            # constraint? One extra rollout of the executed sequence (1 candidate per problem).
             chosen = imagine(
                 self.model,
                 obs_t,
@@ -107,9 +133,12 @@ class MPCAgent:
                 self.task.reward_fn,
                 self.task.termination_fn,
                 self.generator,
+                cost_fn=self.cost_fn,
             )
             self.compute.model_rows += chosen.model_rows
             self.plan_disagreement.append(float(chosen.epistemic.mean()))
+            if self.safety is not None:
+                actions = self._fallback(actions, chosen.particle_costs)
         # Warm starts are kept per row id; a row id not seen before gets a fresh slot.
         full = max(rows_needed, 0 if self._plans is None else self._plans.shape[0])
         shifted = shift_plan(result.actions, center)
@@ -122,7 +151,18 @@ class MPCAgent:
                 self._elites = None
             self._elites = _grown(self._elites, full, center.expand(k, *shifted.shape[1:]))
             self._elites[index] = shifted_elites
-        return result.actions[:, 0].cpu().numpy()
+        return actions.cpu().numpy()
+
+    def _fallback(self, actions: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+        """Where even the chosen plan is vetoed (every candidate was), the fallback acts:
+        the least-violating plan as chosen, or a zero action clipped to the bounds."""
+        vetoed = self._infeasible(costs)[:, 0]  # B
+        self.vetoed_steps += int(vetoed.sum())
+        self.plan_cost.append(float(costs.mean()))
+        if self.safety.fallback == "zero" and vetoed.any():
+            zero = torch.zeros_like(actions[0]).clamp(self.planner.lower, self.planner.upper)
+            actions = torch.where(vetoed.unsqueeze(-1), zero, actions)
+        return actions
 
 
 def _grown(slots: torch.Tensor | None, rows: int, fill: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ class EpisodeResult:
     episode_return: float
     steps: int
     ms_per_action: list[float]
+    cost: float = 0.0  # summed info["cost"] (constrained tasks; 0 elsewhere)
 
 
 def run_episode(
@@ -30,24 +31,28 @@ def run_episode(
     called for every transition before the next action is chosen (this is where it is logged)."""
     obs, _ = env.reset(seed=seed)
     check_finite_obs(obs, first_step, "reset")
-    total, t, timings = 0.0, 0, []
+    total, cost, t, timings = 0.0, 0.0, 0, []
     while True:
         start = time.perf_counter()
         action = policy(obs[None], np.zeros(1, dtype=np.int64))[0]
         timings.append(1000 * (time.perf_counter() - start))
-        next_obs, reward, terminated, truncated, _ = env.step(action)
+        next_obs, reward, terminated, truncated, info = env.step(action)
         check_finite_obs(next_obs, first_step + t + 1, "step")
+        cost += float(info.get("cost", 0.0))
         on_step(t, obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
         total += float(reward)
         t += 1
         obs = next_obs
         if terminated or truncated:
-            return EpisodeResult(total, t, timings)
+            return EpisodeResult(total, t, timings, cost)
 
 
-def evaluate_batched(envs: list[gym.Env], policy: Policy, seeds: list[int]) -> np.ndarray:
+def evaluate_batched(
+    envs: list[gym.Env], policy: Policy, seeds: list[int], costs: np.ndarray | None = None
+) -> np.ndarray:
     """Returns of len(envs) episodes, env j reset with seeds[j]; the policy sees the observations
-    of all still-running episodes at once, with their row ids."""
+    of all still-running episodes at once, with their row ids. `costs`, if given, receives each
+    episode's summed info["cost"]."""
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
     check_finite_obs(obs, 0, "evaluation reset")
     returns = np.zeros(len(envs))
@@ -56,9 +61,11 @@ def evaluate_batched(envs: list[gym.Env], policy: Policy, seeds: list[int]) -> n
         rows = np.flatnonzero(active)
         actions = policy(obs[rows], rows)
         for row, action in zip(rows, actions, strict=True):
-            next_obs, reward, terminated, truncated, _ = envs[row].step(action)
+            next_obs, reward, terminated, truncated, info = envs[row].step(action)
             check_finite_obs(next_obs, -1, f"evaluation episode {row}")
             returns[row] += float(reward)
+            if costs is not None:
+                costs[row] += float(info.get("cost", 0.0))
             obs[row] = next_obs
             if terminated or truncated:
                 active[row] = False

@@ -39,6 +39,7 @@ from forethought.reporting import RunProgress, plot_learning_curve, summary_tabl
 from forethought.runtime import configure_threads
 from forethought.storage import read_metrics, restore_rng_states, rng_states
 from forethought.tasks import TaskSpec, check_continuous, check_env, make_env
+from forethought.tasks.constraints import with_costs
 from forethought.tasks.drift import DynamicsDrift
 from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
 from forethought.trainers.adaptation import Adaptation
@@ -93,7 +94,11 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     torch.manual_seed(config.seed)
     env = make_env(config.env, seed=config.seed, **config.make_kwargs())
     check_continuous(env, config.env, f"planner {config.planner}")
-    eval_envs = [make_env(config.env, **config.make_kwargs()) for _ in range(config.eval_episodes)]
+    env = with_costs(env, config.safety)  # info["cost"] on constrained tasks
+    eval_envs = [
+        with_costs(make_env(config.env, **config.make_kwargs()), config.safety)
+        for _ in range(config.eval_episodes)
+    ]
     if config.drift.at_step is not None:  # evaluations always see the current dynamics
         env = DynamicsDrift(env, config.drift)
         eval_envs = [DynamicsDrift(e, config.drift, clock=env) for e in eval_envs]
@@ -110,7 +115,13 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         trainer=ModelTrainer(model, config.fit),
         agent=agent,
         eval_agent=MPCAgent(
-            model, agent.planner, task, config.rollout, config.device, seed=config.seed + 1
+            model,
+            agent.planner,
+            task,
+            config.rollout,
+            config.device,
+            seed=config.seed + 1,
+            safety=config.safety,
         ),
         rng=np.random.default_rng(config.seed),
         progress=Progress(),
@@ -233,11 +244,11 @@ def _execute(run: Run, console: Console | None, resumed: EpisodeResult | None) -
             else:
                 result = _collect(run, episode, bar)  # act in the real environment
             report = _fit_if_due(run, episode, bar)  # learn the model
-            eval_returns = None
+            evaluation = None
             if _evaluation_due(config, episode, progress.env_steps):
                 bar.status("evaluating")
-                eval_returns = _evaluate(run)  # plan with the model on fixed seeds
-            _finish_episode(run, _episode_row(run, episode, result, report, eval_returns), bar)
+                evaluation = _evaluate(run)  # plan with the model on fixed seeds
+            _finish_episode(run, _episode_row(run, episode, result, report, evaluation), bar)
 
     title = _title(config)
     console.print(summary_table(progress.history, title))
@@ -280,6 +291,8 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
 
     run.agent.reset()
     run.agent.plan_disagreement.clear()
+    run.agent.plan_cost.clear()
+    run.agent.vetoed_steps = 0
     run.adaptation.start_episode()
     bar.start_episode(episode)
     seed = TRAIN_SEED_STRIDE * config.seed + episode
@@ -334,18 +347,19 @@ def _evaluation_due(config: TrainConfig, episode: int, env_steps: int) -> bool:
     return (episode + 1) % config.eval_every == 0 or last
 
 
-def _evaluate(run: Run) -> np.ndarray:
-    """Returns of the evaluation episodes (fixed seeds, planned for in one batch)."""
+def _evaluate(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and constraint costs of the evaluation episodes (fixed seeds, one batch)."""
     config = run.config
     run.eval_agent.reset()
     seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
-    return evaluate_batched(run.eval_envs, run.eval_agent.act, seeds)
+    costs = np.zeros(len(seeds))
+    return evaluate_batched(run.eval_envs, run.eval_agent.act, seeds, costs), costs
 
 
 def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
     """An evaluation on the step schedule (`eval_every_steps`), recorded as an event row."""
     bar.status("evaluating")
-    returns = _evaluate(run)
+    returns, costs = _evaluate(run)
     event = {
         "event": "evaluation",
         "episode": episode,
@@ -354,19 +368,22 @@ def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
         "eval_return_std": float(returns.std()),
         "eval_returns": returns.tolist(),
     }
+    if run.config.safety.constraint is not None:
+        event.update(eval_cost=float(costs.mean()), eval_costs=costs.tolist())
     _record(run, event)
     bar.status("acting")
 
 
 # -- recording ---------------------------------------------------------------------------------
-def _episode_row(run, episode, result, report, eval_returns) -> dict[str, Any]:
+def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
     warming_up = episode < run.config.warmup_episodes
     disagreement = run.agent.plan_disagreement
+    eval_returns, eval_costs = (None, None) if evaluation is None else evaluation
 
     def stat(values, fn):
         return None if values is None or len(values) == 0 else float(fn(values))
 
-    return {
+    row = {
         "episode": episode,
         "policy": "random" if warming_up else f"mpc-{run.config.planner}",
         "env_steps": run.progress.env_steps,
@@ -382,6 +399,15 @@ def _episode_row(run, episode, result, report, eval_returns) -> dict[str, Any]:
         "ms_per_action": None if warming_up else stat(result.ms_per_action, statistics.median),
         "model_rows": run.agent.compute.model_rows,
     }
+    if run.config.safety.constraint is not None:  # constrained task: what the run violated
+        row.update(
+            cost=result.cost,
+            eval_cost=stat(eval_costs, np.mean),
+            eval_costs=None if eval_costs is None else eval_costs.tolist(),
+            vetoed_steps=0 if warming_up else run.agent.vetoed_steps,
+            plan_cost=None if warming_up else stat(run.agent.plan_cost, statistics.median),
+        )
+    return row
 
 
 def _finish_episode(run: Run, row: dict[str, Any], bar: RunProgress) -> None:

@@ -1,0 +1,134 @@
+"""Constraints that veto imagined plans: known costs equal the environment's, a plan that
+violates a constraint in the model is vetoed, the fallback acts when every plan is vetoed, and
+a constrained run records its costs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from forethought.agents.mpc import MPCAgent
+from forethought.cli import main
+from forethought.models import DynamicsModel, FitConfig, ModelConfig, ModelTrainer
+from forethought.planners import PlannerConfig, make_planner
+from forethought.rollout import RolloutConfig
+from forethought.tasks import make_env
+from forethought.tasks.base import TaskSpec, never_terminates
+from forethought.tasks.constraints import CONSTRAINTS, CostWrapper, SafetyConfig
+from forethought.trainers import train
+from helpers import TINY_ARGS, tiny_config
+from test_models import transitions
+
+# Initial internal states that put the next state on both sides of each rule.
+STATES = {
+    "pendulum-speed": [(th, thd) for th in (-2.0, 0.5, 3.0) for thd in (-7.9, -5.5, 0.0, 5.5, 7.9)],
+    "pendulum-zone": [(th, thd) for th in np.linspace(-np.pi, np.pi, 25) for thd in (-1.0, 1.0)],
+    "cartpole-position": [(x, xd, 0.0, 0.0) for x in (-1.3, -1.0, -0.5, 0.95, 1.05) for xd in (-1.0, 1.0)],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRAINTS))
+def test_known_costs_equal_the_environments(name):
+    constraint = CONSTRAINTS[name]
+    env = CostWrapper(make_env(constraint.env_id), constraint)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for state in STATES[name]:
+        env.reset(seed=0)
+        env.unwrapped.state = np.array(state, dtype=np.float64)
+        obs = (
+            env.unwrapped._get_obs()
+            if hasattr(env.unwrapped, "_get_obs")
+            else np.array(state, np.float32)
+        )
+        action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+        next_obs, _, _, _, info = env.step(action)
+        as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
+        predicted = float(constraint.cost_fn(as_t(obs), as_t(action), as_t(next_obs)))
+        assert predicted == info["cost"], (state, next_obs)
+        seen.add(info["cost"])
+    assert seen == {0.0, 1.0}  # both sides of the rule were tested
+
+
+def speed_model() -> DynamicsModel:
+    """A model of a toy system whose speed (obs[2]) grows by the action: next = obs + (0, 0, a)."""
+    rng = np.random.default_rng(0)
+    obs = np.column_stack([np.ones(3000), np.zeros(3000), rng.uniform(-9, 9, 3000)])
+    action = rng.uniform(-2, 2, (3000, 1))
+    next_obs = obs + np.column_stack([np.zeros((3000, 2)), action])
+    torch.manual_seed(0)
+    model = DynamicsModel(3, 1, ModelConfig(ensemble_size=2, hidden_size=32, probabilistic=False))
+    ModelTrainer(model, FitConfig(batch_size=128, max_epochs=60)).fit(
+        transitions(obs, action, next_obs), rng
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return speed_model()
+
+
+def agent(model, safety: SafetyConfig | None, horizon: int = 1) -> MPCAgent:
+    """MPC on the toy system, rewarded for speed: left alone it accelerates past the limit."""
+    speed_reward = lambda obs, action, next_obs: next_obs[..., 2]  # noqa: E731
+    task = TaskSpec("toy", speed_reward, never_terminates)
+    planner = make_planner(
+        "cem",
+        PlannerConfig(horizon=horizon, population=64, elites=8, iterations=3),
+        np.array([-2.0]),
+        np.array([2.0]),
+    )
+    rollout = RolloutConfig(particles=2, propagation="tsinf")
+    return MPCAgent(model, planner, task, rollout, seed=0, safety=safety)
+
+
+def test_a_plan_that_violates_the_constraint_in_the_model_is_vetoed(model):
+    start = np.array([[1.0, 0.0, 5.5]], np.float32)  # the limit is 6 rad/s: a <= 0.5 is safe
+    unconstrained = agent(model, None).act(start)[0, 0]
+    assert unconstrained > 1.0  # speed pays, so the plain planner accelerates past the limit
+    safe = agent(model, SafetyConfig(constraint="pendulum-speed"))
+    action = safe.act(start)[0, 0]
+    assert action < 0.5 and safe.vetoed_steps == 0  # a feasible plan existed and was taken
+
+
+@pytest.mark.parametrize("fallback", ["least-violating", "zero"])
+def test_the_fallback_acts_when_every_plan_is_vetoed(model, fallback):
+    # Every first action leaves it above 6 rad/s; braking hard is back under the limit after
+    # one step, accelerating stays over it for all three.
+    start = np.array([[1.0, 0.0, 8.5]], np.float32)
+    safe = agent(model, SafetyConfig(constraint="pendulum-speed", fallback=fallback), horizon=3)
+    action = safe.act(start)[0, 0]
+    assert safe.vetoed_steps == 1
+    if fallback == "zero":
+        assert action == 0.0
+    else:
+        assert action < -1.0  # least violating: the fewest violating steps, so brake
+
+
+def test_a_constrained_run_records_its_costs(tmp_path):
+    config = tiny_config(tmp_path / "run", safety=SafetyConfig(constraint="pendulum-zone"))
+    rows = [r for r in train(config).history if "event" not in r]
+    assert all("cost" in r and "eval_cost" in r and "vetoed_steps" in r for r in rows)
+    assert all(r["cost"] >= 0 and len(r["eval_costs"]) == 2 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--safety.constraint", "nope"], "unknown constraint 'nope'"),
+        (["--safety.constraint", "cartpole-position"], "is defined for forethought/ContinuousCartPole-v0"),
+        (["--safety.constraint", "pendulum-zone", "--safety.delta", "1.5"], "--safety.delta: must be in [0, 1)"),
+        (["--safety.constraint", "pendulum-zone", "--algo", "sac"], "implemented for mpc only"),
+    ],
+)  # fmt: skip
+def test_bad_safety_settings_are_one_line(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY_ARGS, *args]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and message in out and len(out.strip().splitlines()) == 1
+
+
+def test_cost_wrapper_is_a_plain_gym_wrapper():
+    env = CostWrapper(gym.make("Pendulum-v1"), CONSTRAINTS["pendulum-speed"])
+    env.reset(seed=1)
+    assert "cost" in env.step(np.zeros(1, np.float32))[-1]
