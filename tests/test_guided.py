@@ -100,3 +100,16 @@ def test_explain_an_mbpo_step_shows_policy_critic_and_planners(mbpo_run, capsys)
     assert result.plot_path.exists() and result.json_path.exists()
     assert main(["explain", str(mbpo_run), "--step", "5000"]) == 2
     assert "outside the run's replay buffer" in capsys.readouterr().out
+
+
+def test_evaluate_with_a_shield_reports_costs_and_overrides(mbpo_run, capsys):
+    args = ["--episodes", "2", "--controllers", "policy", "--shield", "pendulum-zone"]
+    assert main(["evaluate", str(mbpo_run), *args]) == 0
+    report = json.loads((mbpo_run / "controllers.json").read_text())
+    assert set(report) >= {"policy", "shielded"}
+    for name in ("policy", "shielded"):
+        assert len(report[name]["eval_costs"]) == 2 and report[name]["eval_cost"] >= 0
+    assert 0.0 <= report["shielded"]["override_share"] <= 1.0
+    assert all(o["constraint"] == "pendulum-zone" for o in report["shielded"]["overrides"])
+    assert main(["evaluate", str(mbpo_run), "--shield", "cartpole-position"]) == 2
+    assert "is defined for forethought/ContinuousCartPole-v0" in capsys.readouterr().out

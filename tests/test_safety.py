@@ -132,3 +132,22 @@ def test_cost_wrapper_is_a_plain_gym_wrapper():
     env = CostWrapper(gym.make("Pendulum-v1"), CONSTRAINTS["pendulum-speed"])
     env.reset(seed=1)
     assert "cost" in env.step(np.zeros(1, np.float32))[-1]
+
+
+def shield(model, policy):
+    from forethought.agents.shield import Shield
+
+    safety = SafetyConfig(constraint="pendulum-speed")
+    return Shield(policy, model, agent(model, safety), safety, lookahead=1)
+
+
+def test_the_shield_overrides_an_unsafe_policy_and_leaves_a_safe_one_alone(model):
+    start = np.array([[1.0, 0.0, 5.5], [1.0, 0.0, 0.0]], np.float32)
+    reckless = shield(model, lambda obs: torch.full((*obs.shape[:-1], 1), 2.0))
+    actions = reckless.act(start)
+    assert actions[0, 0] < 0.5  # row 0 would pass 6 rad/s: the constrained planner acted
+    assert actions[1, 0] == 2.0  # row 1 stays under the limit: the policy acted
+    assert [o["row"] for o in reckless.overrides] == [0]
+    assert reckless.overrides[0]["predicted_cost"] > 0.5
+    careful = shield(model, lambda obs: torch.full((*obs.shape[:-1], 1), -1.0))
+    assert (careful.act(start) == -1.0).all() and careful.overrides == []

@@ -31,11 +31,13 @@ from rich.table import Table
 
 from forethought.agents.guided import GuidedMPCAgent, PolicyPrior, SwitchingAgent
 from forethought.agents.mpc import MPCAgent
+from forethought.agents.shield import Shield
 from forethought.errors import ConfigError, require
 from forethought.planners import PlannerConfig, make_planner
 from forethought.runtime import configure_threads
 from forethought.storage import RunLock, atomic_write_bytes
 from forethought.tasks import make_env
+from forethought.tasks.constraints import SafetyConfig, with_costs
 from forethought.tasks.episodes import evaluate_batched, run_episode
 from forethought.trainers.run_dir import RunDir
 
@@ -66,6 +68,10 @@ class EvaluateArgs:
     proposals: int = 4
     """Guided MPC: policy trajectories added to the candidates at every iteration."""
     switch_quantile: float = 0.95
+    shield: str | None = None
+    """Also evaluate the SAC policy under a shield for this constraint (pendulum-speed, pendulum-zone, cartpole-position): the policy's next steps are imagined with the ensemble and a constrained guided planner acts where they would break it; every controller's constraint cost is reported."""
+    shield_lookahead: int = 5
+    """Shield: steps of the policy imagined before each action."""
     """Switching hybrid: consult the planner above this quantile of real-data disagreement."""
     seed: int = 0
     """Seed for the planners' sampling."""
@@ -141,6 +147,20 @@ def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, ob
         elif name == "switch":
             real_obs = sac.replay_buffer.real_transitions().obs
             made[name] = SwitchingAgent.calibrated(prior, guided, real_obs, args.switch_quantile)
+    if args.shield is not None:
+        safety = SafetyConfig(constraint=args.shield)
+        fallback = GuidedMPCAgent(
+            model,
+            icem(args.guided_horizon, args.guided_population, args.guided_iterations),
+            task,
+            rollout,
+            seed=args.seed,
+            track_disagreement=False,
+            prior=prior,
+            proposals=args.proposals,
+            safety=safety,
+        )
+        made["shielded"] = Shield(prior.act, model, fallback, safety, args.shield_lookahead)
     return made
 
 
@@ -165,7 +185,11 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
     configure_threads(config.threads)
     episodes = config.eval_episodes if args.episodes is None else args.episodes
     seeds = [config.eval_seed + j for j in range(episodes)]
-    envs = [make_env(config.env, **config.make_kwargs()) for _ in range(episodes)]
+    safety = SafetyConfig(constraint=args.shield)
+    safety.validate(config.env)
+    envs = [
+        with_costs(make_env(config.env, **config.make_kwargs()), safety) for _ in range(episodes)
+    ]
     results: dict[str, dict] = {}
     controllers = build_controllers(args, config, sac, rollouts)
     show = console is not None and not args.quiet
@@ -195,7 +219,11 @@ def _evaluate_one(controller, envs: list, seeds: list[int]) -> dict:
     """Evaluation returns on the seeds (one batch), then milliseconds per action on one episode."""
     start = time.perf_counter()
     controller.reset()
-    returns = evaluate_batched(envs, controller.act, seeds)
+    costs = np.zeros(len(seeds))
+    returns = evaluate_batched(envs, controller.act, seeds, costs)
+    shielded = isinstance(controller, Shield)
+    if shielded:  # what the shield did in the evaluation episodes (not the timing one)
+        overrides, decisions = list(controller.overrides), controller.decisions
     controller.reset()
     if isinstance(controller, SwitchingAgent):
         controller.decisions = controller.consulted = 0
@@ -203,6 +231,8 @@ def _evaluate_one(controller, envs: list, seeds: list[int]) -> dict:
     result = {
         "eval_return": float(returns.mean()),
         "eval_return_std": float(returns.std()),
+        "eval_cost": float(costs.mean()),
+        "eval_costs": costs.tolist(),
         "eval_returns": returns.tolist(),
         "ms_per_action_median": statistics.median(latency.ms_per_action),
         "ms_per_action_mean": statistics.fmean(latency.ms_per_action),
@@ -211,6 +241,9 @@ def _evaluate_one(controller, envs: list, seeds: list[int]) -> dict:
     if isinstance(controller, SwitchingAgent):
         result["planner_share"] = controller.consulted / max(controller.decisions, 1)
         result["threshold"] = controller.threshold
+    if shielded:
+        result["override_share"] = len(overrides) / max(decisions, 1)
+        result["overrides"] = overrides[:1000]  # each with its reason, up to a thousand
     return result
 
 
@@ -230,6 +263,10 @@ def _table(env: str, results: dict[str, dict]) -> Table:
         note = (
             f"planner on {100 * r['planner_share']:.0f}% of steps" if "planner_share" in r else ""
         )
+        if "override_share" in r:
+            note = f"shield overrode {100 * r['override_share']:.1f}% of steps"
+        if any(x["eval_cost"] for x in results.values()):  # a constrained evaluation
+            note = f"cost {r['eval_cost']:.1f}" + (f"; {note}" if note else "")
         table.add_row(
             name,
             f"{r['eval_return']:.1f} ± {r['eval_return_std']:.1f}",
