@@ -24,7 +24,23 @@ STATES = {
     "pendulum-speed": [(th, thd) for th in (-2.0, 0.5, 3.0) for thd in (-7.9, -5.5, 0.0, 5.5, 7.9)],
     "pendulum-zone": [(th, thd) for th in np.linspace(-np.pi, np.pi, 25) for thd in (-1.0, 1.0)],
     "cartpole-position": [(x, xd, 0.0, 0.0) for x in (-1.3, -1.0, -0.5, 0.95, 1.05) for xd in (-1.0, 1.0)],
+    "cheetah-velocity": [0.0, 2.0, 6.0, 10.0],  # forward velocities set before the step
 }  # fmt: skip
+
+
+def set_state(env, name, state) -> np.ndarray:
+    """Put the environment in `state` after a reset; returns the observation of it."""
+    env.reset(seed=0)
+    unwrapped = env.unwrapped
+    if name == "cheetah-velocity":
+        qvel = unwrapped.data.qvel.copy()
+        qvel[0] = state
+        unwrapped.set_state(unwrapped.data.qpos.copy(), qvel)
+        return unwrapped._get_obs()
+    unwrapped.state = np.array(state, dtype=np.float64)
+    if hasattr(unwrapped, "_get_obs"):
+        return unwrapped._get_obs()
+    return np.array(state, np.float32)  # the cart-pole observes its state as is
 
 
 @pytest.mark.parametrize("name", sorted(CONSTRAINTS))
@@ -34,18 +50,12 @@ def test_known_costs_equal_the_environments(name):
     rng = np.random.default_rng(0)
     seen = set()
     for state in STATES[name]:
-        env.reset(seed=0)
-        env.unwrapped.state = np.array(state, dtype=np.float64)
-        obs = (
-            env.unwrapped._get_obs()
-            if hasattr(env.unwrapped, "_get_obs")
-            else np.array(state, np.float32)
-        )
+        obs = set_state(env, name, state)
         action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
         next_obs, _, _, _, info = env.step(action)
         as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
         predicted = float(constraint.cost_fn(as_t(obs), as_t(action), as_t(next_obs)))
-        assert predicted == info["cost"], (state, next_obs)
+        assert predicted == info["cost"], (state, next_obs)  # exact: same rule, two readings
         seen.add(info["cost"])
     assert seen == {0.0, 1.0}  # both sides of the rule were tested
 
@@ -151,3 +161,10 @@ def test_the_shield_overrides_an_unsafe_policy_and_leaves_a_safe_one_alone(model
     assert reckless.overrides[0]["predicted_cost"] > 0.5
     careful = shield(model, lambda obs: torch.full((*obs.shape[:-1], 1), -1.0))
     assert (careful.act(start) == -1.0).all() and careful.overrides == []
+
+
+def test_no_veto_only_measures(model):
+    start = np.array([[1.0, 0.0, 5.5]], np.float32)
+    measuring = agent(model, SafetyConfig(constraint="pendulum-speed", veto=False))
+    assert measuring.act(start)[0, 0] == agent(model, None).act(start)[0, 0]
+    assert measuring.vetoed_steps == 0

@@ -43,7 +43,8 @@ class MPCAgent:
         self._elites: torch.Tensor | None = None  # B x K x H x A, shifted elites (iCEM)
         self.plan_disagreement: list[float] = []  # per act() call: mean epistemic along the plan
         self.track_disagreement = track_disagreement  # costs one extra rollout per act()
-        self.safety = safety if safety is not None and safety.constraint is not None else None
+        planning_safely = safety is not None and safety.constraint is not None and safety.veto
+        self.safety = safety if planning_safely else None
         self.cost_fn = CONSTRAINTS[self.safety.constraint].cost_fn if self.safety else None
         self.vetoed_steps = 0  # acts whose chosen plan was itself vetoed (the fallback acted)
         self.plan_cost: list[float] = []  # per act() call: expected imagined cost of the plan

@@ -27,6 +27,8 @@ from forethought.tasks.cartpole import CARTPOLE_ID
 PENDULUM_SPEED_LIMIT = 6.0  # rad/s; Pendulum-v1 itself clips the speed at 8
 PENDULUM_ZONE = (0.6, 1.6)  # rad from upright, on the positive side: swing up the other way
 CARTPOLE_POSITION_LIMIT = 1.0  # m; the continuous cart-pole terminates at 2.4
+CHEETAH_VELOCITY_LIMIT = 3.2096  # m/s: Safety-Gymnasium's HalfCheetah velocity task
+CHEETAH_VELOCITY = 8  # index of the forward velocity (qvel[0]) in HalfCheetah-v5's observation
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ def _pendulum_zone(obs, action, next_obs):
 
 def _cartpole_position(obs, action, next_obs):
     return (next_obs[..., 0].abs() > CARTPOLE_POSITION_LIMIT).to(next_obs.dtype)
+
+
+def _cheetah_velocity(obs, action, next_obs):
+    return (next_obs[..., CHEETAH_VELOCITY] > CHEETAH_VELOCITY_LIMIT).to(next_obs.dtype)
 
 
 def _wrapped_angle(theta: float) -> float:
@@ -76,6 +82,12 @@ CONSTRAINTS: dict[str, Constraint] = {
         _cartpole_position,
         lambda env: float(abs(env.unwrapped.state[0]) > CARTPOLE_POSITION_LIMIT),
     ),
+    "cheetah-velocity": Constraint(
+        "HalfCheetah-v5",
+        f"forward velocity above {CHEETAH_VELOCITY_LIMIT} m/s",
+        _cheetah_velocity,
+        lambda env: float(env.unwrapped.data.qvel[0] > CHEETAH_VELOCITY_LIMIT),
+    ),
 }
 
 
@@ -84,7 +96,9 @@ class SafetyConfig:
     """Constraints that veto imagined plans (chance-constrained MPC)."""
 
     constraint: str | None = None
-    """Cost signal to respect: pendulum-speed, pendulum-zone or cartpole-position (None: no constraint)."""
+    """Cost signal to respect: pendulum-speed, pendulum-zone, cartpole-position or cheetah-velocity (None: no constraint)."""
+    veto: bool = True
+    """Plan under the constraint; --safety.no-veto only measures its cost (the unconstrained baseline on the same constrained task)."""
     plan_cost_limit: float = 0.0
     """Cost a plan may incur over the planning horizon (0: no violating step at all)."""
     delta: float = 0.1
