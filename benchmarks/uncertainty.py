@@ -28,10 +28,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from forethought.config import TrainConfig
+from forethought.config import MonitorConfig, TrainConfig
 from forethought.rollout import RolloutConfig
 from forethought.tasks.drift import DriftConfig
-from forethought.trainers.adaptation import MonitorConfig
 from machine import machine_info
 from sample_efficiency import run_once
 
