@@ -6,8 +6,8 @@ The methods: MPC (iCEM, 3 episodes of 200 steps, the first random) and SAC (1,00
 settings), each evaluated on 5 fixed seeds. Fresh runs every time (timings need them), under
 benchmarks/.runs/sweep/ (ignored by git).
 
-    python benchmarks/sweep.py              # about 10 minutes on 2 cores
-    python benchmarks/sweep.py --quick      # 50-step episodes and small models, about 1 minute
+    python benchmarks/sweep.py              # about 7 minutes on 2 cores
+    python benchmarks/sweep.py --quick      # 50-step episodes and small models, about 2 minutes
 """
 
 from __future__ import annotations

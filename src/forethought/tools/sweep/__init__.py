@@ -216,7 +216,9 @@ def _write_results(sweep_dir: Path, trials, args: SweepArgs, seconds: float) -> 
     }
     path = sweep_dir / "results.json"
     write_json(path, document)
-    plot_path = results.plot(records, sweep_dir / "results.png", f"sweep {sweep_dir.name}")
+    plot_path = results.plot(
+        records, sweep_dir / "results.png", f"{sweep_dir.name}: mean over seeds, shaded min to max"
+    )
     return SweepResult(sweep_dir, path, plot_path, records, seconds)
 
 
