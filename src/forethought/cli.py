@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print(
             "interrupted; a training run continues with `forethought train --resume RUN_DIR`, "
-            "a self-training run with `forethought lm selftrain --resume RUN_DIR`"
+            "a sweep with `forethought sweep --resume SWEEP_DIR`, a self-training run with "
+            "`forethought lm selftrain --resume RUN_DIR`"
         )
         return 130
 
