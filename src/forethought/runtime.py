@@ -1,6 +1,11 @@
-"""The compute a command runs on: torch's CPU threads and the device, checked once at start-up."""
+"""The compute a command runs on: torch's CPU threads and the device, checked once at start-up,
+and a description of the machine for results files."""
 
 from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
 
 import torch
 
@@ -36,3 +41,29 @@ def check_device(device: str, flag: str = "device") -> torch.device:
                 f"'{device}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)",
             )
     return parsed
+
+
+def machine_info(
+    packages: tuple[str, ...] = ("forethought", "torch", "numpy", "gymnasium"),
+) -> dict:
+    """CPU, cores, threads, Python, platform and the versions of `packages` (None if absent)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }

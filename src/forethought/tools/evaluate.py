@@ -123,16 +123,21 @@ def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, ob
     if rollout.propagation != "mean" and rollout.particles % members:
         # MBPO never checked the planner's particle layout: round to a multiple of the members.
         rollout = replace(rollout, particles=members * max(1, round(rollout.particles / members)))
-    guided = GuidedMPCAgent(
-        model,
-        icem(args.guided_horizon, args.guided_population, args.guided_iterations),
-        task,
-        rollout,
-        seed=args.seed,
-        track_disagreement=False,
-        prior=prior,
-        proposals=args.proposals,
-    )
+
+    def guided_planner(safety: SafetyConfig | None = None) -> GuidedMPCAgent:
+        return GuidedMPCAgent(
+            model,
+            icem(args.guided_horizon, args.guided_population, args.guided_iterations),
+            task,
+            rollout,
+            seed=args.seed,
+            track_disagreement=False,
+            prior=prior,
+            proposals=args.proposals,
+            safety=safety,
+        )
+
+    guided = guided_planner()
     made: dict[str, object] = {}
     for name in args.controllers:
         if name == "policy":
@@ -149,17 +154,7 @@ def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, ob
             made[name] = SwitchingAgent.calibrated(prior, guided, real_obs, args.switch_quantile)
     if args.shield is not None:
         safety = SafetyConfig(constraint=args.shield)
-        fallback = GuidedMPCAgent(
-            model,
-            icem(args.guided_horizon, args.guided_population, args.guided_iterations),
-            task,
-            rollout,
-            seed=args.seed,
-            track_disagreement=False,
-            prior=prior,
-            proposals=args.proposals,
-            safety=safety,
-        )
+        fallback = guided_planner(safety)
         made["shielded"] = Shield(prior.act, model, fallback, safety, args.shield_lookahead)
     return made
 

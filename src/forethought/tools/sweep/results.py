@@ -4,10 +4,7 @@ plot of evaluation return against environment steps (one line per group, spread 
 
 from __future__ import annotations
 
-import os
-import platform
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +13,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
+
+from forethought import runtime
 
 BOOTSTRAP = 2_000
 
 
 def machine_info() -> dict[str, Any]:
-    """What the sweep ran on (as benchmarks/machine.py records it)."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = {}
-    for package in ("forethought", "torch", "numpy", "gymnasium", "stable-baselines3", "ray"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
+    """What the sweep ran on (the same record as every benchmark's)."""
+    return runtime.machine_info(
+        ("forethought", "torch", "numpy", "gymnasium", "stable-baselines3", "ray")
+    )
 
 
 def iqm(values: np.ndarray) -> float:
