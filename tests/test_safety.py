@@ -121,6 +121,14 @@ def test_a_constrained_run_records_its_costs(tmp_path):
     rows = [r for r in train(config).history if "event" not in r]
     assert all("cost" in r and "eval_cost" in r and "vetoed_steps" in r for r in rows)
     assert all(r["cost"] >= 0 and len(r["eval_costs"]) == 2 for r in rows)
+    # explain replays a constrained decision and says which shown plans the constraint vetoes
+    from forethought.tools.explain import ExplainArgs, explain
+
+    result = explain(ExplainArgs(run_dir=tmp_path / "run", step=45, top_k=2))
+    assert result.reproduced
+    for plan in (result.report["chosen"], *result.report["runners_up"]):
+        assert len(plan["member_costs"]) == 2 and isinstance(plan["vetoed"], bool)
+        assert (plan["veto_reason"] is None) != plan["vetoed"]
 
 
 @pytest.mark.parametrize(

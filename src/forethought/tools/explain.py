@@ -33,9 +33,11 @@ from forethought.config import TrainConfig
 from forethought.errors import ConfigError, DataError, require
 from forethought.models import DynamicsModel
 from forethought.models.uncertainty import member_variance, normalised_std
+from forethought.rollout import CostFn
 from forethought.runtime import configure_threads
 from forethought.storage import atomic_write_text, load_torch
 from forethought.tasks import TaskSpec, make_env
+from forethought.tasks.constraints import CONSTRAINTS
 from forethought.trainers.pets import TRAIN_SEED_STRIDE
 from forethought.trainers.run_dir import RunDir
 
@@ -96,7 +98,8 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
     k = min(args.top_k, candidates["scores"].shape[0])
     top = np.argsort(-candidates["scores"])[:k]
     sequences = torch.cat([plan.unsqueeze(0), candidates["actions"][top]])  # (1 + k) x H x A
-    imagined = imagine_per_member(model, task, torch.as_tensor(obs[t]), sequences)
+    cost_fn = CONSTRAINTS[config.safety.constraint].cost_fn if config.safety.constraint else None
+    imagined = imagine_per_member(model, task, torch.as_tensor(obs[t]), sequences, cost_fn)
     real = _execute_in_real_env(config, episode, actions[:t], plan.numpy(), obs[t])
     report = {
         "run_dir": str(args.run_dir),
@@ -119,6 +122,8 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
         "real": real,
         "units": "epistemic and aleatoric: normalised std (divided by the model's target std)",
     }
+    if cost_fn is not None:
+        _mark_vetoes(report, imagined, config.safety)
     json_path = run.path / f"explain_step_{args.step}.json"
     plot_path = run.path / f"explain_step_{args.step}.png"
     atomic_write_text(json_path, json.dumps(report, indent=1))
@@ -227,7 +232,11 @@ def _replay(agent: MPCAgent, obs: np.ndarray, actions: np.ndarray, t: int):
 
 @torch.no_grad()
 def imagine_per_member(
-    model: DynamicsModel, task: TaskSpec, start: torch.Tensor, sequences: torch.Tensor
+    model: DynamicsModel,
+    task: TaskSpec,
+    start: torch.Tensor,
+    sequences: torch.Tensor,
+    cost_fn: CostFn | None = None,
 ) -> dict[str, np.ndarray]:
     """Every member's own trajectory (its mean prediction, no sampling) for S action sequences
     of length H from one start state: states E x S x (H+1) x O, rewards E x S x H, and per step
@@ -237,7 +246,7 @@ def imagine_per_member(
     state = start.to(device).expand(e, s, -1)  # E x S x O
     actions = sequences.to(device).expand(e, s, h, -1)
     scale = model.target_std[: model.obs_dim] ** 2
-    states, rewards, epistemic, aleatoric = [state], [], [], []
+    states, rewards, epistemic, aleatoric, costs = [state], [], [], [], []
     for k in range(h):
         pred = model.predict(state, actions[:, :, k])
         nxt = pred.next_obs_mean
@@ -245,11 +254,15 @@ def imagine_per_member(
             rewards.append(task.reward_fn(state, actions[:, :, k], nxt))
         else:
             rewards.append(pred.reward)
+        if cost_fn is not None:
+            costs.append(cost_fn(state, actions[:, :, k], nxt))
         epistemic.append(normalised_std(member_variance(nxt), scale))
         aleatoric.append(normalised_std(pred.next_obs_var.mean(0), scale))
         states.append(nxt)
         state = nxt
+    extra = {} if cost_fn is None else {"costs": torch.stack(costs, 2).cpu().numpy()}  # E x S x H
     return {
+        **extra,
         "states": torch.stack(states, 2).cpu().numpy(),
         "rewards": torch.stack(rewards, 2).cpu().numpy(),
         "epistemic": torch.stack(epistemic, 1).cpu().numpy(),
@@ -418,6 +431,26 @@ def _summary(imagined: dict[str, np.ndarray], i: int, sequence: torch.Tensor) ->
         "epistemic": imagined["epistemic"][i].tolist(),
         "aleatoric": imagined["aleatoric"][i].tolist(),
     }
+
+
+def _mark_vetoes(report: dict[str, Any], imagined: dict[str, np.ndarray], safety) -> None:
+    """Each shown plan's imagined constraint cost per member, and whether the members' share
+    over the limit is above delta: the veto rule, with the members standing in for particles."""
+    plans = [report["chosen"], *report["runners_up"]]
+    for i, plan in enumerate(plans):
+        member_costs = imagined["costs"][:, i].sum(-1)  # E
+        over = float((member_costs > safety.plan_cost_limit).mean())
+        plan.update(
+            member_costs=member_costs.tolist(),
+            share_over_limit=over,
+            vetoed=over > safety.delta,
+            veto_reason=(
+                f"{safety.constraint}: {over:.0%} of members over the plan cost limit "
+                f"{safety.plan_cost_limit:g} (delta {safety.delta:g})"
+                if over > safety.delta
+                else None
+            ),
+        )
 
 
 def _plot(report: dict[str, Any], imagined: dict[str, np.ndarray], path: Path) -> None:
