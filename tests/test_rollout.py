@@ -146,3 +146,22 @@ def test_epistemic_is_member_disagreement_and_penalty_and_threshold_use_it():
         reward_is_next_state,
     )
     torch.testing.assert_close(cut.particle_returns[0, 0], torch.tensor([0.0, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("propagation", ["ts1", "tsinf", "mean"])
+def test_constraint_costs_follow_their_particles(propagation):
+    # With the cost equal to the reward and no discount, each particle's summed cost must equal
+    # its return, also when TS1 moves particles between members at every step.
+    model, h = OffsetEnsemble(3), 5
+    actions = torch.rand(2, 4, h, 1, generator=torch.Generator().manual_seed(0))
+    config = RolloutConfig(particles=6, propagation=propagation, discount=1.0)
+    out = imagine(
+        model,
+        torch.zeros(2, 1),
+        actions,
+        config,
+        reward_is_next_state,
+        generator=torch.Generator().manual_seed(1),
+        cost_fn=reward_is_next_state,
+    )
+    torch.testing.assert_close(out.particle_costs, out.particle_returns)

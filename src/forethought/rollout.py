@@ -138,7 +138,7 @@ def imagine(
     epistemic, aleatoric, rows = [], [], 0
     for t in range(h):
         if config.propagation == "ts1" and t > 0:  # at t = 0 the particles of a set coincide
-            state, total, alive = _rotate_members(state, total, alive, generator)
+            state, (total, alive, cost) = _rotate_members(state, [total, alive, cost], generator)
         action = plan[:, :, t]  # groups x M x A (equal across groups: no rotation needed)
         step = _step(model, state, action, config, generator, uncertainty)
         rows += step.rows
@@ -158,17 +158,7 @@ def imagine(
         epistemic.append(step.epistemic)
         aleatoric.append(step.aleatoric)
 
-    per_particle = layout.per_particle(total)
-    return Imagination(
-        returns=per_particle.mean(dim=-1),
-        particle_returns=per_particle,
-        epistemic=layout.per_candidate(epistemic) if uncertainty else None,
-        aleatoric=layout.per_candidate(aleatoric) if uncertainty else None,
-        model_rows=rows,
-        final_state=layout.per_particle(state),
-        final_alive=layout.per_particle(alive.expand(layout.groups, m)),
-        particle_costs=None if cost_fn is None else layout.per_particle(cost),
-    )
+    return layout.imagination(total, cost, state, alive, epistemic, aleatoric, rows, uncertainty)
 
 
 @dataclass(frozen=True)
@@ -200,6 +190,20 @@ class _Layout:
         rest = x.shape[2:]
         x = x.view(self.groups, self.b, self.p, self.k // self.groups, *rest).movedim(0, 3)
         return x.reshape(self.b, self.p, self.k, *rest)
+
+    def imagination(self, total, cost, state, alive, epistemic, aleatoric, rows, uncertainty):
+        """The rollout's result, moved from the particle layout to B x P (x K) per candidate."""
+        per_particle = self.per_particle(total)
+        return Imagination(
+            returns=per_particle.mean(dim=-1),
+            particle_returns=per_particle,
+            epistemic=self.per_candidate(epistemic) if uncertainty else None,
+            aleatoric=self.per_candidate(aleatoric) if uncertainty else None,
+            model_rows=rows,
+            final_state=self.per_particle(state),
+            final_alive=self.per_particle(alive.expand(self.groups, self.m)),
+            particle_costs=None if cost is None else self.per_particle(cost),
+        )
 
     def per_candidate(self, values: list[torch.Tensor]) -> torch.Tensor:
         """H tensors of 1 x M -> B x P x H, averaged over each candidate's particles."""
@@ -263,13 +267,13 @@ def _step(model, state, action, config, generator, uncertainty: bool) -> _Step:
     return _Step(next_state, reward, done, epistemic, aleatoric, rows)
 
 
-def _rotate_members(state, total, alive, generator):
+def _rotate_members(state, totals, generator):
     """TS1's resampling: the E particles of each set (column m of the groups x M layout share
     their start and actions) are rotated by a random offset, so each particle continues on a
-    uniformly random member; its state, return so far and alive flag move with it. One gather
-    on the state, none on the actions or the model's outputs."""
-    groups, m = total.shape
+    uniformly random member; its state and its running totals (return, alive flag, cost) move
+    with it. One gather on the state, none on the actions or the model's outputs."""
+    groups, m = totals[0].shape
     shift = torch.randint(groups, (1, m), generator=generator, device=state.device)
     index = (torch.arange(groups, device=state.device).unsqueeze(1) + shift) % groups
     state = state.gather(0, index.unsqueeze(-1).expand_as(state))
-    return state, total.gather(0, index), alive.gather(0, index)
+    return state, [x if x is None else x.gather(0, index) for x in totals]
