@@ -95,12 +95,10 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
     actions = records[:, 2 + model.obs_dim : 2 + model.obs_dim + model.action_dim]
     action, plan, candidates = _replay(agent, obs, actions.astype(np.float32), t)
 
-    k = min(args.top_k, candidates["scores"].shape[0])
-    top = np.argsort(-candidates["scores"])[:k]
+    top = np.argsort(-candidates["scores"])[: min(args.top_k, candidates["scores"].shape[0])]
     sequences = torch.cat([plan.unsqueeze(0), candidates["actions"][top]])  # (1 + k) x H x A
     cost_fn = CONSTRAINTS[config.safety.constraint].cost_fn if config.safety.constraint else None
     imagined = imagine_per_member(model, task, torch.as_tensor(obs[t]), sequences, cost_fn)
-    real = _execute_in_real_env(config, episode, actions[:t], plan.numpy(), obs[t])
     report = {
         "run_dir": str(args.run_dir),
         "env": config.env,
@@ -113,36 +111,40 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
         "reproduced": bool(np.array_equal(action, actions[t].astype(np.float32))),
         "chosen": _summary(imagined, 0, plan),
         "runners_up": [
-            {
-                **_summary(imagined, i + 1, sequences[i + 1]),
-                "planner_score": float(candidates["scores"][j]),
-            }
-            for i, j in enumerate(top)
+            {**_summary(imagined, i + 1, sequences[i + 1]), "planner_score": float(score)}
+            for i, score in enumerate(candidates["scores"][top])
         ],
-        "real": real,
+        "real": _execute_in_real_env(config, episode, actions[:t], plan.numpy(), obs[t]),
         "units": "epistemic and aleatoric: normalised std (divided by the model's target std)",
     }
     if cost_fn is not None:
         _mark_vetoes(report, imagined, config.safety)
-    json_path = run.path / f"explain_step_{args.step}.json"
-    plot_path = run.path / f"explain_step_{args.step}.png"
-    atomic_write_text(json_path, json.dumps(report, indent=1))
-    _plot(report, imagined, plot_path)
-    chosen, verdict = report["chosen"], "the action the run took"
-    if not report["reproduced"]:
-        verdict = "NOT the action the run took"
-    summary = (
-        f"step {args.step} (episode {episode}, t={t}): replayed action "
+    return _explanation(run, report, imagined, _plot, _mpc_summary(report), episode, t)
+
+
+def _mpc_summary(report: dict[str, Any]) -> str:
+    verdict = "the action the run took" if report["reproduced"] else "NOT the action the run took"
+    return (
+        f"step {report['step']} (episode {report['episode']}, t={report['t']}): replayed action "
         f"{[round(a, 4) for a in report['action']]}, {verdict}; predicted return of the plan "
-        f"{chosen['predicted_return']:.1f}, real {report['real']['return']:.1f}"
+        f"{report['chosen']['predicted_return']:.1f}, real {report['real']['return']:.1f}"
     )
+
+
+def _explanation(run, report, imagined, draw, summary, episode, t) -> Explanation:
+    """Write the report (JSON) and its figure into the run directory."""
+    json_path = run.path / f"explain_step_{report['step']}.json"
+    plot_path = run.path / f"explain_step_{report['step']}.png"
+    atomic_write_text(json_path, json.dumps(report, indent=1))
+    draw(report, imagined, plot_path)
+    mbpo = "policy_action" in report
     return Explanation(
-        step=args.step,
+        step=report["step"],
         episode=episode,
         t=t,
-        reproduced=report["reproduced"],
-        action=report["action"],
-        logged_action=report["logged_action"],
+        reproduced=True if mbpo else report["reproduced"],  # MBPO: nothing is replayed
+        action=report["guided"]["action"] if mbpo else report["action"],
+        logged_action=report["policy_action"] if mbpo else report["logged_action"],
         json_path=json_path,
         plot_path=plot_path,
         report=report,
@@ -303,14 +305,7 @@ def _explain_mbpo(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explan
     from forethought.tools.evaluate import EvaluateArgs, build_controllers, load_mbpo
 
     sac, rollouts = load_mbpo(args.run_dir, config)
-    real = sac.replay_buffer.real_transitions()
-    require(
-        0 <= args.step < len(real.obs),
-        "step",
-        f"{args.step} is outside the run's replay buffer, which holds steps 0 to "
-        f"{len(real.obs) - 1}",
-    )
-    obs = torch.as_tensor(real.obs[args.step], dtype=torch.float32)
+    obs = _visited_state(sac, args.step)
     controllers = build_controllers(
         EvaluateArgs(run_dir=args.run_dir, controllers=("mpc", "switch")), config, sac, rollouts
     )
@@ -352,27 +347,28 @@ def _explain_mbpo(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explan
         },
         "units": "disagreement: normalised std, as the switching hybrid measures it",
     }
-    json_path = run.path / f"explain_step_{args.step}.json"
-    plot_path = run.path / f"explain_step_{args.step}.png"
-    atomic_write_text(json_path, json.dumps(report, indent=1))
-    _plot_mbpo(report, imagined, plot_path)
-    summary = (
-        f"step {args.step}: policy action {np.round(report['policy_action'], 4).tolist()} "
-        f"(critic value {value:.1f}), guided MPC {np.round(report['guided']['action'], 4).tolist()}, "
-        f"plain MPC {np.round(report['mpc']['action'], 4).tolist()}; the switching hybrid "
-        f"{'hands this state to the planner' if report['switch_hands_to_planner'] else 'lets the policy act'}"
+    return _explanation(run, report, imagined, _plot_mbpo, _mbpo_summary(report), -1, args.step)
+
+
+def _visited_state(sac, step: int) -> torch.Tensor:
+    """The real state of run-wide step `step`, from the SAC replay buffer's real part."""
+    real = sac.replay_buffer.real_transitions()
+    require(
+        0 <= step < len(real.obs),
+        "step",
+        f"{step} is outside the run's replay buffer, which holds steps 0 to {len(real.obs) - 1}",
     )
-    return Explanation(
-        step=args.step,
-        episode=-1,
-        t=args.step,
-        reproduced=True,  # nothing is replayed: the final controllers are asked at this state
-        action=report["guided"]["action"],
-        logged_action=report["policy_action"],
-        json_path=json_path,
-        plot_path=plot_path,
-        report=report,
-        summary=summary,
+    return torch.as_tensor(real.obs[step], dtype=torch.float32)
+
+
+def _mbpo_summary(report: dict[str, Any]) -> str:
+    hands = report["switch_hands_to_planner"]
+    return (
+        f"step {report['step']}: policy action {np.round(report['policy_action'], 4).tolist()} "
+        f"(critic value {report['critic_value']:.1f}), guided MPC "
+        f"{np.round(report['guided']['action'], 4).tolist()}, plain MPC "
+        f"{np.round(report['mpc']['action'], 4).tolist()}; the switching hybrid "
+        f"{'hands this state to the planner' if hands else 'lets the policy act'}"
     )
 
 

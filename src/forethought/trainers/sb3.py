@@ -150,6 +150,43 @@ class ModelFreeRun:
     loop: dict[str, Any] | None = None  # a checkpoint's loop state, until the run restores it
 
 
+def _training_envs(config, n_envs, normalize, settings, checkpoint, loop):
+    """SB3's vectorised training environments (the plain DummyVecEnv and what the algorithm
+    sees, a VecNormalize around it where the zoo normalises), restored from a checkpoint."""
+    make_kwargs = config.make_kwargs()
+    inner = DummyVecEnv(
+        [lambda: Monitor(make_env(config.env, **make_kwargs)) for _ in range(n_envs)]
+    )
+    if not normalize:
+        return inner, inner
+    if checkpoint is None:
+        return inner, VecNormalize(inner, gamma=settings.get("gamma", 0.99))
+    saved: VecNormalize = pickle.loads(checkpoint["normalizer"])  # the policy's statistics
+    saved.set_venv(inner)
+    if loop is not None:  # set_venv zeroes the discounted returns of running episodes
+        saved.returns = loop["normalizer_returns"]
+    return inner, saved
+
+
+def _algorithm(config, inner, venv, settings, checkpoint, loop):
+    """A fresh SB3 algorithm, or the checkpoint's with its replay buffer, training envs' state
+    and next observation: (model, metrics history)."""
+    algo = ALGORITHMS[config.algo]
+    if checkpoint is None:
+        return algo("MlpPolicy", venv, seed=config.seed, device=config.device, **settings), []
+    model = algo.load(
+        io.BytesIO(checkpoint["model"]), env=venv, device=config.device, force_reset=loop is None
+    )
+    if isinstance(model, OffPolicyAlgorithm):
+        load_replay_buffer(model, checkpoint["replay_buffer"])
+    if loop is not None:
+        _restore_envs(inner, loop["envs"])
+        model._last_obs = loop["last_obs"]
+        model._last_original_obs = loop["last_original_obs"]
+        model._last_episode_starts = loop["last_episode_starts"]
+    return model, list(checkpoint["history"])
+
+
 def step_budget(config: TrainConfig, time_limit: int | None) -> int:
     if config.steps is not None:
         return config.steps
@@ -187,20 +224,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
     # Checkpoints written before exact resume hold no loop state: such a run continues from a
     # fresh episode with freshly seeded generators (not a replay of the uninterrupted run).
     loop = None if checkpoint is None else checkpoint.get("loop")
-
-    inner = DummyVecEnv(
-        [lambda: Monitor(make_env(config.env, **make_kwargs)) for _ in range(n_envs)]
-    )
-    venv: DummyVecEnv | VecNormalize = inner
-    if normalize:
-        if checkpoint is None:
-            venv = VecNormalize(inner, gamma=settings.get("gamma", 0.99))
-        else:  # the running statistics the policy was trained with
-            saved: VecNormalize = pickle.loads(checkpoint["normalizer"])
-            saved.set_venv(inner)
-            if loop is not None:  # set_venv zeroes the discounted returns of running episodes
-                saved.returns = loop["normalizer_returns"]
-            venv = saved
+    inner, venv = _training_envs(config, n_envs, normalize, settings, checkpoint, loop)
     if noise_std is not None:
         action_dim = venv.action_space.shape[0]
         settings["action_noise"] = NormalActionNoise(
@@ -216,25 +240,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         )
         if checkpoint is not None:
             rollouts.load_state_dict(checkpoint)
-    algo = ALGORITHMS[config.algo]
-    if checkpoint is None:
-        model = algo("MlpPolicy", venv, seed=config.seed, device=config.device, **settings)
-        history: list[dict[str, Any]] = []
-    else:
-        model = algo.load(
-            io.BytesIO(checkpoint["model"]),
-            env=venv,
-            device=config.device,
-            force_reset=loop is None,
-        )
-        if isinstance(model, OffPolicyAlgorithm):
-            load_replay_buffer(model, checkpoint["replay_buffer"])
-        history = list(checkpoint["history"])
-        if loop is not None:
-            _restore_envs(inner, loop["envs"])
-            model._last_obs = loop["last_obs"]
-            model._last_original_obs = loop["last_original_obs"]
-            model._last_episode_starts = loop["last_episode_starts"]
+    model, history = _algorithm(config, inner, venv, settings, checkpoint, loop)
     eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
     return ModelFreeRun(
         config=config,
