@@ -138,8 +138,14 @@ def _learning_curve(run: _Run):
         ax.axhline(solved, color="tab:green", ls=":", lw=1, label=f"solved ({solved:g})")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     ax.set_title(run.name + " (red lines: drift alarms)", fontsize=9)
+    costs = [(r["env_steps"], r["eval_cost"]) for r in run.rows if r.get("eval_cost") is not None]
+    if costs:  # a constrained task: violations on a second axis
+        cost_ax = ax.twinx()
+        cost_ax.plot(*zip(*costs, strict=True), color="tab:purple", marker="x", ms=4, lw=1)
+        cost_ax.set_ylabel(f"evaluation cost ({run.config.safety.constraint})", color="tab:purple")
+        cost_ax.set_ylim(bottom=0)
     return fig
 
 
