@@ -129,6 +129,11 @@ def test_a_constrained_run_records_its_costs(tmp_path):
     for plan in (result.report["chosen"], *result.report["runners_up"]):
         assert len(plan["member_costs"]) == 2 and isinstance(plan["vetoed"], bool)
         assert (plan["veto_reason"] is None) != plan["vetoed"]
+    # and the report draws the costs next to the learning curve
+    from forethought.tools.report import ReportArgs, report
+
+    page = report(ReportArgs(paths=(tmp_path / "run",), explain=0)).read_text()
+    assert "eval_cost" in page and "data:image/png;base64" in page
 
 
 @pytest.mark.parametrize(
