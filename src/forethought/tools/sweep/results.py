@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from forethought import runtime
+from forethought.reporting.plots import save_figure
 
 BOOTSTRAP = 2_000
 
@@ -99,9 +100,4 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
