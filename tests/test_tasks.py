@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from forethought.tasks import KNOWN_TASKS, get_task
+from forethought.tasks import KNOWN_TASKS, get_task, one_hot
 
 
 def collect(env_id, steps, seed, setup=None, policy=None):
@@ -17,10 +17,15 @@ def collect(env_id, steps, seed, setup=None, policy=None):
         obs = setup(env)
     for _ in range(steps):
         # Actions beyond the bounds on purpose: the functions must clip exactly as the env does.
-        low, high = env.action_space.low, env.action_space.high
-        action = policy(obs) if policy else rng.uniform(1.5 * low, 1.5 * high).astype(np.float32)
+        if isinstance(env.action_space, gym.spaces.Discrete):  # the model sees one-hot vectors
+            index = int(rng.integers(env.action_space.n))
+            action, logged = index, one_hot(np.array(index), int(env.action_space.n))
+        else:
+            low, high = env.action_space.low, env.action_space.high
+            action = policy(obs) if policy else rng.uniform(1.5 * low, 1.5 * high)
+            action = logged = np.asarray(action, dtype=np.float32)
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        rows.append((obs, action, reward, next_obs, terminated))
+        rows.append((obs, logged, reward, next_obs, terminated))
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
@@ -36,7 +41,22 @@ def near_goal(env):
     return np.array(env.unwrapped.state, dtype=np.float32)
 
 
+def acrobot_near_the_bar(env):
+    """Start Acrobot swinging near the height that ends it, so episodes reach it."""
+    rng = env.unwrapped.np_random
+    env.unwrapped.state = np.array([rng.uniform(1.7, 2.3), rng.uniform(-0.3, 0.3), 0.0, 0.0])
+    return env.unwrapped._get_ob()
+
+
+def mountain_car_near_the_flag(env):
+    env.unwrapped.state = np.array([0.47, 0.02])
+    return np.array(env.unwrapped.state, dtype=np.float32)
+
+
 CASES = {
+    "CartPole-v1": dict(steps=600),
+    "Acrobot-v1": dict(steps=600, setup=acrobot_near_the_bar),
+    "MountainCar-v0": dict(steps=300, setup=mountain_car_near_the_flag),
     "Pendulum-v1": dict(steps=600),
     "MountainCarContinuous-v0": dict(steps=400, setup=near_goal),
     "InvertedPendulum-v5": dict(steps=600),

@@ -15,15 +15,19 @@ from typing import Any, Literal
 from forethought.errors import ConfigError, DataError, require
 from forethought.models.dynamics import ModelConfig
 from forethought.models.fitting import FitConfig
+from forethought.models.value import ValueConfig
+from forethought.planners import DISCRETE_PLANNERS
 from forethought.planners.base import PlannerConfig, PlannerName
+from forethought.planners.mcts import TreeSearchConfig
 from forethought.rollout import RolloutConfig
 from forethought.runtime import check_device
+from forethought.tasks.base import ActionKind
 from forethought.tasks.constraints import SafetyConfig
 from forethought.tasks.drift import DriftConfig
 
-Algorithm = Literal["mpc", "mbpo", "sac", "td3", "ppo"]
+Algorithm = Literal["mpc", "mbpo", "sac", "td3", "ppo", "dqn"]
 OnResume = Literal["replay", "keep"]
-MODEL_FREE = ("sac", "td3", "ppo")
+MODEL_FREE = ("sac", "td3", "ppo", "dqn")
 SB3_DRIVEN = ("mbpo", *MODEL_FREE)  # runs whose acting and learning loop is SB3's `learn`
 
 
@@ -115,11 +119,11 @@ class TrainConfig:
     MPC, refit the model, and evaluate on fixed seeds."""
 
     env: str = "Pendulum-v1"
-    """Gymnasium environment id (Box action and observation spaces)."""
+    """Gymnasium environment id (flat Box observations; Box or Discrete actions)."""
     algo: Algorithm = "mpc"
-    """mpc: learn a dynamics model and plan with it. mbpo: SAC trained on short imagined rollouts from the same model (see --mbpo.*). sac, td3, ppo: the Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and run directory (the model-free baselines)."""
+    """mpc: learn a dynamics model and plan with it. mbpo: SAC trained on short imagined rollouts from the same model (see --mbpo.*). sac, td3, ppo, dqn: the Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and run directory (the model-free baselines)."""
     planner: PlannerName = "icem"
-    """Trajectory optimiser: random, cem, icem or mppi."""
+    """Planner. Box actions: random, cem, icem or mppi (trajectory optimisers). Discrete actions: mcts (tree search, see --mcts.*) or discrete-cem (CEM over categorical action sequences, see --planning.*)."""
     episodes: int = 10
     """Total training episodes, warm-up included."""
     steps: int | None = None
@@ -157,6 +161,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     planning: PlannerConfig = field(default_factory=PlannerConfig)
+    mcts: TreeSearchConfig = field(default_factory=TreeSearchConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -191,6 +197,8 @@ class TrainConfig:
         self.fit.validate()
         if self.algo == "mpc":  # settings the other methods do not read
             self.planning.validate()
+            self.mcts.validate()
+            self.value.validate()
             self.rollout.validate(self.model.ensemble_size)
             self.monitor.validate()
         elif self.monitor.enabled or self.drift.at_step is not None:
@@ -204,6 +212,27 @@ class TrainConfig:
         self.safety.validate(self.env)
         self.drift.validate()
         self.mbpo.validate()
+
+    def acting(self) -> tuple[str, ActionKind, str]:
+        """The method's name, the action spaces it acts in, and what to use for the others."""
+        if self.algo == "mpc":
+            method = f"planner {self.planner}"
+            if self.planner in DISCRETE_PLANNERS:
+                return method, "discrete", "for a Box action space use --planner icem, cem or mppi"
+            return (
+                method,
+                "continuous",
+                "for a Discrete action space use --planner mcts or --planner discrete-cem",
+            )
+        if self.algo == "dqn":
+            return "dqn", "discrete", "for a Box action space use --algo sac, td3 or ppo"
+        if self.algo == "ppo":
+            return "ppo", "any", ""
+        return (
+            self.algo,
+            "continuous",
+            "for a Discrete action space use --algo dqn or ppo, or --algo mpc --planner mcts",
+        )
 
     def make_kwargs(self) -> dict[str, Any]:
         """Extra `gymnasium.make` arguments (the time-limit override)."""

@@ -1,20 +1,28 @@
-"""An MPC agent assembled from a run's configuration: task knowledge, a fresh dynamics model and
-the planner, for the training loop and for the tools that reload a run."""
+"""An agent assembled from a run's configuration: task knowledge, a fresh dynamics model and
+the planner (MPC with a trajectory optimiser, or tree search), for the training loop and for
+the tools that reload a run."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 
 from forethought.agents.mpc import MPCAgent
+from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.models import DynamicsModel
+from forethought.models.value import StateValue
 from forethought.planners import make_planner
 from forethought.tasks import TaskSpec, get_task
 
+PlanningAgent = MPCAgent | TreeSearchAgent
 
-def build_mpc_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, DynamicsModel, MPCAgent]:
-    """The task spec, a fresh dynamics model and the MPC agent that plans with it; reward and
-    termination heads are learned only where the task has no known function."""
+
+def build_mpc_agent(
+    config: TrainConfig, env: gym.Env
+) -> tuple[TaskSpec, DynamicsModel, PlanningAgent]:
+    """The task spec, a fresh dynamics model and the agent that plans with it; reward and
+    termination heads are learned only where the task has no known function. `env` acts on
+    vectors (a Discrete environment behind `OneHotActions`)."""
     task = get_task(config.env)
     model = DynamicsModel(
         env.observation_space.shape[0],
@@ -23,16 +31,40 @@ def build_mpc_agent(config: TrainConfig, env: gym.Env) -> tuple[TaskSpec, Dynami
         learn_reward=task.reward_fn is None,
         learn_termination=task.termination_fn is None,
     ).to(config.device)
+    state_value = make_state_value(config, model.obs_dim)
+    return task, model, planning_agent(config, env, model, task, config.seed, state_value)
+
+
+def make_state_value(config: TrainConfig, obs_dim: int) -> StateValue | None:
+    """The learned value at the leaves of tree search, where the run uses one."""
+    if config.planner != "mcts" or not config.value.enabled:
+        return None
+    return StateValue(obs_dim, config.value).to(config.device)
+
+
+def planning_agent(
+    config: TrainConfig,
+    env: gym.Env,
+    model: DynamicsModel,
+    task: TaskSpec,
+    seed: int,
+    state_value: StateValue | None = None,
+) -> PlanningAgent:
+    """The configured planner around `model` (and the learned value, for tree search), with
+    its own random stream from `seed`."""
+    if config.planner == "mcts":
+        return TreeSearchAgent(
+            model, task, config.mcts, device=config.device, seed=seed, state_value=state_value
+        )
     planner = make_planner(
         config.planner, config.planning, env.action_space.low, env.action_space.high
     )
-    agent = MPCAgent(
+    return MPCAgent(
         model,
         planner,
         task,
         config.rollout,
         device=config.device,
-        seed=config.seed,
+        seed=seed,
         safety=config.safety,
     )
-    return task, model, agent

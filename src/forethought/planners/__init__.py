@@ -1,4 +1,5 @@
-"""Trajectory optimisers behind one contract: `objective(B x P x H x A) -> B x P`."""
+"""Planners. The trajectory optimisers share one contract, `objective(B x P x H x A) -> B x P`
+(discrete-cem too, with one-hot actions); tree search (mcts) steps a simulator instead."""
 
 from forethought.planners.base import (
     Objective,
@@ -9,6 +10,7 @@ from forethought.planners.base import (
     shift_plan,
 )
 from forethought.planners.cem import CEM, RandomShooting
+from forethought.planners.discrete_cem import DiscreteCEM
 from forethought.planners.icem import ICEM, colored_noise
 from forethought.planners.mppi import MPPI
 
@@ -17,11 +19,13 @@ PLANNERS: dict[str, type[Planner]] = {
     "cem": CEM,
     "icem": ICEM,
     "mppi": MPPI,
+    "discrete-cem": DiscreteCEM,
 }
+DISCRETE_PLANNERS = ("mcts", "discrete-cem")  # the rest act in Box action spaces
 
 
 def make_planner(name: str, config: PlannerConfig, lower, upper) -> Planner:
-    """Build a planner by name ("random", "cem", "icem", "mppi")."""
+    """Build a trajectory optimiser by name (one of `PLANNERS`; mcts is built by the agent)."""
     from forethought.errors import ConfigError
 
     if name not in PLANNERS:
@@ -31,9 +35,11 @@ def make_planner(name: str, config: PlannerConfig, lower, upper) -> Planner:
 
 __all__ = [
     "CEM",
+    "DISCRETE_PLANNERS",
     "ICEM",
     "MPPI",
     "PLANNERS",
+    "DiscreteCEM",
     "Objective",
     "PlanResult",
     "Planner",

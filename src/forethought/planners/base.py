@@ -19,7 +19,7 @@ from forethought.errors import require
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # (B x P x H x A) -> B x P
 
-PlannerName = Literal["random", "cem", "icem", "mppi"]
+PlannerName = Literal["random", "cem", "icem", "mppi", "mcts", "discrete-cem"]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -51,14 +52,26 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     return env
 
 
-def check_continuous(env: gym.Env, env_id: str, method: str) -> None:
-    """Refuse spaces the continuous planners cannot handle, naming what would work instead."""
-    if not isinstance(env.action_space, gym.spaces.Box):
+ActionKind = Literal["continuous", "discrete", "any"]
+
+
+def check_spaces(env: gym.Env, env_id: str, method: str, actions: ActionKind, instead: str) -> None:
+    """Refuse spaces `method` cannot handle; `actions` says which action spaces it acts in and
+    `instead` names what to use for the others (one clause, e.g. "use --planner mcts")."""
+    space = env.action_space
+    box, discrete = isinstance(space, gym.spaces.Box), isinstance(space, gym.spaces.Discrete)
+    if not (box or discrete):
         raise ConfigError(
             "env",
-            f"'{env_id}' has a {type(env.action_space).__name__} action space, but "
-            f"'{method}' acts in continuous (Box) action spaces; choose an environment with a Box "
-            "action space (e.g. Pendulum-v1, MountainCarContinuous-v0)",
+            f"'{env_id}' has a {type(space).__name__} action space; forethought acts in Box "
+            "(continuous) and Discrete action spaces only (flatten or wrap the others)",
+        )
+    if (actions == "continuous" and not box) or (actions == "discrete" and not discrete):
+        wanted = "continuous (Box)" if actions == "continuous" else "Discrete"
+        raise ConfigError(
+            "env",
+            f"'{env_id}' has a {type(space).__name__} action space, but '{method}' acts in "
+            f"{wanted} action spaces; {instead}",
         )
     if (
         not isinstance(env.observation_space, gym.spaces.Box)
@@ -67,18 +80,18 @@ def check_continuous(env: gym.Env, env_id: str, method: str) -> None:
         raise ConfigError(
             "env", f"'{env_id}' must have a flat Box observation space, got {env.observation_space}"
         )
-    if not np.all(np.isfinite(env.action_space.low)) or not np.all(
-        np.isfinite(env.action_space.high)
-    ):
+    if box and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ConfigError("env", f"'{env_id}' has unbounded actions; planners need finite bounds")
 
 
-def check_env(env_id: str, method: str, **make_kwargs) -> int | None:
+def check_env(
+    env_id: str, method: str, actions: ActionKind, instead: str, **make_kwargs
+) -> int | None:
     """Make the environment once to refuse unusable spaces before anything is written to disk;
     returns its time limit."""
     env = make_env(env_id, **make_kwargs)
     try:
-        check_continuous(env, env_id, method)
+        check_spaces(env, env_id, method, actions, instead)
         return env.spec.max_episode_steps if env.spec else None
     finally:
         env.close()

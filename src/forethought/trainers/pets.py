@@ -29,16 +29,25 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from forethought.agents.build import build_mpc_agent
-from forethought.agents.mpc import MPCAgent
+from forethought.agents.build import PlanningAgent, build_mpc_agent, planning_agent
+from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.data import ReplayBuffer, TransitionLog
 from forethought.errors import DataError
 from forethought.models import DynamicsModel, FitReport, ModelTrainer
+from forethought.models.value import ValueTrainer
 from forethought.reporting import RunProgress, plot_learning_curve, summary_table
 from forethought.runtime import configure_threads
 from forethought.storage import read_metrics, restore_rng_states, rng_states
-from forethought.tasks import TaskSpec, check_continuous, check_env, make_env
+from forethought.tasks import (
+    OneHotActions,
+    TaskSpec,
+    check_env,
+    check_spaces,
+    is_discrete,
+    make_env,
+    one_hot,
+)
 from forethought.tasks.constraints import with_costs
 from forethought.tasks.drift import DynamicsDrift
 from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
@@ -61,16 +70,17 @@ class Run:
     log: TransitionLog
     model: DynamicsModel
     trainer: ModelTrainer
-    agent: MPCAgent  # acts in the training episodes
-    eval_agent: MPCAgent  # same model, its own warm starts and RNG, for evaluation episodes
+    agent: PlanningAgent  # acts in the training episodes
+    eval_agent: PlanningAgent  # same model, its own warm starts and RNG, for evaluation episodes
     rng: np.random.Generator
     progress: Progress
     adaptation: Adaptation
+    value: ValueTrainer | None  # fits the learned state value of tree search, if it has one
 
 
 def check(config: TrainConfig) -> None:
     """Everything that can be checked before a run directory is created."""
-    check_env(config.env, f"planner {config.planner}", **config.make_kwargs())
+    check_env(config.env, *config.acting(), **config.make_kwargs())
     if config.drift.at_step is not None:  # a bad drift parameter fails before the run dir exists
         DynamicsDrift(make_env(config.env, **config.make_kwargs()), config.drift).close()
 
@@ -93,16 +103,17 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     configure_threads(config.threads)
     torch.manual_seed(config.seed)
     env = make_env(config.env, seed=config.seed, **config.make_kwargs())
-    check_continuous(env, config.env, f"planner {config.planner}")
-    env = with_costs(env, config.safety)  # info["cost"] on constrained tasks
+    check_spaces(env, config.env, *config.acting())
+    env = _vector_actions(with_costs(env, config.safety))  # info["cost"] on constrained tasks
     eval_envs = [
-        with_costs(make_env(config.env, **config.make_kwargs()), config.safety)
+        _vector_actions(with_costs(make_env(config.env, **config.make_kwargs()), config.safety))
         for _ in range(config.eval_episodes)
     ]
     if config.drift.at_step is not None:  # evaluations always see the current dynamics
         env = DynamicsDrift(env, config.drift)
         eval_envs = [DynamicsDrift(e, config.drift, clock=env) for e in eval_envs]
     task, model, agent = build_mpc_agent(config, env)
+    state_value = agent.state_value if isinstance(agent, TreeSearchAgent) else None
     return Run(
         config=config,
         dir=directory,
@@ -114,19 +125,19 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         model=model,
         trainer=ModelTrainer(model, config.fit),
         agent=agent,
-        eval_agent=MPCAgent(
-            model,
-            agent.planner,
-            task,
-            config.rollout,
-            config.device,
-            seed=config.seed + 1,
-            safety=config.safety,
-        ),
+        eval_agent=planning_agent(config, env, model, task, config.seed + 1, state_value),
         rng=np.random.default_rng(config.seed),
         progress=Progress(),
         adaptation=Adaptation(config),
+        value=None
+        if state_value is None
+        else ValueTrainer(state_value, config.value, config.mcts.discount),
     )
+
+
+def _vector_actions(env: gym.Env) -> gym.Env:
+    """Discrete environments take one-hot vectors, which is what the model and the log see."""
+    return OneHotActions(env) if isinstance(env.action_space, gym.spaces.Discrete) else env
 
 
 def _restore(run: Run) -> EpisodeResult | None:
@@ -185,6 +196,9 @@ def _load_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
         run.progress = Progress.from_state_dict(checkpoint["progress"])
         run.adaptation.load_state_dict(checkpoint["adaptation"])
         run.agent.compute.model_rows = checkpoint["model_rows"]
+        if run.value is not None:
+            run.value.value.load_state_dict(checkpoint["value"])
+            run.value.optimizer.load_state_dict(checkpoint["value_optimizer"])
     except (KeyError, RuntimeError, ValueError) as err:
         raise DataError(
             f"{run.dir.checkpoint_path} does not fit this run's configuration or this forethought "
@@ -263,8 +277,11 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
     config = run.config
     warming_up = episode < config.warmup_episodes
     low, high = run.env.action_space.low, run.env.action_space.high
+    discrete = is_discrete(run.env)
 
     def random_policy(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if discrete:
+            return one_hot(run.rng.integers(len(low), size=len(obs)), len(low))
         return run.rng.uniform(low, high, size=(len(obs), len(low))).astype(np.float32)
 
     def on_step(t, obs, action, reward, next_obs, terminated, truncated):
@@ -321,6 +338,8 @@ def _fit(run: Run, from_scratch: bool = False) -> FitReport:
     keep = run.adaptation.keep_normalization(len(data), step)
     report = run.trainer.fit(data, run.rng, keep_normalization=keep)
     run.adaptation.fitted(report.holdout_surprise, step)
+    if run.value is not None:  # the value of states, on the same data as the model
+        run.value.fit(data, run.rng)
     return report
 
 
@@ -438,13 +457,17 @@ def _generators(run: Run) -> dict[str, torch.Generator]:
 def _checkpoint(run: Run) -> None:
     # What the next episode starts from, kept per episode so `forethought explain` can replay
     # any step: the model and the planner's random state (warm starts reset at episode start).
+    value = {} if run.value is None else {"value": run.value.value.state_dict()}
     run.dir.save_snapshot(
         run.progress.episode,
-        {"model": run.model.state_dict(), "planner": run.agent.generator.get_state()},
+        {"model": run.model.state_dict(), "planner": run.agent.generator.get_state(), **value},
     )
     run.progress.log_records = len(run.log)
+    if run.value is not None:
+        value["value_optimizer"] = run.value.optimizer.state_dict()
     run.dir.save_checkpoint(
         {
+            **value,
             "model": run.model.state_dict(),
             "optimizer": run.trainer.optimizer.state_dict(),
             "buffer": run.buffer.state_dict(),

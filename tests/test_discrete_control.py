@@ -1,0 +1,142 @@
+"""Discrete actions through the whole stack: one-hot actions in the log, tree search and
+discrete CEM in the loop, the learned leaf value, resume, determinism and clear refusals."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from forethought.cli import main
+from forethought.config import TrainConfig
+from forethought.data import TransitionLog
+from forethought.models import DynamicsModel, ModelConfig
+from forethought.models.value import StateValue, ValueConfig, ValueTrainer
+from forethought.planners import PlannerConfig
+from forethought.planners.discrete_cem import DiscreteCEM
+from forethought.planners.mcts import TreeSearchConfig
+from forethought.trainers import resume, train
+from forethought.trainers.run_dir import RunDir
+from forethought.types import TransitionBatch
+from helpers import tiny_config
+
+TINY_TREE = TreeSearchConfig(simulations=6, rollout_steps=2)
+
+
+def cartpole(out, planner="mcts", **changes):
+    return tiny_config(
+        out, env="CartPole-v1", planner=planner, mcts=TINY_TREE, max_episode_steps=40, **changes
+    )
+
+
+def rows(out):
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines if "event" not in x]
+
+
+@pytest.mark.parametrize("planner", ["mcts", "discrete-cem"])
+def test_a_discrete_run_logs_one_hot_actions_and_evaluates(tmp_path, planner):
+    result = train(cartpole(tmp_path / "run", planner=planner))
+    history = rows(result.run_dir)
+    assert [r["policy"] for r in history] == ["random", f"mpc-{planner}", f"mpc-{planner}"]
+    assert all(r["eval_return"] >= 1 for r in history) and history[-1]["model_rows"] > 0
+    log = TransitionLog(RunDir(result.run_dir).log_path, 4, 2)
+    _, _, records = log.read(0)
+    assert np.array_equal(records.action.sum(axis=1), np.ones(len(records)))  # one-hot rows
+    assert set(np.unique(records.action)) == {0.0, 1.0}
+    assert (records.action[:, 0] == 1).any() and (records.action[:, 1] == 1).any()
+
+
+def test_same_seed_same_returns_with_tree_search(tmp_path):
+    first = rows(train(cartpole(tmp_path / "a")).run_dir)
+    second = rows(train(cartpole(tmp_path / "b")).run_dir)
+    keys = ("return", "eval_returns", "model_rows", "env_steps")
+    assert [[r[k] for k in keys] for r in first] == [[r[k] for k in keys] for r in second]
+
+
+def test_resume_continues_a_tree_search_run_exactly(tmp_path):
+    whole = rows(train(cartpole(tmp_path / "whole", episodes=4)).run_dir)
+    train(cartpole(tmp_path / "part", episodes=2))
+    resume(tmp_path / "part", given=TrainConfig(episodes=4))
+    resumed = rows(tmp_path / "part")
+    keys = ("return", "eval_returns", "model_rows")
+    assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]
+    assert "value" in RunDir(tmp_path / "part").load_checkpoint()  # the leaf value is saved
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "CartPole-v1", "--planner", "icem"], "--planner mcts or --planner discrete-cem"),
+        (["--env", "Pendulum-v1", "--planner", "mcts"], "use --planner icem, cem or mppi"),
+        (["--env", "CartPole-v1", "--algo", "sac"], "use --algo dqn or ppo"),
+    ],
+)
+def test_wrong_action_space_is_one_line_naming_what_to_use(tmp_path, capsys, args, message):
+    code = main(["train", *args, "--out", str(tmp_path / "run"), "--quiet"])
+    out = capsys.readouterr().out.strip()
+    assert code == 2 and message in out and len(out.splitlines()) == 1, out
+    assert not (tmp_path / "run").exists()
+
+
+def test_multidiscrete_actions_are_refused(tmp_path, capsys):
+    gym.register(
+        "forethought-test/MultiDiscrete-v0",
+        entry_point=lambda: _MultiDiscreteEnv(),
+        max_episode_steps=10,
+    )
+    code = main(["train", "--env", "forethought-test/MultiDiscrete-v0", "--planner", "mcts",
+                 "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    assert code == 2 and "MultiDiscrete action space" in capsys.readouterr().out
+
+
+class _MultiDiscreteEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+
+def test_discrete_cem_finds_the_best_sequence_of_a_known_objective():
+    """Score = number of steps whose action equals a hidden target sequence."""
+    target = torch.tensor([2, 0, 1, 1, 2, 0])
+    planner = DiscreteCEM(
+        PlannerConfig(horizon=6, population=200, elites=20, iterations=5), torch.zeros(3),
+        torch.ones(3),
+    )  # fmt: skip
+
+    def matches(candidates):  # B x P x H x 3 one-hot
+        return (candidates.argmax(-1) == target).float().sum(-1)
+
+    result = planner.plan(matches, batch=4, generator=torch.Generator().manual_seed(0))
+    assert (result.actions.argmax(-1) == target).all()
+    assert torch.equal(result.score, torch.full((4,), 6.0))
+
+
+def test_the_learned_value_ranks_states_by_time_left():
+    """A chain that ends at position 10, walking right one step at a time, reward 1 per step:
+    V(x) = sum of discount^t over the 10 - x steps left."""
+    xs = np.arange(10, dtype=np.float32)
+    data = TransitionBatch(
+        obs=xs[:, None], action=np.zeros((10, 1), np.float32), reward=np.ones(10, np.float32),
+        next_obs=(xs + 1)[:, None], terminated=xs == 9, truncated=np.zeros(10, bool),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    value = StateValue(1, ValueConfig(rounds=150, learning_rate=3e-3))
+    ValueTrainer(value, ValueConfig(rounds=150, learning_rate=3e-3), 0.9).fit(
+        data, np.random.default_rng(0)
+    )
+    want = torch.tensor([(1 - 0.9 ** (10 - x)) / (1 - 0.9) for x in xs])
+    with torch.no_grad():
+        got = value(torch.as_tensor(xs)[:, None])
+    torch.testing.assert_close(got, want, atol=0.35, rtol=0.05)
+
+
+def test_tree_search_agent_acts_with_one_hot_actions_for_a_batch():
+    from forethought.agents.tree import TreeSearchAgent
+    from forethought.tasks import get_task
+
+    model = DynamicsModel(4, 2, ModelConfig(ensemble_size=2, hidden_size=8))
+    agent = TreeSearchAgent(model, get_task("CartPole-v1"), TreeSearchConfig(simulations=4))
+    actions = agent.act(np.zeros((3, 4), np.float32))
+    assert actions.shape == (3, 2) and np.array_equal(actions.sum(1), np.ones(3))
+    assert agent.compute.model_rows > 0
