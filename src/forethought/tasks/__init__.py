@@ -22,6 +22,7 @@ from forethought.tasks.discrete import (
     OneHotActions,
     is_discrete,
     one_hot,
+    vector_actions,
 )
 from forethought.tasks.mujoco import INVERTED_PENDULUM, inverted_pendulum_reward
 
@@ -70,4 +71,5 @@ __all__ = [
     "never_terminates",
     "one_hot",
     "pendulum_reward",
+    "vector_actions",
 ]

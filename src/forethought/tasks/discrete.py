@@ -33,6 +33,11 @@ class OneHotActions(gym.ActionWrapper):
         return int(np.argmax(action))
 
 
+def vector_actions(env: gym.Env) -> gym.Env:
+    """`env` acting on vectors: a Discrete one behind `OneHotActions`, any other unchanged."""
+    return OneHotActions(env) if isinstance(env.action_space, gym.spaces.Discrete) else env
+
+
 def one_hot(indices: np.ndarray, n: int) -> np.ndarray:
     """Integer actions (any shape) -> float32 one-hot vectors (shape + (n,))."""
     return np.eye(n, dtype=np.float32)[np.asarray(indices)]

@@ -29,7 +29,7 @@ from forethought.errors import ConfigError, require
 from forethought.models.uncertainty import member_variance
 from forethought.runtime import configure_threads
 from forethought.storage import atomic_write_bytes
-from forethought.tasks import make_env
+from forethought.tasks import make_env, vector_actions
 from forethought.trainers.run_dir import RunDir
 
 
@@ -121,7 +121,7 @@ def _diagnose(args: DiagnoseArgs, run: RunDir, config: TrainConfig) -> Diagnosis
             "RUN_DIR", f"{args.run_dir} has no checkpoint yet; let it finish an episode first"
         )
     configure_threads(config.threads)
-    env = make_env(config.env)
+    env = vector_actions(make_env(config.env))
     _, model, agent = build_mpc_agent(config, env)
     model.load_state_dict(checkpoint["model"])
     observations, actions = _held_out_episodes(args, env, agent)

@@ -36,7 +36,7 @@ from forethought.models.uncertainty import member_variance, normalised_std
 from forethought.rollout import CostFn
 from forethought.runtime import configure_threads
 from forethought.storage import atomic_write_text, load_torch
-from forethought.tasks import TaskSpec, make_env
+from forethought.tasks import TaskSpec, make_env, vector_actions
 from forethought.tasks.constraints import CONSTRAINTS
 from forethought.trainers.pets import TRAIN_SEED_STRIDE
 from forethought.trainers.run_dir import RunDir
@@ -86,8 +86,14 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
         f"{args.run_dir} is an --algo {config.algo} run; explain needs the model of an --algo "
         "mpc or mbpo run",
     )
+    require(
+        config.planner != "mcts",
+        "RUN_DIR",
+        f"{args.run_dir} plans by tree search (--planner mcts); explain covers the trajectory "
+        "optimisers so far (random, cem, icem, mppi, discrete-cem), not tree search",
+    )
     configure_threads(config.threads)
-    env = make_env(config.env, **config.make_kwargs())
+    env = vector_actions(make_env(config.env, **config.make_kwargs()))
     task, model, agent = build_mpc_agent(config, env)
     episode, t, records = _locate(args, run, config, model)
     _load_snapshot(run, episode, model, agent)
@@ -275,7 +281,7 @@ def imagine_per_member(
 def _execute_in_real_env(config, episode, past_actions, plan, expected_obs) -> dict[str, Any]:
     """The chosen plan run open-loop in the real environment from the step's state, reached by
     replaying the episode's reset seed and logged actions."""
-    env = make_env(config.env, **config.make_kwargs())
+    env = vector_actions(make_env(config.env, **config.make_kwargs()))
     obs, _ = env.reset(seed=TRAIN_SEED_STRIDE * config.seed + episode)
     for action in past_actions:
         obs, *_ = env.step(action.astype(np.float32))

@@ -174,9 +174,9 @@ def _calibration(run: _Run):
         return None
     from forethought.agents.build import build_mpc_agent
     from forethought.storage import load_torch
-    from forethought.tasks import make_env
+    from forethought.tasks import make_env, vector_actions
 
-    env = make_env(run.config.env, **run.config.make_kwargs())
+    env = vector_actions(make_env(run.config.env, **run.config.make_kwargs()))
     _, model, _ = build_mpc_agent(run.config, env)
     model.load_state_dict(load_torch(snapshot)["model"])
     records = RunDir(run.path).counted_records(model.obs_dim, model.action_dim)

@@ -40,13 +40,13 @@ from forethought.reporting import RunProgress, plot_learning_curve, summary_tabl
 from forethought.runtime import configure_threads
 from forethought.storage import read_metrics, restore_rng_states, rng_states
 from forethought.tasks import (
-    OneHotActions,
     TaskSpec,
     check_env,
     check_spaces,
     is_discrete,
     make_env,
     one_hot,
+    vector_actions,
 )
 from forethought.tasks.constraints import with_costs
 from forethought.tasks.drift import DynamicsDrift
@@ -104,9 +104,9 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     torch.manual_seed(config.seed)
     env = make_env(config.env, seed=config.seed, **config.make_kwargs())
     check_spaces(env, config.env, *config.acting())
-    env = _vector_actions(with_costs(env, config.safety))  # info["cost"] on constrained tasks
+    env = vector_actions(with_costs(env, config.safety))  # info["cost"] on constrained tasks
     eval_envs = [
-        _vector_actions(with_costs(make_env(config.env, **config.make_kwargs()), config.safety))
+        vector_actions(with_costs(make_env(config.env, **config.make_kwargs()), config.safety))
         for _ in range(config.eval_episodes)
     ]
     if config.drift.at_step is not None:  # evaluations always see the current dynamics
@@ -133,11 +133,6 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         if state_value is None
         else ValueTrainer(state_value, config.value, config.mcts.discount),
     )
-
-
-def _vector_actions(env: gym.Env) -> gym.Env:
-    """Discrete environments take one-hot vectors, which is what the model and the log see."""
-    return OneHotActions(env) if isinstance(env.action_space, gym.spaces.Discrete) else env
 
 
 def _restore(run: Run) -> EpisodeResult | None:
