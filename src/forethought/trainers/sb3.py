@@ -1,4 +1,4 @@
-"""Model-free baselines: Stable-Baselines3 SAC, TD3 and PPO under forethought's protocol.
+"""Model-free baselines: Stable-Baselines3 SAC, TD3, PPO and DQN under forethought's protocol.
 
 The algorithms are SB3's own, untouched; what forethought adds is the comparison harness:
 the same run directory (config.json, metrics.jsonl, checkpoint.pt, learning_curve.png), the
@@ -9,13 +9,17 @@ side-by-side comparison is one command per method:
     forethought train --algo mpc --env Pendulum-v1 --steps 2000
     forethought train --algo sac --env Pendulum-v1 --steps 20000 --eval-every-steps 200
 
-Hyperparameters are rl-baselines3-zoo's tuned settings where the zoo has them for the
-environment (`ZOO`), SB3's defaults otherwise.
+SAC and TD3 act in Box action spaces, DQN in Discrete ones, PPO in both (CartPole-v1,
+Acrobot-v1); `TrainConfig.acting` says which, and `check` refuses the others before anything is
+written. Hyperparameters are rl-baselines3-zoo's tuned settings where the zoo has them for the
+environment (`ZOO`), SB3's defaults otherwise. The zoo's `n_timesteps` is not used: the step
+budget is `--steps`, and a zoo schedule (`lin_<v>`) decays linearly to 0 over that budget.
 
 Evaluation happens every `eval_every_steps` environment steps (default: one time limit). An
 on-policy learner (PPO) only changes its policy once per rollout, so an evaluation point that
 falls inside a rollout reuses the evaluation of the unchanged policy instead of replaying the
-same episodes.
+same episodes. SB3 ends a rollout whole, so where a rollout is longer than one step (PPO's
+n_envs x n_steps, a DQN `train_freq` of 256) the run may pass `--steps` by less than a rollout.
 
 Determinism: SB3 seeds python's `random`, numpy's and torch's global generators, the action
 space and the training envs from `--seed`; MBPO's dynamics ensemble is initialised from the seed
@@ -34,7 +38,9 @@ the metrics, and the loop state SB3's own save leaves out (the training envs mid
 `_last_obs`, every random generator, gSDE and action noise, the evaluation schedule). A run
 killed anywhere and resumed redoes the work since that checkpoint, exactly: it ends with the
 metrics, buffer and weights of the run that was never killed. (SAC, TD3, MBPO: at most
-`eval_every_steps` plus one training step redone; PPO: up to one rollout.)
+`eval_every_steps` plus one training step redone; DQN: `eval_every_steps` plus one `train_freq`
+rollout, its exploration rate and target-network counter included in SB3's model state; PPO: up
+to one rollout.)
 """
 
 from __future__ import annotations
@@ -51,13 +57,14 @@ import cloudpickle
 import numpy as np
 import torch
 from rich.console import Console
-from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from forethought.config import TrainConfig
@@ -68,10 +75,17 @@ from forethought.tasks import check_env, get_task, make_env
 from forethought.tasks.episodes import evaluate_batched
 from forethought.trainers.run_dir import RunDir, RunResult
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "ppo": PPO, "mbpo": SAC}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "sac": SAC,
+    "td3": TD3,
+    "ppo": PPO,
+    "dqn": DQN,
+    "mbpo": SAC,
+}
 
-# rl-baselines3-zoo's tuned hyperparameters (hyperparams/{sac,ppo,td3}.yml). Keys that are not
-# constructor arguments: n_envs, normalize, noise_std (TD3's Gaussian action noise).
+# rl-baselines3-zoo's tuned hyperparameters (hyperparams/{sac,ppo,td3,dqn}.yml). Keys that are
+# not constructor arguments: n_envs, normalize, noise_std (TD3's Gaussian action noise). A string
+# value "lin_<v>" is the zoo's linear schedule, v * progress remaining (`hyperparameters`).
 ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("sac", "Pendulum-v1"): {"learning_rate": 1e-3},
     ("sac", "MountainCarContinuous-v0"): {
@@ -128,12 +142,72 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
         "max_grad_norm": 0.3,
         "vf_coef": 0.19816,
     },
+    ("ppo", "CartPole-v1"): {
+        "n_envs": 8,
+        "n_steps": 32,
+        "batch_size": 256,
+        "gae_lambda": 0.8,
+        "gamma": 0.98,
+        "n_epochs": 20,
+        "ent_coef": 0.0,
+        "learning_rate": "lin_0.001",
+        "clip_range": "lin_0.2",
+    },
+    ("ppo", "Acrobot-v1"): {
+        "normalize": True,
+        "n_envs": 16,
+        "n_steps": 256,
+        "gae_lambda": 0.94,
+        "gamma": 0.99,
+        "n_epochs": 4,
+        "ent_coef": 0.0,
+    },
+    ("dqn", "CartPole-v1"): {
+        "learning_rate": 2.3e-3,
+        "batch_size": 64,
+        "buffer_size": 100_000,
+        "learning_starts": 1000,
+        "gamma": 0.99,
+        "target_update_interval": 10,
+        "train_freq": 256,
+        "gradient_steps": 128,
+        "exploration_fraction": 0.16,
+        "exploration_final_eps": 0.04,
+        "policy_kwargs": {"net_arch": [256, 256]},
+    },
+    ("dqn", "Acrobot-v1"): {
+        "learning_rate": 6.3e-4,
+        "batch_size": 128,
+        "buffer_size": 50_000,
+        "learning_starts": 0,
+        "gamma": 0.99,
+        "target_update_interval": 250,
+        "train_freq": 4,
+        "gradient_steps": -1,
+        "exploration_fraction": 0.12,
+        "exploration_final_eps": 0.1,
+        "policy_kwargs": {"net_arch": [256, 256]},
+    },
 }
 
 
+# Settings the zoo may give as a schedule string (rl_zoo3 ExperimentManager._preprocess_schedules).
+_SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
+
+
 def hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
-    """The zoo's settings for (algo, env), or {} for SB3's defaults."""
-    return dict(ZOO.get((algo, env_id), {}))
+    """The zoo's settings for (algo, env), or {} for SB3's defaults. A "lin_<v>" schedule
+    becomes SB3's LinearSchedule(v, 0, 1), which is the zoo's v * progress_remaining; progress
+    runs over the `--steps` budget (not the zoo's n_timesteps)."""
+    settings = copy.deepcopy(ZOO.get((algo, env_id), {}))
+    for key in _SCHEDULED:
+        value = settings.get(key)
+        if isinstance(value, str):
+            kind, initial = value.split("_")
+            if kind != "lin":
+                raise ValueError(f"unknown zoo schedule {value!r} for {key}")
+            settings[key] = LinearSchedule(float(initial), 0.0, 1.0)
+    return settings
 
 
 @dataclass
@@ -195,7 +269,7 @@ def step_budget(config: TrainConfig, time_limit: int | None) -> int:
 
 def check(config: TrainConfig) -> None:
     """Everything that can be checked before a run directory is created."""
-    check_env(config.env, config.algo, **config.make_kwargs())
+    check_env(config.env, *config.acting(), **config.make_kwargs())
 
 
 def start(directory: RunDir, config: TrainConfig, console: Console | None = None) -> RunResult:
@@ -220,7 +294,7 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
     normalize = settings.pop("normalize", False)
     noise_std = settings.pop("noise_std", None)
     make_kwargs = config.make_kwargs()
-    time_limit = check_env(config.env, config.algo, **make_kwargs)
+    time_limit = check_env(config.env, *config.acting(), **make_kwargs)
     # Checkpoints written before exact resume hold no loop state: such a run continues from a
     # fresh episode with freshly seeded generators (not a replay of the uninterrupted run).
     loop = None if checkpoint is None else checkpoint.get("loop")
