@@ -59,8 +59,8 @@ class TreeSearchConfig:
     """c_scale of sigma(q) = (c_visit + max visits) * c_scale * q (gumbel)."""
     visit_offset: float = 50.0
     """c_visit of sigma(q) (gumbel)."""
-    rollout_steps: int = 20
-    """Leaf value: imagined steps of a uniformly random policy from the new node, one rollout per ensemble member (0: no rollout, the leaf is worth 0)."""
+    rollout_steps: int = 0
+    """Leaf value: imagined steps of a uniformly random policy from the new node, one rollout per ensemble member, before the learned value (--value.*) takes over (0: the learned value alone; with --value.no-enabled too, the leaf is worth 0). On CartPole-v1, 20 random steps without a value stalled near 120, the learned value alone reached 188 at 1.3k steps."""
     uncertainty_penalty: float = 0.0
     """Subtract this times the members' disagreement (normalised std) from the reward of every edge of the tree; < 0 is a bonus (explore where the members disagree)."""
     sample: bool = True
