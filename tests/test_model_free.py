@@ -125,7 +125,7 @@ def test_the_same_seed_gives_the_same_numbers(tmp_path, algo, changes):
 
 def test_bad_algo_and_discrete_env_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["train", "--algo", "dqn"])
+        main(["train", "--algo", "a2c"])
     with pytest.raises(ConfigError, match="Box"):
         train(sac_config(tmp_path / "cartpole", env="CartPole-v1"))
     out = tmp_path / "cli"

@@ -1,9 +1,11 @@
 """The training loops, behind one entry point: `train(config)` starts a run and `resume(run_dir)`
 continues one, for every `--algo`:
 
-    mpc               trainers/pets.py   collect, fit, plan, evaluate (model-based control)
+    mpc               trainers/pets.py   collect, fit, plan, evaluate (model-based control;
+                                         trajectory optimisers, or tree search for Discrete)
     mbpo              trainers/sb3.py    SB3's SAC on real and imagined data (trainers/mbpo.py)
-    sac, td3, ppo     trainers/sb3.py    the model-free baselines, untouched
+    sac, td3, ppo,    trainers/sb3.py    the model-free baselines, untouched
+      dqn
 
 Each loop module has `check(config)` (what can fail before a directory exists), `start(directory,
 config, console)` and `resume(directory, config, console)`. The run directory is locked while
