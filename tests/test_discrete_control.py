@@ -140,3 +140,15 @@ def test_tree_search_agent_acts_with_one_hot_actions_for_a_batch():
     actions = agent.act(np.zeros((3, 4), np.float32))
     assert actions.shape == (3, 2) and np.array_equal(actions.sum(1), np.ones(3))
     assert agent.compute.model_rows > 0
+
+
+def test_explain_replays_a_tree_search_decision(tmp_path):
+    from forethought.tools.explain import ExplainArgs, explain
+
+    run = train(cartpole(tmp_path / "run")).run_dir
+    history = rows(run)
+    step = history[0]["env_steps"] + 3  # the fourth step of the first planned episode
+    result = explain(ExplainArgs(run_dir=run, step=step))
+    assert result.reproduced, result.summary
+    visits = [r["visits"] for r in result.report["root_actions"]]
+    assert sum(visits) == TINY_TREE.simulations and result.plot_path.stat().st_size > 5_000

@@ -29,6 +29,7 @@ import tyro
 
 from forethought.agents.build import build_mpc_agent
 from forethought.agents.mpc import MPCAgent
+from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError, DataError, require
 from forethought.models import DynamicsModel
@@ -38,6 +39,7 @@ from forethought.runtime import configure_threads
 from forethought.storage import atomic_write_text, load_torch
 from forethought.tasks import TaskSpec, make_env, vector_actions
 from forethought.tasks.constraints import CONSTRAINTS
+from forethought.tools import explain_tree
 from forethought.trainers.pets import TRAIN_SEED_STRIDE
 from forethought.trainers.run_dir import RunDir
 
@@ -86,12 +88,6 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
         f"{args.run_dir} is an --algo {config.algo} run; explain needs the model of an --algo "
         "mpc or mbpo run",
     )
-    require(
-        config.planner != "mcts",
-        "RUN_DIR",
-        f"{args.run_dir} plans by tree search (--planner mcts); explain covers the trajectory "
-        "optimisers so far (random, cem, icem, mppi, discrete-cem), not tree search",
-    )
     configure_threads(config.threads)
     env = vector_actions(make_env(config.env, **config.make_kwargs()))
     task, model, agent = build_mpc_agent(config, env)
@@ -99,6 +95,11 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
     _load_snapshot(run, episode, model, agent)
     obs = records[:, 2 : 2 + model.obs_dim].astype(np.float32)  # the episode's observations
     actions = records[:, 2 + model.obs_dim : 2 + model.obs_dim + model.action_dim]
+    if isinstance(agent, TreeSearchAgent):
+        report = {"run_dir": str(args.run_dir), "env": config.env, "step": args.step}
+        report |= {"episode": episode, "t": t, **explain_tree.decision(agent, obs, actions, t)}
+        summary = explain_tree.summary(report)
+        return _explanation(run, report, {}, explain_tree.plot, summary, episode, t)
     action, plan, candidates = _replay(agent, obs, actions.astype(np.float32), t)
 
     top = np.argsort(-candidates["scores"])[: min(args.top_k, candidates["scores"].shape[0])]
@@ -199,6 +200,8 @@ def _load_snapshot(run: RunDir, episode: int, model: DynamicsModel, agent: MPCAg
     snapshot = load_torch(path)
     model.load_state_dict(snapshot["model"])
     agent.generator.set_state(snapshot["planner"])
+    if isinstance(agent, TreeSearchAgent) and agent.state_value is not None:
+        agent.state_value.load_state_dict(snapshot["value"])
     agent.reset()
 
 
