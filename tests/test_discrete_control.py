@@ -12,13 +12,11 @@ from forethought.cli import main
 from forethought.config import TrainConfig
 from forethought.data import TransitionLog
 from forethought.models import DynamicsModel, ModelConfig
-from forethought.models.value import StateValue, ValueConfig, ValueTrainer
 from forethought.planners import PlannerConfig
 from forethought.planners.discrete_cem import DiscreteCEM
 from forethought.planners.mcts import TreeSearchConfig
 from forethought.trainers import resume, train
 from forethought.trainers.run_dir import RunDir
-from forethought.types import TransitionBatch
 from helpers import tiny_config
 
 TINY_TREE = TreeSearchConfig(simulations=6, rollout_steps=2)
@@ -110,25 +108,6 @@ def test_discrete_cem_finds_the_best_sequence_of_a_known_objective():
     result = planner.plan(matches, batch=4, generator=torch.Generator().manual_seed(0))
     assert (result.actions.argmax(-1) == target).all()
     assert torch.equal(result.score, torch.full((4,), 6.0))
-
-
-def test_the_learned_value_ranks_states_by_time_left():
-    """A chain that ends at position 10, walking right one step at a time, reward 1 per step:
-    V(x) = sum of discount^t over the 10 - x steps left."""
-    xs = np.arange(10, dtype=np.float32)
-    data = TransitionBatch(
-        obs=xs[:, None], action=np.zeros((10, 1), np.float32), reward=np.ones(10, np.float32),
-        next_obs=(xs + 1)[:, None], terminated=xs == 9, truncated=np.zeros(10, bool),
-    )  # fmt: skip
-    torch.manual_seed(0)
-    value = StateValue(1, ValueConfig(rounds=150, learning_rate=3e-3))
-    ValueTrainer(value, ValueConfig(rounds=150, learning_rate=3e-3), 0.9).fit(
-        data, np.random.default_rng(0)
-    )
-    want = torch.tensor([(1 - 0.9 ** (10 - x)) / (1 - 0.9) for x in xs])
-    with torch.no_grad():
-        got = value(torch.as_tensor(xs)[:, None])
-    torch.testing.assert_close(got, want, atol=0.35, rtol=0.05)
 
 
 def test_tree_search_agent_acts_with_one_hot_actions_for_a_batch():

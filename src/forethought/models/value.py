@@ -1,8 +1,11 @@
 """A learned state value V(s), the worth of a state beyond what a search looks ahead.
 
 Fitted value iteration on real transitions: each round freezes the current network, computes
-the targets r + discount * (1 - terminated) * V_frozen(s') for the whole buffer (a time-limit
-truncation is not an end: it bootstraps), and regresses V on them for one pass of minibatches.
+TD(lambda) targets for the whole buffer from it, and regresses V on them for one pass of
+minibatches. The target of step t mixes the one-step bootstrap r + discount * V_frozen(s') with
+the target of step t + 1 of the same logged episode, lambda-weighted, so a round carries reward
+information back many steps at once (one-step targets move it one step per round). Nothing is
+bootstrapped past a termination; a time-limit truncation, or the end of the data, bootstraps.
 It evaluates the policy that collected the data (random at first, the planner later), which is
 enough to rank states by how much future reward they still hold: how close a pole is to
 falling, a cart to the edge.
@@ -35,12 +38,15 @@ class ValueConfig:
     """Minibatch size."""
     learning_rate: float = 1e-3
     """Adam learning rate."""
+    td_lambda: float = 0.95
+    """Weight of the logged episode's continuation in each target: 0 is one-step TD, 1 the logged (Monte-Carlo) return, bootstrapped only where the episode was cut."""
 
     def validate(self) -> None:
         require(self.hidden_size >= 1, "value.hidden_size", "must be at least 1")
         require(self.rounds >= 1, "value.rounds", "must be at least 1")
         require(self.batch_size >= 1, "value.batch_size", "must be at least 1")
         require(self.learning_rate > 0, "value.learning_rate", "must be positive")
+        require(0.0 <= self.td_lambda <= 1.0, "value.td_lambda", "must be in [0, 1]")
 
 
 class StateValue(nn.Module):
@@ -72,13 +78,16 @@ class ValueTrainer:
         batch = data.to_torch(device)
         self.value.obs_mean.copy_(batch.obs.mean(0))
         self.value.obs_std.copy_(batch.obs.std(0, unbiased=False).clamp_min(1e-6))
-        continues = self.discount * (~batch.terminated).float()
+        linked = _linked(data)
         n, size = len(batch), min(self.config.batch_size, len(batch))
         loss = torch.zeros(())
         for _ in range(self.config.rounds):
             frozen = copy.deepcopy(self.value)
             with torch.no_grad():
-                targets = batch.reward + continues * frozen(batch.next_obs)
+                next_values = frozen(batch.next_obs).cpu().numpy()
+            targets = torch.as_tensor(
+                self._lambda_returns(data, linked, next_values), device=device
+            )
             order = torch.as_tensor(rng.permutation(n), device=device)
             for start in range(0, n, size):
                 rows = order[start : start + size]
@@ -87,3 +96,26 @@ class ValueTrainer:
                 loss.backward()
                 self.optimizer.step()
         return float(loss.detach())
+
+    def _lambda_returns(
+        self, data: TransitionBatch[np.ndarray], linked: np.ndarray, next_values: np.ndarray
+    ) -> np.ndarray:
+        """TD(lambda) targets, computed backwards through the time-ordered transitions."""
+        lam, reward = self.config.td_lambda, data.reward.astype(np.float64)
+        continues = self.discount * (~data.terminated.astype(bool))
+        targets = np.empty(len(reward), dtype=np.float32)
+        later = 0.0
+        for t in range(len(reward) - 1, -1, -1):
+            onward = (1 - lam) * next_values[t] + lam * later if linked[t] else next_values[t]
+            later = reward[t] + continues[t] * onward
+            targets[t] = later
+        return targets
+
+
+def _linked(data: TransitionBatch[np.ndarray]) -> np.ndarray:
+    """Whether transition t + 1 continues the episode of transition t (same trajectory)."""
+    linked = ~(data.terminated.astype(bool) | data.truncated.astype(bool))
+    same = np.all(data.next_obs[:-1] == data.obs[1:], axis=1)
+    linked[:-1] &= same
+    linked[-1:] = False
+    return linked

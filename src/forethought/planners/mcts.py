@@ -53,6 +53,8 @@ class TreeSearchConfig:
     """Discount on rewards inside the tree and in the leaf value."""
     max_depth: int = 50
     """Deepest node a simulation may descend to."""
+    gumbel_scale: float = 1.0
+    """Scale of the Gumbel noise at the root (gumbel). 1 samples actions as Gumbel MuZero does; 0 makes the choice deterministic: the prior's top actions, then the best mean return."""
     considered_actions: int = 16
     """Actions sampled at the root for sequential halving (gumbel)."""
     value_scale: float = 0.1
@@ -71,6 +73,7 @@ class TreeSearchConfig:
         require(self.exploration >= 0, "mcts.exploration", "must be 0 or more")
         require(0.0 < self.discount <= 1.0, "mcts.discount", "must be in (0, 1]")
         require(self.max_depth >= 1, "mcts.max_depth", "must be at least 1")
+        require(self.gumbel_scale >= 0, "mcts.gumbel_scale", "must be 0 or more")
         require(self.considered_actions >= 2, "mcts.considered_actions", "must be at least 2")
         require(self.value_scale > 0, "mcts.value_scale", "must be positive")
         require(self.visit_offset >= 0, "mcts.visit_offset", "must be 0 or more")
@@ -187,7 +190,7 @@ class _Rule:
         )
         if config.rule == "gumbel":
             u = self.uniform_noise(logits.shape).clamp(1e-10, 1 - 1e-10)
-            self.gumbel = -torch.log(-torch.log(u))
+            self.gumbel = -config.gumbel_scale * torch.log(-torch.log(u))
             m = min(config.considered_actions, num_actions, config.simulations)
             top = (self.gumbel + logits).topk(m, dim=1).indices
             self.considered = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top, True)

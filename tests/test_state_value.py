@@ -1,0 +1,56 @@
+"""The learned state value's targets: TD(lambda) through logged episodes, exact on small data."""
+
+import numpy as np
+import torch
+
+from forethought.models.value import StateValue, ValueConfig, ValueTrainer, _linked
+from forethought.types import TransitionBatch
+
+
+def episodes():
+    """Two logged episodes on a line: the first terminates after 3 steps, the second is cut by
+    a time limit after 2. Rewards 1, 2, 3 and 10, 20."""
+    obs = np.array([[0.0], [1.0], [2.0], [5.0], [6.0]], np.float32)
+    next_obs = np.array([[1.0], [2.0], [3.0], [6.0], [7.0]], np.float32)
+    return TransitionBatch(
+        obs=obs, action=np.zeros((5, 1), np.float32),
+        reward=np.array([1, 2, 3, 10, 20], np.float32), next_obs=next_obs,
+        terminated=np.array([0, 0, 1, 0, 0], bool), truncated=np.array([0, 0, 0, 0, 1], bool),
+    )  # fmt: skip
+
+
+def targets(td_lambda, next_values):
+    trainer = ValueTrainer(StateValue(1, ValueConfig()), ValueConfig(td_lambda=td_lambda), 0.5)
+    data = episodes()
+    return trainer._lambda_returns(data, _linked(data), np.asarray(next_values, np.float32))
+
+
+def test_lambda_one_is_the_logged_return_bootstrapped_only_where_cut():
+    v = [100.0, 100.0, 100.0, 100.0, 8.0]  # V of each next state
+    got = targets(1.0, v)
+    want = [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 10 + 0.5 * (20 + 0.5 * 8), 20 + 0.5 * 8]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_lambda_zero_is_one_step_td():
+    v = [4.0, 6.0, 100.0, 2.0, 8.0]
+    got = targets(0.0, v)
+    np.testing.assert_allclose(got, [1 + 0.5 * 4, 2 + 0.5 * 6, 3, 10 + 0.5 * 2, 20 + 0.5 * 8])
+
+
+def test_the_value_ranks_states_by_time_left():
+    """A chain that ends at position 10, walking right one step at a time, reward 1 per step:
+    V(x) = sum of discount^t over the 10 - x steps left."""
+    xs = np.arange(10, dtype=np.float32)
+    data = TransitionBatch(
+        obs=xs[:, None], action=np.zeros((10, 1), np.float32), reward=np.ones(10, np.float32),
+        next_obs=(xs + 1)[:, None], terminated=xs == 9, truncated=np.zeros(10, bool),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = ValueConfig(rounds=150, learning_rate=3e-3)
+    value = StateValue(1, config)
+    ValueTrainer(value, config, 0.9).fit(data, np.random.default_rng(0))
+    want = torch.tensor([(1 - 0.9 ** (10 - x)) / (1 - 0.9) for x in xs])
+    with torch.no_grad():
+        got = value(torch.as_tensor(xs)[:, None])
+    torch.testing.assert_close(got, want, atol=0.35, rtol=0.05)
