@@ -131,3 +131,33 @@ def test_explain_replays_a_tree_search_decision(tmp_path):
     assert result.reproduced, result.summary
     visits = [r["visits"] for r in result.report["root_actions"]]
     assert sum(visits) == TINY_TREE.simulations and result.plot_path.stat().st_size > 5_000
+
+
+TREE_ARGS = [
+    "--env", "CartPole-v1", "--planner", "mcts", "--max-episode-steps", "40",
+    "--eval-episodes", "2", "--model.ensemble-size", "2", "--model.hidden-size", "16",
+    "--model.num-hidden-layers", "1", "--fit.max-epochs", "5", "--mcts.simulations", "6",
+    "--rollout.particles", "2", "--episodes", "4", "--quiet",
+]  # fmt: skip
+RECORD = 8 * (2 + 4 + 2 + 1 + 4 + 2)  # episode, t, obs, one-hot action, reward, next_obs, flags
+
+
+def test_killed_tree_search_run_resumes_to_the_uninterrupted_result(tmp_path):
+    from helpers import kill_when, start_cli
+
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert start_cli(["--out", str(reference), *TREE_ARGS]).wait(timeout=300) == 0
+    log = out / "transitions.bin"
+    proc = start_cli(["--out", str(out), *TREE_ARGS])
+    for records in (25, 70):  # in a planned episode: after the first value fit, then later
+        kill_when(proc, lambda n=records: log.exists() and log.stat().st_size >= n * RECORD,
+                  f"{records} records")  # fmt: skip
+        proc = start_cli(["--resume", str(out)])
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    keys = ("episode", "env_steps", "return", "eval_returns", "model_rows")
+    assert [[r[k] for k in keys] for r in rows(out)] == [
+        [r[k] for k in keys] for r in rows(reference)
+    ]
+    want, got = RunDir(reference).load_checkpoint(), RunDir(out).load_checkpoint()
+    for key, value in want["value"].items():
+        assert torch.equal(got["value"][key], value), key

@@ -1,0 +1,185 @@
+"""Tree search vs discrete CEM on one learned CartPole-v1 model, at matched model compute
+(issue 16). Writes benchmarks/results/discrete_planning.json and .png.
+
+One model is learned once: `forethought train --env CartPole-v1 --planner mcts` for
+`--train-steps` steps (kept under benchmarks/.runs/, reused when present). Its final ensemble
+(and, for tree search, its learned state value) then plans for every configuration below on the
+same 10 evaluation episodes (seeds 1000-1009, all planned in one batch), so the planners differ
+and nothing else:
+
+- MCTS (Gumbel root, learned value at the leaves) with 4 to 128 simulations;
+- MCTS without the learned value (random rollouts at the leaves instead): what the value buys;
+- discrete CEM at several horizons and populations, including settings whose model rows per
+  action are close to the tree's.
+
+Per configuration: mean and std of the evaluation return, model rows per action (the rows pushed
+through the ensemble: members x inputs, counted by the agents), and milliseconds per action
+(median over the batched steps of the step's time divided by the episodes it planned for).
+
+    python benchmarks/discrete_planning.py            # full (about 15 min on 2 cores)
+    python benchmarks/discrete_planning.py --quick    # 2 configurations, 2 short episodes
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from rich.console import Console
+
+from forethought.agents.build import build_mpc_agent
+from forethought.config import TrainConfig
+from forethought.planners import PlannerConfig
+from forethought.planners.mcts import TreeSearchConfig
+from forethought.runtime import configure_threads
+from forethought.storage import atomic_write_text
+from forethought.tasks import make_env, vector_actions
+from forethought.tasks.episodes import evaluate_batched
+from forethought.trainers import resume, train
+from forethought.trainers.run_dir import RunDir
+from machine import machine_info
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "discrete_planning.json"
+RUNS = HERE / ".runs" / "discrete_planning"
+ENV = "CartPole-v1"
+
+MCTS = {f"mcts-{n}": TreeSearchConfig(simulations=n) for n in (4, 8, 16, 32, 64, 128)}
+MCTS["mcts-32-no-value-rollouts-20"] = TreeSearchConfig(simulations=32, rollout_steps=20)
+CEM = {
+    f"dcem-h{h}-p{p}-i{i}": PlannerConfig(horizon=h, population=p, elites=max(2, p // 10), iterations=i)
+    for h, p, i in ((8, 4, 1), (8, 8, 2), (20, 20, 2), (40, 20, 3), (40, 100, 3))
+}  # fmt: skip
+
+
+def learned_run(steps: int, seed: int) -> Path:
+    """The run whose final model every configuration plans with."""
+    out = RUNS / f"{ENV}-mcts-{steps}-seed{seed}"
+    config = TrainConfig(
+        env=ENV, planner="mcts", steps=steps, episodes=10_000, seed=seed, out=out, quiet=True
+    )
+    if not (out / "config.json").exists():
+        train(config)
+    elif RunDir(out).load_checkpoint()["progress"]["env_steps"] < steps:
+        resume(out)
+    return out
+
+
+def evaluate(run: Path, name: str, episodes: int, max_steps: int | None) -> dict:
+    """Plan with configuration `name` on the run's final model, for `episodes` episodes."""
+    directory, base = RunDir.open(run)
+    directory.close()
+    config = _configured(base, name, max_steps)
+    env = vector_actions(make_env(ENV, **config.make_kwargs()))
+    _, model, agent = build_mpc_agent(config, env)
+    checkpoint = RunDir(run).load_checkpoint()
+    model.load_state_dict(checkpoint["model"])
+    if getattr(agent, "state_value", None) is not None:
+        agent.state_value.load_state_dict(checkpoint["value"])
+    envs = [vector_actions(make_env(ENV, **config.make_kwargs())) for _ in range(episodes)]
+    timings, rows_per_step = [], []
+
+    def timed(obs, rows):
+        start, before = time.perf_counter(), agent.compute.model_rows
+        actions = agent.act(obs, rows)
+        timings.append(1000 * (time.perf_counter() - start) / len(obs))
+        rows_per_step.append((agent.compute.model_rows - before) / len(obs))
+        return actions
+
+    returns = evaluate_batched(envs, timed, [1000 + j for j in range(episodes)])
+    return {
+        "returns": returns.tolist(),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "model_rows_per_action": float(np.mean(rows_per_step)),
+        "ms_per_action": float(np.median(timings)),
+        "planner": config.planner,
+        "settings": dataclasses.asdict(
+            config.mcts if config.planner == "mcts" else config.planning
+        ),
+    }
+
+
+def _configured(base: TrainConfig, name: str, max_steps: int | None) -> TrainConfig:
+    changes = {"max_episode_steps": max_steps}
+    if name in MCTS:
+        mcts = MCTS[name]
+        uses_value = mcts.rollout_steps == 0
+        changes |= {"planner": "mcts", "mcts": mcts}
+        changes |= {"value": dataclasses.replace(base.value, enabled=uses_value)}
+    else:
+        changes |= {"planner": "discrete-cem", "planning": CEM[name]}
+    return dataclasses.replace(base, **changes)
+
+
+def plot(results: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4), dpi=110)
+    for name, entry in results["configs"].items():
+        tree = name.startswith("mcts")
+        ax.errorbar(
+            entry["model_rows_per_action"], entry["mean_return"], yerr=entry["std_return"],
+            fmt="o" if tree else "s", color="tab:blue" if tree else "tab:cyan", capsize=3,
+        )  # fmt: skip
+        ax.annotate(name, (entry["model_rows_per_action"], entry["mean_return"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set(xlabel="model rows per action (log)", ylabel="evaluation return (10 episodes)")
+    ax.set_title(f"{ENV}: tree search (circles) vs discrete CEM (squares), one learned model")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="2 configurations, short episodes")
+    parser.add_argument("--train-steps", type=int, default=1500, help="default 1500")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the learning run (0)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"default {RESULTS}")
+    args = parser.parse_args()
+    configure_threads(1)
+    torch.manual_seed(0)
+    console = Console()
+    steps = 300 if args.quick else args.train_steps
+    run = learned_run(steps, args.seed)
+    names = ["mcts-8", "dcem-h8-p8-i2"] if args.quick else [*MCTS, *CEM]
+    episodes, max_steps = (2, 50) if args.quick else (10, None)
+    results = {
+        "benchmark": "discrete_planning",
+        "quick": args.quick,
+        "machine": machine_info(),
+        "env": ENV,
+        "model_run": str(run),
+        "train_steps": steps,
+        "configs": {},
+    }
+    for name in names:
+        entry = evaluate(run, name, episodes, max_steps)
+        results["configs"][name] = entry
+        console.print(
+            f"{name}: return {entry['mean_return']:.1f} ± {entry['std_return']:.1f}, "
+            f"{entry['model_rows_per_action']:.0f} model rows and {entry['ms_per_action']:.1f} ms "
+            "per action"
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(results, indent=1))  # kept as each config ends
+    plot(results, args.out.with_suffix(".png"))
+    console.print(f"results: {args.out}\nplot: {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
