@@ -95,3 +95,19 @@ def test_latency_quick(tmp_path):
         assert len(data["mbrl"]["ms"]) == data["config"]["timed_actions"]
         for key in ("mbrl_ms", "mbrl_over_forethought", "mbrl_over_floor"):
             assert positive(summary[key]), key
+
+
+def test_discrete_planning_quick_compares_tree_search_and_discrete_cem(tmp_path):
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, str(BENCHMARKS / "discrete_planning.py"), "--quick",
+             "--out", str(tmp_path / "dp.json")],
+            cwd=ROOT, capture_output=True, text=True, timeout=900, check=True,
+        ) and (tmp_path / "dp.json").read_text()
+    )  # fmt: skip
+    assert data["benchmark"] == "discrete_planning" and data["quick"] is True
+    assert set(data["configs"]) == {"mcts-8", "dcem-h8-p8-i2"}
+    for entry in data["configs"].values():
+        assert len(entry["returns"]) == 2 and positive(entry["model_rows_per_action"])
+        assert positive(entry["ms_per_action"])
+    assert (tmp_path / "dp.png").stat().st_size > 5_000
