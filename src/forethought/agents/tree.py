@@ -61,16 +61,22 @@ class ModelSimulator:
                 mean.shape, generator=self.generator, device=mean.device
             )
         start = states if states.dim() == 2 else states[members, rows]
+        reward, done = self._outcome(start, one_hot, next_state, prediction, (members, rows))
+        spread = normalised_std(member_variance(prediction.next_obs_mean), self.scale)
+        return next_state, reward, done, spread
+
+    def _outcome(self, state, action, next_state, prediction, rows):
+        """Reward and termination of the steps: the task's known functions where it has them,
+        else the learned heads' predictions at `rows` of the per-member outputs."""
         if self.task.reward_fn is not None:
-            reward = self.task.reward_fn(start, one_hot, next_state)
+            reward = self.task.reward_fn(state, action, next_state)
         else:
-            reward = prediction.reward[members, rows]
+            reward = prediction.reward[rows]
         if self.task.termination_fn is not None:
             done = self.task.termination_fn(next_state)
         else:
-            done = prediction.terminated_logit[members, rows] > 0
-        spread = normalised_std(member_variance(prediction.next_obs_mean), self.scale)
-        return next_state, reward, done, spread
+            done = prediction.terminated_logit[rows] > 0
+        return reward, done
 
     def step(self, states: torch.Tensor, actions: torch.Tensor):
         members = torch.randint(
@@ -122,14 +128,7 @@ class ModelSimulator:
         if self.config.sample and self.model.config.probabilistic:
             noise = torch.randn(mean.shape, generator=self.generator, device=mean.device)
             next_state = mean + prediction.next_obs_var.sqrt() * noise
-        if self.task.reward_fn is not None:
-            reward = self.task.reward_fn(state, one_hot, next_state)
-        else:
-            reward = prediction.reward
-        if self.task.termination_fn is not None:
-            done = self.task.termination_fn(next_state)
-        else:
-            done = prediction.terminated_logit > 0
+        reward, done = self._outcome(state, one_hot, next_state, prediction, ...)
         return next_state, reward.reshape(-1), done.reshape(-1)
 
 

@@ -310,7 +310,7 @@ def _expand(tree, simulator, parent, action, child, new, config):
         next_state, reward, done = simulator.step(tree.state[g, p], a)
         fresh = grow[stepped]
         gf, pf, af = g[fresh], p[fresh], a[fresh]
-        estimate = torch.zeros(len(gf), device=root_device(tree))
+        estimate = torch.zeros(len(gf), device=tree.visits.device)
         if fresh.any():
             estimate = torch.where(done[fresh], 0.0, simulator.value(next_state[fresh]))
         tree.state[gf, new], tree.reward[gf, new] = next_state[fresh], reward[fresh].float()
@@ -325,10 +325,6 @@ def _expand(tree, simulator, parent, action, child, new, config):
     value = torch.where(tree.at(tree.terminal, leaf), 0.0, tree.value(leaf))
     value = torch.where(grow, tree.at(tree.estimate, leaf), value)
     return leaf, value
-
-
-def root_device(tree: Tree) -> torch.device:
-    return tree.visits.device
 
 
 def _backup(tree: Tree, leaf: torch.Tensor, value: torch.Tensor, discount: float) -> None:
