@@ -25,10 +25,11 @@ from forethought.tasks.base import ActionKind
 from forethought.tasks.constraints import SafetyConfig
 from forethought.tasks.drift import DriftConfig
 
-Algorithm = Literal["mpc", "mbpo", "sac", "td3", "ppo", "dqn"]
+Algorithm = Literal["mpc", "loop", "mbpo", "sac", "td3", "ppo", "dqn"]
 OnResume = Literal["replay", "keep"]
 MODEL_FREE = ("sac", "td3", "ppo", "dqn")
 SB3_DRIVEN = ("mbpo", *MODEL_FREE)  # runs whose acting and learning loop is SB3's `learn`
+PLANNED = ("mpc", "loop")  # runs in which the planner acts (trainers/pets.py)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,43 @@ class MBPOConfig:
 
 
 @dataclass(frozen=True)
+class LoopConfig:
+    """Planning in the loop with a learned actor and critic (--algo loop): SAC learns from the
+    planner's transitions; its critic values the plan's last state and its actor proposes plans."""
+
+    gamma: float = 0.99
+    """Discount of the critic, and of the imagined rewards in the planner's objective (so that return + gamma^H x value is one discounted sum)."""
+    train_freq: int = 50
+    """SAC trains every this many environment steps ..."""
+    gradient_steps: int = 1
+    """... taking this many updates per environment step since the last training."""
+    learning_starts: int = 100
+    """Environment steps collected before SAC first trains."""
+    batch_size: int = 256
+    """SAC minibatch size."""
+    learning_rate: float = 3e-4
+    """SAC learning rate (actor, critic and entropy coefficient)."""
+    hidden_size: int = 256
+    """Units in each of the two hidden layers of the actor and of each critic."""
+    proposals: int = 8
+    """Actor trajectories (imagined through the ensemble mean) added to the planner's candidates in every iteration: the first follows the actor's mean action, the rest sample from it."""
+    terminal_value: bool = True
+    """Add gamma^H x the critic's value (min of its twin Q heads) at each particle's final state to the candidate's score."""
+    pessimistic_value: bool = False
+    """Aggregate the terminal value pessimistically: average each ensemble member's particles, then take the minimum over members (instead of the mean over all particles)."""
+
+    def validate(self) -> None:
+        require(0.0 < self.gamma < 1.0, "loop.gamma", "must be in (0, 1)")
+        require(self.train_freq >= 1, "loop.train_freq", "must be at least 1")
+        require(self.gradient_steps >= 1, "loop.gradient_steps", "must be at least 1")
+        require(self.learning_starts >= 1, "loop.learning_starts", "must be at least 1")
+        require(self.batch_size >= 1, "loop.batch_size", "must be at least 1")
+        require(self.learning_rate > 0, "loop.learning_rate", "must be positive")
+        require(self.hidden_size >= 1, "loop.hidden_size", "must be at least 1")
+        require(self.proposals >= 0, "loop.proposals", "must be 0 or more")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A model-based control run: warm-up with random actions, then per episode collect with
     MPC, refit the model, and evaluate on fixed seeds."""
@@ -121,7 +159,7 @@ class TrainConfig:
     env: str = "Pendulum-v1"
     """Gymnasium environment id (flat Box observations; Box or Discrete actions)."""
     algo: Algorithm = "mpc"
-    """mpc: learn a dynamics model and plan with it. mbpo: SAC trained on short imagined rollouts from the same model (see --mbpo.*). sac, td3, ppo, dqn: the Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and run directory (the model-free baselines)."""
+    """mpc: learn a dynamics model and plan with it. loop: the same, while SAC learns from the planner's transitions; its critic values the end of every plan and its actor proposes plans (see --loop.*). mbpo: SAC trained on short imagined rollouts from the same model (see --mbpo.*). sac, td3, ppo, dqn: the Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and run directory (the model-free baselines)."""
     planner: PlannerName = "icem"
     """Planner. Box actions: random, cem, icem or mppi (trajectory optimisers). Discrete actions: mcts (tree search, see --mcts.*) or discrete-cem (CEM over categorical action sequences, see --planning.*)."""
     episodes: int = 10
@@ -168,6 +206,7 @@ class TrainConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     mbpo: MBPOConfig = field(default_factory=MBPOConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
@@ -195,7 +234,7 @@ class TrainConfig:
         check_device(self.device)
         self.model.validate()
         self.fit.validate()
-        if self.algo == "mpc":  # settings the other methods do not read
+        if self.algo in PLANNED:  # settings the other methods do not read
             self.planning.validate()
             self.mcts.validate()
             self.value.validate()
@@ -212,6 +251,18 @@ class TrainConfig:
         self.safety.validate(self.env)
         self.drift.validate()
         self.mbpo.validate()
+        self.loop.validate()
+        if self.algo == "loop" and self.planner in DISCRETE_PLANNERS:
+            raise ConfigError(
+                "planner",
+                f"{self.planner} is for Discrete actions; --algo loop uses SAC's actor and "
+                "critic, which need Box actions: use --planner icem, cem or mppi",
+            )
+        if self.algo == "loop" and self.rollout.discount != 1.0:
+            raise ConfigError(
+                "rollout.discount",
+                "is --loop.gamma for --algo loop (the critic's discount); leave it at 1.0",
+            )
 
     def acting(self) -> tuple[str, ActionKind, str]:
         """The method's name, the action spaces it acts in, and what to use for the others."""
@@ -223,6 +274,12 @@ class TrainConfig:
                 method,
                 "continuous",
                 "for a Discrete action space use --planner mcts or --planner discrete-cem",
+            )
+        if self.algo == "loop":
+            return (
+                f"--algo loop (planner {self.planner})",
+                "continuous",
+                "for a Discrete action space use --algo mpc --planner mcts or discrete-cem",
             )
         if self.algo == "dqn":
             return "dqn", "discrete", "for a Box action space use --algo sac, td3 or ppo"
@@ -241,7 +298,7 @@ class TrainConfig:
         return {"max_episode_steps": self.max_episode_steps}
 
     def run_dir(self) -> Path:
-        method = self.planner if self.algo == "mpc" else self.algo
+        method = {"mpc": self.planner, "loop": f"loop-{self.planner}"}.get(self.algo, self.algo)
         return self.out or Path("runs") / f"{self.env}-{method}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,8 +4,11 @@ the tools that reload a run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gymnasium as gym
 
+from forethought.agents.guided import GuidedMPCAgent, PolicyPrior
 from forethought.agents.mpc import MPCAgent
 from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
@@ -14,11 +17,11 @@ from forethought.models.value import StateValue
 from forethought.planners import make_planner
 from forethought.tasks import TaskSpec, get_task
 
-PlanningAgent = MPCAgent | TreeSearchAgent
+PlanningAgent = MPCAgent | TreeSearchAgent  # GuidedMPCAgent is an MPCAgent
 
 
 def build_mpc_agent(
-    config: TrainConfig, env: gym.Env
+    config: TrainConfig, env: gym.Env, prior: PolicyPrior | None = None
 ) -> tuple[TaskSpec, DynamicsModel, PlanningAgent]:
     """The task spec, a fresh dynamics model and the agent that plans with it; reward and
     termination heads are learned only where the task has no known function. `env` acts on
@@ -32,7 +35,8 @@ def build_mpc_agent(
         learn_termination=task.termination_fn is None,
     ).to(config.device)
     state_value = make_state_value(config, model.obs_dim)
-    return task, model, planning_agent(config, env, model, task, config.seed, state_value)
+    agent = planning_agent(config, env, model, task, config.seed, state_value, prior)
+    return task, model, agent
 
 
 def make_state_value(config: TrainConfig, obs_dim: int) -> StateValue | None:
@@ -49,9 +53,10 @@ def planning_agent(
     task: TaskSpec,
     seed: int,
     state_value: StateValue | None = None,
+    prior: PolicyPrior | None = None,
 ) -> PlanningAgent:
-    """The configured planner around `model` (and the learned value, for tree search), with
-    its own random stream from `seed`."""
+    """The configured planner around `model` (and the learned value, for tree search; the
+    actor and critic that guide it, for --algo loop), with its own random stream from `seed`."""
     if config.planner == "mcts":
         return TreeSearchAgent(
             model, task, config.mcts, device=config.device, seed=seed, state_value=state_value
@@ -59,6 +64,21 @@ def planning_agent(
     planner = make_planner(
         config.planner, config.planning, env.action_space.low, env.action_space.high
     )
+    if prior is not None:  # --algo loop: the actor proposes, the critic values the horizon
+        loop = config.loop
+        return GuidedMPCAgent(
+            model,
+            planner,
+            task,
+            replace(config.rollout, discount=loop.gamma),
+            device=config.device,
+            seed=seed,
+            safety=config.safety,
+            prior=prior,
+            proposals=loop.proposals,
+            bootstrap=loop.terminal_value,
+            pessimistic=loop.pessimistic_value,
+        )
     return MPCAgent(
         model,
         planner,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from forethought.agents.mpc import MPCAgent
+from forethought.errors import ConfigError
 from forethought.models.dynamics import DynamicsModel
 from forethought.models.uncertainty import member_variance, normalised_std
 
@@ -30,8 +31,8 @@ class PolicyPrior:
     def __init__(self, sac: SAC):
         self.sac = sac
         space = sac.action_space
-        self.low = torch.as_tensor(space.low, dtype=torch.float32)
-        self.high = torch.as_tensor(space.high, dtype=torch.float32)
+        self.low = torch.as_tensor(space.low, dtype=torch.float32, device=sac.device)
+        self.high = torch.as_tensor(space.high, dtype=torch.float32, device=sac.device)
         self.gamma = float(sac.gamma)
 
     def _to_env(self, scaled: torch.Tensor) -> torch.Tensor:
@@ -76,9 +77,23 @@ class PolicyPrior:
 class GuidedMPCAgent(MPCAgent):
     """MPC with policy proposals and a value bootstrap at the horizon."""
 
-    def __init__(self, *args, prior: PolicyPrior, proposals: int = 8, bootstrap: bool = True, **kw):
+    def __init__(
+        self,
+        *args,
+        prior: PolicyPrior,
+        proposals: int = 8,
+        bootstrap: bool = True,
+        pessimistic: bool = False,
+        **kw,
+    ):
         super().__init__(*args, **kw)
         self.prior, self.n_proposals, self.bootstrap = prior, proposals, bootstrap
+        self.pessimistic = pessimistic
+        if pessimistic and self.rollout.propagation == "mean":
+            raise ConfigError(
+                "loop.pessimistic_value",
+                "needs one member per particle (--rollout.propagation tsinf or ts1), not mean",
+            )
 
     def propose(self, obs: torch.Tensor) -> torch.Tensor | None:
         """S policy trajectories per problem, imagined through the ensemble mean: B x S x H x A
@@ -98,11 +113,19 @@ class GuidedMPCAgent(MPCAgent):
         return torch.stack(steps, dim=2)
 
     def terminal_value(self, imagined) -> torch.Tensor | None:
-        """gamma^H x V(s_H), averaged over particles; zero where the episode already ended."""
+        """gamma^H x V(s_H) per particle, zero where the episode already ended; averaged over
+        the particles, or (pessimistic) averaged per ensemble member, then the worst member.
+        Particle k follows member k mod E (see rollout._Layout)."""
         if not self.bootstrap:
             return None
-        value = self.prior.value(imagined.final_state) * imagined.final_alive
-        return self.prior.gamma**self.planner.config.horizon * value.mean(dim=-1)
+        value = self.prior.value(imagined.final_state) * imagined.final_alive  # B x P x K
+        if self.pessimistic:
+            b, p, k = value.shape
+            members = self.model.ensemble_size
+            value = value.view(b, p, k // members, members).mean(dim=2).min(dim=-1).values
+        else:
+            value = value.mean(dim=-1)
+        return self.prior.gamma**self.planner.config.horizon * value
 
 
 def one_step_disagreement(

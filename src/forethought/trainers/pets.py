@@ -8,6 +8,10 @@
         evaluate  the MPC agent on fixed evaluation seeds (all episodes in one batch)
         record    a metrics row, a checkpoint, the learning-curve plot
 
+With `--algo loop` an actor-critic (trainers/actor_critic.py) learns from every transition as it
+is collected; the planner adds its critic's value at the end of each imagined plan and
+considers its actor's plans among the candidates.
+
 While acting, `Adaptation` (trainers/adaptation.py) may ask for a refit mid-episode when the
 model has drifted; this loop carries the refit out.
 
@@ -30,6 +34,7 @@ import torch
 from rich.console import Console
 
 from forethought.agents.build import PlanningAgent, build_mpc_agent, planning_agent
+from forethought.agents.guided import PolicyPrior
 from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.data import ReplayBuffer, TransitionLog
@@ -51,6 +56,7 @@ from forethought.tasks import (
 from forethought.tasks.constraints import with_costs
 from forethought.tasks.drift import DynamicsDrift
 from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
+from forethought.trainers.actor_critic import ActorCritic
 from forethought.trainers.adaptation import Adaptation
 from forethought.trainers.run_dir import Progress, RunDir, RunResult
 
@@ -76,6 +82,7 @@ class Run:
     progress: Progress
     adaptation: Adaptation
     value: ValueTrainer | None  # fits the learned state value of tree search, if it has one
+    actor_critic: ActorCritic | None  # --algo loop: SAC learning from the planner's transitions
 
 
 def check(config: TrainConfig) -> None:
@@ -112,7 +119,18 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
     if config.drift.at_step is not None:  # evaluations always see the current dynamics
         env = DynamicsDrift(env, config.drift)
         eval_envs = [DynamicsDrift(e, config.drift, clock=env) for e in eval_envs]
-    task, model, agent = build_mpc_agent(config, env)
+    actor_critic = prior = None
+    if config.algo == "loop":
+        actor_critic = ActorCritic(
+            config.loop,
+            env.observation_space,
+            env.action_space,
+            config.buffer_capacity,
+            config.seed,
+            config.device,
+        )
+        prior = PolicyPrior(actor_critic.sac)
+    task, model, agent = build_mpc_agent(config, env, prior)
     state_value = agent.state_value if isinstance(agent, TreeSearchAgent) else None
     return Run(
         config=config,
@@ -125,13 +143,14 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         model=model,
         trainer=ModelTrainer(model, config.fit),
         agent=agent,
-        eval_agent=planning_agent(config, env, model, task, config.seed + 1, state_value),
+        eval_agent=planning_agent(config, env, model, task, config.seed + 1, state_value, prior),
         rng=np.random.default_rng(config.seed),
         progress=Progress(),
         adaptation=Adaptation(config),
         value=None
         if state_value is None
         else ValueTrainer(state_value, config.value, config.mcts.discount),
+        actor_critic=actor_critic,
     )
 
 
@@ -194,6 +213,9 @@ def _load_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
         if run.value is not None:
             run.value.value.load_state_dict(checkpoint["value"])
             run.value.optimizer.load_state_dict(checkpoint["value_optimizer"])
+        if run.actor_critic is not None:
+            run.actor_critic.load_state_dict(checkpoint["actor_critic"])
+            run.actor_critic.refill(run.buffer.all())
     except (KeyError, RuntimeError, ValueError) as err:
         raise DataError(
             f"{run.dir.checkpoint_path} does not fit this run's configuration or this forethought "
@@ -282,6 +304,8 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
     def on_step(t, obs, action, reward, next_obs, terminated, truncated):
         run.log.append(episode, t, obs, action, reward, next_obs, terminated, truncated)
         run.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        if run.actor_critic is not None:  # learns off-policy from what the planner does
+            run.actor_critic.observe(obs, action, reward, next_obs, terminated, truncated)
         bar.advance_step()
         step = run.buffer.total_added
         if config.monitor.enabled and not warming_up:
@@ -399,7 +423,7 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
 
     row = {
         "episode": episode,
-        "policy": "random" if warming_up else f"mpc-{run.config.planner}",
+        "policy": "random" if warming_up else _policy_name(run.config),
         "env_steps": run.progress.env_steps,
         "return": result.episode_return,
         "eval_return": stat(eval_returns, np.mean),
@@ -413,6 +437,8 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
         "ms_per_action": None if warming_up else stat(result.ms_per_action, statistics.median),
         "model_rows": run.agent.compute.model_rows,
     }
+    if run.actor_critic is not None:
+        row.update(run.actor_critic.stats())
     if run.config.safety.constraint is not None:  # constrained task: what the run violated
         row.update(
             cost=result.cost,
@@ -441,8 +467,12 @@ def _record(run: Run, event: dict[str, Any]) -> None:
     run.dir.append_metrics(event)
 
 
+def _policy_name(config: TrainConfig) -> str:
+    return f"{'loop' if config.algo == 'loop' else 'mpc'}-{config.planner}"
+
+
 def _title(config: TrainConfig) -> str:
-    return f"{config.env} · {config.planner} · seed {config.seed}"
+    return f"{config.env} · {_policy_name(config)} · seed {config.seed}"
 
 
 def _generators(run: Run) -> dict[str, torch.Generator]:
@@ -460,6 +490,8 @@ def _checkpoint(run: Run) -> None:
     run.progress.log_records = len(run.log)
     if run.value is not None:
         value["value_optimizer"] = run.value.optimizer.state_dict()
+    if run.actor_critic is not None:
+        value["actor_critic"] = run.actor_critic.state_dict()
     run.dir.save_checkpoint(
         {
             **value,

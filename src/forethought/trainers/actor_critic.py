@@ -1,0 +1,161 @@
+"""The actor-critic that learns while the planner acts (`--algo loop`, after LOOP, Sikchi et al.
+2021, and TD-MPC's terminal value).
+
+Stable-Baselines3's SAC, unmodified, learns off-policy from the real transitions the planner
+collects: every transition goes into SAC's own replay buffer, and every `train_freq` environment
+steps SAC takes `train_freq x gradient_steps` updates through its public `train` method. SAC
+never acts and never sees an environment (it is built on a stand-in that only carries the
+spaces). Its critic gives the planner the value beyond the horizon and its actor proposes
+candidate plans (`agents.guided.GuidedMPCAgent`).
+
+The updates draw from numpy's and torch's global random streams (SB3 samples batches and actions
+there); each batch of updates runs on streams seeded from this learner's own generator, which
+is checkpointed, so a resumed run repeats the updates of an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.logger import configure
+
+from forethought.config import LoopConfig
+from forethought.types import TransitionBatch
+
+
+class _SpacesOnly(gym.Env):
+    """What SB3 needs to build SAC: the spaces. SAC never steps it."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        raise RuntimeError("the loop's SAC learns from the planner's transitions; it never acts")
+
+    def step(self, action):
+        raise RuntimeError("the loop's SAC learns from the planner's transitions; it never acts")
+
+
+class ActorCritic:
+    """SB3 SAC fed with the planner's transitions; trains on `train_freq`'s schedule."""
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        capacity: int,
+        seed: int,
+        device: str = "cpu",
+    ):
+        self.config = config
+        # SAC's initial weights come from the run's seed, whatever the global stream holds.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.sac = SAC(
+                "MlpPolicy",
+                _SpacesOnly(observation_space, action_space),
+                learning_rate=config.learning_rate,
+                buffer_size=capacity,
+                batch_size=config.batch_size,
+                gamma=config.gamma,
+                learning_starts=0,
+                policy_kwargs={"net_arch": [config.hidden_size, config.hidden_size]},
+                device=device,
+                seed=seed,
+            )
+        self.sac.set_logger(configure(folder=None, format_strings=[]))
+        self.rng = np.random.default_rng([seed, 1])  # seeds every batch of updates
+        self.pending = 0  # transitions added since SAC last trained
+        self.updates = 0
+
+    def observe(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
+        """Add one real transition (environment units); train when the schedule says so."""
+        self._add(obs, action, reward, next_obs, terminated, truncated)
+        self.pending += 1
+        if self.pending >= self.config.train_freq and self.sac.replay_buffer.size() >= max(
+            self.config.learning_starts, 1
+        ):
+            self.train(self.pending * self.config.gradient_steps)
+            self.pending = 0
+
+    def _add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        timeout = bool(truncated and not terminated)  # bootstrapped through, as SB3 does
+        self.sac.replay_buffer.add(
+            np.asarray(obs, np.float32)[None],
+            np.asarray(next_obs, np.float32)[None],
+            self.sac.policy.scale_action(np.asarray(action, np.float32))[None],
+            np.array([reward], np.float32),
+            np.array([terminated or truncated]),
+            [{"TimeLimit.truncated": timeout}],
+        )
+
+    def train(self, gradient_steps: int) -> None:
+        seed = int(self.rng.integers(2**32))
+        numpy_state = np.random.get_state()
+        devices = [self.sac.device] if self.sac.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            try:
+                self.sac.train(gradient_steps=gradient_steps, batch_size=self.config.batch_size)
+            finally:
+                np.random.set_state(numpy_state)
+        self.updates += gradient_steps
+
+    def stats(self) -> dict[str, float | int | None]:
+        """The latest training losses (None before the first update)."""
+        logged = self.sac.logger.name_to_value
+        return {
+            "critic_updates": self.updates,
+            "critic_loss": _maybe(logged.get("train/critic_loss")),
+            "actor_loss": _maybe(logged.get("train/actor_loss")),
+            "ent_coef": _maybe(logged.get("train/ent_coef")),
+        }
+
+    def refill(self, data: TransitionBatch[np.ndarray]) -> None:
+        """Rebuild SAC's replay buffer from the run's (checkpointed) transitions, in order."""
+        self.sac.replay_buffer.reset()
+        for row in range(len(data)):
+            self._add(
+                data.obs[row],
+                data.action[row],
+                data.reward[row],
+                data.next_obs[row],
+                bool(data.terminated[row]),
+                bool(data.truncated[row]),
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimisers, entropy coefficient, update count and the updates' seed stream
+        (the replay buffer is rebuilt from the run's buffer on resume)."""
+        buffer = io.BytesIO()
+        torch.save(self.sac.get_parameters(), buffer)
+        log_ent_coef = getattr(self.sac, "log_ent_coef", None)
+        return {
+            "parameters": buffer.getvalue(),
+            "log_ent_coef": None if log_ent_coef is None else log_ent_coef.detach().clone(),
+            "n_updates": self.sac._n_updates,
+            "updates": self.updates,
+            "pending": self.pending,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        parameters = torch.load(io.BytesIO(state["parameters"]), weights_only=False)
+        self.sac.set_parameters(parameters, exact_match=True, device=self.sac.device)
+        if state["log_ent_coef"] is not None:
+            with torch.no_grad():
+                self.sac.log_ent_coef.copy_(state["log_ent_coef"])
+        self.sac._n_updates = state["n_updates"]
+        self.updates, self.pending = state["updates"], state["pending"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _maybe(value: Any) -> float | None:
+    return None if value is None else float(value)

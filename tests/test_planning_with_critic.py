@@ -1,0 +1,193 @@
+"""--algo loop: MPC with a learned critic at the horizon and an actor proposing plans, while SAC
+learns from the planner's transitions. Known optimum with the true value, pessimism over
+members, kill-and-resume equals the uninterrupted run, and the errors a user can cause."""
+
+import json
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from forethought.agents.guided import GuidedMPCAgent
+from forethought.cli import main
+from forethought.planners import PlannerConfig, make_planner
+from forethought.rollout import RolloutConfig
+from forethought.tasks.base import TaskSpec
+from forethought.trainers.run_dir import RunDir
+from forethought.types import ModelPrediction
+from helpers import TINY_ARGS, kill_when, start_cli
+
+GAMMA = 0.9
+
+
+@dataclass(frozen=True)
+class _Config:
+    probabilistic: bool = False
+
+
+class Integrator:
+    """The exact model of x' = x + a, as an ensemble of identical members."""
+
+    def __init__(self, ensemble_size: int = 2):
+        self.ensemble_size, self.obs_dim, self.action_dim = ensemble_size, 1, 1
+        self.config = _Config()
+        self.target_std = torch.ones(1)
+
+    def predict(self, obs, action):
+        if obs.dim() == 2:
+            obs = obs.expand(self.ensemble_size, *obs.shape)
+            action = action.expand(self.ensemble_size, *action.shape)
+        return ModelPrediction(obs + action, torch.zeros_like(obs), None, None)
+
+
+def riccati() -> float:
+    """P of the discounted scalar LQR x' = x + a, reward -(x^2 + a^2): V*(x) = -P x^2."""
+    p = 1.0
+    for _ in range(1000):
+        p = 1.0 + GAMMA * p / (1.0 + GAMMA * p)
+    return p
+
+
+class TrueValue:
+    """A critic that knows the optimal value of the LQR task."""
+
+    gamma = GAMMA
+
+    def __init__(self):
+        self.p = riccati()
+
+    def value(self, obs):
+        return -self.p * obs[..., 0] ** 2
+
+
+def lqr_agent(bootstrap: bool, model=None, pessimistic: bool = False) -> GuidedMPCAgent:
+    cost = lambda obs, action, next_obs: -(obs[..., 0] ** 2 + action[..., 0] ** 2)  # noqa: E731
+    task = TaskSpec("lqr", cost, None)
+    planner = make_planner(
+        "cem",
+        PlannerConfig(horizon=1, population=200, elites=20, iterations=6),
+        np.array([-2.0]),
+        np.array([2.0]),
+    )
+    return GuidedMPCAgent(
+        model or Integrator(),
+        planner,
+        task,
+        RolloutConfig(particles=2, sample=False, discount=GAMMA),
+        seed=0,
+        track_disagreement=False,
+        prior=TrueValue(),
+        proposals=0,
+        bootstrap=bootstrap,
+        pessimistic=pessimistic,
+    )
+
+
+def test_a_horizon_one_planner_with_the_true_value_picks_the_optimal_action():
+    p = riccati()
+    x = np.array([[1.0], [-0.5]], np.float32)
+    optimal = -GAMMA * p / (1.0 + GAMMA * p) * x[:, 0]  # argmax of -(x^2+a^2) + gamma V*(x+a)
+    action = lqr_agent(bootstrap=True).act(x)[:, 0]
+    np.testing.assert_allclose(action, optimal, atol=0.02)
+    # Without the value the one-step reward alone says "do nothing": the value is what plans.
+    myopic = lqr_agent(bootstrap=False).act(x)[:, 0]
+    np.testing.assert_allclose(myopic, 0.0, atol=0.02)
+    assert np.all(np.abs(optimal) > 0.25)
+
+
+def test_pessimistic_value_takes_the_worst_member():
+    agent = lqr_agent(bootstrap=True, model=Integrator(ensemble_size=2), pessimistic=True)
+
+    class Imagined:  # one problem, one candidate, four particles: members 0, 1, 0, 1
+        final_state = torch.tensor([1.0, 3.0, 1.0, 1.0]).view(1, 1, 4, 1)
+        final_alive = torch.ones(1, 1, 4, dtype=torch.bool)
+
+    p = riccati()
+    member_means = torch.tensor([-p * 1.0, -p * (9.0 + 1.0) / 2])
+    pessimistic = agent.terminal_value(Imagined)
+    torch.testing.assert_close(pessimistic[0, 0], GAMMA * member_means.min())
+    agent.pessimistic = False
+    torch.testing.assert_close(agent.terminal_value(Imagined)[0, 0], GAMMA * member_means.mean())
+
+
+LOOP_ARGS = [
+    *TINY_ARGS,
+    "--algo", "loop",
+    "--loop.hidden-size", "16",
+    "--loop.batch-size", "16",
+    "--loop.train-freq", "10",
+    "--loop.learning-starts", "10",
+    "--loop.proposals", "2",
+]  # fmt: skip
+EPISODES, STEPS = 3, 30
+
+
+def rows_of(out):
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    timing = {"fit_seconds", "ms_per_action"}
+    return [
+        {k: v for k, v in json.loads(x).items() if k not in timing}
+        for x in lines
+        if x and '"event"' not in x
+    ]
+
+
+def test_loop_run_learns_the_critic_and_records_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *LOOP_ARGS, "--episodes", "2"]) == 0
+    rows = rows_of(out)
+    assert [r["policy"] for r in rows] == ["random", "loop-icem"]
+    assert rows[-1]["critic_updates"] == 60  # at steps 10, 20, ..., 60: 10 updates each
+    assert np.isfinite(rows[-1]["critic_loss"]) and np.isfinite(rows[-1]["eval_return"])
+    assert json.loads((out / "config.json").read_text())["loop"]["train_freq"] == 10
+
+
+def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    args = [*LOOP_ARGS, "--episodes", str(EPISODES)]
+    assert start_cli(["--out", str(reference), *args]).wait(timeout=300) == 0
+
+    out = tmp_path / "run"
+    rng = random.Random(3)
+    t1, t2 = rng.randrange(3, STEPS - 2), rng.randrange(3, STEPS - 2)
+    kills = [
+        ("mid-episode 1", lambda: len(_records(out)) >= STEPS + t1),
+        ("mid-episode 2", lambda: len(_records(out)) >= 2 * STEPS + t2),
+    ]
+    proc = start_cli(["--out", str(out), *args])
+    for what, condition in kills:
+        kill_when(proc, condition, what)
+        proc = start_cli(["--resume", str(out)])
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+
+    assert rows_of(out) == rows_of(reference)  # same returns, evaluations, critic losses
+    want = RunDir(reference).load_checkpoint()["actor_critic"]
+    got = RunDir(out).load_checkpoint()["actor_critic"]
+    assert got["updates"] == want["updates"] and got["parameters"] == want["parameters"]
+
+
+def _records(out):
+    """Transitions in the run's log so far (abandoned attempts included)."""
+    path = out / "transitions.bin"
+    size = 2 + 3 + 1 + 1 + 3 + 2  # episode, t, obs, action, reward, next_obs, flags (Pendulum)
+    return [] if not path.exists() else range(path.stat().st_size // (8 * size))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--planner", "mcts"], "--algo loop uses SAC's actor and critic"),
+        (["--loop.gamma", "1.0"], "--loop.gamma: must be in (0, 1)"),
+        (["--rollout.discount", "0.9"], "is --loop.gamma for --algo loop"),
+        (["--loop.train-freq", "0"], "--loop.train-freq: must be at least 1"),
+        (["--env", "CartPole-v1"], "Discrete"),
+    ],
+)
+def test_bad_loop_settings_are_one_line(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "run"), *LOOP_ARGS, *args]) == 2
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert message in text and "Traceback" not in text
+    assert not (tmp_path / "run").exists()
