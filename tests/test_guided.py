@@ -28,8 +28,8 @@ def mbpo_run(tmp_path_factory) -> Path:
 
 def controllers(run: Path, **changes):
     args = EvaluateArgs(run_dir=run, quiet=True, **changes)
-    config, sac, rollouts = _load(args)
-    return build_controllers(args, config, sac, rollouts)
+    config, parts = _load(args)
+    return build_controllers(args, config, parts)
 
 
 def test_proposals_follow_the_policy_and_value_ignores_ended_particles(mbpo_run):

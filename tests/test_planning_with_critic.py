@@ -191,3 +191,16 @@ def test_bad_loop_settings_are_one_line(tmp_path, capsys, args, message):
     text = err.out + err.err
     assert message in text and "Traceback" not in text
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["critic", "behaviour"])
+def test_evaluate_fields_every_controller_of_a_loop_run(tmp_path, value):
+    out = tmp_path / "run"
+    args = [*LOOP_ARGS, "--episodes", "2", "--loop.value", value, "--value.rounds", "2"]
+    assert main(["train", "--out", str(out), *args]) == 0
+    assert main(["evaluate", str(out), "--episodes", "2", "--mpc-horizon", "3"]) == 0
+    report = json.loads((out / "controllers.json").read_text())
+    for name in ("policy", "mpc", "guided", "switch"):
+        assert np.isfinite(report[name]["eval_return"])
+    checkpoint = RunDir(out).load_checkpoint()
+    assert ("value" in checkpoint) == (value == "behaviour")  # the planner's own value, saved

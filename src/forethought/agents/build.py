@@ -27,20 +27,31 @@ def build_mpc_agent(
     termination heads are learned only where the task has no known function. `env` acts on
     vectors (a Discrete environment behind `OneHotActions`)."""
     task = get_task(config.env)
-    model = DynamicsModel(
+    model = dynamics_model(config, env)
+    state_value = make_state_value(config, model.obs_dim)
+    agent = planning_agent(config, env, model, task, config.seed, state_value, prior)
+    return task, model, agent
+
+
+def dynamics_model(config: TrainConfig, env: gym.Env) -> DynamicsModel:
+    """A fresh dynamics model for `env`, with reward and termination heads only where the task
+    has no known function."""
+    task = get_task(config.env)
+    return DynamicsModel(
         env.observation_space.shape[0],
         env.action_space.shape[0],
         config.model,
         learn_reward=task.reward_fn is None,
         learn_termination=task.termination_fn is None,
     ).to(config.device)
-    state_value = make_state_value(config, model.obs_dim)
-    agent = planning_agent(config, env, model, task, config.seed, state_value, prior)
-    return task, model, agent
 
 
 def make_state_value(config: TrainConfig, obs_dim: int) -> StateValue | None:
-    """The learned value at the leaves of tree search, where the run uses one."""
+    """The learned state value at the leaves of tree search, or at the horizon of --algo loop's
+    plans with --loop.value behaviour, where the run uses one."""
+    if config.algo == "loop":
+        behaviour = config.loop.terminal_value and config.loop.value == "behaviour"
+        return StateValue(obs_dim, config.value).to(config.device) if behaviour else None
     if config.planner != "mcts" or not config.value.enabled:
         return None
     return StateValue(obs_dim, config.value).to(config.device)
@@ -75,6 +86,7 @@ def planning_agent(
             seed=seed,
             safety=config.safety,
             prior=prior,
+            state_value=state_value,
             proposals=loop.proposals,
             bootstrap=loop.terminal_value,
             pessimistic=loop.pessimistic_value,

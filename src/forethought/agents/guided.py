@@ -19,6 +19,7 @@ import torch
 from forethought.agents.mpc import MPCAgent
 from forethought.errors import ConfigError
 from forethought.models.dynamics import DynamicsModel
+from forethought.models.value import StateValue
 from forethought.models.uncertainty import member_variance, normalised_std
 
 if TYPE_CHECKING:
@@ -84,10 +85,15 @@ class GuidedMPCAgent(MPCAgent):
         proposals: int = 8,
         bootstrap: bool = True,
         pessimistic: bool = False,
+        state_value: StateValue | None = None,
         **kw,
     ):
         super().__init__(*args, **kw)
         self.prior, self.n_proposals, self.bootstrap = prior, proposals, bootstrap
+        # The value at the horizon: the critic's, unless a state value of the planner's own
+        # behaviour is given.
+        self.state_value = state_value
+        self.value = prior.value if state_value is None else state_value
         self.pessimistic = pessimistic
         if pessimistic and self.rollout.propagation == "mean":
             raise ConfigError(
@@ -118,7 +124,7 @@ class GuidedMPCAgent(MPCAgent):
         Particle k follows member k mod E (see rollout._Layout)."""
         if not self.bootstrap:
             return None
-        value = self.prior.value(imagined.final_state) * imagined.final_alive  # B x P x K
+        value = self.value(imagined.final_state) * imagined.final_alive  # B x P x K
         if self.pessimistic:
             b, p, k = value.shape
             members = self.model.ensemble_size

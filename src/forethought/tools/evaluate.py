@@ -1,6 +1,8 @@
-"""`forethought evaluate RUN_DIR`: every controller a finished MBPO run can field, side by side.
+"""`forethought evaluate RUN_DIR`: every controller a finished MBPO or loop run can field, side
+by side.
 
-From one run's SAC policy, critic and dynamics ensemble:
+From one run's SAC policy, critic and dynamics ensemble (and, for a loop run that learned one,
+the planner's own state value, which the guided planner then uses at the horizon):
 
     policy   the SAC policy alone (mean action)
     mpc      plain iCEM MPC with the run's model (the PETS-style planner, default settings)
@@ -21,7 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -29,28 +31,36 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from forethought.agents.build import dynamics_model, make_state_value
 from forethought.agents.guided import GuidedMPCAgent, PolicyPrior, SwitchingAgent
 from forethought.agents.mpc import MPCAgent
 from forethought.agents.shield import Shield
+from forethought.config import TrainConfig
+from forethought.data import ReplayBuffer
 from forethought.errors import ConfigError, require
+from forethought.models import DynamicsModel
+from forethought.models.value import StateValue
 from forethought.planners import PlannerConfig, make_planner
 from forethought.runtime import configure_threads
 from forethought.storage import RunLock, atomic_write_bytes
-from forethought.tasks import make_env
+from forethought.tasks import TaskSpec, get_task, make_env
 from forethought.tasks.constraints import SafetyConfig, with_costs
 from forethought.tasks.episodes import evaluate_batched, run_episode
 from forethought.trainers.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from stable_baselines3 import SAC
 
 Controller = Literal["policy", "mpc", "guided", "switch"]
 
 
 @dataclass(frozen=True)
 class EvaluateArgs:
-    """Evaluate a finished `--algo mbpo` run's controllers (policy, MPC, policy-guided MPC,
-    switching hybrid): evaluation return and milliseconds per action for each."""
+    """Evaluate a finished `--algo mbpo` or `--algo loop` run's controllers (policy, MPC,
+    policy-guided MPC, switching hybrid): evaluation return and milliseconds per action for each."""
 
     run_dir: tyro.conf.Positional[Path]
-    """The MBPO run directory."""
+    """The MBPO or loop run directory."""
     controllers: tuple[Controller, ...] = ("policy", "mpc", "guided", "switch")
     """Which controllers to evaluate."""
     episodes: int | None = None
@@ -79,18 +89,30 @@ class EvaluateArgs:
     """No table."""
 
 
-def _load(args: EvaluateArgs):
+@dataclass
+class LearnedParts:
+    """What a run learned, which the controllers are assembled from."""
+
+    sac: SAC
+    model: DynamicsModel
+    task: TaskSpec
+    real_obs: np.ndarray  # every real state the run visited, in order
+    state_value: StateValue | None = None  # --algo loop --loop.value behaviour
+
+
+def _load(args: EvaluateArgs) -> tuple[TrainConfig, LearnedParts]:
     _, config = RunDir.open(args.run_dir, flag="RUN_DIR", lock=False)
     require(
-        config.algo == "mbpo",
+        config.algo in ("mbpo", "loop"),
         "RUN_DIR",
-        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo run (it "
-        "uses the run's policy, critic and dynamics model)",
+        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo or loop "
+        "run (it uses the run's policy, critic and dynamics model)",
     )
-    return (config, *load_mbpo(args.run_dir, config))
+    load = load_mbpo if config.algo == "mbpo" else load_loop
+    return config, load(args.run_dir, config)
 
 
-def load_mbpo(run_dir: Path, config):
+def load_mbpo(run_dir: Path, config: TrainConfig) -> LearnedParts:
     """An MBPO run's SAC (policy, critics, replay buffer) and dynamics model, from its checkpoint."""
     from stable_baselines3 import SAC
 
@@ -104,12 +126,38 @@ def load_mbpo(run_dir: Path, config):
     rollouts = mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
     rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
     rollouts.dynamics.eval()
-    return sac, rollouts
+    real_obs = sac.replay_buffer.real_transitions().obs
+    return LearnedParts(sac, rollouts.dynamics, rollouts.task, real_obs)
 
 
-def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, object]:
-    prior = PolicyPrior(sac)
-    low, high = sac.action_space.low, sac.action_space.high
+def load_loop(run_dir: Path, config: TrainConfig) -> LearnedParts:
+    """An --algo loop run's SAC (actor, critics) and dynamics model, and the planner's own
+    state value if it learned one, from its checkpoint."""
+    from forethought.trainers.actor_critic import ActorCritic
+
+    checkpoint = RunDir(run_dir).load_checkpoint()
+    if checkpoint is None:
+        raise ConfigError("RUN_DIR", f"{run_dir} has no checkpoint yet (no episode finished)")
+    config = replace(config, device="cpu")
+    env = make_env(config.env, **config.make_kwargs())
+    actor_critic = ActorCritic(config.loop, env.observation_space, env.action_space, 1, 0, "cpu")
+    actor_critic.load_state_dict(checkpoint["actor_critic"])
+    model = dynamics_model(config, env)
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    state_value = make_state_value(config, model.obs_dim)
+    if state_value is not None:
+        state_value.load_state_dict(checkpoint["value"])
+    real_obs = ReplayBuffer.from_state_dict(checkpoint["buffer"]).all().obs
+    env.close()
+    return LearnedParts(actor_critic.sac, model, get_task(config.env), real_obs, state_value)
+
+
+def build_controllers(
+    args: EvaluateArgs, config: TrainConfig, parts: LearnedParts
+) -> dict[str, object]:
+    prior = PolicyPrior(parts.sac)
+    low, high = parts.sac.action_space.low, parts.sac.action_space.high
 
     def icem(horizon: int, population: int, iterations: int):
         elites = max(2, population // 10)
@@ -118,7 +166,7 @@ def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, ob
         )
         return make_planner("icem", planning, low, high)
 
-    model, task, rollout = rollouts.dynamics, rollouts.task, config.rollout
+    model, task, rollout = parts.model, parts.task, config.rollout
     members = model.ensemble_size
     if rollout.propagation != "mean" and rollout.particles % members:
         # MBPO never checked the planner's particle layout: round to a multiple of the members.
@@ -135,6 +183,7 @@ def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, ob
             prior=prior,
             proposals=args.proposals,
             safety=safety,
+            state_value=parts.state_value,
         )
 
     guided = guided_planner()
@@ -150,8 +199,9 @@ def build_controllers(args: EvaluateArgs, config, sac, rollouts) -> dict[str, ob
         elif name == "guided":
             made[name] = guided
         elif name == "switch":
-            real_obs = sac.replay_buffer.real_transitions().obs
-            made[name] = SwitchingAgent.calibrated(prior, guided, real_obs, args.switch_quantile)
+            made[name] = SwitchingAgent.calibrated(
+                prior, guided, parts.real_obs, args.switch_quantile
+            )
     if args.shield is not None:
         safety = SafetyConfig(constraint=args.shield)
         fallback = guided_planner(safety)
@@ -176,7 +226,7 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
     require(args.guided_horizon >= 1, "guided_horizon", "must be at least 1")
     if args.episodes is not None:
         require(args.episodes >= 1, "episodes", "must be at least 1")
-    config, sac, rollouts = _load(args)
+    config, parts = _load(args)
     configure_threads(config.threads)
     episodes = config.eval_episodes if args.episodes is None else args.episodes
     seeds = [config.eval_seed + j for j in range(episodes)]
@@ -186,7 +236,7 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
         with_costs(make_env(config.env, **config.make_kwargs()), safety) for _ in range(episodes)
     ]
     results: dict[str, dict] = {}
-    controllers = build_controllers(args, config, sac, rollouts)
+    controllers = build_controllers(args, config, parts)
     show = console is not None and not args.quiet
     for i, (name, controller) in enumerate(controllers.items()):
         if show and console.is_terminal:
@@ -251,7 +301,7 @@ def _jsonable(args: EvaluateArgs) -> dict:
 
 
 def _table(env: str, results: dict[str, dict]) -> Table:
-    table = Table(title=f"{env}: controllers from one MBPO run", title_justify="left")
+    table = Table(title=f"{env}: controllers from one run", title_justify="left")
     for column in ("controller", "eval return", "ms/action (median)", "ms/action (mean)", "note"):
         table.add_column(column, justify="right")
     for name, r in results.items():

@@ -313,21 +313,21 @@ def _explain_mbpo(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explan
     from forethought.agents.guided import SwitchingAgent, one_step_disagreement
     from forethought.tools.evaluate import EvaluateArgs, build_controllers, load_mbpo
 
-    sac, rollouts = load_mbpo(args.run_dir, config)
-    obs = _visited_state(sac, args.step)
+    parts = load_mbpo(args.run_dir, config)
+    obs = _visited_state(parts.real_obs, args.step)
     controllers = build_controllers(
-        EvaluateArgs(run_dir=args.run_dir, controllers=("mpc", "switch")), config, sac, rollouts
+        EvaluateArgs(run_dir=args.run_dir, controllers=("mpc", "switch")), config, parts
     )
     switch: SwitchingAgent = controllers["switch"]
     with torch.inference_mode():
         policy_action = switch.prior.act(obs[None])
         value = float(switch.prior.value(obs[None])[0])
-        disagreement = float(one_step_disagreement(rollouts.dynamics, obs[None], policy_action)[0])
+        disagreement = float(one_step_disagreement(parts.model, obs[None], policy_action)[0])
     plans = {
         name: _plan_of(agent, obs)
         for name, agent in (("guided", switch.planner), ("mpc", controllers["mpc"]))
     }
-    model, task = rollouts.dynamics, rollouts.task
+    model, task = parts.model, parts.task
     imagined = imagine_per_member(
         model,
         task,
@@ -359,15 +359,14 @@ def _explain_mbpo(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explan
     return _explanation(run, report, imagined, _plot_mbpo, _mbpo_summary(report), -1, args.step)
 
 
-def _visited_state(sac, step: int) -> torch.Tensor:
-    """The real state of run-wide step `step`, from the SAC replay buffer's real part."""
-    real = sac.replay_buffer.real_transitions()
+def _visited_state(real_obs: np.ndarray, step: int) -> torch.Tensor:
+    """The real state of run-wide step `step`."""
     require(
-        0 <= step < len(real.obs),
+        0 <= step < len(real_obs),
         "step",
-        f"{step} is outside the run's replay buffer, which holds steps 0 to {len(real.obs) - 1}",
+        f"{step} is outside the run's replay buffer, which holds steps 0 to {len(real_obs) - 1}",
     )
-    return torch.as_tensor(real.obs[step], dtype=torch.float32)
+    return torch.as_tensor(real_obs[step], dtype=torch.float32)
 
 
 def _mbpo_summary(report: dict[str, Any]) -> str:

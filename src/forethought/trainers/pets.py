@@ -34,7 +34,7 @@ import torch
 from rich.console import Console
 
 from forethought.agents.build import PlanningAgent, build_mpc_agent, planning_agent
-from forethought.agents.guided import PolicyPrior
+from forethought.agents.guided import GuidedMPCAgent, PolicyPrior
 from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.data import ReplayBuffer, TransitionLog
@@ -81,7 +81,7 @@ class Run:
     rng: np.random.Generator
     progress: Progress
     adaptation: Adaptation
-    value: ValueTrainer | None  # fits the learned state value of tree search, if it has one
+    value: ValueTrainer | None  # fits the learned state value (tree search, loop's behaviour value)
     actor_critic: ActorCritic | None  # --algo loop: SAC learning from the planner's transitions
 
 
@@ -131,7 +131,8 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         )
         prior = PolicyPrior(actor_critic.sac)
     task, model, agent = build_mpc_agent(config, env, prior)
-    state_value = agent.state_value if isinstance(agent, TreeSearchAgent) else None
+    learns_value = isinstance(agent, TreeSearchAgent | GuidedMPCAgent)
+    state_value = agent.state_value if learns_value else None
     return Run(
         config=config,
         dir=directory,
@@ -149,7 +150,7 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         adaptation=Adaptation(config),
         value=None
         if state_value is None
-        else ValueTrainer(state_value, config.value, config.mcts.discount),
+        else ValueTrainer(state_value, config.value, _value_discount(config)),
         actor_critic=actor_critic,
     )
 
@@ -465,6 +466,10 @@ def _finish_episode(run: Run, row: dict[str, Any], bar: RunProgress) -> None:
 def _record(run: Run, event: dict[str, Any]) -> None:
     run.progress.history.append(event)
     run.dir.append_metrics(event)
+
+
+def _value_discount(config: TrainConfig) -> float:
+    return config.loop.gamma if config.algo == "loop" else config.mcts.discount
 
 
 def _policy_name(config: TrainConfig) -> str:
