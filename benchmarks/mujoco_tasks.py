@@ -26,6 +26,7 @@ from rich.console import Console
 
 import sample_efficiency as se
 from forethought.config import MBPOConfig, TrainConfig
+from forethought.planners import PlannerConfig
 from forethought.tools.evaluate import EvaluateArgs, evaluate_controllers
 from machine import machine_info
 
@@ -38,11 +39,15 @@ CHEETAH_MBPO = MBPOConfig(
     model_train_freq=1_000, rollout_batch=10_000, gradient_steps=5, warmup_steps=2_000
 )
 
+# The planner in the loop plans 5 steps ahead (TD-MPC's horizon); the value covers the rest.
+CHEETAH_LOOP_PLANNING = PlannerConfig(horizon=5)
+
 
 def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) -> TrainConfig:
     config = TrainConfig(
         env="HalfCheetah-v5",
         algo=method,
+        eval_every=10_000,  # the planner's runs evaluate on the step schedule only, like SB3's
         seed=seed,
         steps=steps,
         episodes=10_000,
@@ -52,6 +57,8 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
         device=device,
         quiet=True,
     )
+    if method == "loop":
+        return replace(config, planning=CHEETAH_LOOP_PLANNING)
     if method == "mbpo":
         quick = steps < CHEETAH_BUDGET
         mbpo = (
@@ -76,7 +83,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, 1 seed")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--cheetah-seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--methods", nargs="+", default=["mpc", "mbpo", "sac"])
+    parser.add_argument(
+        "--methods", nargs="+", default=["mpc", "loop", "loop-critic", "mbpo", "sac"]
+    )
+    parser.add_argument("--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"])
+    parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
     parser.add_argument("--skip", choices=["pendulum", "cheetah"], default=None)
     parser.add_argument("--device", default="cpu", help="torch device for every learner")
     parser.add_argument("--runs", type=Path, default=se.RUNS)
@@ -84,78 +95,126 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.seeds = args.cheetah_seeds = [0]
+        args.cheetah_steps = 3_000
     if args.out is None:
         args.out = args.runs / "mujoco.quick.json" if args.quick else RESULTS
     console = Console()
-    rng = np.random.default_rng(0)
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.skip != "pendulum":
+        inverted_pendulum(args, console)
+    if args.skip != "cheetah":
+        half_cheetah(args, console)
+    console.print(f"results: {args.out}")
+    return 0
+
+
+def inverted_pendulum(args, console: Console) -> None:
+    env = "InvertedPendulum-v5"
+    for method in args.methods:
+        for seed in args.seeds:
+            steps = se.QUICK_BUDGET[method] if args.quick else se.BUDGET[env][method]
+            config = se.config_for(env, method, seed, steps, se.EVERY[env], args.runs)
+            config = replace(config, device=args.device)
+            entry = se.measure(config, seed, steps, 1000.0)
+            console.print(
+                f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
+                f"steps ({entry['seconds']:.0f} s)"
+            )
+
+            def merge(part: dict | None, method=method, entry=entry) -> dict:
+                runs = _merged_runs((part or {}).get("runs", {}), method, entry)
+                rng = np.random.default_rng(0)
+                summary = se.summarise(env, runs, rng)
+                if "mbpo" in runs and "sac" in runs:
+                    sac = [s["steps_to_threshold"] or s["budget"] for s in runs["sac"]]
+                    mbpo = [s["steps_to_threshold"] or s["budget"] for s in runs["mbpo"]]
+                    summary["sac_over_mbpo"] = se.ratio_interval(
+                        np.array(sac, float), np.array(mbpo, float), rng
+                    )
+                return {"runs": runs, "summary": summary}
+
+            _save(args, "inverted_pendulum", merge)
+
+
+def half_cheetah(args, console: Console) -> None:
+    steps = args.cheetah_steps
+    for seed in args.cheetah_seeds:
+        for method in args.cheetah_methods:
+            config = cheetah_config(method, seed, steps, args.runs, args.device)
+            rows, seconds = se.run_once(config)
+            x, y = se.curve(rows)
+            entry = {
+                "seed": seed,
+                "final_eval_return": float(y[-1]),
+                "seconds": seconds,  # this invocation's time: 0 when a finished run was reused
+                "ms_per_action_median": _ms_per_action(rows),
+                "curve_steps": x.tolist(),
+                "curve_returns": y.tolist(),
+            }
+            console.print(f"HalfCheetah-v5 {method} seed {seed}: {y[-1]:.1f} ({seconds:.0f} s)")
+            report = None
+            if method == "mbpo":
+                evaluate = EvaluateArgs(run_dir=config.out, episodes=5, quiet=True)
+                if args.quick:  # the smoke test checks the schema, not the numbers
+                    evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
+                report = evaluate_controllers(evaluate, console)
+
+            def merge(part: dict | None, method=method, entry=entry, report=report) -> dict:
+                part = dict(part or {})
+                budgets = dict(part.get("budgets", {}))
+                if "budget" in part:  # one budget per file before budgets were keyed
+                    budgets[str(part.pop("budget"))] = {"runs": part.pop("runs", {})}
+                at = dict(budgets.get(str(steps), {"runs": {}}))
+                at["runs"] = _merged_runs(at["runs"], method, entry)
+                at["summary"] = {
+                    m: {
+                        "seeds": [s["seed"] for s in r],
+                        "final_eval_return_mean": float(
+                            np.mean([s["final_eval_return"] for s in r])
+                        ),
+                        "final_eval_return_std": float(np.std([s["final_eval_return"] for s in r])),
+                    }
+                    for m, r in at["runs"].items()
+                }
+                budgets[str(steps)] = at
+                part["budgets"] = budgets
+                if report is not None:
+                    part.setdefault("controllers", {})[f"{steps}-seed{entry['seed']}"] = report
+                return part
+
+            _save(args, "half_cheetah", merge)
+
+
+def _merged_runs(runs: dict, method: str, entry: dict) -> dict:
+    """`runs` with `entry` replacing any older entry of the same method and seed."""
+    runs = dict(runs)
+    others = [s for s in runs.get(method, []) if s["seed"] != entry["seed"]]
+    runs[method] = sorted([*others, entry], key=lambda s: s["seed"])
+    return runs
+
+
+def _save(args, part: str, merge) -> None:
+    """Re-read the results file and rewrite `part` with one more run merged in: written after
+    every run, so a killed benchmark keeps what it finished and two invocations (one per part)
+    can run side by side."""
+    on_disk = json.loads(args.out.read_text()) if args.out.exists() else {}
     results = {
         "benchmark": "mujoco",
         "quick": args.quick,
         "machine": machine_info(),
         "device": args.device,
-        "inverted_pendulum": previous.get("inverted_pendulum"),
-        "half_cheetah": previous.get("half_cheetah"),
+        "inverted_pendulum": on_disk.get("inverted_pendulum"),
+        "half_cheetah": on_disk.get("half_cheetah"),
     }
-
-    if args.skip != "pendulum":
-        env = "InvertedPendulum-v5"
-        runs: dict[str, list[dict]] = {}
-        for method in args.methods:
-            for seed in args.seeds:
-                steps = se.QUICK_BUDGET[method] if args.quick else se.BUDGET[env][method]
-                config = se.config_for(env, method, seed, steps, se.EVERY[env], args.runs)
-                config = replace(config, device=args.device)
-                entry = se.measure(config, seed, steps, 1000.0)
-                runs.setdefault(method, []).append(entry)
-                console.print(
-                    f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
-                    f"steps ({entry['seconds']:.0f} s)"
-                )
-        summary = se.summarise(env, runs, rng)
-        if "mbpo" in runs and "sac" in runs:
-            sac = np.array([s["steps_to_threshold"] or s["budget"] for s in runs["sac"]], float)
-            mbpo = np.array([s["steps_to_threshold"] or s["budget"] for s in runs["mbpo"]], float)
-            summary["sac_over_mbpo"] = se.ratio_interval(sac, mbpo, rng)
-        results["inverted_pendulum"] = {"runs": runs, "summary": summary}
-
-    if args.skip != "cheetah":
-        steps = 3_000 if args.quick else CHEETAH_BUDGET
-        cheetah: dict = {"budget": steps, "runs": {}, "controllers": {}}
-        for seed in args.cheetah_seeds:
-            for method in ("sac", "mbpo"):
-                config = cheetah_config(method, seed, steps, args.runs, args.device)
-                rows, seconds = se.run_once(config)
-                x, y = se.curve(rows)
-                cheetah["runs"].setdefault(method, []).append(
-                    {
-                        "seed": seed,
-                        "final_eval_return": float(y[-1]),
-                        "seconds": seconds,
-                        "curve_steps": x.tolist(),
-                        "curve_returns": y.tolist(),
-                    }
-                )
-                console.print(f"HalfCheetah-v5 {method} seed {seed}: {y[-1]:.1f} ({seconds:.0f} s)")
-                if method == "mbpo":
-                    evaluate = EvaluateArgs(run_dir=config.out, episodes=5, quiet=True)
-                    if args.quick:  # the smoke test checks the schema, not the numbers
-                        evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
-                    report = evaluate_controllers(evaluate, console)
-                    cheetah["controllers"][str(seed)] = report
-        results["half_cheetah"] = cheetah
-
-    # Re-read before writing: another invocation may have filled in the other part meanwhile.
-    on_disk = json.loads(args.out.read_text()) if args.out.exists() else {}
-    skipped = {"pendulum": "inverted_pendulum", "cheetah": "half_cheetah"}.get(args.skip)
-    if skipped:
-        results[skipped] = on_disk.get(skipped)
+    results[part] = merge(on_disk.get(part))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
+    tmp = args.out.with_suffix(f".{part}.tmp")
     tmp.write_text(json.dumps(results, indent=1, default=str))
     tmp.replace(args.out)
-    console.print(f"results: {args.out}")
-    return 0
+
+
+def _ms_per_action(rows: list[dict]) -> float | None:
+    values = [r["ms_per_action"] for r in rows if r.get("ms_per_action") is not None]
+    return float(np.median(values)) if values else None
 
 
 if __name__ == "__main__":

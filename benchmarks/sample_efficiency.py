@@ -35,7 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from forethought.config import TrainConfig
+from forethought.config import LoopConfig, TrainConfig
 from forethought.planners import PlannerConfig
 from forethought.rollout import RolloutConfig
 from forethought.trainers import resume, train
@@ -65,18 +65,28 @@ EVERY = {
 # InvertedPendulum (capped at 100k; the zoo asks for 1M) and SAC on MountainCar (20k of the zoo's
 # 50k, to fit a 2-core session); a few episodes for MPC.
 BUDGET = {
-    "Pendulum-v1": {"mpc": 2_000, "mbpo": 3_000, "sac": 20_000, "ppo": 100_000},
+    "Pendulum-v1": {"mpc": 2_000, "loop": 2_000, "mbpo": 3_000, "sac": 20_000, "ppo": 100_000},
     "MountainCarContinuous-v0": {"mpc": 3_000, "mbpo": 10_000, "sac": 20_000, "ppo": 20_000},
-    "InvertedPendulum-v5": {"mpc": 3_000, "mbpo": 5_000, "sac": 20_000, "ppo": 100_000},
+    "InvertedPendulum-v5": {
+        "mpc": 3_000,
+        "loop": 3_000,
+        "loop-critic": 3_000,
+        "mbpo": 5_000,
+        "sac": 20_000,
+        "ppo": 100_000,
+    },
     # Discrete actions (the zoo: DQN solves CartPole-v1 by 50k steps, PPO by 100k).
     "CartPole-v1": {"mcts": 3_000, "discrete-cem": 3_000, "dqn": 50_000, "ppo": 100_000},
     "Acrobot-v1": {"mcts": 5_000, "discrete-cem": 5_000, "dqn": 100_000, "ppo": 100_000},
 }
 DEFAULT_METHODS = {"CartPole-v1": ["mcts", "discrete-cem", "dqn", "ppo"]}
 DEFAULT_METHODS["Acrobot-v1"] = DEFAULT_METHODS["CartPole-v1"]
-# Model-based methods: `forethought train --algo mpc --planner P`; the others are --algo names.
-PLANNED = {"mpc": "icem", "mcts": "mcts", "discrete-cem": "discrete-cem"}
-QUICK_BUDGET = {"mpc": 600, "mbpo": 1_500, "sac": 2_000, "ppo": 8_192, "dqn": 5_000}
+# Methods in which the planner acts, with their planner: `forethought train --algo mpc --planner
+# P`, or `--algo loop` (MPC with a learned value at the horizon); the others are --algo names.
+PLANNED = {"mpc": "icem", "loop": "icem", "loop-critic": "icem", "mcts": "mcts"}
+PLANNED |= {"discrete-cem": "discrete-cem"}
+QUICK_BUDGET = {"mpc": 600, "loop": 600, "loop-critic": 600, "mbpo": 1_500, "sac": 2_000}
+QUICK_BUDGET |= {"ppo": 8_192, "dqn": 5_000}
 QUICK_BUDGET |= {"mcts": 600, "discrete-cem": 600}
 # Discrete CEM plans 40 steps ahead: CartPole fails by drifting off over ~100 steps, and the
 # default 20-step horizon does not see it coming.
@@ -84,6 +94,9 @@ LONG_HORIZON = {"planning": PlannerConfig(horizon=40)}
 # MountainCar's reward is only found by exploring: the MPC agent plans optimistically there (a
 # bonus for epistemic uncertainty); elsewhere every method runs with its defaults.
 MPC_SETTINGS = {"MountainCarContinuous-v0": {"rollout": RolloutConfig(uncertainty_penalty=-2.0)}}
+# --algo loop: the planner's own state value at the horizon (the default), and SAC's critic
+# instead (the LOOP paper's choice), as its own row.
+LOOP_SETTINGS = {"loop": {}, "loop-critic": {"loop": LoopConfig(value="critic")}}
 BOOTSTRAP = 2_000
 
 
@@ -92,9 +105,10 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
     planned = method in PLANNED
     settings = MPC_SETTINGS.get(env, {}) if method == "mpc" else {}
     settings = LONG_HORIZON if method == "discrete-cem" else settings
+    settings = LOOP_SETTINGS.get(method, settings)
     return TrainConfig(
         env=env,
-        algo="mpc" if planned else method,
+        algo=("loop" if method in LOOP_SETTINGS else "mpc") if planned else method,
         planner=PLANNED.get(method, "icem"),
         seed=seed,
         steps=steps,
@@ -261,6 +275,8 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4), dpi=110, squeeze=False)
     colors = {
         "mpc": "tab:blue",
+        "loop": "tab:brown",
+        "loop-critic": "tab:olive",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -271,6 +287,8 @@ def plot(results: dict, path: Path) -> None:
     }
     names = {
         "mpc": "forethought MPC",
+        "loop": "forethought MPC + planner's value (loop)",
+        "loop-critic": "forethought MPC + SAC critic (loop)",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",

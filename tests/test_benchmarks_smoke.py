@@ -111,3 +111,19 @@ def test_discrete_planning_quick_compares_tree_search_and_discrete_cem(tmp_path)
         assert len(entry["returns"]) == 2 and positive(entry["model_rows_per_action"])
         assert positive(entry["ms_per_action"])
     assert (tmp_path / "dp.png").stat().st_size > 5_000
+
+
+def test_mujoco_quick_runs_the_planner_with_a_learned_value(tmp_path):
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "mujoco_tasks.py"), "--quick",
+         "--methods", "loop", "--cheetah-methods", "loop",
+         "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "mujoco.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800, check=True,
+    )  # fmt: skip
+    data = json.loads((tmp_path / "mujoco.json").read_text())
+    (entry,) = data["inverted_pendulum"]["runs"]["loop"]
+    assert entry["budget"] == 600 and entry["curve_steps"][-1] >= 600
+    summary = data["inverted_pendulum"]["summary"]["methods"]["loop"]
+    assert summary["seeds"] == [0]
+    (cheetah,) = data["half_cheetah"]["budgets"]["3000"]["runs"]["loop"]
+    assert cheetah["curve_steps"][-1] == 3000 and positive(cheetah["ms_per_action_median"])

@@ -19,8 +19,8 @@ import torch
 from forethought.agents.mpc import MPCAgent
 from forethought.errors import ConfigError
 from forethought.models.dynamics import DynamicsModel
-from forethought.models.value import StateValue
 from forethought.models.uncertainty import member_variance, normalised_std
+from forethought.models.value import StateValue
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC

@@ -97,15 +97,16 @@ class ActorCritic:
 
     def train(self, gradient_steps: int) -> None:
         seed = int(self.rng.integers(2**32))
-        numpy_state = np.random.get_state()
+        # SB3 samples its batches from numpy's legacy global stream: seeded here, then restored.
+        numpy_state = np.random.get_state()  # noqa: NPY002
         devices = [self.sac.device] if self.sac.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            np.random.seed(seed)
+            np.random.seed(seed)  # noqa: NPY002
             try:
                 self.sac.train(gradient_steps=gradient_steps, batch_size=self.config.batch_size)
             finally:
-                np.random.set_state(numpy_state)
+                np.random.set_state(numpy_state)  # noqa: NPY002
         self.updates += gradient_steps
 
     def stats(self) -> dict[str, float | int | None]:
