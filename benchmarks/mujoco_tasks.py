@@ -152,7 +152,7 @@ def half_cheetah(args, console: Console) -> None:
             }
             console.print(f"HalfCheetah-v5 {method} seed {seed}: {y[-1]:.1f} ({seconds:.0f} s)")
             report = None
-            if method == "mbpo":
+            if method in ("mbpo", "loop"):  # the controllers `forethought evaluate` fields
                 evaluate = EvaluateArgs(run_dir=config.out, episodes=5, quiet=True)
                 if args.quick:  # the smoke test checks the schema, not the numbers
                     evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
@@ -178,7 +178,9 @@ def half_cheetah(args, console: Console) -> None:
                 budgets[str(steps)] = at
                 part["budgets"] = budgets
                 if report is not None:
-                    part.setdefault("controllers", {})[f"{steps}-seed{entry['seed']}"] = report
+                    part.setdefault("controllers", {})[f"{method}-{steps}-seed{entry['seed']}"] = (
+                        report
+                    )
                 return part
 
             _save(args, "half_cheetah", merge)

@@ -3,7 +3,7 @@
 Every method runs through the same `forethought train` code path (`--algo mpc|sac|ppo`), so it
 is evaluated on the same seeds (eval_seed + j, deterministic actions) and the same schedule:
 every EVERY[env] environment steps for the model-free learners, after every episode for MPC
-(which is the same schedule on fixed-length tasks). From each run come the learning curve
+(which is the same schedule on fixed-length tasks), and both for `--algo loop`. From each run come the learning curve
 (evaluation return vs env steps) and the steps-to-threshold: the first evaluated step count
 whose mean evaluation return reaches the task's threshold. Across seeds: IQM and median with
 stratified-bootstrap 95% intervals (rliable); the ratio of steps-to-threshold (peer / MPC)
@@ -113,7 +113,9 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
         seed=seed,
         steps=steps,
         episodes=10_000,  # the step budget decides
-        eval_every_steps=0 if planned else every,
+        # MPC and tree search evaluate after every episode; loop runs also on the step schedule
+        # of the model-free learners (InvertedPendulum's episodes grow to 1,000 steps).
+        eval_every_steps=every if method in LOOP_SETTINGS or not planned else 0,
         out=run_dir,
         quiet=True,
         **settings,

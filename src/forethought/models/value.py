@@ -26,7 +26,7 @@ from forethought.types import TransitionBatch
 
 @dataclass(frozen=True)
 class ValueConfig:
-    """The learned state value used at the leaves of the search."""
+    """The learned state value: at the leaves of tree search, and at the horizon of --algo loop's plans (--loop.value behaviour)."""
 
     enabled: bool = True
     """Learn V(s) from the real transitions and add it at the leaves (discounted, after the leaf rollout if any)."""

@@ -78,9 +78,8 @@ class ActorCritic:
         """Add one real transition (environment units); train when the schedule says so."""
         self._add(obs, action, reward, next_obs, terminated, truncated)
         self.pending += 1
-        if self.pending >= self.config.train_freq and self.sac.replay_buffer.size() >= max(
-            self.config.learning_starts, 1
-        ):
+        enough = self.sac.replay_buffer.size() >= self.config.learning_starts
+        if self.pending >= self.config.train_freq and enough:
             self.train(self.pending * self.config.gradient_steps)
             self.pending = 0
 
