@@ -4,7 +4,6 @@ members, kill-and-resume equals the uninterrupted run, and the errors a user can
 
 import json
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -16,30 +15,10 @@ from forethought.planners import PlannerConfig, make_planner
 from forethought.rollout import RolloutConfig
 from forethought.tasks.base import TaskSpec
 from forethought.trainers.run_dir import RunDir
-from forethought.types import ModelPrediction
 from helpers import TINY_ARGS, kill_when, start_cli
+from test_rollout import OffsetEnsemble
 
 GAMMA = 0.9
-
-
-@dataclass(frozen=True)
-class _Config:
-    probabilistic: bool = False
-
-
-class Integrator:
-    """The exact model of x' = x + a, as an ensemble of identical members."""
-
-    def __init__(self, ensemble_size: int = 2):
-        self.ensemble_size, self.obs_dim, self.action_dim = ensemble_size, 1, 1
-        self.config = _Config()
-        self.target_std = torch.ones(1)
-
-    def predict(self, obs, action):
-        if obs.dim() == 2:
-            obs = obs.expand(self.ensemble_size, *obs.shape)
-            action = action.expand(self.ensemble_size, *action.shape)
-        return ModelPrediction(obs + action, torch.zeros_like(obs), None, None)
 
 
 def riccati() -> float:
@@ -72,7 +51,7 @@ def lqr_agent(bootstrap: bool, model=None, pessimistic: bool = False) -> GuidedM
         np.array([2.0]),
     )
     return GuidedMPCAgent(
-        model or Integrator(),
+        model or OffsetEnsemble(1),  # one member, offset 0: exactly x' = x + a
         planner,
         task,
         RolloutConfig(particles=2, sample=False, discount=GAMMA),
@@ -98,7 +77,7 @@ def test_a_horizon_one_planner_with_the_true_value_picks_the_optimal_action():
 
 
 def test_pessimistic_value_takes_the_worst_member():
-    agent = lqr_agent(bootstrap=True, model=Integrator(ensemble_size=2), pessimistic=True)
+    agent = lqr_agent(bootstrap=True, model=OffsetEnsemble(2), pessimistic=True)
 
     class Imagined:  # one problem, one candidate, four particles: members 0, 1, 0, 1
         final_state = torch.tensor([1.0, 3.0, 1.0, 1.0]).view(1, 1, 4, 1)
