@@ -51,8 +51,8 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
         seed=seed,
         steps=steps,
         episodes=10_000,
-        eval_every_steps=steps // 10,
-        eval_episodes=5,
+        eval_every_steps=steps // 10 if steps >= CHEETAH_BUDGET else steps // 3,
+        eval_episodes=5 if steps >= CHEETAH_BUDGET else 2,  # --quick checks the schema only
         out=runs / f"HalfCheetah-v5-{method}-{steps}-seed{seed}",
         device=device,
         quiet=True,
