@@ -160,6 +160,7 @@ def _records(out):
         (["--planner", "mcts"], "--algo loop uses SAC's actor and critic"),
         (["--loop.gamma", "1.0"], "--loop.gamma: must be in (0, 1)"),
         (["--rollout.discount", "0.9"], "is --loop.gamma for --algo loop"),
+        (["--loop.pessimistic-value", "--rollout.propagation", "mean"], "not mean"),
         (["--loop.train-freq", "0"], "--loop.train-freq: must be at least 1"),
         (["--env", "CartPole-v1"], "Discrete"),
     ],

@@ -260,6 +260,15 @@ class TrainConfig:
                 f"{self.planner} is for Discrete actions; --algo loop uses SAC's actor and "
                 "critic, which need Box actions: use --planner icem, cem or mppi",
             )
+        if (
+            self.algo == "loop"
+            and self.loop.pessimistic_value
+            and self.rollout.propagation == "mean"
+        ):
+            raise ConfigError(
+                "loop.pessimistic_value",
+                "needs one member per particle (--rollout.propagation tsinf or ts1), not mean",
+            )
         if self.algo == "loop" and self.rollout.discount != 1.0:
             raise ConfigError(
                 "rollout.discount",

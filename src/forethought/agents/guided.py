@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from forethought.agents.mpc import MPCAgent
-from forethought.errors import ConfigError
 from forethought.models.dynamics import DynamicsModel
 from forethought.models.uncertainty import member_variance, normalised_std
 from forethought.models.value import StateValue
@@ -94,12 +93,7 @@ class GuidedMPCAgent(MPCAgent):
         # behaviour is given.
         self.state_value = state_value
         self.value = prior.value if state_value is None else state_value
-        self.pessimistic = pessimistic
-        if pessimistic and self.rollout.propagation == "mean":
-            raise ConfigError(
-                "loop.pessimistic_value",
-                "needs one member per particle (--rollout.propagation tsinf or ts1), not mean",
-            )
+        self.pessimistic = pessimistic  # needs one member per particle (not "mean" propagation)
 
     def propose(self, obs: torch.Tensor) -> torch.Tensor | None:
         """S policy trajectories per problem, imagined through the ensemble mean: B x S x H x A

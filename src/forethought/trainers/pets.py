@@ -9,8 +9,9 @@
         record    a metrics row, a checkpoint, the learning-curve plot
 
 With `--algo loop` an actor-critic (trainers/actor_critic.py) learns from every transition as it
-is collected; the planner adds its critic's value at the end of each imagined plan and
-considers its actor's plans among the candidates.
+is collected; the planner adds a learned value at the end of each imagined plan (by default
+the planner's own state value, refitted with the model; optionally SAC's critic) and considers
+the actor's plans among the candidates.
 
 While acting, `Adaptation` (trainers/adaptation.py) may ask for a refit mid-episode when the
 model has drifted; this loop carries the refit out.
