@@ -4,6 +4,8 @@
     forethought train --env Pendulum-v1 ...   a model-based control run (see --help)
     forethought train --resume RUN_DIR        continue a killed run
     forethought evaluate RUN_DIR              an MBPO run's policy, MPC, guided MPC, switching
+    forethought offline --dataset NAME ...    learn from a logged dataset alone (mopo, morel, bc)
+    forethought dataset ...                   logged datasets (Minari): collect, make-tiers, list
     forethought lm ...                        the language track (its own --help)
 
 Every option comes from the typed config dataclasses (forethought.config); errors a user can
@@ -30,6 +32,7 @@ from forethought.tools.evaluate import EvaluateArgs
 from forethought.tools.explain import ExplainArgs
 from forethought.tools.report import ReportArgs
 from forethought.tools.sweep import SweepArgs
+from forethought.trainers.offline_config import OfflineConfig
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,13 @@ def _run_sweep(command: SweepArgs, console: Console) -> int:
     return 0
 
 
+def _run_offline(command: OfflineConfig, console: Console) -> int:
+    from forethought.trainers.offline import train_offline
+
+    train_offline(command, console)
+    return 0
+
+
 def _run_demo(command: DemoArgs, console: Console) -> int:
     config = demo_config(command)
     console.print(
@@ -132,6 +142,37 @@ def _run_demo(command: DemoArgs, console: Console) -> int:
 @dataclass(frozen=True)
 class LanguageArgs:
     """The language track: search over language-model outputs under an exactly counted budget, and self-training (see `forethought lm --help`)."""
+
+
+@dataclass(frozen=True)
+class DatasetArgs:
+    """Logged datasets in Minari's format, made locally: collect, make-tiers, list (see `forethought dataset --help`)."""
+
+
+def _run_dataset(argv: list[str], console: Console) -> int:
+    from forethought.tools.dataset import (
+        CollectArgs,
+        ListArgs,
+        MakeTiersArgs,
+        collect,
+        list_datasets,
+        make_tiers,
+    )
+
+    command = tyro.extras.subcommand_cli_from_dict(
+        {"collect": CollectArgs, "make-tiers": MakeTiersArgs, "list": ListArgs},
+        args=argv,
+        prog="forethought dataset",
+        description="Logged datasets in Minari's format, stored locally (MINARI_DATASETS_PATH, "
+        "default ~/.minari/datasets); nothing is downloaded.",
+    )
+    if isinstance(command, CollectArgs):
+        collect(command, console)
+    elif isinstance(command, MakeTiersArgs):
+        make_tiers(command, console)
+    else:
+        list_datasets(console)
+    return 0
 
 
 def _run_lm(argv: list[str], console: Console) -> int:
@@ -154,6 +195,8 @@ COMMANDS = {
     "explain": ExplainArgs,
     "report": ReportArgs,
     "sweep": SweepArgs,
+    "dataset": DatasetArgs,
+    "offline": OfflineConfig,
     "lm": LanguageArgs,
 }
 RUNNERS = {
@@ -164,6 +207,7 @@ RUNNERS = {
     ExplainArgs: _run_explain,
     ReportArgs: _run_report,
     SweepArgs: _run_sweep,
+    OfflineConfig: _run_offline,
 }
 
 
@@ -176,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "lm":
             return _run_lm(argv[1:], console)
+        if argv and argv[0] == "dataset":
+            return _run_dataset(argv[1:], console)
         command = tyro.extras.subcommand_cli_from_dict(
             COMMANDS,
             args=argv,

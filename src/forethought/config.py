@@ -198,6 +198,8 @@ class TrainConfig:
     """Replay buffer capacity in transitions."""
     quiet: bool = False
     """No progress bar or table (metrics are still written)."""
+    keep_policies: bool = False
+    """sac, td3, mbpo: also save the policy's weights at every evaluation, as RUN_DIR/policies/step-N.pt (behaviour policies of different quality for `forethought dataset` and `forethought ope`)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     planning: PlannerConfig = field(default_factory=PlannerConfig)
@@ -249,6 +251,10 @@ class TrainConfig:
         elif self.safety.constraint is not None:
             raise ConfigError(
                 "algo", f"--safety.* is implemented for mpc only so far, not {self.algo}"
+            )
+        if self.keep_policies and self.algo not in ("sac", "td3", "mbpo"):
+            raise ConfigError(
+                "keep_policies", f"is implemented for sac, td3 and mbpo, not {self.algo}"
             )
         self.safety.validate(self.env)
         self.drift.validate()

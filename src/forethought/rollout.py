@@ -49,6 +49,8 @@ class RolloutConfig:
     """Subtract this times the summed epistemic disagreement along a candidate's rollout from its score: > 0 is pessimistic (stay where the model is trusted), < 0 optimistic (explore)."""
     disagreement_threshold: float | None = None
     """Stop trusting a rollout once its disagreement passes this value (normalised std units): later steps earn the worst reward seen at that step instead of the model's prediction."""
+    halt_penalty: float = 0.0
+    """With a disagreement threshold: untrusted steps earn the worst reward seen at that step minus this (MOReL's absorbing state with penalty kappa)."""
 
     @property
     def uses_uncertainty(self) -> bool:
@@ -58,6 +60,7 @@ class RolloutConfig:
     def validate(self, ensemble_size: int) -> None:
         require(self.particles >= 1, "rollout.particles", "must be at least 1")
         require(0.0 < self.discount <= 1.0, "rollout.discount", "must be in (0, 1]")
+        require(self.halt_penalty >= 0, "rollout.halt_penalty", "must be 0 or more")
         if self.disagreement_threshold is not None:
             require(
                 self.disagreement_threshold > 0,
@@ -148,7 +151,7 @@ def imagine(
             # Past the threshold the model's reward is not believed; the worst reward seen at
             # this step stands in, which is pessimistic whatever the sign of the rewards.
             trusted = trusted & (step.epistemic <= config.disagreement_threshold)
-            reward = torch.where(trusted, reward, reward.min())
+            reward = torch.where(trusted, reward, reward.min() - config.halt_penalty)
         total = total + torch.where(alive, (config.discount**t) * reward, 0.0)
         if cost_fn is not None:
             cost = cost + torch.where(alive, cost_fn(state, action, step.next_state), 0.0)

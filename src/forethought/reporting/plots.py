@@ -6,9 +6,34 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
+
+
+def plot_offline_curve(
+    history: list[dict[str, Any]], path: Path, title: str, behaviour_return: float
+) -> Path:
+    """An offline run: evaluation return (mean ± std) against gradient steps, next to the
+    average return of the behaviour that logged the dataset."""
+    rows = [r for r in history if r.get("eval_return") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    if rows:
+        x = [r["gradient_steps"] for r in rows]
+        mean = np.array([r["eval_return"] for r in rows])
+        std = np.array([r["eval_return_std"] for r in rows])
+        ax.plot(x, mean, "o-", color="tab:blue", label="evaluation return (mean)")
+        ax.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.2, label="± std")
+    ax.axhline(
+        behaviour_return, color="0.4", ls="--", label=f"dataset behaviour ({behaviour_return:.1f})"
+    )
+    ax.set_xlabel("gradient steps (no environment interaction)")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
 
 
 def plot_learning_curve(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from forethought.data.offline import Episode
 from forethought.tasks.base import check_finite_obs
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B x O obs, B row ids) -> B x A actions
@@ -70,3 +71,40 @@ def evaluate_batched(
             if terminated or truncated:
                 active[row] = False
     return returns
+
+
+def collect_episodes(envs: list[gym.Env], policy: Policy, seeds: list[int]) -> list[Episode]:
+    """Play len(envs) episodes in lock-step (env j reset with seeds[j]) and record every step,
+    for a logged dataset; the policy sees all still-running episodes at once."""
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
+    check_finite_obs(obs, 0, "collection reset")
+    record = [
+        {"obs": [obs[j].copy()], "action": [], "reward": [], "term": [], "trunc": []}
+        for j in range(len(envs))
+    ]
+    active = np.ones(len(envs), dtype=bool)
+    while active.any():
+        rows = np.flatnonzero(active)
+        actions = policy(obs[rows], rows)
+        for row, action in zip(rows, actions, strict=True):
+            next_obs, reward, terminated, truncated, _ = envs[row].step(action)
+            check_finite_obs(next_obs, len(record[row]["reward"]) + 1, f"collection episode {row}")
+            steps = record[row]
+            steps["obs"].append(np.asarray(next_obs, np.float32))
+            steps["action"].append(np.asarray(action, np.float32).reshape(-1))
+            steps["reward"].append(float(reward))
+            steps["term"].append(bool(terminated))
+            steps["trunc"].append(bool(truncated))
+            obs[row] = next_obs
+            if terminated or truncated:
+                active[row] = False
+    return [
+        Episode(
+            observations=np.stack(r["obs"]).astype(np.float32),
+            actions=np.stack(r["action"]),
+            rewards=np.asarray(r["reward"], np.float32),
+            terminations=np.asarray(r["term"]),
+            truncations=np.asarray(r["trunc"]),
+        )
+        for r in record
+    ]

@@ -25,6 +25,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
 from forethought.config import LoopConfig
+from forethought.trainers.offline_config import MOPOConfig
 from forethought.types import TransitionBatch
 
 
@@ -42,16 +43,20 @@ class _SpacesOnly(gym.Env):
 
 
 class ActorCritic:
-    """SB3 SAC fed with the planner's transitions; trains on `train_freq`'s schedule."""
+    """SB3 SAC fed with the planner's transitions; trains on `train_freq`'s schedule. (Offline
+    MOPO uses it too, with a replay buffer class that mixes dataset and imagined rows; `config`
+    then only needs SAC's own settings: gamma, learning_rate, batch_size, hidden_size.)"""
 
     def __init__(
         self,
-        config: LoopConfig,
+        config: LoopConfig | MOPOConfig,
         observation_space: gym.Space,
         action_space: gym.Space,
         capacity: int,
         seed: int,
         device: str = "cpu",
+        replay_buffer_class: type | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
     ):
         self.config = config
         # SAC's initial weights come from the run's seed, whatever the global stream holds.
@@ -66,6 +71,8 @@ class ActorCritic:
                 gamma=config.gamma,
                 learning_starts=0,
                 policy_kwargs={"net_arch": [config.hidden_size, config.hidden_size]},
+                replay_buffer_class=replay_buffer_class,
+                replay_buffer_kwargs=replay_buffer_kwargs,
                 device=device,
                 seed=seed,
             )

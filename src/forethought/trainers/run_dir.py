@@ -111,6 +111,15 @@ class RunDir(RunDirectory):
         self.snapshot_path(episode).parent.mkdir(exist_ok=True)
         save_torch(self.snapshot_path(episode), state)
 
+    @property
+    def policies_dir(self) -> Path:
+        """Where `--keep-policies` saves the policy at every evaluation."""
+        return self.path / "policies"
+
+    def save_policy(self, env_steps: int, state: dict[str, Any]) -> None:
+        self.policies_dir.mkdir(exist_ok=True)
+        save_torch(self.policies_dir / f"step-{env_steps:09d}.pt", state)
+
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
             return None

@@ -447,6 +447,15 @@ class _EvaluateAndCheckpoint(BaseCallback):
                 imagined_in_buffer=int(run.model.replay_buffer.model.size()),
                 model_refreshes=len(run.rollouts.log),
             )
+        if run.config.keep_policies:
+            run.dir.save_policy(
+                row["env_steps"],
+                {
+                    "actor": run.model.policy.actor.state_dict(),
+                    "env_steps": row["env_steps"],
+                    "eval_return": row["eval_return"],
+                },
+            )
         self.episodes += 1
         self.episode_returns = []
         run.history.append(row)

@@ -1,0 +1,197 @@
+"""Offline model-based RL: datasets in Minari's format, learning from them alone, and bad data."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
+from minari.data_collector.episode_buffer import EpisodeBuffer
+
+from forethought.cli import main
+from forethought.data.offline import (
+    load_offline_dataset,
+    write_dataset,
+)
+from forethought.errors import DataError
+from forethought.models import ModelConfig
+from forethought.models.fitting import FitConfig
+from forethought.rollout import RolloutConfig
+from forethought.storage import read_metrics
+from forethought.tasks import make_env
+from forethought.tasks.episodes import collect_episodes
+from forethought.trainers.offline import train_offline
+from forethought.trainers.offline_config import MOPOConfig, OfflineConfig
+
+SMALL_MODEL = ModelConfig(ensemble_size=2, hidden_size=32)
+QUICK_FIT = FitConfig(max_epochs=5)
+
+
+@pytest.fixture(autouse=True)
+def dataset_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    return tmp_path / "datasets"
+
+
+def energy_policy(obs: np.ndarray) -> np.ndarray:
+    """A fixed behaviour: push with the angular velocity (pumps energy into the swing)."""
+    return np.clip(2.0 * np.sign(obs[:, 2:3]), -2, 2).astype(np.float32)
+
+
+def logged(name="pendulum/test-v0", episodes=4, steps=50, policy=energy_policy):
+    envs = [make_env("Pendulum-v1", max_episode_steps=steps) for _ in range(episodes)]
+    recorded = collect_episodes(envs, lambda obs, rows: policy(obs), list(range(episodes)))
+    write_dataset(
+        name, recorded, "Pendulum-v1", algorithm="test", ref_min_score=-1000.0, ref_max_score=-100.0
+    )
+    return recorded
+
+
+def quick_config(tmp_path, algo, **overrides):
+    settings = dict(
+        dataset="pendulum/test-v0",
+        algo=algo,
+        out=tmp_path / f"run-{algo}",
+        gradient_steps=60,
+        eval_every=30,
+        eval_episodes=2,
+        quiet=True,
+        model=SMALL_MODEL,
+        fit=QUICK_FIT,
+        mopo=MOPOConfig(rollout_batch=64, rollout_every=20, batch_size=32, hidden_size=32),
+    )
+    settings.update(overrides)
+    return OfflineConfig(**settings)
+
+
+def test_a_dataset_round_trips_through_minari():
+    recorded = logged()
+    dataset = minari.load_dataset("pendulum/test-v0")  # Minari's own reader
+    assert dataset.total_episodes == 4 and dataset.total_steps == sum(map(len, recorded))
+    for episode, ours in zip(dataset.iterate_episodes(), recorded, strict=True):
+        np.testing.assert_allclose(episode.observations, ours.observations)
+        np.testing.assert_allclose(episode.actions, ours.actions)
+        np.testing.assert_allclose(episode.rewards, ours.rewards, rtol=1e-6)
+        assert (episode.truncations == ours.truncations).all()
+    loaded = load_offline_dataset("pendulum/test-v0")
+    assert loaded.env_id == "Pendulum-v1" and len(loaded.transitions) == 200
+    np.testing.assert_allclose(loaded.transitions.next_obs[:49], loaded.transitions.obs[1:50])
+    assert loaded.transitions.truncated.sum() == 4 and not loaded.transitions.terminated.any()
+    np.testing.assert_allclose(loaded.normalized_score(-550.0), 50.0)
+
+
+def test_bad_datasets_are_one_line_errors(dataset_store):
+    with pytest.raises(DataError, match="no dataset 'pendulum/missing-v0'"):
+        load_offline_dataset("pendulum/missing-v0")
+    minari.create_dataset_from_buffers(
+        "pendulum/empty-v0", [], env="Pendulum-v1", data_format="arrow"
+    )
+    with pytest.raises(DataError, match="is empty"):
+        load_offline_dataset("pendulum/empty-v0")
+    bad = np.zeros((4, 3), np.float32)
+    bad[2, 1] = np.nan
+    buffer = EpisodeBuffer(
+        id=0,
+        observations=bad,
+        actions=np.zeros((3, 1), np.float32),
+        rewards=np.zeros(3),
+        terminations=np.zeros(3, bool),
+        truncations=np.array([False, False, True]),
+    )
+    minari.create_dataset_from_buffers(
+        "pendulum/nan-v0", [buffer], env="Pendulum-v1", data_format="arrow"
+    )
+    with pytest.raises(DataError, match="non-finite observations"):
+        load_offline_dataset("pendulum/nan-v0")
+    with pytest.raises(DataError, match="no transitions"):
+        write_dataset("pendulum/none-v0", [], "Pendulum-v1", algorithm="x")
+
+
+def test_the_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
+    logged()
+    assert main(["offline", "--dataset", "pendulum/nope-v0", "--out", str(tmp_path / "a")]) == 2
+    assert "no dataset 'pendulum/nope-v0'" in capsys.readouterr().out
+    args = ["offline", "--dataset", "pendulum/test-v0", "--env", "MountainCarContinuous-v0"]
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2
+    assert "logged on another environment" in capsys.readouterr().out
+    assert main(["offline", "--out", str(tmp_path / "c")]) == 2
+    assert "--dataset: name a dataset" in capsys.readouterr().out
+    assert main(["dataset", "collect", "--name", "no version", "--episodes", "1"]) == 2
+    assert "not a Minari dataset id" in capsys.readouterr().out
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("algo", ["bc", "mopo", "morel"])
+def test_offline_learning_never_steps_the_environment(tmp_path, monkeypatch, algo):
+    logged()
+    calls = []
+    original = PendulumEnv.step
+    monkeypatch.setattr(
+        PendulumEnv, "step", lambda self, a: (calls.append(1), original(self, a))[1]
+    )
+    overrides = (
+        {"planning": _tiny_planning(), "rollout": RolloutConfig(particles=4)}
+        if algo == "morel"
+        else {}
+    )
+    result = train_offline(quick_config(tmp_path, algo, eval_episodes=0, **overrides))
+    assert calls == [] and result.history[-1]["eval_return"] is None
+    # With evaluation on, every step taken is an evaluation step (2 episodes x 200 per round).
+    rounds = train_offline(quick_config(tmp_path, algo, out=tmp_path / "eval", **overrides)).history
+    assert len(calls) == 2 * 200 * len(rounds)
+
+
+def _tiny_planning():
+    from forethought.planners.base import PlannerConfig
+
+    return PlannerConfig(horizon=5, population=20, iterations=1)
+
+
+def test_behaviour_cloning_copies_the_behaviour(tmp_path):
+    logged(episodes=8, steps=100)
+    config = quick_config(tmp_path, "bc", gradient_steps=1500, eval_every=1500, eval_episodes=0)
+    from forethought.trainers.offline import load_offline_policy
+
+    train_offline(config)
+    act, label = load_offline_policy(config.out)
+    obs = np.stack([gym.make("Pendulum-v1").observation_space.sample() for _ in range(200)])
+    obs[:, 2] += np.sign(obs[:, 2]) * 0.5  # away from the sign flip at zero velocity
+    agree = np.mean(np.sign(act(obs)) == np.sign(energy_policy(obs)))
+    assert label == "bc" and agree > 0.95
+
+
+def test_an_offline_run_killed_mid_training_resumes_to_the_same_result(tmp_path, dataset_store):
+    logged()
+    args = [
+        "offline", "--dataset", "pendulum/test-v0", "--algo", "mopo", "--gradient-steps", "400",
+        "--eval-every", "50", "--eval-episodes", "1", "--quiet", "--model.ensemble-size", "2",
+        "--model.hidden-size", "32", "--fit.max-epochs", "5", "--mopo.rollout-batch", "64",
+        "--mopo.rollout-every", "40", "--mopo.batch-size", "32", "--mopo.hidden-size", "32",
+    ]  # fmt: skip
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(dataset_store)}
+    command = [sys.executable, "-m", "forethought.cli"]
+    subprocess.run([*command, *args, "--out", str(tmp_path / "whole")], env=env, check=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, *args, "--out", str(killed)], env=env)
+    deadline = time.time() + 120
+    while len(read_metrics(killed / "metrics.jsonl")) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(read_metrics(killed / "metrics.jsonl"))
+    assert 3 <= done < 8, "the kill must land mid-run"
+    subprocess.run([*command, "offline", "--resume", str(killed), "--quiet"], env=env, check=True)
+    whole, resumed = (
+        read_metrics(tmp_path / "whole/metrics.jsonl"),
+        read_metrics(killed / "metrics.jsonl"),
+    )
+    drop = ("train_seconds", "eval_seconds", "fit_seconds")
+    strip = [
+        [{k: v for k, v in r.items() if k not in drop} for r in rows] for rows in (whole, resumed)
+    ]
+    assert strip[0] == strip[1]
