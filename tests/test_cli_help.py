@@ -8,12 +8,17 @@ import pytest
 import forethought
 from forethought.cli import main
 
-COMMANDS = ["train", "demo", "diagnose", "evaluate", "explain", "report", "sweep"]
+COMMANDS = ["train", "demo", "diagnose", "evaluate", "explain", "report", "sweep", "offline", "ope"]
+DATASET_COMMANDS = ["collect", "make-tiers"]
 LM_COMMANDS = ["compare", "generate", "explain", "train-generator", "train-reward", "selftrain"]
 
 
 @pytest.mark.parametrize(
-    "command", [[c] for c in COMMANDS] + [["lm", c] for c in LM_COMMANDS], ids=" ".join
+    "command",
+    [[c] for c in COMMANDS]
+    + [["lm", c] for c in LM_COMMANDS]
+    + [["dataset", c] for c in DATASET_COMMANDS],
+    ids=" ".join,
 )
 def test_every_command_explains_itself_with_defaults(command, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -27,7 +32,7 @@ def test_no_arguments_lists_every_command_lm_included(capsys):
         main([])
     captured = capsys.readouterr()
     text = captured.out + captured.err
-    for command in (*COMMANDS, "lm"):
+    for command in (*COMMANDS, "lm", "dataset"):
         assert command in text
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from minari.data_collector.episode_buffer import EpisodeBuffer
+from rich.console import Console
 
 from forethought.cli import main
 from forethought.data.offline import (
@@ -195,3 +196,42 @@ def test_an_offline_run_killed_mid_training_resumes_to_the_same_result(tmp_path,
         [{k: v for k, v in r.items() if k not in drop} for r in rows] for rows in (whole, resumed)
     ]
     assert strip[0] == strip[1]
+
+
+def test_spearman_rank_correlation():
+    from forethought.tools.ope import spearman
+
+    assert spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 30, 40])) == pytest.approx(1.0)
+    assert spearman(np.array([1.0, 2, 3, 4]), np.array([4.0, 3, 2, 1])) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])) == pytest.approx(0.866, abs=1e-3)
+
+
+def test_off_policy_evaluation_reports_estimates_next_to_the_truth(tmp_path, capsys):
+    from forethought.tools.ope import OPEArgs, run_ope
+
+    logged(episodes=6, steps=60)
+    bc = quick_config(tmp_path, "bc", gradient_steps=300, eval_every=300, eval_episodes=0)
+    train_offline(bc)
+    args = OPEArgs(
+        dataset="pendulum/test-v0",
+        policy=("random", str(bc.out)),
+        fqe_steps=100,
+        true_episodes=2,
+        out=tmp_path / "ope.json",
+        quiet=True,
+        model=SMALL_MODEL,
+        fit=QUICK_FIT,
+    )
+    result = run_ope(args, Console(quiet=True))
+    labels = [row["label"] for row in result["policies"]]
+    assert labels == ["random", "bc"]
+    for row in result["policies"]:
+        model = row["model"]
+        assert model["low"] <= model["estimate"] <= model["high"]
+        assert np.isfinite(row["fqe"]["estimate"]) and row["true"]["discounted"] < 0
+    assert set(result["summary"]) == {"model", "fqe"}
+    assert (tmp_path / "ope.png").exists()
+    assert main(["ope", "--dataset", "pendulum/test-v0", "--policy", "random", "--gamma", "1"]) == 2
+    assert "--gamma: must be below 1 for fqe" in capsys.readouterr().out
+    assert main(["ope", "--dataset", "pendulum/test-v0", "--policy", str(tmp_path)]) == 2
+    assert "neither 'random', a run directory" in capsys.readouterr().out

@@ -5,6 +5,7 @@
     forethought train --resume RUN_DIR        continue a killed run
     forethought evaluate RUN_DIR              an MBPO run's policy, MPC, guided MPC, switching
     forethought offline --dataset NAME ...    learn from a logged dataset alone (mopo, morel, bc)
+    forethought ope --dataset NAME --policy P  estimate policies' returns from the logs alone
     forethought dataset ...                   logged datasets (Minari): collect, make-tiers, list
     forethought lm ...                        the language track (its own --help)
 
@@ -30,6 +31,7 @@ from forethought.planners.base import PlannerConfig
 from forethought.tools.diagnose import DiagnoseArgs
 from forethought.tools.evaluate import EvaluateArgs
 from forethought.tools.explain import ExplainArgs
+from forethought.tools.ope import OPEArgs
 from forethought.tools.report import ReportArgs
 from forethought.tools.sweep import SweepArgs
 from forethought.trainers.offline_config import OfflineConfig
@@ -130,6 +132,13 @@ def _run_offline(command: OfflineConfig, console: Console) -> int:
     return 0
 
 
+def _run_ope(command: OPEArgs, console: Console) -> int:
+    from forethought.tools.ope import run_ope
+
+    run_ope(command, console)
+    return 0
+
+
 def _run_demo(command: DemoArgs, console: Console) -> int:
     config = demo_config(command)
     console.print(
@@ -197,6 +206,7 @@ COMMANDS = {
     "sweep": SweepArgs,
     "dataset": DatasetArgs,
     "offline": OfflineConfig,
+    "ope": OPEArgs,
     "lm": LanguageArgs,
 }
 RUNNERS = {
@@ -208,6 +218,7 @@ RUNNERS = {
     ReportArgs: _run_report,
     SweepArgs: _run_sweep,
     OfflineConfig: _run_offline,
+    OPEArgs: _run_ope,
 }
 
 

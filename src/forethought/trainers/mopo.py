@@ -5,8 +5,9 @@ reward lowered by how unsure the model is there.
     every `rollout_every` SAC updates:
         start `rollout_batch` branches at random dataset states; for `rollout_length` steps the
         policy acts, a random member predicts (sampled), and the stored reward is
-            r - penalty x max_e ||sigma_e(s, a)||
-        (sigma_e: member e's predicted standard deviation of the next state)
+            r - penalty x u(s, a)
+        u: the members' disagreement about the next state (default), or MOPO's paper's largest
+        predicted standard deviation among the members (`uncertainty="aleatoric"`)
     SAC updates on batches that are `real_ratio` dataset rows and the rest imagined
 
 SAC is SB3's, through `ActorCritic` (public `train`, seeded streams); the mixing is
@@ -126,10 +127,11 @@ class MOPOLearner:
         noise = torch.randn(mean.shape, generator=self.generator, device=self.device)
         next_obs = mean + var.sqrt() * noise
         reward = pred.reward[member, rows]
-        if self.dynamics.config.probabilistic:
+        if self.config.uncertainty == "aleatoric" and self.dynamics.config.probabilistic:
             penalty = pred.next_obs_var.sqrt().norm(dim=-1).max(dim=0).values
-        else:  # no predicted noise: the members' disagreement stands in
-            penalty = pred.next_obs_mean.std(dim=0).norm(dim=-1)
+        else:  # the members' disagreement, per dimension in units of the data's spread
+            scale = self.dynamics.target_std[: self.dynamics.obs_dim]
+            penalty = (pred.next_obs_mean.std(dim=0, unbiased=False) / scale).norm(dim=-1)
         if self.termination_fn is not None:
             terminated = self.termination_fn(next_obs)
         elif pred.terminated_logit is not None:

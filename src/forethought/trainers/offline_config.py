@@ -23,7 +23,9 @@ class MOPOConfig:
     """MOPO: SAC on short rollouts of the learned model, rewards minus an uncertainty penalty."""
 
     penalty: float = 1.0
-    """lambda: imagined reward r - lambda x u(s, a), u the largest predicted standard deviation (L2 norm over state dimensions) among the members; 0 turns the pessimism off."""
+    """lambda: imagined reward r - lambda x u(s, a) (see --mopo.uncertainty); 0 turns the pessimism off."""
+    uncertainty: Literal["disagreement", "aleatoric"] = "disagreement"
+    """u(s, a). disagreement: the members' spread about the next state (std of their means, in units of each state dimension's std in the data, L2 norm over dimensions): large where the data never went. aleatoric: MOPO's paper, the largest predicted standard deviation among the members (raw units, L2 norm), which only grows off the data where the noise heads happen to."""
     rollout_length: int = 5
     """Steps of every imagined branch from a dataset state."""
     rollout_batch: int = 5_000

@@ -1,0 +1,204 @@
+"""Offline RL from logged data: normalised scores of our offline methods against the behaviour
+that logged the data and behaviour cloning, and the worth of MOPO's pessimism.
+
+Datasets: `forethought dataset make-tiers` on each environment (one SAC run; D4RL's recipe),
+stored in benchmarks/.datasets (MINARI_DATASETS_PATH). Per tier (medium, medium-replay) and
+seed, one `forethought offline` run per method; the score is the final evaluation (10 episodes on
+the shared seeds), normalised 100 x (R - R_random) / (R_expert - R_random) with the dataset's own
+reference returns:
+
+    behaviour   the dataset's average episode return (the policy that logged it)
+    bc          behaviour cloning
+    mopo        SAC on imagined rollouts, reward - lambda x max member std (lambda = 1)
+    mopo-p0     the same with lambda = 0: what the pessimism is worth
+    morel       MPC in the model; states past the dataset's disagreement quantile are absorbing
+
+d3rlpy's CQL / IQL / TD3+BC are not in this table yet (they need their own virtual environment:
+d3rlpy pins gymnasium 1.0.0).
+
+Writes benchmarks/results/offline.json (every run's numbers and the machine) and offline.png.
+Runs are kept under benchmarks/.runs/offline and reused.
+
+    python benchmarks/offline.py                       # Pendulum-v1, 3 seeds (~1 h on 2 cores)
+    python benchmarks/offline.py --quick --out /tmp/offline.json   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from machine import machine_info
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "offline.json"
+RUNS = HERE / ".runs" / "offline"
+DATASETS = HERE / ".datasets"
+TIERS = ("medium", "medium-replay")
+METHODS = ("bc", "mopo", "mopo-p0", "morel")
+SETTINGS = {  # env: (SAC steps for the tiers, offline gradient steps)
+    "Pendulum-v1": (20_000, 10_000),
+}
+
+
+def offline_config(env: str, tier: str, method: str, seed: int, steps: int, quick: bool):
+    from forethought.trainers.offline_config import MOPOConfig, OfflineConfig
+
+    prefix = env.split("-")[0].lower()
+    config = OfflineConfig(
+        dataset=f"{prefix}/{tier}-v0",
+        algo="mopo" if method.startswith("mopo") else method,
+        seed=seed,
+        out=RUNS / env / tier / f"{method}-seed{seed}",
+        gradient_steps=steps,
+        eval_every=max(1, steps // 5),
+        eval_episodes=2 if quick else 10,
+        quiet=True,
+    )
+    if method == "mopo-p0":
+        config = replace(config, mopo=MOPOConfig(penalty=0.0))
+    if quick:
+        from forethought.planners.base import PlannerConfig
+
+        config = replace(config, planning=PlannerConfig(horizon=5, population=20, iterations=1))
+    return config
+
+
+def run(config) -> dict:
+    from forethought.storage import read_metrics
+    from forethought.trainers.offline import resume_offline, train_offline
+
+    start = time.perf_counter()
+    if (config.out / "config.json").exists():
+        resume_offline(config.out)  # finishes an interrupted run; a finished one is reused
+    else:
+        train_offline(config)
+    rows = read_metrics(config.out / "metrics.jsonl")
+    last = rows[-1]
+    return {
+        "eval_return": last["eval_return"],
+        "eval_returns": last["eval_returns"],
+        "normalized_score": last["normalized_score"],
+        "gradient_steps": last["gradient_steps"],
+        "holdout_error": last.get("holdout_error"),
+        "curve": [(r["gradient_steps"], r["eval_return"]) for r in rows],
+        "seconds_this_call": time.perf_counter() - start,
+    }
+
+
+def make_tiers(env: str, sac_steps: int, quick: bool) -> dict:
+    from rich.console import Console
+
+    from forethought.storage import read_json
+    from forethought.tools.dataset import MakeTiersArgs
+    from forethought.tools.dataset import make_tiers as build
+
+    run_dir = RUNS / env / "behaviour-sac"
+    summary = run_dir / "tiers.json"
+    if not summary.exists():
+        args = MakeTiersArgs(
+            env=env,
+            steps=sac_steps,
+            run_dir=run_dir,
+            episodes=4 if quick else 50,
+            snapshots=4 if quick else 40,
+            eval_episodes=2 if quick else 5,
+            quiet=True,
+            overwrite=True,
+        )
+        build(args, Console(quiet=True))
+    return read_json(summary, "the tiers' summary")
+
+
+def summarise(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds per method and tier (default 3)"
+    )
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    args = parser.parse_args()
+    global RUNS, DATASETS
+    if args.quick:
+        RUNS = args.out.parent / ".runs-offline"
+        DATASETS = args.out.parent / ".datasets"
+    os.environ["MINARI_DATASETS_PATH"] = str(DATASETS)
+    seeds = 1 if args.quick else args.seeds
+    results: dict = {"machine": machine_info(), "quick": args.quick, "environments": {}}
+    for env, (sac_steps, steps) in SETTINGS.items():
+        if args.quick:
+            sac_steps, steps = 600, 200
+        tiers = make_tiers(env, sac_steps, args.quick)
+        results["environments"][env] = {"tiers": tiers, "scores": {}}
+        for tier in TIERS:
+            name = f"{env.split('-')[0].lower()}/{tier}-v0"
+            behaviour = tiers["tiers"][name]
+            table = {
+                "behaviour": {
+                    "normalized_score": summarise([behaviour["normalized_score"]]),
+                    "return": summarise([behaviour["return_mean"]]),
+                }
+            }
+            for method in args.methods:
+                runs = {}
+                for seed in range(seeds):
+                    runs[seed] = run(offline_config(env, tier, method, seed, steps, args.quick))
+                    print(
+                        f"{env} {tier} {method} seed {seed}: {runs[seed]['eval_return']:.1f} ({runs[seed]['normalized_score']:.1f})",
+                        flush=True,
+                    )
+                table[method] = {
+                    "normalized_score": summarise([r["normalized_score"] for r in runs.values()]),
+                    "return": summarise([r["eval_return"] for r in runs.values()]),
+                    "runs": runs,
+                }
+            results["environments"][env]["scores"][tier] = table
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
+    plot(results, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
+
+
+def plot(results: dict, path: Path) -> None:
+    envs = results["environments"]
+    fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.2), dpi=110, squeeze=False)
+    for ax, (env, data) in zip(axes[0], envs.items(), strict=True):
+        tiers = list(data["scores"])
+        methods = [m for m in ("behaviour", *METHODS) if m in data["scores"][tiers[0]]]
+        width = 0.8 / len(methods)
+        for i, method in enumerate(methods):
+            means = [data["scores"][t][method]["normalized_score"]["mean"] for t in tiers]
+            stds = [data["scores"][t][method]["normalized_score"]["std"] for t in tiers]
+            xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(tiers))]
+            ax.bar(xs, means, width, yerr=stds, capsize=3, label=method)
+        ax.set_xticks(range(len(tiers)), tiers)
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_ylabel("normalised score (0 random, 100 expert)")
+        ax.set_title(f"{env}: offline, mean ± std over seeds")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
