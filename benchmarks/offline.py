@@ -9,12 +9,19 @@ reference returns:
 
     behaviour   the dataset's average episode return (the policy that logged it)
     bc          behaviour cloning
-    mopo        SAC on imagined rollouts, reward - lambda x max member std (lambda = 1)
+    mopo        SAC on 5-step imagined branches (MOPO's length), reward - lambda x the members'
+                disagreement (lambda = 1)
     mopo-p0     the same with lambda = 0: what the pessimism is worth
+    mopo-h25    25-step branches (2,000 per refresh instead of 5,000). Chosen after mopo's
+                5-step branches failed on Pendulum, by looking at evaluation returns: a choice
+                made with the simulator, which a purely offline user would not have
+    mopo-h25-p0 the same with lambda = 0
     morel       MPC in the model; states past the dataset's disagreement quantile are absorbing
 
-d3rlpy's CQL / IQL / TD3+BC are not in this table yet (they need their own virtual environment:
-d3rlpy pins gymnasium 1.0.0).
+    cql, iql,   d3rlpy's model-free offline algorithms with its default settings (TD3+BC with
+    td3+bc      state standardisation), the same number of gradient steps, run in d3rlpy's own
+                virtual environment (it pins gymnasium 1.0.0; benchmarks/peers/setup_d3rlpy.sh
+                makes it) on the same dataset exported to .npz, scored on the same seeds
 
 Writes benchmarks/results/offline.json (every run's numbers and the machine) and offline.png.
 Runs are kept under benchmarks/.runs/offline and reused.
@@ -37,6 +44,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 from machine import machine_info
 
@@ -45,7 +53,15 @@ RESULTS = HERE / "results" / "offline.json"
 RUNS = HERE / ".runs" / "offline"
 DATASETS = HERE / ".datasets"
 TIERS = ("medium", "medium-replay")
-METHODS = ("bc", "mopo", "mopo-p0", "morel")
+OURS = ("bc", "mopo", "mopo-p0", "mopo-h25", "mopo-h25-p0", "morel")
+PEERS = ("cql", "iql", "td3+bc")
+METHODS = OURS + PEERS
+MOPO_VARIANTS = {  # method: (rollout length, rollout batch, penalty)
+    "mopo": (5, 5_000, 1.0),
+    "mopo-p0": (5, 5_000, 0.0),
+    "mopo-h25": (25, 2_000, 1.0),
+    "mopo-h25-p0": (25, 2_000, 0.0),
+}
 SETTINGS = {  # env: (SAC steps for the tiers, offline gradient steps)
     "Pendulum-v1": (20_000, 10_000),
 }
@@ -65,8 +81,10 @@ def offline_config(env: str, tier: str, method: str, seed: int, steps: int, quic
         eval_episodes=2 if quick else 10,
         quiet=True,
     )
-    if method == "mopo-p0":
-        config = replace(config, mopo=MOPOConfig(penalty=0.0))
+    if method in MOPO_VARIANTS:
+        length, batch, penalty = MOPO_VARIANTS[method]
+        mopo = MOPOConfig(rollout_length=length, rollout_batch=batch, penalty=penalty)
+        config = replace(config, mopo=mopo)
     if quick:
         from forethought.planners.base import PlannerConfig
 
@@ -93,6 +111,63 @@ def run(config) -> dict:
         "holdout_error": last.get("holdout_error"),
         "curve": [(r["gradient_steps"], r["eval_return"]) for r in rows],
         "seconds_this_call": time.perf_counter() - start,
+    }
+
+
+def run_peer(env: str, tier: str, algo: str, seed: int, steps: int, quick: bool) -> dict:
+    """One d3rlpy run in its own venv (cached: a finished run is read back, not redone)."""
+    import subprocess
+
+    from forethought.data.offline import load_episodes, load_offline_dataset
+    from peers.harness import thread_env
+
+    prefix = env.split("-")[0].lower()
+    out = RUNS / env / tier / f"d3rlpy-{algo}-seed{seed}.json"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        exported = RUNS / env / tier / "dataset.npz"
+        episodes, _ = load_episodes(f"{prefix}/{tier}-v0")
+        np.savez(
+            exported,
+            observations=np.concatenate([e.observations[:-1] for e in episodes]),
+            actions=np.concatenate([e.actions for e in episodes]),
+            rewards=np.concatenate([e.rewards for e in episodes]),
+            terminals=np.concatenate([e.terminations for e in episodes]).astype(np.float32),
+            timeouts=np.concatenate([e.truncations & ~e.terminations for e in episodes]).astype(
+                np.float32
+            ),
+        )
+        spec = {
+            "dataset": str(exported),
+            "env": env,
+            "algo": algo,
+            "steps": steps,
+            "eval_every": max(1, steps // 5),
+            "seed": seed,
+            "eval_seeds": [1000 + j for j in range(2 if quick else 10)],
+        }
+        spec_path = out.with_suffix(".spec.json")
+        spec_path.write_text(json.dumps(spec))
+        python = HERE / ".peers" / "d3rlpy-venv" / "bin" / "python"
+        subprocess.run(["bash", str(HERE / "peers" / "setup_d3rlpy.sh")], check=True)
+        subprocess.run(
+            [str(python), str(HERE / "peers" / "d3rlpy_bench.py"), str(spec_path), str(out)],
+            env=thread_env(1),
+            check=True,
+            capture_output=True,
+        )
+    peer = json.loads(out.read_text())
+    returns = peer["curve"][-1]["eval_returns"]
+    dataset = load_offline_dataset(f"{prefix}/{tier}-v0")
+    mean = float(np.mean(returns))
+    return {
+        "eval_return": mean,
+        "eval_returns": returns,
+        "normalized_score": float(dataset.normalized_score(mean)),
+        "gradient_steps": peer["curve"][-1]["gradient_steps"],
+        "curve": [(c["gradient_steps"], float(np.mean(c["eval_returns"]))) for c in peer["curve"]],
+        "seconds": peer["seconds"],
+        "versions": {"d3rlpy": peer["d3rlpy"], "gymnasium": peer["gymnasium"]},
     }
 
 
@@ -161,7 +236,10 @@ def main() -> None:
             for method in args.methods:
                 runs = {}
                 for seed in range(seeds):
-                    runs[seed] = run(offline_config(env, tier, method, seed, steps, args.quick))
+                    if method in PEERS:
+                        runs[seed] = run_peer(env, tier, method, seed, steps, args.quick)
+                    else:
+                        runs[seed] = run(offline_config(env, tier, method, seed, steps, args.quick))
                     print(
                         f"{env} {tier} {method} seed {seed}: {runs[seed]['eval_return']:.1f} ({runs[seed]['normalized_score']:.1f})",
                         flush=True,

@@ -26,6 +26,7 @@ from forethought.rollout import RolloutConfig
 from forethought.storage import read_metrics
 from forethought.tasks import make_env
 from forethought.tasks.episodes import collect_episodes
+from forethought.tools.dataset import TIERS
 from forethought.trainers.offline import train_offline
 from forethought.trainers.offline_config import MOPOConfig, OfflineConfig
 
@@ -235,3 +236,28 @@ def test_off_policy_evaluation_reports_estimates_next_to_the_truth(tmp_path, cap
     assert "--gamma: must be below 1 for fqe" in capsys.readouterr().out
     assert main(["ope", "--dataset", "pendulum/test-v0", "--policy", str(tmp_path)]) == 2
     assert "neither 'random', a run directory" in capsys.readouterr().out
+
+
+def test_make_tiers_builds_every_tier_from_one_sac_run(tmp_path):
+    from forethought.data.offline import load_episodes
+    from forethought.tools.dataset import MakeTiersArgs, make_tiers
+
+    args = MakeTiersArgs(
+        steps=400, snapshots=4, episodes=2, eval_episodes=1, run_dir=tmp_path / "sac", quiet=True
+    )
+    summary = make_tiers(args, Console(quiet=True))
+    assert list(summary) == [f"pendulum/{t}-v0" for t in TIERS]
+    medium = summary["pendulum/medium-v0"]["behaviour"]
+    step = int(medium.split("@")[1])
+    assert step in (100, 200, 300)  # a snapshot before the final policy
+    replay, dataset = load_episodes("pendulum/medium-replay-v0")
+    assert sum(map(len, replay)) == step  # SAC's own first `step` transitions
+    for a, b in zip(replay[0].observations[1:], replay[0].observations[:-1], strict=False):
+        assert not np.array_equal(a, b)
+    assert dataset.storage.metadata["ref_min_score"] == pytest.approx(
+        summary["pendulum/random-v0"]["return_mean"]
+    )
+    both = summary["pendulum/medium-expert-v0"]["episodes"]
+    assert both == 4 and summary["pendulum/expert-v0"]["normalized_score"] == pytest.approx(100)
+    with pytest.raises(DataError, match="already exists"):
+        make_tiers(args, Console(quiet=True))
