@@ -127,3 +127,21 @@ def test_mujoco_quick_runs_the_planner_with_a_learned_value(tmp_path):
     assert summary["seeds"] == [0]
     (cheetah,) = data["half_cheetah"]["budgets"]["3000"]["runs"]["loop"]
     assert cheetah["curve_steps"][-1] == 3000 and positive(cheetah["ms_per_action_median"])
+
+
+def test_offline_and_ope_quick(tmp_path):
+    """Tiers from a tiny SAC run, every method of ours on both tiers, then OPE on them."""
+    out = tmp_path / "offline.json"
+    command = [sys.executable, str(BENCHMARKS / "offline.py"), "--quick", "--out", str(out)]
+    methods = ["--methods", "bc", "mopo", "mopo-h25", "morel"]
+    proc = subprocess.run([*command, *methods], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    scores = data["environments"]["Pendulum-v1"]["scores"]
+    assert set(scores) == {"medium", "medium-replay"}
+    for table in scores.values():
+        assert set(table) == {"behaviour", "bc", "mopo", "mopo-h25", "morel"}
+        assert all(math.isfinite(v["normalized_score"]["mean"]) for v in table.values())
+    ope = run_quick("ope.py", tmp_path / "ope.json")
+    for tier in ("medium-expert", "medium"):
+        assert set(ope["datasets"][tier]["summary"]) == {"model", "fqe"}

@@ -164,7 +164,7 @@ def test_behaviour_cloning_copies_the_behaviour(tmp_path):
     obs = np.stack([gym.make("Pendulum-v1").observation_space.sample() for _ in range(200)])
     obs[:, 2] += np.sign(obs[:, 2]) * 0.5  # away from the sign flip at zero velocity
     agree = np.mean(np.sign(act(obs)) == np.sign(energy_policy(obs)))
-    assert label == "bc" and agree > 0.95
+    assert label == "bc (run-bc)" and agree > 0.95
 
 
 def test_an_offline_run_killed_mid_training_resumes_to_the_same_result(tmp_path, dataset_store):
@@ -225,7 +225,7 @@ def test_off_policy_evaluation_reports_estimates_next_to_the_truth(tmp_path, cap
     )
     result = run_ope(args, Console(quiet=True))
     labels = [row["label"] for row in result["policies"]]
-    assert labels == ["random", "bc"]
+    assert labels == ["random", "bc (run-bc)"]
     for row in result["policies"]:
         model = row["model"]
         assert model["low"] <= model["estimate"] <= model["high"]

@@ -253,5 +253,5 @@ def load_offline_policy(run_dir: Path, device: str = "cpu"):
     learner = make_learner(config, dataset, model, env_id)
     learner.load_state_dict(checkpoint["learner"])
     if _plans(learner):
-        return (lambda obs: learner.act(obs, None)), config.algo
-    return learner.act, config.algo
+        return (lambda obs: learner.act(obs, None)), f"{config.algo} ({Path(run_dir).name})"
+    return learner.act, f"{config.algo} ({Path(run_dir).name})"
