@@ -9,7 +9,7 @@ Two estimators of the discounted return sum_t gamma^t r_t from the dataset's sta
             member (how much the ensemble's own uncertainty moves the answer)
     fqe     fitted Q evaluation: regress Q(s, a) on r + gamma Q'(s', pi(s')) over the logged
             transitions, Q' a copy of Q refreshed every `fqe_target_every` steps (each refresh
-            one Bellman backup), then average Q(s0, pi(s0)) over
+            one Bellman backup) and clipped to the returns the logged rewards allow, then average Q(s0, pi(s0)) over
             the start states; it bootstraps through time-limit cuts, so it values an unending
             episode, while the truth and the model stop at the time limit
 
@@ -211,12 +211,15 @@ def fqe_estimate(dataset: OfflineDataset, act: BatchPolicy, starts, args: OPEArg
     target.load_state_dict(q.state_dict())
     optimizer = torch.optim.Adam(q.parameters(), lr=args.fqe_learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
+    # No discounted return can leave [min r, max r] / (1 - gamma): clipping the targets there
+    # keeps Q from extrapolating without bound at actions the data never took.
+    low, high = (float(x) / scale / (1 - args.gamma) for x in (reward.min(), reward.max()))
     loss = torch.zeros(())
     for step in range(args.fqe_steps):
         rows = torch.randint(len(obs), (256,), generator=generator)
         with torch.no_grad():
             bootstrap = target(next_obs[rows], next_action[rows]).squeeze(-1)
-            y = reward[rows] / scale + args.gamma * continues[rows] * bootstrap
+            y = reward[rows] / scale + args.gamma * continues[rows] * bootstrap.clamp(low, high)
         loss = ((q(obs[rows], action[rows]).squeeze(-1) - y) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
