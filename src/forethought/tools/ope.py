@@ -34,13 +34,14 @@ from torch import nn
 
 from forethought.data.offline import OfflineDataset, check_spaces_match, load_offline_dataset
 from forethought.errors import ConfigError, require
-from forethought.models import DynamicsModel, ModelConfig, ModelTrainer
+from forethought.models import DynamicsModel, ModelConfig
 from forethought.models.fitting import FitConfig
 from forethought.reporting.plots import save_figure
 from forethought.runtime import configure_threads
 from forethought.storage import write_json
 from forethought.tasks import get_task, make_env
 from forethought.tools.policies import BatchPolicy, LoadedPolicy, load_policy
+from forethought.trainers.offline import dataset_model, fit_on_dataset
 
 Estimator = Literal["model", "fqe"]
 
@@ -149,17 +150,8 @@ def _start_states(dataset: OfflineDataset, args: OPEArgs) -> np.ndarray:
 
 
 def _fit_model(dataset: OfflineDataset, args: OPEArgs, env_id: str | None) -> DynamicsModel:
-    task = get_task(env_id) if env_id else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        model = DynamicsModel(
-            dataset.transitions.obs.shape[1],
-            dataset.transitions.action.shape[1],
-            args.model,
-            learn_reward=True,
-            learn_termination=task is None or task.termination_fn is None,
-        )
-    ModelTrainer(model, args.fit).fit(dataset.transitions, np.random.default_rng([args.seed, 0]))
+    model = dataset_model(dataset, args.model, env_id, args.seed)
+    fit_on_dataset(model, dataset, args.fit, args.seed)
     return model.eval()
 
 

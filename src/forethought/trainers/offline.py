@@ -110,7 +110,7 @@ def _execute(config, directory, dataset, env_id, checkpoint, console) -> Offline
         console = Console(quiet=True)
     history = [] if checkpoint is None else list(checkpoint["history"])
     directory.rewrite_metrics(history)  # rows written after the checkpoint are redone
-    model, fit_row = _model(config, dataset, checkpoint)
+    model, fit_row = _model(config, dataset, env_id, checkpoint)
     if checkpoint is None and model is not None:
         checkpoint = {"dynamics": model.state_dict(), "fit": fit_row, "history": history}
         save_torch(directory.checkpoint_path, checkpoint)
@@ -145,26 +145,38 @@ def _execute(config, directory, dataset, env_id, checkpoint, console) -> Offline
     return OfflineResult(directory.path, history, dataset)
 
 
-def _model(config, dataset, checkpoint) -> tuple[DynamicsModel | None, dict | None]:
-    """The dynamics ensemble (mopo, morel): fitted on the dataset, or restored."""
-    if config.algo == "bc":
-        return None, None
-    task = get_task(dataset.env_id or str(config.env))
+def dataset_model(
+    dataset: OfflineDataset, config, env_id: str | None, seed: int, device: str = "cpu"
+) -> DynamicsModel:
+    """A fresh ensemble for `dataset`, initialised from `seed`: the reward is learned from the
+    logs (as every offline method sees it), the termination comes from the task where known."""
+    task = get_task(env_id) if env_id else None
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed)
         model = DynamicsModel(
             dataset.transitions.obs.shape[1],
             dataset.transitions.action.shape[1],
-            config.model,
-            learn_reward=True,  # the logged rewards, as every offline method sees them
-            learn_termination=task.termination_fn is None,
-        ).to(config.device)
+            config,
+            learn_reward=True,
+            learn_termination=task is None or task.termination_fn is None,
+        )
+    return model.to(device)
+
+
+def fit_on_dataset(model: DynamicsModel, dataset: OfflineDataset, fit, seed: int):
+    """Fit `model` on every logged transition (its own seeded stream); returns the report."""
+    return ModelTrainer(model, fit).fit(dataset.transitions, np.random.default_rng([seed, 0]))
+
+
+def _model(config, dataset, env_id, checkpoint) -> tuple[DynamicsModel | None, dict | None]:
+    """The dynamics ensemble (mopo, morel): fitted on the dataset, or restored."""
+    if config.algo == "bc":
+        return None, None
+    model = dataset_model(dataset, config.model, env_id, config.seed, config.device)
     if checkpoint is not None and "dynamics" in checkpoint:
         model.load_state_dict(checkpoint["dynamics"])
         return model.eval(), checkpoint["fit"]
-    report = ModelTrainer(model, config.fit).fit(
-        dataset.transitions, np.random.default_rng([config.seed, 0])
-    )
+    report = fit_on_dataset(model, dataset, config.fit, config.seed)
     fit_row = {
         "holdout_error": report.holdout_error,
         "fit_epochs": report.epochs,
@@ -249,7 +261,7 @@ def load_offline_policy(run_dir: Path, device: str = "cpu"):
         raise ConfigError("--policy", f"{run_dir} has not finished an evaluation round yet")
     config = replace(config, device=device)
     dataset, env_id = _dataset_and_env(config)
-    model, _ = _model(config, dataset, checkpoint)
+    model, _ = _model(config, dataset, env_id, checkpoint)
     learner = make_learner(config, dataset, model, env_id)
     learner.load_state_dict(checkpoint["learner"])
     if _plans(learner):
