@@ -216,6 +216,14 @@ def make_tiers(args: MakeTiersArgs, console: Console) -> dict[str, dict]:
         ),
         "medium-expert": (medium_episodes + expert_episodes, f"sac@{medium_step}+sac@{args.steps}"),
     }
+    summary = _write_tiers(args, tiers, prefix, ref_min, ref_max, run_dir)
+    _print_tiers(console, summary)
+    return summary
+
+
+def _write_tiers(args, tiers, prefix, ref_min, ref_max, run_dir: Path) -> dict[str, dict]:
+    """Every tier as a Minari dataset with the reference returns; a summary row for each (also
+    written to RUN_DIR/tiers.json)."""
     summary = {}
     for tier, (episodes, behaviour) in tiers.items():
         name = f"{prefix}/{tier}-v0"
@@ -242,7 +250,6 @@ def make_tiers(args: MakeTiersArgs, console: Console) -> dict[str, dict]:
         run_dir / "tiers.json",
         {"ref_min_score": ref_min, "ref_max_score": ref_max, "tiers": summary},
     )
-    _print_tiers(console, summary)
     return summary
 
 
