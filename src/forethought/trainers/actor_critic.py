@@ -36,10 +36,14 @@ class _SpacesOnly(gym.Env):
         self.observation_space, self.action_space = observation_space, action_space
 
     def reset(self, *, seed=None, options=None):
-        raise RuntimeError("the loop's SAC learns from the planner's transitions; it never acts")
+        raise RuntimeError(
+            "this SAC learns from transitions it is given (planner's or logged); it never acts"
+        )
 
     def step(self, action):
-        raise RuntimeError("the loop's SAC learns from the planner's transitions; it never acts")
+        raise RuntimeError(
+            "this SAC learns from transitions it is given (planner's or logged); it never acts"
+        )
 
 
 class ActorCritic:
