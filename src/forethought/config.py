@@ -332,12 +332,17 @@ class TrainConfig:
         }
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            hint = (
-                "; it looks like a language-model self-training run: continue it with "
-                f"`forethought lm selftrain --resume {Path(source).parent}`"
-                if "iterations" in data
-                else ""
-            )
+            run_dir, hint = Path(source).parent, ""
+            if "iterations" in data:
+                hint = (
+                    "; it looks like a language-model self-training run: continue it with "
+                    f"`forethought lm selftrain --resume {run_dir}`"
+                )
+            elif "generations" in data:
+                hint = (
+                    "; it looks like a language-model GRPO run: continue it with "
+                    f"`forethought lm grpo --resume {run_dir}`"
+                )
             raise DataError(
                 f"{source} is not a control run's configuration (unknown fields: "
                 f"{', '.join(unknown[:5])}){hint}"

@@ -16,6 +16,7 @@ LAYERS = [
     {"value", "search"},
     {"artifacts"},
     {"compare", "selftrain"},
+    {"grpo"},
     {"explain"},
     {"cli"},
 ]

@@ -121,3 +121,43 @@ class Account:
         """How many of `wanted` scorings still fit."""
         left = self.calls_left(kind)
         return wanted if left is None else max(0, min(wanted, left))
+
+
+@dataclass
+class TrainingLedger:
+    """Compute a training arm spent, in the units search is budgeted in, so a trained policy
+    and a searched one can be compared at matched compute.
+
+    GRPO books its rollouts here; self-training books its searches, the gold labels of what they
+    found and the fresh samples that refit its value predictor. Held-out evaluation is never
+    booked: it measures a policy, it does not train one.
+    """
+
+    tokens: int = 0
+    """Tokens sampled by the policy for training (rollouts, searches, refit samples)."""
+    reward_calls: int = 0
+    """Sequences scored by the training reward (verifier or reward model)."""
+    value_calls: int = 0
+    """Prefixes scored by a value predictor while training."""
+    optimizer_steps: int = 0
+    """Parameter updates."""
+
+    def add(self, spend: Spend | None = None, **counts: int) -> None:
+        """Book a search's `spend` and/or named counts (tokens=..., optimizer_steps=...)."""
+        if spend is not None:
+            for name, value in spend.as_dict().items():
+                counts[name] = counts.get(name, 0) + value
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + int(value))
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingLedger:
+        return cls(
+            **{
+                k: int(data.get(k, 0))
+                for k in ("tokens", "reward_calls", "value_calls", "optimizer_steps")
+            }
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +23,7 @@ from rich.console import Console
 from forethought.errors import ConfigError
 from forethought.lm.artifacts.pretrain import PretrainConfig
 from forethought.lm.artifacts.shipped import SHIPPED
+from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
 from forethought.runtime import check_device, configure_threads
 from forethought.storage import write_json
@@ -38,6 +40,8 @@ DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
 RESUME_OVERRIDES = ("iterations", "device")
 """Options a resumed self-training run may change; everything else comes from its config.json."""
+GRPO_RESUME_OVERRIDES = ("steps", "device")
+"""Options a resumed GRPO run may change."""
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -164,6 +168,21 @@ class SelftrainCommand:
     config: Annotated[SelfTrainConfig, tyro.conf.arg(name="")] = SelfTrainConfig()  # noqa: RUF009 (frozen)
 
 
+@dataclass(frozen=True)
+class GrpoCommand:
+    """GRPO on the built-in task (TRL's GRPOTrainer), the model-free arm: each step samples --generations completions per training prompt, scores them with the reward (the gold verifier by default) and moves the policy toward the ones that beat their group. Every --eval-every steps a checkpoint is saved and evaluated on the held-out prompts as self-training evaluates. A killed run continues with --resume RUN_DIR (only --steps and --device may be given again)."""
+
+    out: Path = Path("runs/grpo")
+    """New run directory: config.json, metrics.jsonl, train_log.jsonl, grpo.png, checkpoints/, evals/."""
+    resume: Path | None = None
+    """Continue the killed or finished run in this directory with its own config."""
+    threads: int = 1
+    """Torch CPU threads (0: torch's default of one per core)."""
+    quiet: bool = False
+    """No progress bar (one line per evaluated checkpoint is still printed)."""
+    config: Annotated[GRPOConfig, tyro.conf.arg(name="")] = GRPOConfig()  # noqa: RUF009 (frozen)
+
+
 COMMANDS: dict[str, type] = {
     "compare": CompareCommand,
     "generate": GenerateCommand,
@@ -171,6 +190,7 @@ COMMANDS: dict[str, type] = {
     "train-generator": TrainGeneratorCommand,
     "train-reward": TrainRewardCommand,
     "selftrain": SelftrainCommand,
+    "grpo": GrpoCommand,
 }
 
 
@@ -184,6 +204,7 @@ def run(command, console: Console) -> int:
         TrainGeneratorCommand: _train,
         TrainRewardCommand: _train,
         SelftrainCommand: _selftrain,
+        GrpoCommand: _grpo,
     }[type(command)]
     return runner(command, console)
 
@@ -520,14 +541,12 @@ def _models_out(cmd: TrainRewardCommand) -> Path:
     return out
 
 
-# -- selftrain --------------------------------------------------------------------------------
+# -- selftrain and grpo -----------------------------------------------------------------------
 def _selftrain(cmd: SelftrainCommand, console: Console) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from forethought.lm.selftrain import SelfTrainer
+    from forethought.lm.selftrain import RunDir, SelfTrainer
 
     configure_threads(cmd.threads)
-    run, cfg = _selftrain_run(cmd)
+    run, cfg = _open_run(cmd, RunDir, SelfTrainConfig, RESUME_OVERRIDES)
     try:
         _say(
             console,
@@ -535,20 +554,7 @@ def _selftrain(cmd: SelftrainCommand, console: Console) -> int:
             f"prompts, {cfg.eval_prompts} held-out, collect={cfg.collect}@{cfg.collect_budget} "
             f"tokens, filter={cfg.filter} on {cfg.filter_reward}, run directory {run.path}",
         )
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=cmd.quiet or not console.is_terminal,  # redirected: the lines only
-        ) as progress:
-            bar = progress.add_task("starting", total=1)
-
-            def report(step: str, done: int, total: int) -> None:
-                progress.update(bar, description=step, completed=done, total=max(total, 1))
-
+        with _stage_progress(console, cmd.quiet) as report:
             SelfTrainer(cfg, run, report=report, log=lambda line: _say(console, line)).run_all()
         _say(console, f"metrics: {run.metrics_path}")
         _say(console, f"plot: {run.path / 'selftrain.png'}")
@@ -557,33 +563,78 @@ def _selftrain(cmd: SelftrainCommand, console: Console) -> int:
     return 0
 
 
-def _selftrain_run(cmd: SelftrainCommand):
-    """A new locked run directory, or the one --resume names with its own config (only the
-    RESUME_OVERRIDES given on the command line may change it)."""
-    from forethought.lm.selftrain import RunDir
+def _grpo(cmd: GrpoCommand, console: Console) -> int:
+    from forethought.lm.grpo import GRPORunDir, GRPORunner
+    from forethought.lm.grpo.loop import training_reward
 
+    configure_threads(cmd.threads)
+    if cmd.resume is None:  # a --reward path that holds no classifier fails before --out exists
+        training_reward(cmd.config.validate(), proxy=None, gold=None)
+    run, cfg = _open_run(cmd, GRPORunDir, GRPOConfig, GRPO_RESUME_OVERRIDES)
+    try:
+        _say(
+            console,
+            f"GRPO on {cfg.task}: {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
+            f"{cfg.generations} generations, reward {cfg.reward}, {cfg.tuning} tuning at lr "
+            f"{cfg.lr:g}, {cfg.eval_prompts} held-out prompts every {cfg.eval_every} steps, run "
+            f"directory {run.path}",
+        )
+        with _stage_progress(console, cmd.quiet) as report:
+            GRPORunner(cfg, run, report=report, log=lambda line: _say(console, line)).run_all()
+        _say(console, f"metrics: {run.metrics_path}")
+        _say(console, f"plot: {run.path / 'grpo.png'}")
+    finally:
+        run.close()
+    return 0
+
+
+@contextmanager
+def _stage_progress(console: Console, quiet: bool):
+    """A progress bar whose description names the current stage; `report(stage, done, total)`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,  # redirected: the lines only
+    ) as progress:
+        bar = progress.add_task("starting", total=1)
+
+        def report(step: str, done: int, total: int) -> None:
+            progress.update(bar, description=step, completed=done, total=max(total, 1))
+
+        yield report
+
+
+def _open_run(cmd, run_class, config_class, overrides: tuple[str, ...]):
+    """A new locked run directory, or the one --resume names with its own config (only the
+    `overrides` given on the command line may change it)."""
     if cmd.resume is None:
         cfg = cmd.config.validate()
-        return RunDir.create(cmd.out, cfg), cfg
-    defaults = SelfTrainConfig()
+        return run_class.create(cmd.out, cfg), cfg
+    defaults = config_class()
     given = {
         f.name: getattr(cmd.config, f.name)
-        for f in dataclasses.fields(SelfTrainConfig)
+        for f in dataclasses.fields(config_class)
         if getattr(cmd.config, f.name) != getattr(defaults, f.name)
     }
-    fixed = sorted(set(given) - set(RESUME_OVERRIDES))
-    if cmd.out != SelftrainCommand.out:
+    fixed = sorted(set(given) - set(overrides))
+    if cmd.out != type(cmd).out:
         fixed.insert(0, "out")
     if fixed:
         raise ConfigError(
             "resume",
             f"a resumed run keeps its own config; drop {', '.join(_flag(n) for n in fixed)} "
-            f"(only {', '.join(_flag(n) for n in RESUME_OVERRIDES)} may change)",
+            f"(only {', '.join(_flag(n) for n in overrides)} may change)",
         )
-    run, saved = RunDir.open(cmd.resume)
+    run, saved = run_class.open(cmd.resume)
     try:
         cfg = saved.replace(**given)
-        run.save(cfg)  # a raised --iterations is remembered by the next resume
+        run.save(cfg)  # a raised --iterations / --steps is remembered by the next resume
     except BaseException:
         run.close()
         raise

@@ -42,7 +42,7 @@ class LoraSettings:
 
 
 @contextmanager
-def _quiet_renames():
+def quiet_renames():
     """PEFT and the Trainer call transformers 5 methods it has renamed (is_gradient_checkpointing
     and friends); the FutureWarning is about their code, with nothing for a user to change."""
     with warnings.catch_warnings():
@@ -52,7 +52,7 @@ def _quiet_renames():
         yield
 
 
-def _load_base(base_dir: str):
+def load_base(base_dir: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = hub.from_pretrained(
@@ -64,7 +64,7 @@ def _load_base(base_dir: str):
     return model, tokenizer
 
 
-def _lora_model(model, lora: LoraSettings, init_adapter: Path | None):
+def lora_model(model, lora: LoraSettings, init_adapter: Path | None):
     """A trainable PEFT model: a fresh adapter on every linear layer, or `init_adapter` resumed."""
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers.pytorch_utils import Conv1D
@@ -116,10 +116,10 @@ def sft_lora(
                 on_step(state.global_step, state.max_steps)
 
     start = time.time()
-    with tempfile.TemporaryDirectory() as scratch, _quiet_renames():
-        model, tokenizer = _load_base(base_dir)
+    with tempfile.TemporaryDirectory() as scratch, quiet_renames():
+        model, tokenizer = load_base(base_dir)
         torch.manual_seed(seed)  # the new adapter's initialisation
-        model = _lora_model(model, lora, init_adapter)
+        model = lora_model(model, lora, init_adapter)
         trainer = SFTTrainer(
             model=model,
             args=_sft_config(SFTConfig, lora, scratch, model, seed=seed, device=device),
@@ -171,12 +171,12 @@ def load_policy(
     temperature: float = 1.0,
 ) -> Generator:
     """The base model with `adapter_dir` merged in (or the base alone when it is None)."""
-    model, tokenizer = _load_base(base_dir)
+    model, tokenizer = load_base(base_dir)
     if adapter_dir is not None:
         from peft import PeftModel
 
         if not (Path(adapter_dir) / "adapter_config.json").exists():
             raise ConfigError("adapter", f"no PEFT adapter at {adapter_dir}")
-        with _quiet_renames():
+        with quiet_renames():
             model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     return Generator(model, tokenizer, device=device, temperature=temperature)

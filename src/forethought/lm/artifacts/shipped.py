@@ -73,6 +73,14 @@ def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
     return make_value(kind, generator, Path(root) / f"value_{kind}.npz")
 
 
+def load_rewards(root: Path = SHIPPED, *, device: str = "cpu") -> tuple[Scorer, Scorer]:
+    """The proxy reward model under `root` and the gold verifier."""
+    proxy = ClassifierReward.from_pretrained(
+        str(check_dir(root) / "proxy"), device=device, name="proxy reward", flag="assets"
+    )
+    return proxy, FunctionReward(countdown.score, name="gold verifier")
+
+
 def load_countdown(
     root: Path = SHIPPED,
     *,
@@ -85,9 +93,6 @@ def load_countdown(
     gen = Generator.from_pretrained(
         str(root / "generator"), device=device, temperature=temperature, flag="assets"
     )
-    proxy = ClassifierReward.from_pretrained(
-        str(root / "proxy"), device=device, name="proxy reward", flag="assets"
-    )
-    gold = FunctionReward(countdown.score, name="gold verifier")
+    proxy, gold = load_rewards(root, device=device)
     delims = {gen.tokenizer.convert_tokens_to_ids(countdown.STEP_DELIMITER)}
     return CountdownSuite(gen, proxy, gold, load_value(value, root, gen), delims)

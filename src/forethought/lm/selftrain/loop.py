@@ -45,7 +45,7 @@ import torch
 from forethought.errors import ConfigError
 from forethought.lm.artifacts.finetune import load_policy, sft_lora
 from forethought.lm.artifacts.shipped import check_dir, load_countdown
-from forethought.lm.budget import Budget
+from forethought.lm.budget import Budget, TrainingLedger
 from forethought.lm.generator import Generator
 from forethought.lm.search import best_of_n, lookahead
 from forethought.lm.selftrain.config import (
@@ -59,7 +59,7 @@ from forethought.lm.selftrain.evaluation import evaluate_policy, plot_selftrain,
 from forethought.lm.selftrain.rundir import RunDir, read_jsonl
 from forethought.lm.tasks import countdown
 from forethought.lm.value import RidgeValue, make_value, prefix_dataset
-from forethought.storage import atomic_write_text
+from forethought.storage import atomic_write_text, read_json
 
 
 # -- the steps --------------------------------------------------------------------------------
@@ -87,9 +87,11 @@ def make_prompts(cfg: SelfTrainConfig) -> Prompts:
 
 
 def collect(
-    cfg: SelfTrainConfig, policy: Generator, proxy, gold, value, prompts, seed, on_done
+    cfg: SelfTrainConfig, policy: Generator, proxy, gold, value, prompts, seed, on_done, ledger
 ) -> list[dict]:
-    """Search every training prompt; every response the final reward saw, scored twice."""
+    """Search every training prompt; every response the final reward saw, scored twice.
+
+    The searches' spend and the gold labels of their finalists are booked in `ledger`."""
     rows = []
     for i, prompt in enumerate(prompts):
         torch.manual_seed(seed + i)
@@ -107,7 +109,8 @@ def collect(
             )
         else:
             res = best_of_n(policy, proxy, prompt, budget, max_new_tokens=cfg.max_new_tokens)
-        golds = gold(res.finalists)  # unmetered: labelling data, not searching
+        golds = gold(res.finalists)  # not the search's budget: labelling data for training
+        ledger.add(res.spent, reward_calls=len(res.finalists))
         for cand, p, g in zip(res.finalists, res.finalist_scores, golds, strict=True):
             rows.append(
                 {
@@ -144,10 +147,13 @@ def select(cfg: SelfTrainConfig, rows: Sequence[dict]) -> list[bool]:
     return kept
 
 
-def refit_value(cfg, policy: Generator, gold, prompts, seed) -> RidgeValue:
-    """Fit a predictor on prefixes of fresh samples of `policy`, labelled by the gold reward."""
+def refit_value(cfg, policy: Generator, gold, prompts, seed, ledger=None) -> RidgeValue:
+    """Fit a predictor on prefixes of fresh samples of `policy`, labelled by the gold reward;
+    the samples and their labels are booked in `ledger` when one is given."""
     torch.manual_seed(seed)
     cands = sample_many(policy, prompts, cfg.samples, cfg.max_new_tokens)
+    if ledger is not None:
+        ledger.add(tokens=sum(len(c.token_ids) for c in cands), reward_calls=len(cands))
     prefixes, targets = prefix_dataset(policy, cands, gold(cands))
     return make_value(cfg.value, policy).fit(prefixes, targets)
 
@@ -229,28 +235,32 @@ class SelfTrainer:
         tmp = self.run.begin(0)
         policy = load_policy(self.base, None, device=cfg.device)
         self.report("iteration 0: refit predictor", 0, 1)
+        ledger = TrainingLedger()
         value = refit_value(
-            cfg, policy, self.gold, self.prompts.value, step_seed(cfg.seed, 0, "refit")
+            cfg, policy, self.gold, self.prompts.value, step_seed(cfg.seed, 0, "refit"), ledger
         )
         value.save(tmp / "value.npz")
         shipped = cfg.assets_dir / f"value_{cfg.value}.npz"
         before = make_value(cfg.value, policy, shipped) if shipped.exists() else None
         summary = self._evaluate(0, tmp, policy, before, value)
-        self._commit(0, tmp, {**summary, "seconds": {"total": round(time.time() - t0, 1)}})
+        seconds = {"total": round(time.time() - t0, 1)}
+        self._commit(0, tmp, {**summary, "ledger": ledger.as_dict(), "seconds": seconds})
 
     def run_iteration(self, k: int, state: State) -> State:
         """collect -> score -> filter -> fine-tune -> refit -> evaluate; commits iter_k/."""
         t0, seconds = time.time(), {}
         tmp = self.run.begin(k)
-        rows, kept = self._collect(k, state, tmp)
+        ledger = self.ledger_after(k - 1)
+        rows, kept = self._collect(k, state, tmp, ledger)
         seconds["collect"] = round(time.time() - t0, 1)
 
         t = time.time()
         train_stats = self._finetune(k, state, tmp, self._training_rows(k, rows, kept))
+        ledger.add(optimizer_steps=train_stats["steps"])
         seconds["finetune"] = round(time.time() - t, 1)
 
         t = time.time()
-        policy, before, value = self._refit(k, tmp)
+        policy, before, value = self._refit(k, tmp, ledger)
         seconds["refit"] = round(time.time() - t, 1)
 
         t = time.time()
@@ -265,10 +275,16 @@ class SelfTrainer:
                 "collect": _collect_summary(rows, kept),
                 "finetune": train_stats,
                 "value_alpha": value.alpha,
+                "ledger": ledger.as_dict(),
                 "seconds": seconds,
             },
         )
         return State(policy, value, self.run.iter_dir(k) / "adapter")
+
+    def ledger_after(self, k: int) -> TrainingLedger:
+        """Training compute spent by the end of iteration k (cumulative, from its metrics)."""
+        row = read_json(self.run.iter_dir(k) / "metrics.json", f"iteration {k}'s metrics")
+        return TrainingLedger.from_dict(row.get("ledger", {}))
 
     def load_state(self, k: int) -> State:
         """Policy and predictor as iteration k left them (reloaded from its artifacts)."""
@@ -278,7 +294,9 @@ class SelfTrainer:
         return State(policy, make_value(self.cfg.value, policy, d / "value.npz"), adapter)
 
     # -- the phases of one iteration ----------------------------------------------------------
-    def _collect(self, k: int, state: State, tmp: Path) -> tuple[list[dict], list[bool]]:
+    def _collect(
+        self, k: int, state: State, tmp: Path, ledger: TrainingLedger
+    ) -> tuple[list[dict], list[bool]]:
         """Search the training prompts, filter, and write every response to dataset.jsonl."""
         cfg = self.cfg
         rows = collect(
@@ -290,6 +308,7 @@ class SelfTrainer:
             self.prompts.train,
             step_seed(cfg.seed, k, "collect"),
             self._ticker(f"iteration {k}: collect", len(self.prompts.train)),
+            ledger,
         )
         kept = select(cfg, rows)
         _write_jsonl(
@@ -332,13 +351,15 @@ class SelfTrainer:
             on_step=lambda step, total: self.report(f"iteration {k}: fine-tune", step, total),
         )
 
-    def _refit(self, k: int, tmp: Path) -> tuple[Generator, RidgeValue, RidgeValue]:
+    def _refit(
+        self, k: int, tmp: Path, ledger: TrainingLedger
+    ) -> tuple[Generator, RidgeValue, RidgeValue]:
         """The fine-tuned policy, the previous predictor on it, and one refitted to it."""
         cfg = self.cfg
         self.report(f"iteration {k}: refit predictor", 0, 1)
         policy = load_policy(self.base, tmp / "adapter", device=cfg.device)
         value = refit_value(
-            cfg, policy, self.gold, self.prompts.value, step_seed(cfg.seed, k, "refit")
+            cfg, policy, self.gold, self.prompts.value, step_seed(cfg.seed, k, "refit"), ledger
         )
         value.save(tmp / "value.npz")
         # The previous predictor's read-out on this policy: what a run without refits would use.
