@@ -196,3 +196,38 @@ def test_resume_refuses_fixed_options_and_help_lists_defaults(tiny_run, capsys):
     for flag in ("--generations", "--reward", "--tuning", "--eval-every", "--resume", "--device"):
         assert flag in out
     assert "(default: gold)" in out and "(default: full)" in out
+
+
+def test_trained_policy_drives_every_search(tiny_run, capsys):
+    """The hybrid: a GRPO run's policy (and the predictor refitted to it) as the generator of
+    look-ahead, pruning and beam, under the same exactly counted budget."""
+    from forethought.lm.policies import load_trained_policy
+
+    policy = load_trained_policy(tiny_run)
+    assert policy.label == "grpo step 4"
+    base = load_trained_policy(tiny_run, 0)
+    p, q = policy.generator.model.state_dict(), base.generator.model.state_dict()
+    assert any(not torch.equal(p[k], q[k]) for k in p)  # step 4 is not the base
+    for method in ("lookahead", "beam"):
+        code = main(["generate", "3,7,2>27:", "--policy", str(tiny_run), "--method", method,
+                     "--budget", "96"])  # fmt: skip
+        out = capsys.readouterr().out
+        assert code == 0, out
+        spent = int(out.split("spent:")[1].split("/")[0])
+        assert 0 < spent <= 96
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--policy-step", "3"], "no finished checkpoint 3; finished: 0, 2, 4"),
+        (["--value", "hidden"], "drop --value"),
+        (["--model", "x", "--reward", "y"], "not both"),
+    ],
+)
+def test_bad_policy_input_is_one_line(tiny_run, capsys, argv, message):
+    code = main(["generate", "3,7,2>27:", "--policy", str(tiny_run), *argv])
+    out = capsys.readouterr().out
+    assert code == 2 and message in out and out.count("\n") == 1, out
+    assert main(["generate", "3,7,2>27:", "--policy", str(tiny_run.parent)]) == 2
+    assert "no config.json" in capsys.readouterr().out

@@ -17,6 +17,7 @@ LAYERS = [
     {"artifacts"},
     {"compare", "selftrain"},
     {"grpo"},
+    {"policies"},
     {"explain"},
     {"cli"},
 ]

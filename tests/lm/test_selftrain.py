@@ -240,3 +240,26 @@ def test_help_lists_every_option(capsys):  # with its default
     for flag in ("--iterations", "--resume", "--filter", "--collect-budget", "--device", "--init"):
         assert flag in out
     assert "(default: 256)" in out and "(default: threshold)" in out
+
+
+def test_ledger_books_training_compute_and_the_policy_loads_for_search(tiny_run):
+    """Each iteration's ledger adds its searches, gold labels, refit samples and optimizer
+    steps to the last; the newest iteration's policy loads as a search generator."""
+    from forethought.lm.policies import load_trained_policy
+
+    rows = RunDir(tiny_run).rows()
+    ledgers = [r["ledger"] for r in rows]
+    assert ledgers[0]["tokens"] > 0 and ledgers[0]["optimizer_steps"] == 0  # iteration 0 refit
+    assert ledgers[0]["reward_calls"] == TINY["value_prompts"] * TINY["samples"]
+    for prev, cur, row in zip(ledgers[:-1], ledgers[1:], rows[1:], strict=True):
+        assert cur["optimizer_steps"] - prev["optimizer_steps"] == row["finetune"]["steps"] > 0
+        new_calls = cur["reward_calls"] - prev["reward_calls"]
+        # every finalist the collecting search scored (proxy, inside its budget) + its gold label
+        # + one gold label per refit sample
+        refit = TINY["value_prompts"] * TINY["samples"]
+        assert new_calls >= row["collect"]["responses"] * 2 + refit
+        assert cur["tokens"] - prev["tokens"] <= TINY["train_prompts"] * TINY["collect_budget"] + (
+            refit * 24
+        )
+    policy = load_trained_policy(tiny_run)
+    assert policy.label == f"selftrain iteration {TINY['iterations']}"

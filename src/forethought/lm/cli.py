@@ -85,6 +85,10 @@ class CompareCommand(_Machine):
     """Value predictor of look-ahead, pruning and beam: a fine-tuned transformer (model), ridge on the generator's hidden states (hidden) or on MiniLM embeddings (minilm)."""
     process: Process = "legal+value"
     """Partial scorer of look-ahead, pruning and beam search (legal+value: the value predictor behind the step-legality check)."""
+    policy: Path | None = None
+    """Generator: the policy of a GRPO or self-training run directory (its newest checkpoint or iteration), with the value predictor the run refitted to its samples; the run's models replace --assets and --value."""
+    policy_step: int | None = None
+    """With --policy: the checkpoint step (GRPO) or iteration (self-training) to use; 0 is the starting policy."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +111,10 @@ class GenerateCommand(_Machine):
     """Value predictor of the shipped models (see `forethought lm compare --help`)."""
     value_model: str | None = None
     """With --model/--reward: a trained sequence classifier that scores partial responses; enables --method lookahead and prunes with it."""
+    policy: Path | None = None
+    """Generator: the policy of a GRPO or self-training run directory (see `forethought lm compare --help`)."""
+    policy_step: int | None = None
+    """With --policy: the checkpoint step or iteration to use (default: the newest)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,7 +252,9 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     if cmd.prompts < 1:
         raise ConfigError("prompts", "must be at least 1")
     budgets = sorted({*_int_list(cmd.plot_budgets, "plot_budgets"), cmd.budget})
-    suite = load_countdown(cmd.assets or SHIPPED, value=cmd.value, device=cmd.device)
+    suite = _policy_suite(cmd) or load_countdown(
+        cmd.assets or SHIPPED, value=cmd.value, device=cmd.device
+    )
     problems = countdown.make_problems(cmd.prompts, seed=10_000 + cmd.seed)  # held-out seed
     settings = compare.SearchSettings(
         max_new_tokens=cmd.max_new_tokens,
@@ -349,6 +359,25 @@ def _print_summary(console: Console, rows: list[dict], cmd: CompareCommand, prom
     )
 
 
+def _policy_suite(cmd):
+    """With --policy: the run's models, its trained policy and the predictor refitted to it."""
+    if cmd.policy is None:
+        if cmd.policy_step is not None:
+            raise ConfigError("policy_step", "needs --policy RUN_DIR")
+        return None
+    from forethought.lm.policies import load_trained_policy, suite_with_policy
+
+    for name, default in (("assets", None), ("value", "model")):
+        if getattr(cmd, name) != default:
+            raise ConfigError(
+                name,
+                "with --policy the run's own models and refitted value predictor are used; "
+                f"drop --{name}",
+            )
+    policy = load_trained_policy(cmd.policy, cmd.policy_step, device=cmd.device)
+    return suite_with_policy(policy, device=cmd.device)
+
+
 # -- generate ---------------------------------------------------------------------------------
 def _generate(cmd: GenerateCommand, console: Console) -> int:
     import torch
@@ -394,8 +423,12 @@ def _generate_suite(cmd: GenerateCommand):
     from forethought.lm import ClassifierReward, Generator
     from forethought.lm.artifacts.shipped import CountdownSuite, load_countdown
 
+    if cmd.policy is not None and (cmd.model is not None or cmd.reward is not None):
+        raise ConfigError("policy", "give --policy or --model/--reward, not both")
     if cmd.model is None and cmd.reward is None:
-        return load_countdown(cmd.assets or SHIPPED, value=cmd.value, device=cmd.device)
+        return _policy_suite(cmd) or load_countdown(
+            cmd.assets or SHIPPED, value=cmd.value, device=cmd.device
+        )
     if cmd.model is None or cmd.reward is None:
         raise ConfigError("--model/--reward", "give both, or neither for the shipped models")
     if cmd.method == "beam":

@@ -199,13 +199,7 @@ class GRPORunner:
         return TrainingLedger.from_dict(row["ledger"])
 
     def policy_at(self, step: int) -> Generator:
-        """The policy of checkpoint-`step` (the base for step 0), merged, ready to sample."""
-        if step == 0:
-            return load_policy(self.base, None, device=self.cfg.device)
-        ckpt = self.run.checkpoint(step)
-        if self.cfg.tuning == "lora":
-            return load_policy(self.base, ckpt, device=self.cfg.device)
-        return Generator.from_pretrained(str(ckpt), device=self.cfg.device, flag="resume")
+        return checkpoint_policy(self.cfg, self.run, step, device=self.cfg.device)
 
     def evaluate(self, step: int, policy: Generator, ledger: TrainingLedger) -> dict:
         """Refit the predictor to `policy`, judge it on the held-out prompts, commit step_N/."""
@@ -248,6 +242,17 @@ class GRPORunner:
         path = self.run.path / "grpo.png"
         plot_grpo(self.run.rows(), self.run.train_log(), path)
         return path
+
+
+def checkpoint_policy(cfg: GRPOConfig, run: GRPORunDir, step: int, *, device: str) -> Generator:
+    """The policy of checkpoint-`step` (the base for step 0), merged, ready to sample."""
+    base = str(cfg.assets_dir / "generator")
+    if step == 0:
+        return load_policy(base, None, device=device)
+    ckpt = run.checkpoint(step)
+    if cfg.tuning == "lora":
+        return load_policy(base, ckpt, device=device)
+    return Generator.from_pretrained(str(ckpt), device=device, flag="policy")
 
 
 class _Checkpoints(TrainerCallback):
