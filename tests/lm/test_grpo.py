@@ -99,7 +99,7 @@ def test_ledger_counts_what_trl_generated(tiny_run):
     previous = 0
     for r in log:
         assert r["tokens"] - previous == pytest.approx(r["mean_length"] * per_step, abs=1e-3)
-        assert r["reward_calls"] == r["step"] * per_step
+        assert r["reward_calls"] == r["step"] * per_step and r["optimizer_steps"] == r["step"]
         previous = r["tokens"]
     last = _rows(tiny_run / "metrics.jsonl")[-1]["ledger"]
     assert last["tokens"] == log[-1]["tokens"] and last["optimizer_steps"] == TINY["steps"]
@@ -166,7 +166,7 @@ def test_lora_tuning_saves_an_adapter(tiny_assets, tmp_path):
         (["--generations", "1"], "against the others sampled for the same prompt"),
         (["--eval-budget", "30"], "30 tokens is under two answers"),
         (["--steps", "0"], "--steps: must be at least 1"),
-        (["--reward", "nowhere/at/all"], "neither gold nor proxy nor a directory"),
+        (["--reward", "nowhere/at/all"], "none of gold, solved, proxy and not a directory"),
     ],
 )
 def test_bad_grpo_input_is_one_line(tmp_path, capsys, argv, message):

@@ -18,7 +18,7 @@ from forethought.lm.artifacts.finetune import LoraSettings
 from forethought.lm.artifacts.shipped import SHIPPED
 from forethought.runtime import check_device
 
-REWARDS = ("gold", "proxy")
+REWARDS = ("gold", "solved", "proxy")
 """Named training rewards; any other value is read as the path of a sequence classifier."""
 
 
@@ -39,7 +39,7 @@ class GRPOConfig:
     train_prompts: int = 2000
     """Distinct training prompts, drawn in a seeded shuffle and revisited after an epoch."""
     reward: str = "gold"
-    """Training reward: gold (the verifier), proxy (the shipped proxy reward model), or the path of any Hugging Face sequence classifier."""
+    """Training reward: gold (the verifier, with partial credit), solved (the verifier's pass/fail: 1 for a solved answer, else 0), proxy (the shipped proxy reward model), or the path of any Hugging Face sequence classifier."""
     tuning: Literal["full", "lora"] = "full"
     """Update every weight, or a LoRA adapter (PEFT) on every linear layer."""
     lr: float = 1e-4
@@ -120,7 +120,7 @@ class GRPOConfig:
         if self.reward not in REWARDS and not Path(self.reward).is_dir():
             raise ConfigError(
                 "reward",
-                f"{self.reward!r} is neither {' nor '.join(REWARDS)} nor a directory holding a "
+                f"{self.reward!r} is none of {', '.join(REWARDS)} and not a directory holding a "
                 "sequence classifier saved with save_pretrained",
             )
         check_device(self.device)

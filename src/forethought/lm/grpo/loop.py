@@ -38,10 +38,11 @@ from forethought.lm.budget import TrainingLedger
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.grpo.config import REWARDS, GRPOConfig
 from forethought.lm.grpo.rundir import GRPORunDir
-from forethought.lm.rewards import ClassifierReward, Scorer
+from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
 from forethought.lm.selftrain.config import step_seed
 from forethought.lm.selftrain.evaluation import evaluate_policy
 from forethought.lm.selftrain.loop import make_prompts, refit_value
+from forethought.lm.tasks import countdown
 from forethought.lm.value import make_value
 from forethought.storage import atomic_write_bytes, atomic_write_text
 
@@ -73,10 +74,17 @@ class BookedReward:
         return self.scorer(cands).tolist()
 
 
+def solved(prompt: str, response: str) -> float:
+    """The verifier without partial credit: 1.0 for a solved answer, 0.0 otherwise."""
+    return float(countdown.score(prompt, response) == 1.0)
+
+
 def training_reward(cfg: GRPOConfig, proxy: Scorer, gold: Scorer) -> Scorer:
     """The reward GRPO maximises: the gold verifier, the proxy, or a classifier from a path."""
     if cfg.reward == "gold":
         return gold
+    if cfg.reward == "solved":
+        return FunctionReward(solved, name="pass/fail verifier")
     if cfg.reward == "proxy":
         return proxy
     return ClassifierReward.from_pretrained(
@@ -263,6 +271,7 @@ class _Checkpoints(TrainerCallback):
         self.runner, self.ledger = runner, ledger
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.ledger.optimizer_steps = state.global_step
         self.runner.report("training", state.global_step, state.max_steps)
         if state.global_step >= state.max_steps:
             control.should_save = True  # the last step is always checkpointed and evaluated
@@ -286,7 +295,6 @@ class _Checkpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         step = state.global_step
-        self.ledger.optimizer_steps = step
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             self.runner.evaluate(step, self.runner.policy_at(step), self.ledger)
