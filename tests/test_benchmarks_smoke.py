@@ -145,3 +145,26 @@ def test_offline_and_ope_quick(tmp_path):
     ope = run_quick("ope.py", tmp_path / "ope.json")
     for tier in ("medium-expert", "medium"):
         assert set(ope["datasets"][tier]["summary"]) == {"model", "fqe"}
+
+
+def test_lm_arms_quick(tmp_path):
+    """GRPO (gold, pass/fail, proxy), expert iteration and the hybrid grid, end to end on the
+    shipped Countdown models, with the compute ledger behind every configuration."""
+    out = tmp_path / "lm_arms.json"
+    command = [sys.executable, str(BENCHMARKS / "lm_arms.py"), "--quick", "--out", str(out),
+               "--runs", str(tmp_path / "runs")]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    for arm in ("grpo", "solved", "proxy", "selftrain"):
+        curve = data[arm]["0"]["curve"]
+        assert curve[0]["ledger"]["optimizer_steps"] == 0 and positive(
+            curve[-1]["ledger"]["tokens"]
+        )
+    assert set(data["hybrid"]) == {"base", "grpo", "expert iteration", "grpo (pass/fail)"}
+    assert data["hybrid_training_tokens"]["base"] == 0
+    configs = data["configurations"]
+    assert {c["method"] for c in configs} == {"plain", "bon", "lookahead", "prune", "beam"}
+    assert all(c["t"] <= max(c["budget"], 24) for c in configs)  # no search overspent
+    assert {row["served"] for row in data["decision"]} == {100, 1_000, 10_000, 100_000, 1_000_000}
+    assert (tmp_path / "lm_arms.png").stat().st_size > 0

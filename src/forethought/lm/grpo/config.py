@@ -30,7 +30,7 @@ class GRPOConfig:
     """Built-in task whose prompts, verifier and shipped models are used."""
     seed: int = 0
     """Seed for training prompts, sampling and (with --tuning lora) the adapter's initialisation."""
-    steps: int = 200
+    steps: int = 300
     """Optimizer steps; each samples --generations completions for --prompts-per-step prompts."""
     prompts_per_step: int = 8
     """Training prompts per step (the group count)."""
