@@ -210,13 +210,14 @@ def configurations(result: dict) -> list[dict]:
     return rows
 
 
-def decision(configs: list[dict]) -> list[dict]:
-    """For P prompts served and B tokens per prompt: the best configuration that fits."""
+def decision(configs: list[dict], key: str = "gold") -> list[dict]:
+    """For P prompts served and B tokens per prompt: the configuration with the highest `key`
+    (mean gold with partial credit, or pass1: the share solved) among those that fit."""
     table = []
     for served in SERVED:
         for budget in PER_PROMPT_BUDGETS:
             fits = [c for c in configs if c["T"] / served + c["t"] <= budget]
-            best = max(fits, key=lambda c: c["gold"], default=None)
+            best = max(fits, key=lambda c: c[key], default=None)
             table.append({"served": served, "tokens_per_prompt": budget, "best": best})
     return table
 
@@ -360,6 +361,7 @@ def summarize(args, seeds, arms: dict[str, dict[int, Path]], st_paths, hybrid_js
         result["hybrid_plain"] = {k: r["plain"] for k, r in last.items()}
         result["configurations"] = configurations(result)
         result["decision"] = decision(result["configurations"])
+        result["decision_solved"] = decision(result["configurations"], "pass1")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
