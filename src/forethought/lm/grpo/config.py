@@ -8,14 +8,14 @@ so both arms are judged by the same code on the same prompts.
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from forethought.errors import ConfigError, DataError
+from forethought.errors import ConfigError
 from forethought.lm.artifacts.finetune import LoraSettings
 from forethought.lm.artifacts.shipped import SHIPPED
+from forethought.lm.selftrain.config import check_fields, config_from_dict
 from forethought.runtime import check_device
 
 REWARDS = ("gold", "solved", "proxy")
@@ -76,25 +76,9 @@ class GRPOConfig:
     """Torch device, e.g. cpu or cuda."""
 
     def validate(self) -> GRPOConfig:
-        hints = typing.get_type_hints(GRPOConfig)
-        for f in fields(self):
-            allowed = typing.get_args(hints[f.name]) if "Literal" in str(hints[f.name]) else ()
-            if allowed and getattr(self, f.name) not in allowed:
-                raise ConfigError(f.name, f"must be one of {', '.join(allowed)}")
-        for name in (
-            "steps",
-            "prompts_per_step",
-            "train_prompts",
-            "eval_every",
-            "eval_prompts",
-            "value_prompts",
-            "samples",
-            "lora_r",
-            "lora_alpha",
-            "max_new_tokens",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
+        check_fields(self, ("steps", "prompts_per_step", "train_prompts", "eval_every",
+                            "eval_prompts", "value_prompts", "samples", "lora_r", "lora_alpha",
+                            "max_new_tokens"))  # fmt: skip
         if self.generations < 2:
             raise ConfigError(
                 "generations",
@@ -129,21 +113,7 @@ class GRPOConfig:
     @classmethod
     def from_dict(cls, data: Any, source: Path) -> GRPOConfig:
         """The config saved in a run directory; anything else is a one-line error naming it."""
-        if not isinstance(data, dict):
-            raise DataError(f"{source} does not hold a configuration object")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise DataError(
-                f"{source} is not a GRPO run's configuration (unknown fields: "
-                f"{', '.join(unknown[:5])})"
-            )
-        try:
-            return cls(**data).validate()
-        except (TypeError, ValueError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(
-                f"{source} is damaged ({reason}); restore it or start a new run"
-            ) from None
+        return config_from_dict(cls, data, source, "a GRPO run's")
 
     def replace(self, **changes: Any) -> GRPOConfig:
         return dataclasses.replace(self, **changes).validate()

@@ -86,15 +86,8 @@ class SelfTrainConfig:
     """Torch device, e.g. cpu or cuda."""
 
     def validate(self) -> SelfTrainConfig:
-        hints = typing.get_type_hints(SelfTrainConfig)
-        for f in fields(self):
-            allowed = typing.get_args(hints[f.name]) if "Literal" in str(hints[f.name]) else ()
-            if allowed and getattr(self, f.name) not in allowed:
-                raise ConfigError(f.name, f"must be one of {', '.join(allowed)}")
         positive = ("train_prompts", "eval_prompts", "value_prompts", "samples", "top_k")
-        for name in (*positive, "max_per_prompt", "lora_r", "lora_alpha", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
+        check_fields(self, (*positive, "max_per_prompt", "lora_r", "lora_alpha", "batch_size"))
         if self.iterations < 0:
             raise ConfigError("iterations", f"must be >= 0, got {self.iterations}")
         if self.lr <= 0 or self.epochs <= 0:
@@ -118,29 +111,12 @@ class SelfTrainConfig:
     @classmethod
     def from_dict(cls, data: Any, source: Path) -> SelfTrainConfig:
         """The config saved in a run directory; anything else is a one-line error naming it."""
-        if not isinstance(data, dict):
-            raise DataError(f"{source} does not hold a configuration object")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            hint = (
-                "; it looks like a control run: continue it with `forethought train --resume DIR`"
-                if "env" in data
-                else ""
-            )
-            raise DataError(
-                f"{source} is not a self-training run's configuration (unknown fields: "
-                f"{', '.join(unknown[:5])}){hint}"
-            )
-        try:
-            return cls(**data).validate()
-        except (TypeError, ValueError) as err:
-            if isinstance(err, ConfigError):
-                reason = str(err)
-            else:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(
-                f"{source} is damaged ({reason}); restore it or start a new run"
-            ) from None
+        hint = (
+            "; it looks like a control run: continue it with `forethought train --resume DIR`"
+            if isinstance(data, dict) and "env" in data
+            else ""
+        )
+        return config_from_dict(cls, data, source, "a self-training run's", hint)
 
     def replace(self, **changes: Any) -> SelfTrainConfig:
         return dataclasses.replace(self, **changes).validate()
@@ -158,6 +134,38 @@ class SelfTrainConfig:
     @property
     def assets_dir(self) -> Path:
         return Path(self.assets) if self.assets else SHIPPED
+
+
+def check_fields(config: Any, at_least_one: tuple[str, ...]) -> None:
+    """Every Literal field holds one of its choices; every field named is at least 1."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        allowed = typing.get_args(hints[f.name]) if "Literal" in str(hints[f.name]) else ()
+        if allowed and getattr(config, f.name) not in allowed:
+            raise ConfigError(f.name, f"must be one of {', '.join(allowed)}")
+    for name in at_least_one:
+        if getattr(config, name) < 1:
+            raise ConfigError(name, f"must be at least 1, got {getattr(config, name)}")
+
+
+def config_from_dict(cls, data: Any, source: Path, what: str, hint: str = ""):
+    """A config dataclass from a run directory's config.json, validated; anything else is a
+    one-line error naming the file (`what`: whose configuration it should have been)."""
+    if not isinstance(data, dict):
+        raise DataError(f"{source} does not hold a configuration object")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise DataError(
+            f"{source} is not {what} configuration (unknown fields: {', '.join(unknown[:5])}){hint}"
+        )
+    try:
+        return cls(**data).validate()
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            reason = str(err)
+        else:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{source} is damaged ({reason}); restore it or start a new run") from None
 
 
 def step_seed(seed: int, iteration: int, step: str) -> int:
