@@ -222,6 +222,10 @@ def decision(configs: list[dict], key: str = "gold") -> list[dict]:
     return table
 
 
+COLOURS = {"base": "grey", "grpo": "C0", "expert iteration": "C1", "grpo (pass/fail)": "C2",
+           "grpo (proxy)": "C3"}  # fmt: skip
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -236,8 +240,11 @@ def plot(result: dict, path: Path) -> None:
         pts = result.get(key)
         if pts:
             x = [p["tokens"] for p in pts]
-            line = ax.plot(x, [p["plain"]["gold"] for p in pts], "o-", label=f"{arm}: gold")
-            ax.plot(x, [p["plain"]["pass1"] for p in pts], ":", color=line[0].get_color(),
+            colour = COLOURS[{"GRPO (gold)": "grpo", "expert iteration": "expert iteration",
+                              "GRPO (pass/fail)": "grpo (pass/fail)",
+                              "GRPO (proxy)": "grpo (proxy)"}[arm]]  # fmt: skip
+            ax.plot(x, [p["plain"]["gold"] for p in pts], "o-", color=colour, label=f"{arm}: gold")
+            ax.plot(x, [p["plain"]["pass1"] for p in pts], ":", color=colour,
                     label=f"{arm}: pass@1")  # fmt: skip
     ax.set_xlabel("training tokens")
     ax.set_title("held-out plain sampling against training tokens (mean over seeds)", fontsize=9)
@@ -247,7 +254,7 @@ def plot(result: dict, path: Path) -> None:
         for name in result.get("hybrid", {}):
             cs = [c for c in configs if c["policy"] == name]
             xs = [c["T"] / served + c["t"] for c in cs]
-            ax.scatter(xs, [c["gold"] for c in cs], label=name, s=22)
+            ax.scatter(xs, [c["gold"] for c in cs], label=name, s=22, color=COLOURS.get(name))
             for c, x in zip(cs, xs, strict=True):
                 ax.annotate(f"{c['method']}@{c['budget']}" if c["budget"] else "plain",
                             (x, c["gold"]), fontsize=5)  # fmt: skip
