@@ -7,20 +7,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forethought.errors import ConfigError
-from forethought.lm import Budget, FunctionReward, beam_search, best_of_n, lookahead, prune
+from forethought.lm import (
+    Budget,
+    FunctionReward,
+    beam_search,
+    best_of_n,
+    dvts,
+    lookahead,
+    mcts,
+    prune,
+)
 from forethought.lm.rewards import RuleGated
 
 MAX_NEW = 10
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     derandomize=True,  # CI must not flake; widen max_examples locally to hunt for new cases
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    method=st.sampled_from(["bon", "lookahead", "prune", "beam"]),
+    method=st.sampled_from(["bon", "lookahead", "prune", "beam", "dvts", "mcts"]),
     tokens=st.integers(1, 160),
     calls=st.one_of(st.none(), st.integers(0, 30)),
     value_calls=st.one_of(st.none(), st.integers(0, 30)),
@@ -50,6 +59,18 @@ def test_no_strategy_exceeds_its_budget(
             partial = RuleGated(lambda p, r: float("=" in r), rm) if gated else None
             res = prune(
                 gen, rm, prompt, budget, max_new_tokens=MAX_NEW, chunk=chunk, partial=partial
+            )
+        elif method in ("dvts", "mcts"):
+            search = dvts if method == "dvts" else mcts
+            res = search(
+                gen,
+                rm,
+                value,
+                prompt,
+                budget,
+                max_new_tokens=MAX_NEW,
+                step_delimiters=delims,
+                step_tokens=chunk,
             )
         else:
             res = beam_search(

@@ -13,7 +13,7 @@ LAYERS = [
     {"budget", "hub", "tasks"},
     {"generator"},
     {"rewards"},
-    {"value", "search"},
+    {"value", "prm", "search"},
     {"artifacts"},
     {"compare", "selftrain"},
     {"grpo"},

@@ -8,7 +8,15 @@ forethought[lm]`).
 from forethought.lm.budget import Account, Budget, BudgetExceeded, Spend
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
-from forethought.lm.search import SearchResult, beam_search, best_of_n, lookahead, prune
+from forethought.lm.search import (
+    SearchResult,
+    beam_search,
+    best_of_n,
+    dvts,
+    lookahead,
+    mcts,
+    prune,
+)
 
 __all__ = [
     "Account",
@@ -23,6 +31,8 @@ __all__ = [
     "Spend",
     "beam_search",
     "best_of_n",
+    "dvts",
     "lookahead",
+    "mcts",
     "prune",
 ]

@@ -23,6 +23,7 @@ from rich.console import Console
 from forethought.errors import ConfigError
 from forethought.lm.artifacts.pretrain import PretrainConfig
 from forethought.lm.artifacts.shipped import SHIPPED
+from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
 from forethought.runtime import check_device, configure_threads
@@ -36,6 +37,7 @@ DESCRIPTION = (
 Method = Literal["bon", "lookahead", "prune", "beam"]
 ValueKind = Literal["model", "hidden", "minilm"]
 Process = Literal["value", "proxy", "legal+value", "legal+proxy"]
+TaskName = Literal["countdown", "countdown-hard"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
 RESUME_OVERRIDES = ("iterations", "device")
@@ -141,6 +143,10 @@ class TrainRewardCommand:
 
     out: Path = MODELS_OUT
     """Directory of the models (the shipped ones are written only with --overwrite-shipped)."""
+    task: TaskName = "countdown"
+    """Countdown setting: 'countdown' (3-4 numbers) or 'countdown-hard' (5-6 numbers, 4-5 steps); train-reward reads it from --out/meta.json when that exists."""
+    half: bool = False
+    """Save the weights as float16 (half the disk; loaded back as float32 on CPU)."""
     proxy_steps: int = PretrainConfig.proxy_steps
     """Proxy reward optimiser steps."""
     value_model_steps: int = PretrainConfig.value_model_steps
@@ -159,6 +165,32 @@ class TrainGeneratorCommand(TrainRewardCommand):
 
     gen_steps: int = PretrainConfig.gen_steps
     """Generator optimiser steps."""
+
+
+@dataclass(frozen=True)
+class TrainPrmCommand:
+    """Train a process reward model on the generator in --out/generator/ from Monte-Carlo step labels (each step prefix of a policy sample is labelled with the fraction of --rollouts continuations that end solved; no hand rule), into --out/prm/, and report its step-label accuracy and calibration on held-out prompts in --out/prm.json."""
+
+    out: Path = MODELS_OUT
+    """Directory of the models (the shipped ones are written only with --overwrite-shipped)."""
+    problems: int = PRMConfig.problems
+    """Training problems whose policy samples are labelled."""
+    samples: int = PRMConfig.samples
+    """Policy samples per problem."""
+    rollouts: int = PRMConfig.rollouts
+    """Continuations per step prefix (the k of the Monte-Carlo label)."""
+    steps: int = PRMConfig.steps
+    """Optimiser steps."""
+    eval_problems: int = PRMConfig.eval_problems
+    """Held-out problems for accuracy and calibration."""
+    seed: int = 0
+    """Seed for problems, sampling and initialisation."""
+    half: bool = False
+    """Save the weights as float16 (loaded back as float32 on CPU)."""
+    threads: int = 1
+    """Torch CPU threads (0: torch's default of one per core)."""
+    overwrite_shipped: bool = False
+    """Allow --out to be the models shipped inside the package (adds prm/ next to them)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +229,7 @@ COMMANDS: dict[str, type] = {
     "explain": ExplainCommand,
     "train-generator": TrainGeneratorCommand,
     "train-reward": TrainRewardCommand,
+    "train-prm": TrainPrmCommand,
     "selftrain": SelftrainCommand,
     "grpo": GrpoCommand,
 }
@@ -211,6 +244,7 @@ def run(command, console: Console) -> int:
         ExplainCommand: _explain,
         TrainGeneratorCommand: _train,
         TrainRewardCommand: _train,
+        TrainPrmCommand: _train_prm,
         SelftrainCommand: _selftrain,
         GrpoCommand: _grpo,
     }[type(command)]
@@ -525,7 +559,8 @@ def _train(cmd: TrainRewardCommand, console: Console) -> int:
     if not generator and not (out / "generator").is_dir():
         raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
     configure_threads(cmd.threads)
-    overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps}
+    overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps, "half": cmd.half}
+    overrides["task"] = cmd.task if generator else _assets_task(out, cmd.task)
     overrides["value_model_steps"] = cmd.value_model_steps
     if generator:
         overrides["gen_steps"] = cmd.gen_steps
@@ -557,6 +592,44 @@ def _train(cmd: TrainRewardCommand, console: Console) -> int:
     write_json(out / "meta.json", meta)
     _say(console, f"models written to {out} in {time.time() - start:.0f}s")
     return 0
+
+
+def _train_prm(cmd: TrainPrmCommand, console: Console) -> int:
+    from forethought.lm.artifacts.train_prm import run_train_prm
+
+    out = _models_out(cmd)
+    if not (out / "generator").is_dir():
+        raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
+    for name in ("problems", "samples", "rollouts", "steps", "eval_problems"):
+        if getattr(cmd, name) < 1:
+            raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
+    configure_threads(cmd.threads)
+    cfg = PRMConfig(
+        problems=cmd.problems,
+        samples=cmd.samples,
+        rollouts=cmd.rollouts,
+        steps=cmd.steps,
+        eval_problems=cmd.eval_problems,
+        seed=cmd.seed,
+    )
+    start = time.time()
+    report = run_train_prm(out, cfg, half=cmd.half, log=lambda line: _say(console, line))
+    held = report["held_out"]["all"]
+    _say(
+        console,
+        f"PRM written to {out / 'prm'} in {time.time() - start:.0f}s; held-out step labels: "
+        f"accuracy {held['accuracy']:.3f} (majority {held['majority_baseline']:.3f}), Brier "
+        f"{held['brier']:.4f}, ECE {held['ece']:.4f}, Spearman {held['spearman']:.3f} "
+        f"({out / 'prm.json'})",
+    )
+    return 0
+
+
+def _assets_task(root: Path, given: str) -> str:
+    """The task the models under `root` were trained on (meta.json), else `given`."""
+    from forethought.lm.artifacts.shipped import task_of
+
+    return task_of(root).name if (root / "meta.json").exists() else given
 
 
 def _models_out(cmd: TrainRewardCommand) -> Path:

@@ -47,6 +47,10 @@ class Candidate:
     cap: int | None = None
     """Most tokens this response may have (the max_new_tokens it was started with)."""
     meta: dict = field(default_factory=dict, compare=False)
+    logprob: float = field(default=0.0, compare=False)
+    """Log-probability of `token_ids` under the sampling distribution (temperature and top-k
+    applied), summed over tokens: a tree search's prior of a step is the difference between a
+    child's and its parent's."""
 
 
 class _StopAfterToken(StoppingCriteria):
@@ -99,7 +103,11 @@ class Generator:
         """Load a hub name or a local directory through transformers' own loader; a path that
         holds no causal LM is a one-line error naming `flag`."""
         model = hub.from_pretrained(
-            AutoModelForCausalLM.from_pretrained, name_or_path, flag=flag, what="generator"
+            AutoModelForCausalLM.from_pretrained,
+            name_or_path,
+            flag=flag,
+            what="generator",
+            **hub.load_dtype(device),
         )
         tokenizer = hub.from_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, flag=flag, what="tokenizer"
@@ -175,18 +183,19 @@ class Generator:
             for lo in range(0, len(rows), self.batch_size):
                 chunk = rows[lo : lo + self.batch_size]
                 new = self._sample([candidates[i] for i in chunk], cap, stop_ids)
-                for i, toks in zip(chunk, new, strict=True):
-                    out[i] = self._append(candidates[i], toks)
+                for i, (toks, logprob) in zip(chunk, new, strict=True):
+                    out[i] = self._append(candidates[i], toks, logprob)
                     account.charge_tokens(len(toks))
         return out
 
-    def _append(self, cand: Candidate, toks: list[int]) -> Candidate:
+    def _append(self, cand: Candidate, toks: list[int], logprob: float) -> Candidate:
         ids = cand.token_ids + tuple(toks)
         finished = bool(toks) and toks[-1] == self.eos_id
         if cand.cap is not None and len(ids) >= cand.cap:
             finished = True
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return replace(cand, token_ids=ids, text=text, finished=finished)
+        logprob = cand.logprob + logprob
+        return replace(cand, token_ids=ids, text=text, finished=finished, logprob=logprob)
 
     def _batch(self, cands: list[Candidate]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded `R x T` input ids and attention mask for prompt + tokens so far."""
@@ -204,11 +213,12 @@ class Generator:
     @torch.no_grad()
     def _sample(
         self, cands: list[Candidate], max_new_tokens: int, stop_ids: set[int] | None
-    ) -> list[list[int]]:
+    ) -> list[tuple[list[int], float]]:
+        """Sampled tokens of each row and their summed log-probability."""
         ids, mask = self._batch(cands)
         max_new_tokens = min(max_new_tokens, self.context_window - ids.shape[1])
         if max_new_tokens < 1:
-            return [[] for _ in cands]
+            return [([], 0.0) for _ in cands]
         kwargs = {}
         if (
             self.share_prompt_cache
@@ -233,16 +243,22 @@ class Generator:
             max_new_tokens=max_new_tokens,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_id,
+            output_scores=True,
+            return_dict_in_generate=True,
             **kwargs,
         )
-        new = seq[:, ids.shape[1] :].tolist()  # R x <=max_new_tokens
+        # Log-probabilities of the sampled tokens under the processed (sampling) distribution.
+        token_logprobs = self.model.compute_transition_scores(
+            seq.sequences, seq.scores, normalize_logits=True
+        )  # R x <=max_new_tokens
+        new = seq.sequences[:, ids.shape[1] :].tolist()  # R x <=max_new_tokens
         ends = {self.eos_id} | (stop_ids or set())
         kept = []
-        for row in new:
+        for row, logprobs in zip(new, token_logprobs.tolist(), strict=True):
             # Keep tokens up to and including the first EOS or step delimiter: whatever follows
             # is padding written after the row stopped, which was never sampled for it.
             cut = next((j + 1 for j, t in enumerate(row) if t in ends), len(row))
-            kept.append(row[:cut])
+            kept.append((row[:cut], float(sum(logprobs[:cut]))))
         return kept
 
     def _shared_cache(self, context: torch.Tensor, rows: int):

@@ -50,7 +50,15 @@ def from_pretrained(
         ) from err
 
 
-def classifier_from_pretrained(name_or_path: str, *, flag: str, what: str):
+def load_dtype(device: str) -> dict[str, Any]:
+    """Keyword arguments that load weights as float32 on CPU, whatever dtype they were saved in
+    (float16 matmuls on a CPU are slow or unsupported); other devices keep the saved dtype."""
+    import torch
+
+    return {"dtype": torch.float32} if str(device).startswith("cpu") else {}
+
+
+def classifier_from_pretrained(name_or_path: str, *, flag: str, what: str, device: str = "cpu"):
     """A sequence classifier whose score head was trained: a checkpoint without one (a causal
     LM, say) would get a freshly initialised head, and its scores would be noise."""
     from transformers import AutoModelForSequenceClassification
@@ -61,6 +69,7 @@ def classifier_from_pretrained(name_or_path: str, *, flag: str, what: str):
         flag=flag,
         what=what,
         output_loading_info=True,
+        **load_dtype(device),
     )
     missing = sorted(info.get("missing_keys", ()))
     if missing:

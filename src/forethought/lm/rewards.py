@@ -94,7 +94,8 @@ class ClassifierReward(Scorer):
         """Load a sequence classifier by hub name or local path. A checkpoint without a trained
         score head (a causal LM, say) is refused: its head would be random and its scores noise."""
         what = kwargs.get("name", "reward model")
-        model = hub.classifier_from_pretrained(name_or_path, flag=flag, what=what)
+        device = kwargs.get("device", "cpu")
+        model = hub.classifier_from_pretrained(name_or_path, flag=flag, what=what, device=device)
         tokenizer = hub.from_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, flag=flag, what="tokenizer"
         )

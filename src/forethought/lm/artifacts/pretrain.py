@@ -33,6 +33,8 @@ from forethought.lm.value import make_value, prefix_dataset
 class PretrainConfig:
     """Sizes and schedule for the shipped Countdown generator and proxy reward."""
 
+    task: str = "countdown"
+    """Built-in Countdown setting the models learn (see `countdown.TASKS`)."""
     seed: int = 0
     """Seed for problems, demonstrations, initialisation and sampling."""
     train_problems: int = 20_000
@@ -62,8 +64,18 @@ class PretrainConfig:
     lr: float = 2e-3
     context: int = 64
     """Context window of both models (prompts <= 10 and answers <= 19 tokens)."""
-    max_new_tokens: int = 24
-    """Answer length cap used when sampling for the proxy's training data."""
+    max_new_tokens: int | None = None
+    """Answer length cap used when sampling training data (None: the task's own cap)."""
+    half: bool = False
+    """Save weights as float16 (half the disk; loaders upcast to float32 on CPU)."""
+
+    @property
+    def countdown(self) -> countdown.CountdownTask:
+        return countdown.get_task(self.task)
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.max_new_tokens or self.countdown.max_new_tokens
 
 
 def _gpt2_config(tok, cfg: PretrainConfig, layers: int, width: int) -> GPT2Config:
@@ -97,9 +109,12 @@ def _update(opt, sched, loss: torch.Tensor, clip: torch.nn.Module | None = None)
     sched.step()
 
 
-def _save(model, tok, out_dir: Path) -> Path:
-    """Model and tokenizer to `out_dir` with `save_pretrained`, loadable by `from_pretrained`."""
+def _save(model, tok, out_dir: Path, half: bool = False) -> Path:
+    """Model and tokenizer to `out_dir` with `save_pretrained`, loadable by `from_pretrained`;
+    `half` stores float16 weights (the loaders upcast them to float32 on CPU)."""
     model.eval()
+    if half:
+        model = model.half()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
@@ -111,7 +126,7 @@ def train_generator(out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     tok = countdown_tokenizer()
-    problems = countdown.make_problems(cfg.train_problems, seed=cfg.seed)
+    problems = cfg.countdown.make_problems(cfg.train_problems, seed=cfg.seed)
     model = GPT2LMHeadModel(_gpt2_config(tok, cfg, cfg.gen_layers, cfg.gen_width))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.gen_steps)
@@ -122,7 +137,7 @@ def train_generator(out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
         ids, labels = [], []
         for p in batch:
             prompt = tok(p.prompt)["input_ids"]
-            answer = tok(countdown.demonstration(p, rng))["input_ids"] + [tok.eos_token_id]
+            answer = tok(cfg.countdown.demonstration(p, rng))["input_ids"] + [tok.eos_token_id]
             ids.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)  # no loss on the prompt
         x, y = _pad(ids, tok.pad_token_id), _pad(labels, -100)
@@ -130,10 +145,17 @@ def train_generator(out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
         _update(opt, sched, loss, clip=model)
         if step % 250 == 0 or step == cfg.gen_steps - 1:
             log(f"generator step {step:5d}  loss {loss.item():.3f}  {time.time() - start:.0f}s")
-    return _save(model, tok, out_dir)
+    return _save(model, tok, out_dir, cfg.half)
 
 
-def sample_labelled(gen_dir: Path, problems, per_problem: int, max_new_tokens: int, seed: int):
+def sample_labelled(
+    gen_dir: Path,
+    problems,
+    per_problem: int,
+    max_new_tokens: int,
+    seed: int,
+    task: countdown.CountdownTask = countdown.DEFAULT,
+):
     """Generator samples for `problems` with their gold scores: (candidates, scores)."""
     gen = Generator.from_pretrained(str(gen_dir))
     torch.manual_seed(seed)
@@ -142,7 +164,7 @@ def sample_labelled(gen_dir: Path, problems, per_problem: int, max_new_tokens: i
         account = Account(Budget(per_problem * max_new_tokens))
         for c in gen.generate(p.prompt, per_problem, max_new_tokens, account):
             cands.append(c)
-            scores.append(countdown.score(c.prompt, c.text))
+            scores.append(task.score(c.prompt, c.text))
     return cands, scores
 
 
@@ -150,21 +172,25 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
     """Train the proxy reward (regression on gold scores) on generator samples."""
     rng = random.Random(cfg.seed + 1)
     per_problem = 4
-    problems = countdown.make_problems(cfg.proxy_samples // per_problem, seed=cfg.seed + 1)
-    cands, scores = sample_labelled(gen_dir, problems, per_problem, cfg.max_new_tokens, cfg.seed)
+    problems = cfg.countdown.make_problems(cfg.proxy_samples // per_problem, seed=cfg.seed + 1)
+    cands, scores = sample_labelled(
+        gen_dir, problems, per_problem, cfg.answer_tokens, cfg.seed, cfg.countdown
+    )
     log(f"proxy data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
     texts = [c.prompt + c.text for c in cands]
     # Demonstrations on other problems widen coverage (solved answers are rare in samples).
-    for p in countdown.make_problems(cfg.proxy_demos, seed=cfg.seed + 3):
-        demo = countdown.demonstration(p, rng)
+    for p in cfg.countdown.make_problems(cfg.proxy_demos, seed=cfg.seed + 3):
+        demo = cfg.countdown.demonstration(p, rng)
         texts.append(p.prompt + demo)
-        scores.append(countdown.score(p.prompt, demo))
+        scores.append(cfg.countdown.score(p.prompt, demo))
     tok = countdown_tokenizer()
     texts = [tok(t)["input_ids"] for t in texts]
     if cfg.proxy_init == "generator":
         # The usual reward-model recipe: start from the policy's weights, which already encode
         # the task's format and some arithmetic; only the score head starts from scratch.
-        model = GPT2ForSequenceClassification.from_pretrained(str(gen_dir), num_labels=1)
+        model = GPT2ForSequenceClassification.from_pretrained(
+            str(gen_dir), num_labels=1, dtype=torch.float32
+        )
     else:
         config = _gpt2_config(tok, cfg, cfg.proxy_layers, cfg.proxy_width)
         config.num_labels = 1  # a single regression output: the predicted gold score
@@ -183,7 +209,7 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
         _update(opt, sched, loss)
         if step % 250 == 0 or step == cfg.proxy_steps - 1:
             log(f"proxy step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
-    return _save(model, tok, out_dir)
+    return _save(model, tok, out_dir, cfg.half)
 
 
 def train_value_model(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
@@ -195,15 +221,19 @@ def train_value_model(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=pri
     scoring a prefix reads the head at its last token, exactly as a reward model scores a full
     answer, so it loads and runs through `ClassifierReward` like any hub reward model.
     """
-    problems = countdown.make_problems(cfg.value_model_problems, seed=cfg.seed + 4)
-    cands, scores = sample_labelled(gen_dir, problems, 8, cfg.max_new_tokens, cfg.seed + 4)
+    problems = cfg.countdown.make_problems(cfg.value_model_problems, seed=cfg.seed + 4)
+    cands, scores = sample_labelled(
+        gen_dir, problems, 8, cfg.answer_tokens, cfg.seed + 4, cfg.countdown
+    )
     log(f"value model data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
     tok = AutoTokenizer.from_pretrained(str(gen_dir))
     rows = []  # (prompt + answer ids without EOS, prompt length, final gold score)
     for c, y in zip(cands, scores, strict=True):
         answer = [t for t in c.token_ids if t != tok.eos_token_id]
         rows.append((list(c.prompt_ids) + answer, len(c.prompt_ids), y))
-    model = GPT2ForSequenceClassification.from_pretrained(str(gen_dir), num_labels=1)
+    model = GPT2ForSequenceClassification.from_pretrained(
+        str(gen_dir), num_labels=1, dtype=torch.float32
+    )
     torch.manual_seed(cfg.seed + 4)
     rng = random.Random(cfg.seed + 4)
     lr, steps = cfg.value_model_lr, cfg.value_model_steps
@@ -228,7 +258,7 @@ def train_value_model(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=pri
         _update(opt, sched, loss, clip=model)
         if step % 500 == 0 or step == steps - 1:
             log(f"value model step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
-    return _save(model, tok, out_dir)
+    return _save(model, tok, out_dir, cfg.half)
 
 
 def fit_values(
@@ -239,8 +269,10 @@ def fit_values(
     Problems come from their own seed, so they are disjoint in expectation from the proxy's and
     the evaluation's. Returns the chosen ridge alphas (for meta.json).
     """
-    problems = countdown.make_problems(cfg.value_problems, seed=cfg.seed + 2)
-    cands, scores = sample_labelled(root / "generator", problems, 8, cfg.max_new_tokens, cfg.seed)
+    problems = cfg.countdown.make_problems(cfg.value_problems, seed=cfg.seed + 2)
+    cands, scores = sample_labelled(
+        root / "generator", problems, 8, cfg.answer_tokens, cfg.seed, cfg.countdown
+    )
     gen = Generator.from_pretrained(str(root / "generator"))
     prefixes, targets = prefix_dataset(gen, cands, scores)
     log(f"value data: {len(cands)} samples -> {len(prefixes)} prefixes")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
 from forethought.lm.tasks import countdown
 from forethought.lm.value import RIDGE_KINDS, make_value
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "countdown"
-"""The models installed with the package (package data `lm/assets/**/*`); never written by a
-command unless it is asked to with `--overwrite-shipped`."""
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED = ASSETS / "countdown"
+"""The models installed with the package (package data `lm/assets/**/*`), one directory per
+built-in task (`assets/<task name>`); never written by a command unless it is asked to with
+`--overwrite-shipped`."""
 VALUE_KINDS = ("model", *RIDGE_KINDS)
 """'model': a fine-tuned transformer value model (the default, best ranked on held-out prompts);
 'hidden' and 'minilm': a ridge read-out on fixed features (refits in seconds)."""
@@ -40,6 +43,21 @@ class CountdownSuite:
     value: Scorer
     delimiters: set[int]
     """Token ids that end a step (for beam search)."""
+
+
+def shipped_root(task: str = "countdown") -> Path:
+    """The shipped models of the built-in task called `task`."""
+    return ASSETS / countdown.get_task(task).name
+
+
+def task_of(root: Path) -> countdown.CountdownTask:
+    """The Countdown setting the models under `root` were trained on (meta.json's config.task;
+    models without one predate the setting and use the default)."""
+    meta = Path(root) / "meta.json"
+    name = "countdown"
+    if meta.exists():
+        name = json.loads(meta.read_text()).get("config", {}).get("task", name)
+    return countdown.get_task(name)
 
 
 def check_dir(root: Path) -> Path:

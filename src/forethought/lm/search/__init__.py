@@ -1,8 +1,9 @@
 """Search strategies over text, each taking a budget and returning a `SearchResult`."""
 
-from forethought.lm.search.beam import beam_search
+from forethought.lm.search.beam import beam_search, dvts
 from forethought.lm.search.bon import best_of_n
-from forethought.lm.search.common import SearchResult
+from forethought.lm.search.common import SearchResult, vote
+from forethought.lm.search.step_tree import StepTree, mcts
 from forethought.lm.search.staged import Schedule, lookahead, prune, staged_search
 from forethought.lm.search.trace import NO_TRACE, Node, NullTrace, Trace
 
@@ -12,10 +13,14 @@ __all__ = [
     "NullTrace",
     "Schedule",
     "SearchResult",
+    "StepTree",
     "Trace",
     "beam_search",
     "best_of_n",
+    "dvts",
     "lookahead",
+    "mcts",
     "prune",
     "staged_search",
+    "vote",
 ]

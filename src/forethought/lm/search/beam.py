@@ -1,4 +1,7 @@
-"""Step-wise beam search with a process scorer.
+"""Step-wise beam search with a process scorer, and diverse verifier tree search (DVTS).
+
+Diverse verifier tree search (`dvts`) is the same loop with several independent beams of
+width one side by side.
 
 A response is a sequence of steps ending in a delimiter token (for Countdown, ';' after each
 equation). Each round, every live beam samples `expand` next steps; a process scorer (a value
@@ -37,13 +40,17 @@ def beam_search(
     expand: int = 4,
     step_tokens: int = 12,
     restarts: bool = True,
+    subtrees: int = 1,
+    method: str = "beam",
     trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
-    """Beam search over steps (`step_delimiters`: token ids ending a step); `trace` records."""
-    if width < 1 or expand < 1 or step_tokens < 1:
+    """Beam search over steps (`step_delimiters`: token ids ending a step); `trace` records.
+    With `subtrees` > 1, that many independent beam searches run side by side (see `dvts`)."""
+    if width < 1 or expand < 1 or step_tokens < 1 or subtrees < 1:
         raise ConfigError(
-            "beam",
-            f"width, expand and step_tokens must be >= 1, got {width}, {expand}, {step_tokens}",
+            method,
+            f"width, expand, step_tokens and subtrees must be >= 1, got {width}, {expand}, "
+            f"{step_tokens}, {subtrees}",
         )
     if not step_delimiters:
         raise ConfigError("step_delimiters", "give at least one token id that ends a step")
@@ -66,6 +73,7 @@ def beam_search(
             expand,
             step_tokens,
             trace,
+            subtrees,
         )
         calls_left = account.calls_left(reward.kind)
         if calls_left is not None:  # never reached when the reserve is right; kept as a guard
@@ -81,9 +89,46 @@ def beam_search(
     if not finalists:
         raise ConfigError(
             "budget",
-            "beam: no reward calls were left to score any candidate; raise budget.max_reward_calls",
+            f"{method}: no reward calls were left to score any candidate; raise "
+            "budget.max_reward_calls",
         )
-    return pick_best("beam", finalists, np.concatenate(scores), account, trace)
+    return pick_best(method, finalists, np.concatenate(scores), account, trace)
+
+
+def dvts(
+    generator: Generator,
+    reward: Scorer,
+    process: Scorer,
+    prompt: str,
+    budget: Budget,
+    *,
+    max_new_tokens: int,
+    step_delimiters: set[int],
+    subtrees: int = 4,
+    expand: int = 4,
+    step_tokens: int = 12,
+    restarts: bool = True,
+    trace: NullTrace = NO_TRACE,
+) -> SearchResult:
+    """Diverse verifier tree search: `subtrees` independent greedy step searches (each keeps
+    its one best of `expand` sampled next steps, by the process scorer), so one confident
+    early mistake of the scorer cannot take over every branch as it can in a single beam."""
+    return beam_search(
+        generator,
+        reward,
+        process,
+        prompt,
+        budget,
+        max_new_tokens=max_new_tokens,
+        step_delimiters=step_delimiters,
+        width=1,
+        expand=expand,
+        step_tokens=step_tokens,
+        restarts=restarts,
+        subtrees=subtrees,
+        method="dvts",
+        trace=trace,
+    )
 
 
 def _one_beam(
@@ -98,9 +143,12 @@ def _one_beam(
     expand,
     step_tokens,
     trace,
+    groups=1,
 ) -> list[Candidate]:
-    """One beam search from the empty answer; returns the pool for the final reward."""
-    beams = generator.start(prompt, 1, max_new_tokens)
+    """One beam search from the empty answer (`groups` independent ones side by side, each
+    keeping its own `width` best); returns the pool for the final reward."""
+    beams = generator.start(prompt, groups, max_new_tokens)
+    group = list(range(groups))  # which subtree each beam belongs to
     done: list[Candidate] = []
 
     def affordable(rows: int) -> bool:
@@ -122,6 +170,7 @@ def _one_beam(
         if fan < 1:
             break
         children = [b for b in beams for _ in range(fan)]
+        child_group = [g for g in group for _ in range(fan)]
         grown = generator.extend(
             children,
             step_tokens,
@@ -131,14 +180,26 @@ def _one_beam(
         )
         children = trace.grow(children, grown, step)
         done.extend(c for c in children if c.finished)
-        live = [c for c in children if not c.finished]
+        live = [i for i, c in enumerate(children) if not c.finished]
         if not live:
             return done
+        live_group = np.array([child_group[i] for i in live])
+        live = [children[i] for i in live]
         scores = process(live, account)  # R floats, one per extended partial
         trace.scored(live, scores, process, step)
-        order = np.argsort(-scores, kind="stable")[:width]
+        order = _top_per_group(scores, live_group, width)
         trace.pruned(live, order, step)
-        beams = [live[i] for i in order]
+        beams, group = [live[i] for i in order], [int(live_group[i]) for i in order]
         step += 1
     # Beams cut off by the budget are scored as they are: partial answers still compete.
     return done + [b for b in beams if b.token_ids]
+
+
+def _top_per_group(scores: np.ndarray, groups: np.ndarray, width: int) -> list[int]:
+    """Indices of the `width` best scores within each group (ties: earliest), groups in order."""
+    keep = []
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        best = np.argsort(-scores[members], kind="stable")[:width]
+        keep.extend(int(i) for i in members[best])
+    return keep

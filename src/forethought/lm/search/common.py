@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -72,3 +73,25 @@ def pick_best(
 def score_final(reward: Scorer, cands: list[Candidate], account: Account) -> np.ndarray:
     """Final reward on complete candidates (`R` floats), charged to the account."""
     return reward(cands, account)
+
+
+def vote(result: SearchResult, answer: Callable[[str], object]) -> SearchResult:
+    """Weighted majority vote over the final answers of `result`'s finalists: the answer whose
+    finalists' scores sum highest wins, and its best-scored finalist is the pick (ties: the
+    earliest). Scores are the weights, so they should be non-negative (PRM probabilities are);
+    the vote re-reads what the search already scored and spends nothing."""
+    if not result.finalists:
+        return result
+    keys = [answer(c.text) for c in result.finalists]
+    weight: dict[object, float] = {}
+    for k, s in zip(keys, result.finalist_scores, strict=True):
+        weight[k] = weight.get(k, 0.0) + max(float(s), 0.0)
+    winner = max(weight, key=weight.get)  # first key reaching the maximum
+    members = [i for i, k in enumerate(keys) if k == winner]
+    best = max(members, key=lambda i: result.finalist_scores[i])
+    return replace(
+        result,
+        method=result.method,
+        pick=result.finalists[best],
+        score=float(result.finalist_scores[best]),
+    )

@@ -1,0 +1,238 @@
+"""Train a process reward model from Monte-Carlo step labels (Math-Shepherd), no hand rule.
+
+    1. sample `samples` answers per training problem from the generator;
+    2. for each step prefix of each answer (cut after a step delimiter), sample `rollouts`
+       continuations; the prefix's label is the fraction of them the gold verifier calls solved;
+    3. fine-tune a copy of the generator with a one-logit head: binary cross-entropy between
+       the head at every step end and that step's label, all steps of an answer in one pass.
+
+Held-out problems are labelled the same way; `evaluate_prm` reports step-label accuracy,
+calibration (Brier score, expected calibration error) and rank correlation, by step.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+from transformers import AutoTokenizer, GPT2ForSequenceClassification
+
+from forethought.lm.artifacts.pretrain import _save, _update
+from forethought.lm.budget import Account, Budget
+from forethought.lm.generator import Candidate, Generator
+from forethought.lm.tasks.countdown import CountdownTask
+
+
+@dataclass(frozen=True)
+class PRMConfig:
+    """Sizes of the step-label data and the PRM's training schedule."""
+
+    problems: int = 2500
+    """Training problems whose policy samples are labelled."""
+    samples: int = 2
+    """Policy samples per problem."""
+    rollouts: int = 8
+    """Continuations per step prefix (the k of the Monte-Carlo label)."""
+    steps: int = 1500
+    """Optimiser steps."""
+    lr: float = 5e-4
+    batch: int = 64
+    eval_problems: int = 150
+    """Held-out problems labelled the same way, for accuracy and calibration."""
+    seed: int = 0
+
+
+@dataclass
+class StepLabels:
+    """One policy sample and the Monte-Carlo label of each of its step prefixes."""
+
+    sample: Candidate
+    ends: list[int]
+    """Response lengths (tokens) at which a step ends: the prefixes that were labelled."""
+    labels: list[float]
+    """Fraction of `rollouts` continuations from each prefix that were solved."""
+    solved: bool
+    """Whether the sample itself was solved."""
+
+
+def step_ends(cand: Candidate, delimiter_id: int) -> list[int]:
+    """Lengths of the prefixes of `cand` that end right after a step delimiter."""
+    return [i + 1 for i, t in enumerate(cand.token_ids) if t == delimiter_id]
+
+
+def label_steps(
+    generator: Generator,
+    task: CountdownTask,
+    prompts: list[str],
+    *,
+    samples: int,
+    rollouts: int,
+    max_new_tokens: int,
+    delimiter_id: int,
+    log=print,
+) -> list[StepLabels]:
+    """Monte-Carlo step labels for `samples` policy answers to each prompt (batched across
+    prompts: rows with different prompts share one generate call)."""
+    unlimited = Account(Budget(max_tokens=2**62))  # data collection, not a budgeted search
+    start = time.time()
+    rows = [c for p in prompts for c in generator.start(p, samples, max_new_tokens)]
+    answers = generator.extend(rows, max_new_tokens, unlimited)
+    prefixes, owner = [], []
+    for i, a in enumerate(answers):
+        for k in step_ends(a, delimiter_id):
+            prefixes += [generator.prefix(a, k)] * rollouts
+            owner.append(i)
+    log(f"PRM labels: {len(answers)} samples, {len(owner)} step prefixes x {rollouts} rollouts")
+    done = generator.extend(prefixes, max_new_tokens, unlimited)
+    solved = np.array([task.solved(c.prompt, c.text) for c in done], dtype=np.float64)
+    per_prefix = solved.reshape(-1, rollouts).mean(1) if len(solved) else np.zeros(0)
+    out = [
+        StepLabels(a, step_ends(a, delimiter_id), [], task.solved(a.prompt, a.text))
+        for a in answers
+    ]
+    for i, label in zip(owner, per_prefix, strict=True):
+        out[i].labels.append(float(label))
+    log(f"PRM labels made in {time.time() - start:.0f}s, mean label {per_prefix.mean():.3f}")
+    return out
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def train_prm(
+    gen_dir: Path, data: list[StepLabels], out_dir: Path, cfg: PRMConfig, *, half: bool, log=print
+) -> Path:
+    """Fine-tune the generator's transformer with a one-logit head on the step labels."""
+    rows = [d for d in data if d.ends]
+    model = GPT2ForSequenceClassification.from_pretrained(
+        str(gen_dir), num_labels=1, dtype=torch.float32
+    )
+    tok_pad = model.config.pad_token_id
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps)
+    model.train()
+    start = time.time()
+    for step in range(cfg.steps):
+        batch = rng.sample(rows, min(cfg.batch, len(rows)))
+        x = _pad([list(d.sample.prompt_ids + d.sample.token_ids) for d in batch], tok_pad)
+        target = torch.full(x.shape, -1.0)  # B x T; -1 marks positions without a label
+        for r, d in enumerate(batch):
+            at = [len(d.sample.prompt_ids) + k - 1 for k in d.ends]  # the delimiter's position
+            target[r, at] = torch.tensor(d.labels, dtype=torch.float32)
+        hidden = model.transformer(input_ids=x, attention_mask=(x != tok_pad).long())
+        logits = model.score(hidden.last_hidden_state)[..., 0]  # B x T
+        labelled = target >= 0
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits[labelled], target[labelled]
+        )
+        _update(opt, sched, loss, clip=model)
+        if step % 500 == 0 or step == cfg.steps - 1:
+            log(f"PRM step {step:5d}  bce {loss.item():.4f}  {time.time() - start:.0f}s")
+    return _save(model, AutoTokenizer.from_pretrained(str(gen_dir)), out_dir, half)
+
+
+def evaluate_prm(prm, data: list[StepLabels], bins: int = 10) -> dict:
+    """Step-label accuracy (PRM > 0.5 against label >= 0.5), Brier score, expected calibration
+    error and Spearman correlation with the Monte-Carlo labels; overall and by step index."""
+    preds, labels, index = [], [], []
+    for d in data:
+        if not d.ends:
+            continue
+        scores = prm.step_scores([d.sample])[0]
+        # step_scores adds the last token when the text does not end on a delimiter; drop it.
+        preds += list(scores[: len(d.ends)])
+        labels += d.labels
+        index += list(range(len(d.ends)))
+    p, y, idx = np.array(preds), np.array(labels), np.array(index)
+    out = {"all": _calibration(p, y, bins)}
+    for k in np.unique(idx):
+        out[f"step_{k + 1}"] = _calibration(p[idx == k], y[idx == k], bins)
+    return out
+
+
+def _calibration(p: np.ndarray, y: np.ndarray, bins: int) -> dict:
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    ece = sum(
+        abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
+        for b in range(bins)
+        if (which == b).any()
+    )
+    rank = spearmanr(p, y).statistic if np.ptp(p) > 0 and np.ptp(y) > 0 else float("nan")
+    hard = y > 0  # Math-Shepherd's hard label: some continuation from the prefix was solved
+    auroc = roc_auc_score(hard, p) if 0 < hard.sum() < len(hard) else float("nan")
+    return {
+        "steps": len(p),
+        "accuracy": float(np.mean((p > 0.5) == (y >= 0.5))),
+        "majority_baseline": float(max(np.mean(y >= 0.5), np.mean(y < 0.5))),
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": float(ece),
+        "spearman": float(rank),
+        "auroc_any_solved": float(auroc),
+        "mean_label": float(y.mean()),
+        "mean_prediction": float(p.mean()),
+    }
+
+
+def config_dict(cfg: PRMConfig) -> dict:
+    return asdict(cfg)
+
+
+def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
+    """Label, train and evaluate a PRM on the generator under `root`: writes root/prm/ and
+    root/prm.json (config, timings, held-out accuracy and calibration); returns that report."""
+    from forethought.lm.artifacts.shipped import task_of
+    from forethought.lm.prm import ProcessRewardModel
+    from forethought.storage import write_json
+
+    task = task_of(root)
+    gen = Generator.from_pretrained(str(root / "generator"), flag="out", batch_size=512)
+    delimiter = gen.tokenizer.convert_tokens_to_ids(task.step_delimiter)
+    times = {}
+
+    def labels(problems: int, seed: int) -> list[StepLabels]:
+        torch.manual_seed(seed)
+        prompts = [p.prompt for p in task.make_problems(problems, seed=seed)]
+        return label_steps(
+            gen,
+            task,
+            prompts,
+            samples=cfg.samples,
+            rollouts=cfg.rollouts,
+            max_new_tokens=task.max_new_tokens,
+            delimiter_id=delimiter,
+            log=log,
+        )
+
+    t = time.time()
+    train = labels(cfg.problems, cfg.seed + 5)  # seeds 0..4 made the other models' data
+    held_out = labels(cfg.eval_problems, 30_000 + cfg.seed)
+    times["labels_s"] = round(time.time() - t, 1)
+    t = time.time()
+    train_prm(root / "generator", train, root / "prm", cfg, half=half, log=log)
+    times["train_s"] = round(time.time() - t, 1)
+    prm = ProcessRewardModel.from_pretrained(
+        str(root / "prm"), step_delimiter=task.step_delimiter, flag="out"
+    )
+    report = {
+        "task": task.name,
+        "config": config_dict(cfg),
+        "seconds": times,
+        "torch_threads": torch.get_num_threads(),
+        "train_steps_labelled": sum(len(d.ends) for d in train),
+        "train_mean_label": float(np.mean([y for d in train for y in d.labels])),
+        "held_out": evaluate_prm(prm, held_out),
+        "made_by": "forethought lm train-prm --out DIR (config above)",
+    }
+    write_json(root / "prm.json", report)
+    return report

@@ -1,0 +1,204 @@
+"""Step-level tree search (MCTS, DVTS), the process reward model and the final picks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from forethought.errors import ConfigError
+from forethought.lm import Budget, FunctionReward, Spend, dvts, mcts
+from forethought.lm.generator import Candidate
+from forethought.lm.prm import AggregatedPRM, ProcessRewardModel
+from forethought.lm.search import SearchResult, vote
+from forethought.lm.search.step_tree import StepTree, best_leaf, run_rounds
+from forethought.lm.tasks import countdown
+
+# -- MCTS on a synthetic tree whose values are known -------------------------------------------
+DEPTH, BRANCH = 3, 3
+BEST = (2, 0, 2)
+
+
+def _leaf_value(path: tuple[int, ...]) -> float:
+    """Known leaf values: 1.0 at BEST, the others spread over [0, 0.5)."""
+    if path == BEST:
+        return 1.0
+    return (sum(b * 3**i for i, b in enumerate(path)) * 7 % 27) / 54
+
+
+def _exact_value(path: tuple[int, ...]) -> float:
+    """The best leaf value reachable below `path` (what a perfect evaluator would say)."""
+    if len(path) == DEPTH:
+        return _leaf_value(path)
+    return max(_exact_value((*path, b)) for b in range(BRANCH))
+
+
+def _run_synthetic(expansions: int, seed: int, backup: str) -> StepTree:
+    rng = np.random.default_rng(seed)
+    tree = StepTree((), c_puct=0.3, widen=1.0, alpha=0.5, backup=backup)
+    left = [expansions]
+
+    def expand(nodes):
+        out = []
+        for n in nodes:  # the policy samples a uniformly random next step
+            child = (*n.state, int(rng.integers(BRANCH)))
+            out.append((child, child, 1.0, len(child) == DEPTH))
+        left[0] -= len(nodes)
+        return out
+
+    def evaluate(states):
+        return np.array([_exact_value(s) for s in states])
+
+    run_rounds(tree, expand, evaluate, batch=1, affordable=lambda rows: max(0, min(rows, left[0])))
+    return tree
+
+
+def _found(tree: StepTree) -> bool:
+    return best_leaf(tree, lambda s: np.array([_leaf_value(x) for x in s])) == BEST
+
+
+def test_mcts_finds_the_best_leaf_of_a_known_tree():
+    # 27 leaves, 39 nodes; 30 sampled steps (repeats included) cannot enumerate the tree, and
+    # random sampling of the same 30 steps (10 root-to-leaf paths) finds BEST about 1 time in 3.
+    hits = sum(_found(_run_synthetic(30, seed, "max")) for seed in range(20))
+    assert hits >= 19
+    rng = np.random.default_rng(0)
+    random_hits = sum(
+        BEST in {tuple(rng.integers(BRANCH, size=DEPTH)) for _ in range(10)} for _ in range(20)
+    )
+    assert random_hits <= 12
+    # Mean backup (the default for learned scorers) is less greedy but still guided.
+    assert sum(_found(_run_synthetic(40, seed, "mean")) for seed in range(20)) > random_hits
+
+
+def test_mcts_visits_concentrate_on_the_best_branch():
+    tree = _run_synthetic(30, seed=0, backup="max")
+    visits = {k: c.visits for k, c in tree.root.children.items()}
+    assert max(visits, key=visits.get) == BEST[:1]
+
+
+def test_step_tree_rejects_bad_knobs():
+    with pytest.raises(ConfigError, match="c_puct"):
+        StepTree((), c_puct=-1.0, widen=1.0, alpha=0.5)
+    with pytest.raises(ConfigError, match="backup"):
+        StepTree((), c_puct=1.0, widen=1.0, alpha=0.5, backup="median")
+
+
+# -- MCTS and DVTS on tiny random models from disk ---------------------------------------------
+@pytest.mark.parametrize("search", [mcts, dvts])
+def test_step_searches_run_from_disk_and_spend_within_budget(tiny, search):
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: len(set(r)) / 10, kind="value", name="toy value")
+    delims = {gen.tokenizer.convert_tokens_to_ids(";")}
+    torch.manual_seed(0)
+    budget = Budget(max_tokens=120)
+    res = search(gen, rm, value, "2,9>11:", budget, max_new_tokens=10, step_delimiters=delims)
+    assert 0 < res.spent.tokens <= 120
+    assert res.pick in res.finalists
+    assert res.spent.value_calls > 0 and res.spent.reward_calls == len(res.finalists)
+    torch.manual_seed(0)
+    again = search(gen, rm, value, "2,9>11:", budget, max_new_tokens=10, step_delimiters=delims)
+    assert again.pick.text == res.pick.text and again.spent == res.spent  # same seed, same result
+
+
+@pytest.mark.parametrize("search", [mcts, dvts])
+def test_step_searches_need_a_step_delimiter(tiny, search):
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: 0.0, kind="value")
+    with pytest.raises(ConfigError, match="step-delimiters: give at least one"):
+        search(gen, rm, value, "2,9>11:", Budget(100), max_new_tokens=10, step_delimiters=set())
+
+
+def test_mcts_records_its_tree(tiny):
+    from forethought.lm.search import Trace
+
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: len(r) / 10, kind="value")
+    trace = Trace("2,9>11:")
+    torch.manual_seed(1)
+    res = mcts(
+        gen,
+        rm,
+        value,
+        "2,9>11:",
+        Budget(80),
+        max_new_tokens=10,
+        step_delimiters={gen.tokenizer.convert_tokens_to_ids(";")},
+        trace=trace,
+    )
+    assert trace.tokens == res.spent.tokens
+    assert trace.pick() is not None
+
+
+# -- the final picks ---------------------------------------------------------------------------
+def _cand(text: str) -> Candidate:
+    return Candidate("1,2>3:", (1,), (2,), text, finished=True)
+
+
+def test_weighted_vote_picks_the_heaviest_answer_not_the_single_best():
+    finalists = [_cand("1+2=3;"), _cand("2*1=2;"), _cand("2+1=3;"), _cand("1*2=2;")]
+    result = SearchResult(
+        "bon",
+        finalists[1],
+        0.9,
+        Spend(),
+        finalists,
+        np.array([0.5, 0.9, 0.6, 0.1]),
+    )
+    voted = vote(result, countdown.final_answer)
+    assert voted.pick.text == "2+1=3;"  # answer 3 weighs 1.1 against answer 2's 1.0
+
+
+def test_prm_refuses_a_path_that_is_not_a_classifier(tiny_dirs):
+    gen_dir, _ = tiny_dirs
+    with pytest.raises(ConfigError, match="classification head"):
+        ProcessRewardModel.from_pretrained(gen_dir, step_delimiter=";")
+
+
+def test_prm_refuses_a_classifier_with_two_logits(tmp_path, tiny_dirs):
+    from transformers import AutoConfig, AutoTokenizer, GPT2ForSequenceClassification
+
+    _, rm_dir = tiny_dirs
+    config = AutoConfig.from_pretrained(rm_dir)
+    config.num_labels = 2
+    GPT2ForSequenceClassification(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(rm_dir).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="one output logit"):
+        ProcessRewardModel.from_pretrained(str(tmp_path), step_delimiter=";")
+
+
+def test_prm_scores_every_step_in_one_call(tiny_dirs):
+    _, rm_dir = tiny_dirs
+    prm = ProcessRewardModel.from_pretrained(rm_dir, step_delimiter=";")
+    cands = [_cand("1+2=3;"), _cand("1+1=2;2+1=3;"), _cand("1+1=2;2+")]
+    steps = prm.step_scores(cands)
+    assert [len(s) for s in steps] == [1, 2, 2]  # a trailing unfinished step counts too
+    assert all(((s > 0) & (s < 1)).all() for s in steps)
+    full = prm(cands)
+    assert np.allclose(full, [s[-1] for s in steps], atol=1e-5)  # last token = last step
+    agg = AggregatedPRM(prm, "min")(cands)
+    assert np.allclose(agg, [s.min() for s in steps])
+    with pytest.raises(ConfigError, match="aggregate"):
+        AggregatedPRM(prm, "mean")
+
+
+# -- the harder task ---------------------------------------------------------------------------
+def test_hard_task_has_five_or_six_numbers_and_four_or_five_steps():
+    task = countdown.get_task("countdown-hard")
+    problems = task.make_problems(200, seed=3)
+    assert {len(p.numbers) for p in problems} == {5, 6}
+    assert {len(p.solution) for p in problems} == {4, 5}
+    for p in problems[:50]:  # every made solution is solved under the task's own rules
+        assert task.score(p.prompt, ";".join(p.solution) + ";") == 1.0
+    assert max(p.target for p in problems) > countdown.DEFAULT.max_result
+
+
+def test_default_task_problems_are_unchanged():
+    # The published numbers were measured on these prompts; the task refactor must keep them.
+    first = [p.prompt for p in countdown.make_problems(3, seed=20_000)]
+    assert first == ["3,7,6,5>9:", "5,4,4>24:", "9,7,4>12:"]
+
+
+def test_unknown_task_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="countdown-hard"):
+        countdown.get_task("sudoku")
