@@ -19,6 +19,22 @@ benchmarks/results/lm_search.json with the machine, the settings and every raw n
 
     python benchmarks/lm_search.py --quick      # ~10 minutes on 2 shared CPU cores
     python benchmarks/lm_search.py              # the full run
+
+Step-level search with learned scorers only (`--part steps`, one task per run; writes
+benchmarks/results/lm_search_steps_<task>.json and .png, and when both tasks' files exist,
+lm_search_steps.json with the comparison across depth):
+
+  prm                 the PRM's held-out step-label accuracy and calibration (from prm.json)
+  correlation_by_step Spearman of the PRM, the value model and the proxy on each step prefix
+                      with the final gold of the answer, pooled and within a prompt
+  budget_sweep        Best-of-N, step beam, DVTS and MCTS (process scorer: the PRM) at every
+                      budget, each search re-picked by every final pick (proxy, value,
+                      prm-min/last/prod, vote, and the rule-gated proxy as the control)
+  learned_vs_bon      per budget: the best learned-only search against plain Best-of-N and
+                      against the control, Best-of-N with the legality rule at its pick
+
+    python benchmarks/lm_search.py --part steps --task countdown
+    python benchmarks/lm_search.py --part steps --task countdown-hard
 """
 
 from __future__ import annotations
@@ -102,7 +118,21 @@ def tokens_to_match(rows: list[dict], bon16: dict) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer prompts and budgets")
-    ap.add_argument("--assets", default=str(SHIPPED), help="Countdown model directory")
+    ap.add_argument(
+        "--part",
+        default="budget",
+        choices=["budget", "steps"],
+        help="budget: the original sweep (lm_search.json); steps: step-level search with "
+        "learned scorers (lm_search_steps_<task>.json)",
+    )
+    ap.add_argument(
+        "--task",
+        default="countdown",
+        choices=sorted(countdown.TASKS),
+        help="--part steps: the built-in task (its shipped models unless --assets)",
+    )
+    ap.add_argument("--prompts", type=int, default=None, help="held-out prompts (default 100)")
+    ap.add_argument("--assets", default=None, help="Countdown model directory")
     ap.add_argument(
         "--value",
         default="model",
@@ -122,6 +152,11 @@ def main() -> int:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    if args.part == "steps":
+        from lm_search_steps import run_steps
+
+        return run_steps(args, machine())
+    args.assets = args.assets or str(SHIPPED)
 
     n_prompts = 40 if args.quick else 100
     budgets = [64, 128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from forethought.errors import ConfigError
 from forethought.lm.artifacts.shipped import CountdownSuite
-from forethought.lm.budget import Budget
+from forethought.lm.budget import Account, Budget, Spend
+from forethought.lm.prm import AggregatedPRM
 from forethought.lm.rewards import RuleGated, Scorer
 from forethought.lm.search import (
     NO_TRACE,
@@ -24,24 +25,83 @@ from forethought.lm.search import (
     SearchResult,
     beam_search,
     best_of_n,
+    dvts,
     lookahead,
+    mcts,
     prune,
+    vote,
 )
+from forethought.lm.search.common import pick_best
 from forethought.lm.tasks import countdown
 
-METHODS = ("bon", "lookahead", "prune", "beam")
-PARTIAL_SCORERS = ("value", "proxy", "legal+value", "legal+proxy")
+METHODS = ("bon", "lookahead", "prune", "beam", "dvts", "mcts")
+PARTIAL_SCORERS = ("value", "proxy", "prm", "legal+value", "legal+proxy")
 """What may score partial answers: the value predictor, the proxy reward model on the partial
-text, or either behind Countdown's step-legality check (`countdown.steps_legal`, which reads the
-prompt's numbers and the completed steps only; never the target or a solution)."""
+text, the process reward model, or the first two behind Countdown's step-legality check
+(`steps_legal`, which reads the prompt's numbers and the completed steps only; never the target
+or a solution)."""
+FINALS = ("proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote")
+"""What picks among a search's finished answers: the proxy reward model (alone or behind the
+legality check), the value model on the whole answer, the PRM's step scores folded by min,
+last or product, or a weighted majority vote over final answers (weights: PRM last-step)."""
+
+
+def _require_prm(suite: CountdownSuite, field: str) -> Scorer:
+    if suite.prm is None:
+        raise ConfigError(
+            field,
+            "needs a process reward model; train one with `forethought lm train-prm --out DIR` "
+            "and pass --assets DIR",
+        )
+    return suite.prm
 
 
 def partial_scorer(suite: CountdownSuite, name: str, field: str) -> Scorer:
     """The scorer called `name` (one of PARTIAL_SCORERS) built from `suite`."""
     if name not in PARTIAL_SCORERS:
         raise ConfigError(field, f"must be one of {', '.join(PARTIAL_SCORERS)}, got {name!r}")
+    if name == "prm":
+        return _require_prm(suite, field)
     inner = suite.value if name.endswith("value") else suite.proxy
-    return RuleGated(countdown.steps_legal, inner) if name.startswith("legal+") else inner
+    return RuleGated(suite.task.steps_legal, inner) if name.startswith("legal+") else inner
+
+
+def final_scorer(suite: CountdownSuite, name: str) -> Scorer:
+    """The scorer behind the final pick `name` (one of FINALS; 'vote' weighs by PRM-last)."""
+    if name not in FINALS:
+        raise ConfigError("final", f"must be one of {', '.join(FINALS)}, got {name!r}")
+    if name in ("proxy", "legal+proxy"):
+        return partial_scorer(suite, name, "final")
+    if name == "value":
+        return suite.value
+    how = "last" if name == "vote" else name.removeprefix("prm-")
+    return AggregatedPRM(_require_prm(suite, "final"), how)
+
+
+def repick(suite: CountdownSuite, result: SearchResult, finals: Sequence[str]) -> dict:
+    """`result`'s finished answers picked again by each final pick in `finals`: for each, the
+    search's own spending plus that judge's calls, minus the proxy's final calls it replaces.
+    The PRM reads each answer once for all its aggregates (the calls are booked to each)."""
+    base = Spend(**result.spent.as_dict())
+    base.reward_calls -= len(result.finalists)  # the proxy's final scoring
+    steps = None
+    out = {}
+    for final in finals:
+        if final == "proxy":
+            out[final] = result
+            continue
+        scorer = final_scorer(suite, final)
+        account = Account(Budget(max_tokens=max(base.tokens, 1)))
+        account.spent = Spend(**base.as_dict())
+        if isinstance(scorer, AggregatedPRM):
+            steps = steps if steps is not None else scorer.prm.step_scores(result.finalists)
+            account.charge_calls(scorer.kind, len(result.finalists))
+            scores = scorer.fold(steps)
+        else:
+            scores = scorer(result.finalists, account)
+        picked = pick_best(result.method, result.finalists, scores, account)
+        out[final] = vote(picked, countdown.final_answer) if final == "vote" else picked
+    return out
 
 
 @dataclass(frozen=True)
@@ -51,7 +111,7 @@ class SearchSettings:
     max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
     final: str = "proxy"
-    """Every method's final pick: 'proxy' (the reward model) or 'legal+proxy' (the reward model behind the step-legality check)."""
+    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod' or 'vote'."""
     prefix_tokens: int = 12
     """look-ahead: length of the partial branches that are ranked (about two Countdown steps, so the legality check has two completed steps to judge)."""
     lookahead_scorer: str = "legal+value"
@@ -70,8 +130,20 @@ class SearchSettings:
     """beam: next steps sampled per beam."""
     step_tokens: int = 8
     """beam: most tokens one step may take."""
+    subtrees: int = 4
+    """dvts: independent greedy step searches, each keeping its best of `expand` next steps."""
+    mcts_batch: int = 8
+    """mcts: leaves selected (and steps sampled) per round."""
+    c_puct: float = 1.0
+    """mcts: weight of the policy prior against the mean score in selection."""
+    widen: float = 1.0
+    """mcts: progressive widening, a node samples up to ceil(widen * (visits + 1) ** alpha) steps."""
+    alpha: float = 0.5
+    """mcts: progressive widening exponent."""
+    backup: str = "mean"
+    """mcts: Q of a node, the mean of the scores backed up through it or their max."""
     process: str = "legal+value"
-    """beam: process scorer (one of PARTIAL_SCORERS).  The partial-scorer defaults were chosen on development prompts (problem seed 15000, never the benchmark's). With the ridge predictors, the learned scorers alone tied Best-of-N and the legality check carried the wins; the fine-tuned value model ('model', the default value predictor) ranks partials well enough to win on its own at some budgets, and behind the check it won at every budget tried (60 prompts, 64-256 tokens). benchmarks/lm_search.py runs both, with and without the check."""
+    """beam, dvts and mcts: process scorer (one of PARTIAL_SCORERS).  The partial-scorer defaults were chosen on development prompts (problem seed 15000, never the benchmark's). With the ridge predictors, the learned scorers alone tied Best-of-N and the legality check carried the wins; the fine-tuned value model ('model', the default value predictor) ranks partials well enough to win on its own at some budgets, and behind the check it won at every budget tried (60 prompts, 64-256 tokens). benchmarks/lm_search.py runs both, with and without the check."""
 
 
 def run_method(
@@ -84,12 +156,13 @@ def run_method(
     n: int | None = None,
     trace: NullTrace = NO_TRACE,
 ) -> SearchResult:
-    """One search with `method` on `prompt`; the proxy is the final reward for every method.
-    A `Trace` passed as `trace` records the search tree (the search itself is unchanged)."""
+    """One search with `method` on `prompt`, picked by `s.final` (one of FINALS). A `Trace`
+    passed as `trace` records the search tree (the search itself is unchanged)."""
     gen = suite.generator
-    if s.final not in ("proxy", "legal+proxy"):
-        raise ConfigError("final", f"must be 'proxy' or 'legal+proxy', got {s.final!r}")
-    proxy = partial_scorer(suite, s.final, "final")
+    proxy = final_scorer(suite, s.final)
+    if s.final == "vote":  # the search's own pick is by PRM-last; the vote re-reads its pool
+        result = run_method(suite, method, prompt, budget, replace(s, final="prm-last"), n=n)
+        return vote(result, countdown.final_answer)
     if method == "bon":
         return best_of_n(
             gen, proxy, prompt, budget, max_new_tokens=s.max_new_tokens, n=n, trace=trace
@@ -118,6 +191,8 @@ def run_method(
             partial=partial_scorer(suite, s.prune_scorer, "prune_scorer"),
             trace=trace,
         )
+    if method in ("dvts", "mcts"):
+        return _tree_method(suite, method, proxy, prompt, budget, s, trace)
     if method == "beam":
         process = partial_scorer(suite, s.process, "process")
         return beam_search(
@@ -134,6 +209,40 @@ def run_method(
             trace=trace,
         )
     raise ConfigError("methods", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _tree_method(suite, method, final, prompt, budget, s: SearchSettings, trace) -> SearchResult:
+    process = partial_scorer(suite, s.process, "process")
+    common = {
+        "max_new_tokens": s.max_new_tokens,
+        "step_delimiters": suite.delimiters,
+        "step_tokens": s.step_tokens,
+        "trace": trace,
+    }
+    if method == "dvts":
+        return dvts(
+            suite.generator,
+            final,
+            process,
+            prompt,
+            budget,
+            subtrees=s.subtrees,
+            expand=s.expand,
+            **common,
+        )
+    return mcts(
+        suite.generator,
+        final,
+        process,
+        prompt,
+        budget,
+        batch=s.mcts_batch,
+        c_puct=s.c_puct,
+        widen=s.widen,
+        alpha=s.alpha,
+        backup=s.backup,
+        **common,
+    )
 
 
 @dataclass
@@ -161,40 +270,54 @@ def evaluate(
     *,
     seed: int = 0,
     reward_calls: int | None = None,
+    finals: Sequence[str] = (),
     on_done: Callable[[], None] | None = None,
 ) -> list[Record]:
-    """Run every method on every prompt at every token budget."""
+    """Run every method on every prompt at every token budget. Each search is also re-picked
+    by every final pick in `finals` (recorded as 'method [final]'): the same answers, another
+    judge, spending the search's tokens plus that judge's calls."""
     for m in methods:
         if m not in METHODS:
             raise ConfigError("methods", f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if finals and (reward_calls is not None or settings.final != "proxy"):
+        raise ConfigError(
+            "final",
+            "re-picking by other finals needs searches picked by the proxy with unlimited "
+            "reward calls (the spending it re-books)",
+        )
     records = []
     for b in budgets:
         budget = Budget(max_tokens=b, max_reward_calls=reward_calls)
         for i, prompt in enumerate(prompts):
             for m in methods:
                 torch.manual_seed(seed * 1_000_003 + b * 7919 + i)  # same seed for every method
-                res = run_method(suite, m, prompt, budget, settings)
-                gold = float(suite.gold([res.pick])[0])  # unmetered: judging, not searching
-                proxy = res.score  # with a rule-gated final pick, report the proxy's own score
-                if settings.final != "proxy":
-                    proxy = float(suite.proxy([res.pick])[0])
-                records.append(
-                    Record(
-                        m,
-                        b,
-                        i,
-                        prompt,
-                        res.pick.text,
-                        gold,
-                        proxy,
-                        res.spent.tokens,
-                        res.spent.reward_calls,
-                        res.spent.value_calls,
-                    )
-                )
+                searched = run_method(suite, m, prompt, budget, settings)
+                records.append(_record(suite, m, b, i, prompt, searched, settings))
+                for final, res in repick(suite, searched, finals).items():
+                    label = f"{m} [{final}]"
+                    records.append(_record(suite, label, b, i, prompt, res, settings))
                 if on_done:
                     on_done()
     return records
+
+
+def _record(suite, label, budget, index, prompt, res: SearchResult, settings) -> Record:
+    gold = float(suite.gold([res.pick])[0])  # unmetered: judging, not searching
+    proxy = res.score  # with another final pick, report the proxy's own score of the pick
+    if settings.final != "proxy" or label.endswith("]"):
+        proxy = float(suite.proxy([res.pick])[0])
+    return Record(
+        label,
+        budget,
+        index,
+        prompt,
+        res.pick.text,
+        gold,
+        proxy,
+        res.spent.tokens,
+        res.spent.reward_calls,
+        res.spent.value_calls,
+    )
 
 
 def summarize(records: Sequence[Record], baseline: str = "bon") -> list[dict]:

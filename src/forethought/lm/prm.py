@@ -112,6 +112,10 @@ class AggregatedPRM(Scorer):
         self.prm, self.how = prm, how
         self.name = f"PRM ({how} over steps)"
 
-    def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
+    def fold(self, step_scores: Sequence[np.ndarray]) -> np.ndarray:
+        """One score per answer from its step scores (as `ProcessRewardModel.step_scores`)."""
         fold = {"min": np.min, "last": lambda s: s[-1], "prod": np.prod}[self.how]
-        return np.array([float(fold(s)) for s in self.prm.step_scores(cands)])
+        return np.array([float(fold(s)) for s in step_scores])
+
+    def _score(self, cands: Sequence[Candidate]) -> np.ndarray:
+        return self.fold(self.prm.step_scores(cands))

@@ -6,6 +6,8 @@
     generator/          GPT-2 causal LM + char tokenizer   (AutoModelForCausalLM)
     proxy/              GPT-2 sequence classifier          (AutoModelForSequenceClassification)
     value_model/        GPT-2 sequence classifier scoring prefixes (AutoModelForSequenceClassification)
+    prm/                GPT-2 sequence classifier, P(solved) after each step (optional; `train-prm`)
+    prm.json            its held-out step-label accuracy and calibration
     value_hidden.npz    ridge read-out on generator hidden states
     value_minilm.npz    ridge read-out on MiniLM embeddings
     meta.json           training config, timings and held-out statistics
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from forethought.errors import ConfigError
 from forethought.lm.generator import Generator
+from forethought.lm.prm import ProcessRewardModel
 from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
 from forethought.lm.tasks import countdown
 from forethought.lm.value import RIDGE_KINDS, make_value
@@ -43,6 +46,10 @@ class CountdownSuite:
     value: Scorer
     delimiters: set[int]
     """Token ids that end a step (for beam search)."""
+    task: countdown.CountdownTask = countdown.DEFAULT
+    """The Countdown setting the models were trained on (its gold verifier and legality rule)."""
+    prm: Scorer | None = None
+    """The process reward model under `root/prm`, when one was trained (`lm train-prm`)."""
 
 
 def shipped_root(task: str = "countdown") -> Path:
@@ -92,11 +99,33 @@ def load_value(kind: str, root: Path, generator: Generator) -> Scorer:
 
 
 def load_rewards(root: Path = SHIPPED, *, device: str = "cpu") -> tuple[Scorer, Scorer]:
-    """The proxy reward model under `root` and the gold verifier."""
+    """The proxy reward model under `root` and the gold verifier of its task."""
     proxy = ClassifierReward.from_pretrained(
         str(check_dir(root) / "proxy"), device=device, name="proxy reward", flag="assets"
     )
-    return proxy, FunctionReward(countdown.score, name="gold verifier")
+    return proxy, FunctionReward(task_of(root).score, name="gold verifier")
+
+
+def load_prm(root: Path, *, device: str = "cpu") -> ProcessRewardModel | None:
+    """The process reward model under `root/prm`, or None when none was trained."""
+    path = Path(root) / "prm"
+    if not path.is_dir():
+        return None
+    return ProcessRewardModel.from_pretrained(
+        str(path), step_delimiter=task_of(root).step_delimiter, device=device, flag="assets"
+    )
+
+
+def step_delimiter_ids(generator: Generator, task: countdown.CountdownTask) -> set[int]:
+    """The token id that ends a step, or a one-line error when the tokenizer has none."""
+    ids = generator.tokenizer(task.step_delimiter, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] == generator.tokenizer.unk_token_id:
+        raise ConfigError(
+            "step_delimiter",
+            f"the generator's tokenizer has no single token for the step delimiter "
+            f"{task.step_delimiter!r}; step-level search (beam, dvts, mcts) needs one",
+        )
+    return {ids[0]}
 
 
 def load_countdown(
@@ -112,5 +141,13 @@ def load_countdown(
         str(root / "generator"), device=device, temperature=temperature, flag="assets"
     )
     proxy, gold = load_rewards(root, device=device)
-    delims = {gen.tokenizer.convert_tokens_to_ids(countdown.STEP_DELIMITER)}
-    return CountdownSuite(gen, proxy, gold, load_value(value, root, gen), delims)
+    task = task_of(root)
+    return CountdownSuite(
+        gen,
+        proxy,
+        gold,
+        load_value(value, root, gen),
+        step_delimiter_ids(gen, task),
+        task,
+        load_prm(root, device=device),
+    )

@@ -1,0 +1,223 @@
+"""`python benchmarks/lm_search.py --part steps`: step-level search with learned scorers only.
+
+Best-of-N, step beam, DVTS and MCTS run with the process reward model as the process scorer;
+every search is re-picked by every final pick, so each (method, final pick) pair is measured on
+the same answers. The rule-gated pick ("bon [legal+proxy]") is the control: Best-of-N with the
+hand-written legality rule at its pick, the bar the learned methods must clear without it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from forethought.lm import Account, Budget, compare
+from forethought.lm.artifacts.shipped import load_countdown, shipped_root
+from forethought.lm.artifacts.train_prm import step_ends
+
+HELD_OUT_SEED = 20_000
+RESULTS = Path(__file__).parent / "results"
+METHODS = ["bon", "beam", "dvts", "mcts"]
+CONTROL = "bon [legal+proxy]"
+
+
+def correlation_by_step(suite, problems, per_prompt: int, max_new: int) -> dict:
+    """Spearman of each learned scorer on the prefix cut after step k with the final gold of
+    the answer, pooled and averaged within a prompt, for k = 1, 2, ..."""
+    cands, groups = [], []
+    for i, p in enumerate(problems):
+        torch.manual_seed(HELD_OUT_SEED + i)
+        account = Account(Budget(per_prompt * max_new))
+        cands += suite.generator.generate(p.prompt, per_prompt, max_new, account)
+        groups += [i] * per_prompt
+    gold = np.array([suite.task.score(c.prompt, c.text) for c in cands])
+    groups = np.array(groups)
+    delim = next(iter(suite.delimiters))
+    scorers = {"prm": suite.prm, "value": suite.value, "proxy": suite.proxy}
+    out = {"samples": len(cands), "mean_gold": float(gold.mean())}
+    for k in range(1, 6):
+        rows = [j for j, c in enumerate(cands) if len(step_ends(c, delim)) >= k]
+        if len(rows) < 20:
+            break
+        prefixes = [
+            suite.generator.prefix(cands[j], step_ends(cands[j], delim)[k - 1]) for j in rows
+        ]
+        y, g = gold[rows], groups[rows]
+        entry = {"answers": len(rows)}
+        for name, scorer in scorers.items():
+            pred = scorer(prefixes)
+            within = [
+                spearmanr(pred[g == q], y[g == q]).statistic
+                for q in np.unique(g)
+                if np.ptp(y[g == q]) > 0 and np.ptp(pred[g == q]) > 0
+            ]
+            entry[name] = {
+                "pooled": float(spearmanr(pred, y).statistic),
+                "within_prompt": float(np.mean(within)) if within else float("nan"),
+            }
+        out[f"step_{k}"] = entry
+    return out
+
+
+def learned_vs_bon(rows: list[dict], budgets: list[int]) -> list[dict]:
+    """Per budget: the best learned-only (method, final pick) by win rate against plain
+    Best-of-N, and how its mean gold compares with the rule-gated control's."""
+    out = []
+    for b in budgets:
+        at = {r["method"]: r for r in rows if r["budget"] == b}
+        learned = {m: r for m, r in at.items() if "legal" not in m and m != "bon"}
+        best = max(learned.values(), key=lambda r: (r["win_rate"], r["mean_gold"]))
+        control = at[CONTROL]
+        out.append(
+            {
+                "budget": b,
+                "best_learned": best["method"],
+                "win_rate_vs_bon": best["win_rate"],
+                "mean_gold": best["mean_gold"],
+                "solved": best["solved"],
+                "bon_gold": at["bon"]["mean_gold"],
+                "control_gold": control["mean_gold"],
+                "control_win_rate_vs_bon": control["win_rate"],
+                "matches_control": best["mean_gold"] >= control["mean_gold"],
+            }
+        )
+    return out
+
+
+def run_steps(args, machine: dict) -> int:
+    task_name = args.task
+    root = Path(args.assets) if args.assets else shipped_root(task_name)
+    suite = load_countdown(root)
+    if suite.prm is None:
+        raise SystemExit(f"no prm/ under {root}; run `forethought lm train-prm --out {root}`")
+    n_prompts = args.prompts or (30 if args.quick else 100)
+    max_new = suite.task.max_new_tokens
+    budgets = [b for b in [32, 64, 128, 256, 512, 1024] if b >= max_new]
+    if args.quick:
+        budgets = [b for b in budgets if b in (64, 256, 1024)]
+    settings = compare.SearchSettings(max_new_tokens=max_new, process="prm")
+    problems = suite.task.make_problems(n_prompts, seed=HELD_OUT_SEED)
+    prompts = [p.prompt for p in problems]
+    result = {
+        "machine": machine,
+        "task": task_name,
+        "quick": args.quick,
+        "prompts": n_prompts,
+        "budgets": budgets,
+        "settings": settings.__dict__,
+        "held_out_seed": HELD_OUT_SEED,
+        "timings_s": {},
+    }
+    for name in ("meta.json", "prm.json"):
+        if (root / name).exists():
+            result[name.removesuffix(".json")] = json.loads((root / name).read_text())
+    t = time.time()
+    result["correlation_by_step"] = correlation_by_step(
+        suite, problems[: n_prompts // 2], 16, max_new
+    )
+    result["timings_s"]["correlation_by_step"] = round(time.time() - t, 1)
+    print("correlation by step done", flush=True)
+    t = time.time()
+    result["bon_sweep"] = compare.bon_sweep(suite, prompts, [1, 4, 16, 32], settings, seed=1)
+    result["timings_s"]["bon_sweep"] = round(time.time() - t, 1)
+    finals = [f for f in compare.FINALS if f != "proxy"]
+    records = []
+    for m in METHODS:
+        t = time.time()
+        records += compare.evaluate(suite, [m], prompts, budgets, settings, seed=2, finals=finals)
+        result["timings_s"][m] = round(time.time() - t, 1)
+        print(f"{m} done in {time.time() - t:.0f}s", flush=True)
+    rows = compare.summarize(records)
+    result["budget_sweep"] = rows
+    result["learned_vs_bon"] = learned_vs_bon(rows, budgets)
+    bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
+    result["best_of_16"] = bon16
+    result["tokens_to_match_bon16"] = _tokens_to_match(rows, bon16)
+    result["records"] = [
+        {k: v for k, v in r.items() if k not in ("prompt", "response")}
+        for r in compare.records_as_dicts(records)
+    ]
+    out = (
+        Path(args.out)
+        if args.out != _default_out()
+        else RESULTS / f"lm_search_steps_{task_name}.json"
+    )
+    out.write_text(json.dumps(result, indent=1))
+    plot = compare.plot_reward_vs_budget(
+        [r for r in rows if r["method"] in _plotted(rows)], str(out.with_suffix(".png"))
+    )
+    for r in result["learned_vs_bon"]:
+        print(json.dumps(r))
+    print(f"wrote {out} and {plot}")
+    _write_depth_summary()
+    return 0
+
+
+def _default_out() -> str:
+    return str(RESULTS / "lm_search.json")
+
+
+def _plotted(rows: list[dict]) -> set[str]:
+    """Plain Best-of-N, the control, and each method with its best final pick on average."""
+    keep = {"bon", CONTROL}
+    for m in METHODS[1:]:
+        mine = [r for r in rows if r["method"].split(" [")[0] == m and "legal" not in r["method"]]
+        by = {}
+        for r in mine:
+            by.setdefault(r["method"], []).append(r["mean_gold"])
+        keep.add(max(by, key=lambda k: np.mean(by[k])))
+    return keep
+
+
+def _tokens_to_match(rows: list[dict], bon16: dict) -> dict:
+    out = {}
+    for m in dict.fromkeys(r["method"] for r in rows):
+        hits = sorted(
+            (r for r in rows if r["method"] == m and r["mean_gold"] >= bon16["mean_gold"]),
+            key=lambda r: r["budget"],
+        )
+        out[m] = (
+            {
+                "budget": hits[0]["budget"],
+                "mean_tokens": hits[0]["mean_tokens"],
+                "fraction_of_bon16_tokens": hits[0]["mean_tokens"] / bon16["mean_tokens"],
+            }
+            if hits
+            else None
+        )
+    return out
+
+
+def _write_depth_summary() -> None:
+    """With both tasks measured: the best learned win rate by budget on each, side by side."""
+    files = {t: RESULTS / f"lm_search_steps_{t}.json" for t in ("countdown", "countdown-hard")}
+    if not all(f.exists() for f in files.values()):
+        return
+    data = {t: json.loads(f.read_text()) for t, f in files.items()}
+    shared = sorted(set(data["countdown"]["budgets"]) & set(data["countdown-hard"]["budgets"]))
+    table = []
+    for b in shared:
+        row = {"budget": b}
+        for t, d in data.items():
+            r = next(x for x in d["learned_vs_bon"] if x["budget"] == b)
+            row[t] = {
+                k: r[k] for k in ("best_learned", "win_rate_vs_bon", "mean_gold", "control_gold")
+            }
+        table.append(row)
+    mean_win = {t: float(np.mean([row[t]["win_rate_vs_bon"] for row in table])) for t in data}
+    summary = {
+        "by_budget": table,
+        "mean_best_win_rate": mean_win,
+        "gain_grows_with_depth": mean_win["countdown-hard"] > mean_win["countdown"],
+    }
+    (RESULTS / "lm_search_steps.json").write_text(json.dumps(summary, indent=1))
+    print(
+        json.dumps(summary["mean_best_win_rate"]),
+        "gain grows with depth:",
+        summary["gain_grows_with_depth"],
+    )
