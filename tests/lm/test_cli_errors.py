@@ -136,12 +136,35 @@ CASES = {
         None,
         "error: --out: no generator/ under {tmp}; run train-generator first",
     ),
+    "train-prm without a generator": (
+        ["train-prm", "--out", "{tmp}"],
+        None,
+        "error: --out: no generator/ under {tmp}; run train-generator first",
+    ),
+    "train-prm into the shipped models": (
+        ["train-prm", "--out", str(SHIPPED)],
+        None,
+        "error: --out: {shipped} holds the models shipped with forethought",
+    ),
+    "compare with a PRM scorer but no PRM": (
+        ["compare", "--assets", "{tmp}/models", "--process", "prm"],
+        lambda run: _assets_without_prm(run.parent / "models"),
+        "error: --process: needs a process reward model; train one with `forethought lm "
+        "train-prm --out DIR`",
+    ),
     "selftrain with a negative thread count": (
         ["selftrain", "--out", "{tmp}/new", "--threads", "-1"],
         None,
         "error: --threads: must be 0 (torch default) or more",
     ),
 }
+
+
+def _assets_without_prm(root: Path) -> None:
+    """The shipped Countdown models (linked) without a prm/."""
+    root.mkdir(parents=True)
+    for name in ("generator", "proxy", "value_model", "meta.json"):
+        (root / name).symlink_to(SHIPPED / name)
 
 
 def _files(root: Path) -> list[Path]:

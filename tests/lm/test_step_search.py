@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -202,3 +204,65 @@ def test_default_task_problems_are_unchanged():
 def test_unknown_task_is_a_one_line_error():
     with pytest.raises(ConfigError, match="countdown-hard"):
         countdown.get_task("sudoku")
+
+
+# -- train-prm and compare from the command line on tiny models ---------------------------------
+@pytest.fixture(scope="module")
+def tiny_prm_assets(tiny_dirs, tmp_path_factory):
+    """Tiny random Countdown models (generator, proxy, value model) plus a PRM trained on them
+    by `forethought lm train-prm`."""
+    import shutil
+
+    from forethought.cli import main
+
+    gen_dir, rm_dir = tiny_dirs
+    root = tmp_path_factory.mktemp("prm_assets")
+    shutil.copytree(gen_dir, root / "generator")
+    shutil.copytree(rm_dir, root / "proxy")
+    shutil.copytree(rm_dir, root / "value_model")
+    args = ["--problems", "6", "--samples", "2", "--rollouts", "2", "--steps", "3"]
+    code = main(["lm", "train-prm", "--out", str(root), *args, "--eval-problems", "3"])
+    assert code == 0
+    return root
+
+
+def test_train_prm_writes_a_loadable_prm_and_its_report(tiny_prm_assets):
+    report = json.loads((tiny_prm_assets / "prm.json").read_text())
+    held = report["held_out"]["all"]
+    assert {"accuracy", "brier", "ece", "spearman", "auroc_any_solved"} <= set(held)
+    assert 0.0 <= held["accuracy"] <= 1.0 and held["steps"] > 0
+    assert report["config"]["rollouts"] == 2 and report["task"] == "countdown"
+    prm = ProcessRewardModel.from_pretrained(str(tiny_prm_assets / "prm"), step_delimiter=";")
+    assert prm.model.config.num_labels == 1
+
+
+def test_compare_runs_tree_searches_with_the_prm(tiny_prm_assets, tmp_path, capsys):
+    from forethought.cli import main
+
+    code = main(["lm", "compare", "--assets", str(tiny_prm_assets), "--methods", "dvts,mcts",
+                 "--process", "prm", "--final", "vote", "--prompts", "2", "--budget", "48",
+                 "--max-new-tokens", "10", "--plot-budgets", "", "--plot",
+                 str(tmp_path / "p.png"), "--json", str(tmp_path / "rows.json")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert {r["method"] for r in rows} == {"bon", "dvts", "mcts"}
+    assert all(r["mean_tokens"] <= 48 for r in rows)
+    assert all(r["mean_value_calls"] > 0 for r in rows)  # the PRM scored, as value calls
+
+
+def test_repick_books_each_final_pick_exactly(tiny_prm_assets):
+    from forethought.lm import compare
+    from forethought.lm.artifacts.shipped import load_countdown
+
+    suite = load_countdown(tiny_prm_assets)
+    settings = compare.SearchSettings(max_new_tokens=10, process="prm")
+    torch.manual_seed(0)
+    res = compare.run_method(suite, "beam", "2,9>11:", Budget(60), settings)
+    picks = compare.repick(suite, res, ["prm-min", "legal+proxy", "vote"])
+    n = len(res.finalists)
+    assert picks["legal+proxy"].spent == res.spent  # same answers, same number of RM calls
+    for name in ("prm-min", "vote"):
+        assert picks[name].spent.reward_calls == res.spent.reward_calls - n
+        assert picks[name].spent.value_calls == res.spent.value_calls + n
+        assert picks[name].pick in res.finalists

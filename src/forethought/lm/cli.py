@@ -34,9 +34,10 @@ DESCRIPTION = (
     "train the Countdown models, and self-train. `forethought lm COMMAND --help` lists every "
     "option of a command with its default."
 )
-Method = Literal["bon", "lookahead", "prune", "beam"]
+Method = Literal["bon", "lookahead", "prune", "beam", "dvts", "mcts"]
 ValueKind = Literal["model", "hidden", "minilm"]
-Process = Literal["value", "proxy", "legal+value", "legal+proxy"]
+Process = Literal["value", "proxy", "prm", "legal+value", "legal+proxy"]
+Final = Literal["proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote"]
 TaskName = Literal["countdown", "countdown-hard"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
@@ -67,8 +68,10 @@ class _Machine:
 class CompareCommand(_Machine):
     """Compare search strategies at equal budget on held-out Countdown prompts: a table, a plot of reward against tokens spent, and optionally the rows as JSON."""
 
-    task: Literal["countdown"] = "countdown"
-    """Built-in task whose held-out prompts are searched."""
+    task: TaskName = "countdown"
+    """Built-in task whose held-out prompts are searched, with its shipped models unless --assets is given (countdown-hard: 5-6 numbers, 4-5 steps)."""
+    max_new_tokens: int | None = None
+    """Response length cap in tokens (default: the task's own, 24 for countdown and 36 for countdown-hard)."""
     budget: int = 1024
     """Most tokens generated per prompt."""
     reward_calls: int | None = None
@@ -86,7 +89,9 @@ class CompareCommand(_Machine):
     value: ValueKind = "model"
     """Value predictor of look-ahead, pruning and beam: a fine-tuned transformer (model), ridge on the generator's hidden states (hidden) or on MiniLM embeddings (minilm)."""
     process: Process = "legal+value"
-    """Partial scorer of look-ahead, pruning and beam search (legal+value: the value predictor behind the step-legality check)."""
+    """Partial scorer of look-ahead, pruning, beam, dvts and mcts (legal+value: the value predictor behind the step-legality check; prm: the process reward model, which needs models with a prm/ from `lm train-prm`)."""
+    final: Final = "proxy"
+    """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, or a weighted majority vote over final answers (PRM weights)."""
     policy: Path | None = None
     """Generator: the policy of a GRPO or self-training run directory (its newest checkpoint or iteration), with the value predictor the run refitted to its samples; the run's models replace --assets and --value."""
     policy_step: int | None = None
@@ -275,8 +280,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def _compare(cmd: CompareCommand, console: Console) -> int:
     from forethought.lm import compare
-    from forethought.lm.artifacts.shipped import load_countdown
-    from forethought.lm.tasks import countdown
+    from forethought.lm.artifacts.shipped import load_countdown, shipped_root
 
     check_device(cmd.device)
     configure_threads(cmd.threads)
@@ -287,11 +291,18 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
         raise ConfigError("prompts", "must be at least 1")
     budgets = sorted({*_int_list(cmd.plot_budgets, "plot_budgets"), cmd.budget})
     suite = _policy_suite(cmd) or load_countdown(
-        cmd.assets or SHIPPED, value=cmd.value, device=cmd.device
+        cmd.assets or shipped_root(cmd.task), value=cmd.value, device=cmd.device
     )
-    problems = countdown.make_problems(cmd.prompts, seed=10_000 + cmd.seed)  # held-out seed
+    for flag, wants_prm in (
+        ("process", cmd.process == "prm"),
+        ("final", cmd.final.startswith("prm") or cmd.final == "vote"),
+    ):
+        if wants_prm and suite.prm is None:
+            compare.partial_scorer(suite, "prm", flag)  # the one-line error saying how
+    problems = suite.task.make_problems(cmd.prompts, seed=10_000 + cmd.seed)  # held-out seed
     settings = compare.SearchSettings(
-        max_new_tokens=cmd.max_new_tokens,
+        max_new_tokens=cmd.max_new_tokens or suite.task.max_new_tokens,
+        final=cmd.final,
         process=cmd.process,
         prune_scorer=cmd.process,
         lookahead_scorer=cmd.process,
@@ -365,7 +376,7 @@ def _print_summary(console: Console, rows: list[dict], cmd: CompareCommand, prom
     """A table on a terminal; one plain line per method when output is redirected."""
     from rich.table import Table
 
-    title = f"Countdown, {prompts} held-out prompts, budget {cmd.budget} tokens"
+    title = f"{cmd.task}, {prompts} held-out prompts, budget {cmd.budget} tokens"
     if console.is_terminal:
         table = Table(title=title)
         for col in SUMMARY_COLUMNS:
