@@ -27,7 +27,7 @@ lm_search_steps.json with the comparison across depth):
   prm                 the PRM's held-out step-label accuracy and calibration (from prm.json)
   correlation_by_step Spearman of the PRM, the value model and the proxy on each step prefix
                       with the final gold of the answer, pooled and within a prompt
-  budget_sweep        Best-of-N, step beam, DVTS and MCTS (process scorer: the PRM) at every
+  budget_sweep        Best-of-N, step beam, DVTS and MCTS (process scorer: PRM or value) at every
                       budget, each search re-picked by every final pick (proxy, value,
                       prm-min/last/prod, vote, and the rule-gated proxy as the control)
   learned_vs_bon      per budget: the best learned-only search against plain Best-of-N and

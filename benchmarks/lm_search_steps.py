@@ -1,7 +1,7 @@
 """`python benchmarks/lm_search.py --part steps`: step-level search with learned scorers only.
 
-Best-of-N, step beam, DVTS and MCTS run with the process reward model as the process scorer;
-every search is re-picked by every final pick, so each (method, final pick) pair is measured on
+Best-of-N, step beam, DVTS and MCTS run with a learned process scorer (the PRM or the value
+model, named in each label, e.g. "mcts(prm)"); every search is re-picked by every final pick, so each (method, final pick) pair is measured on
 the same answers. The rule-gated pick ("bon [legal+proxy]") is the control: Best-of-N with the
 hand-written legality rule at its pick, the bar the learned methods must clear without it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,14 @@ from forethought.lm.artifacts.train_prm import step_ends
 
 HELD_OUT_SEED = 20_000
 RESULTS = Path(__file__).parent / "results"
-METHODS = ["bon", "beam", "dvts", "mcts"]
+SEARCHES = [  # (method, process scorer); every label names its process scorer
+    ("bon", None),
+    ("beam", "value"),
+    ("dvts", "prm"),
+    ("dvts", "value"),
+    ("mcts", "prm"),
+    ("mcts", "value"),
+]
 CONTROL = "bon [legal+proxy]"
 
 
@@ -127,11 +135,16 @@ def run_steps(args, machine: dict) -> int:
     result["timings_s"]["bon_sweep"] = round(time.time() - t, 1)
     finals = [f for f in compare.FINALS if f != "proxy"]
     records = []
-    for m in METHODS:
+    for method, process in SEARCHES:
         t = time.time()
-        records += compare.evaluate(suite, [m], prompts, budgets, settings, seed=2, finals=finals)
-        result["timings_s"][m] = round(time.time() - t, 1)
-        print(f"{m} done in {time.time() - t:.0f}s", flush=True)
+        s = replace(settings, process=process or settings.process)
+        found = compare.evaluate(suite, [method], prompts, budgets, s, seed=2, finals=finals)
+        label = method if process is None else f"{method}({process})"
+        for r in found:  # same seeds for every search: only the method and scorer differ
+            r.method = r.method.replace(method, label, 1)
+        records += found
+        result["timings_s"][label] = round(time.time() - t, 1)
+        print(f"{label} done in {time.time() - t:.0f}s", flush=True)
     rows = compare.summarize(records)
     result["budget_sweep"] = rows
     result["learned_vs_bon"] = learned_vs_bon(rows, budgets)
@@ -165,7 +178,8 @@ def _default_out() -> str:
 def _plotted(rows: list[dict]) -> set[str]:
     """Plain Best-of-N, the control, and each method with its best final pick on average."""
     keep = {"bon", CONTROL}
-    for m in METHODS[1:]:
+    for method, process in SEARCHES[1:]:
+        m = f"{method}({process})"
         mine = [r for r in rows if r["method"].split(" [")[0] == m and "legal" not in r["method"]]
         by = {}
         for r in mine:

@@ -188,6 +188,8 @@ class TrainPrmCommand:
     """Optimiser steps."""
     eval_problems: int = PRMConfig.eval_problems
     """Held-out problems for accuracy and calibration."""
+    solutions: bool = PRMConfig.solutions
+    """Also label the step prefixes of each training problem's known solution (policy samples rarely solve, so without them few labelled prefixes lead anywhere)."""
     seed: int = 0
     """Seed for problems, sampling and initialisation."""
     half: bool = False
@@ -621,6 +623,7 @@ def _train_prm(cmd: TrainPrmCommand, console: Console) -> int:
         rollouts=cmd.rollouts,
         steps=cmd.steps,
         eval_problems=cmd.eval_problems,
+        solutions=cmd.solutions,
         seed=cmd.seed,
     )
     start = time.time()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,15 @@ class PRMConfig:
     """Policy samples per problem."""
     rollouts: int = 8
     """Continuations per step prefix (the k of the Monte-Carlo label)."""
-    steps: int = 1500
+    steps: int = 2500
     """Optimiser steps."""
     lr: float = 5e-4
     batch: int = 64
     eval_problems: int = 150
-    """Held-out problems labelled the same way, for accuracy and calibration."""
+    """Held-out problems labelled the same way (policy samples only), for accuracy and
+    calibration."""
+    solutions: bool = True
+    """Also label the step prefixes of each training problem's known solution."""
     seed: int = 0
 
 
@@ -75,14 +78,22 @@ def label_steps(
     rollouts: int,
     max_new_tokens: int,
     delimiter_id: int,
+    solutions: list[str] | None = None,
     log=print,
 ) -> list[StepLabels]:
     """Monte-Carlo step labels for `samples` policy answers to each prompt (batched across
-    prompts: rows with different prompts share one generate call)."""
+    prompts: rows with different prompts share one generate call). With `solutions` (one
+    known solution per prompt, as the problems were made), the solutions' step prefixes are
+    labelled too, by the same policy rollouts: policy samples rarely solve, and without them the
+    PRM would see few prefixes that lead anywhere."""
     unlimited = Account(Budget(max_tokens=2**62))  # data collection, not a budgeted search
     start = time.time()
     rows = [c for p in prompts for c in generator.start(p, samples, max_new_tokens)]
     answers = generator.extend(rows, max_new_tokens, unlimited)
+    for prompt, text in zip(prompts, solutions or [], strict=False):
+        ids = tuple(generator.tokenizer(text, add_special_tokens=False)["input_ids"])
+        start_row = generator.start(prompt, 1, max_new_tokens)[0]
+        answers.append(replace(start_row, token_ids=ids, text=text, finished=True))
     prefixes, owner = [], []
     for i, a in enumerate(answers):
         for k in step_ends(a, delimiter_id):
@@ -200,9 +211,11 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
     delimiter = gen.tokenizer.convert_tokens_to_ids(task.step_delimiter)
     times = {}
 
-    def labels(problems: int, seed: int) -> list[StepLabels]:
+    def labels(problems: int, seed: int, solutions: bool) -> list[StepLabels]:
         torch.manual_seed(seed)
-        prompts = [p.prompt for p in task.make_problems(problems, seed=seed)]
+        made = task.make_problems(problems, seed=seed)
+        prompts = [p.prompt for p in made]
+        known = [";".join(p.solution) + task.step_delimiter for p in made] if solutions else None
         return label_steps(
             gen,
             task,
@@ -211,12 +224,13 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
             rollouts=cfg.rollouts,
             max_new_tokens=task.max_new_tokens,
             delimiter_id=delimiter,
+            solutions=known,
             log=log,
         )
 
     t = time.time()
-    train = labels(cfg.problems, cfg.seed + 5)  # seeds 0..4 made the other models' data
-    held_out = labels(cfg.eval_problems, 30_000 + cfg.seed)
+    train = labels(cfg.problems, cfg.seed + 5, cfg.solutions)  # seeds 0..4: other models' data
+    held_out = labels(cfg.eval_problems, 30_000 + cfg.seed, False)
     times["labels_s"] = round(time.time() - t, 1)
     t = time.time()
     train_prm(root / "generator", train, root / "prm", cfg, half=half, log=log)
