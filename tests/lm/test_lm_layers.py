@@ -19,6 +19,7 @@ LAYERS = [
     {"grpo"},
     {"policies"},
     {"explain"},
+    {"cli_training"},
     {"cli"},
 ]
 RANK = {part: i for i, row in enumerate(LAYERS) for part in row}

@@ -10,9 +10,7 @@ there too.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,9 +19,11 @@ import tyro
 from rich.console import Console
 
 from forethought.errors import ConfigError
+from forethought.lm import cli_training as training
 from forethought.lm.artifacts.pretrain import PretrainConfig
 from forethought.lm.artifacts.shipped import SHIPPED
 from forethought.lm.artifacts.train_prm import PRMConfig
+from forethought.lm.cli_training import say
 from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
 from forethought.runtime import check_device, configure_threads
@@ -41,10 +41,6 @@ Final = Literal["proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-pro
 TaskName = Literal["countdown", "countdown-hard"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
-RESUME_OVERRIDES = ("iterations", "device")
-"""Options a resumed self-training run may change; everything else comes from its config.json."""
-GRPO_RESUME_OVERRIDES = ("steps", "device")
-"""Options a resumed GRPO run may change."""
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -249,11 +245,11 @@ def run(command, console: Console) -> int:
         CompareCommand: _compare,
         GenerateCommand: _generate,
         ExplainCommand: _explain,
-        TrainGeneratorCommand: _train,
-        TrainRewardCommand: _train,
-        TrainPrmCommand: _train_prm,
-        SelftrainCommand: _selftrain,
-        GrpoCommand: _grpo,
+        TrainGeneratorCommand: training.train_models,
+        TrainRewardCommand: training.train_models,
+        TrainPrmCommand: training.train_prm,
+        SelftrainCommand: training.selftrain,
+        GrpoCommand: training.grpo,
     }[type(command)]
     return runner(command, console)
 
@@ -265,11 +261,6 @@ def _quiet_transformers() -> None:
     # notices would bury them (its errors still surface as exceptions).
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-
-
-def _say(console: Console, text: str) -> None:
-    """One whole line (no wrapping), text as is (responses may hold brackets: no markup)."""
-    console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 # -- compare ----------------------------------------------------------------------------------
@@ -323,10 +314,10 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     rows = compare.summarize(records)
     _print_summary(console, [r for r in rows if r["budget"] == cmd.budget], cmd, len(problems))
     path = compare.plot_reward_vs_budget(rows, str(cmd.plot))
-    _say(console, f"plot of reward vs budget saved to {Path(path).resolve()}")
+    say(console, f"plot of reward vs budget saved to {Path(path).resolve()}")
     if cmd.json:
         write_json(cmd.json, rows)
-        _say(console, f"summary rows written to {cmd.json}")
+        say(console, f"summary rows written to {cmd.json}")
     return 0
 
 
@@ -387,10 +378,10 @@ def _print_summary(console: Console, rows: list[dict], cmd: CompareCommand, prom
             table.add_row(*_summary_cells(r))
         console.print(table)
     else:
-        _say(console, title)
+        say(console, title)
         for r in rows:
             cells = _summary_cells(r)
-            _say(
+            say(
                 console,
                 f"{cells[0]}: "
                 + ", ".join(
@@ -398,7 +389,7 @@ def _print_summary(console: Console, rows: list[dict], cmd: CompareCommand, prom
                     for name, cell in zip(SUMMARY_COLUMNS[1:], cells[1:], strict=True)
                 ),
             )
-    _say(
+    say(
         console,
         "gold/proxy: mean reward of the pick; win: win rate on gold against Best-of-N at the "
         "same budget (a tie counts half); W/T/L: wins/ties/losses; tokens, RM calls (reward "
@@ -450,16 +441,16 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
     budget = Budget(max_tokens=cmd.budget, max_reward_calls=cmd.reward_calls)
     res = run_method(suite, cmd.method, cmd.prompt, budget, settings)
     spent = res.spent
-    _say(console, f"response: {res.pick.text}")
-    _say(console, f"reward:   {res.score:.4f}  ({cmd.method}, {len(res.finalists)} finalists)")
-    _say(
+    say(console, f"response: {res.pick.text}")
+    say(console, f"reward:   {res.score:.4f}  ({cmd.method}, {len(res.finalists)} finalists)")
+    say(
         console,
         f"spent:    {spent.tokens}/{cmd.budget} tokens, {spent.reward_calls} reward calls, "
         f"{spent.value_calls} value calls",
     )
     if suite.gold is not None:
         try:
-            _say(console, f"gold:     {countdown.score(cmd.prompt, res.pick.text):.4f}")
+            say(console, f"gold:     {countdown.score(cmd.prompt, res.pick.text):.4f}")
         except ValueError:
             pass  # not a Countdown prompt: there is no gold verifier to ask
     return 0
@@ -522,8 +513,8 @@ def _explain(cmd: ExplainCommand, console: Console) -> int:
     write_json(cmd.out / "explain.json", ex.as_json(result, trace, **run))
     ex.plot_tree(trace, result, cmd.method, cmd.out / "explain.png")
     for line in ex.render_text(trace, result, cmd.method, cmd.budget):
-        _say(console, line)
-    _say(console, f"tree written to {cmd.out / 'explain.json'} and {cmd.out / 'explain.png'}")
+        say(console, line)
+    say(console, f"tree written to {cmd.out / 'explain.json'} and {cmd.out / 'explain.png'}")
     return 0
 
 
@@ -559,207 +550,3 @@ def _explain_checks(cmd: ExplainCommand):
     if cmd.out.exists() and not cmd.out.is_dir():
         raise ConfigError("out", f"{cmd.out} is a file, not a directory; choose another --out")
     return budget
-
-
-# -- train-generator, train-reward ------------------------------------------------------------
-def _train(cmd: TrainRewardCommand, console: Console) -> int:
-    import torch
-
-    from forethought.lm.artifacts import pretrain
-
-    generator = isinstance(cmd, TrainGeneratorCommand)
-    out = _models_out(cmd)
-    if not generator and not (out / "generator").is_dir():
-        raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
-    configure_threads(cmd.threads)
-    overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps, "half": cmd.half}
-    overrides["task"] = cmd.task if generator else _assets_task(out, cmd.task)
-    overrides["value_model_steps"] = cmd.value_model_steps
-    if generator:
-        overrides["gen_steps"] = cmd.gen_steps
-    cfg = pretrain.PretrainConfig(**overrides)
-    times: dict[str, float] = {}
-    start = time.time()
-
-    def timed(name: str, step: Callable[[], object]) -> object:
-        t = time.time()
-        result = step()
-        times[name] = round(time.time() - t, 1)
-        return result
-
-    if generator:
-        out.mkdir(parents=True, exist_ok=True)
-        timed("generator_s", lambda: pretrain.train_generator(out / "generator", cfg))
-    timed("proxy_s", lambda: pretrain.train_proxy(out / "generator", out / "proxy", cfg))
-    alphas = timed("values_s", lambda: pretrain.fit_values(out, cfg))
-    timed(
-        "value_model_s",
-        lambda: pretrain.train_value_model(out / "generator", out / "value_model", cfg),
-    )
-    meta = {
-        "config": cfg.__dict__,
-        "seconds": times,
-        "ridge_alphas": alphas,
-        "torch_threads": torch.get_num_threads(),
-    }
-    write_json(out / "meta.json", meta)
-    _say(console, f"models written to {out} in {time.time() - start:.0f}s")
-    return 0
-
-
-def _train_prm(cmd: TrainPrmCommand, console: Console) -> int:
-    from forethought.lm.artifacts.train_prm import run_train_prm
-
-    out = _models_out(cmd)
-    if not (out / "generator").is_dir():
-        raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
-    for name in ("problems", "samples", "rollouts", "steps", "eval_problems"):
-        if getattr(cmd, name) < 1:
-            raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
-    configure_threads(cmd.threads)
-    cfg = PRMConfig(
-        problems=cmd.problems,
-        samples=cmd.samples,
-        rollouts=cmd.rollouts,
-        steps=cmd.steps,
-        eval_problems=cmd.eval_problems,
-        solutions=cmd.solutions,
-        seed=cmd.seed,
-    )
-    start = time.time()
-    report = run_train_prm(out, cfg, half=cmd.half, log=lambda line: _say(console, line))
-    held = report["held_out"]["all"]
-    _say(
-        console,
-        f"PRM written to {out / 'prm'} in {time.time() - start:.0f}s; held-out step labels: "
-        f"accuracy {held['accuracy']:.3f} (majority {held['majority_baseline']:.3f}), Brier "
-        f"{held['brier']:.4f}, ECE {held['ece']:.4f}, Spearman {held['spearman']:.3f} "
-        f"({out / 'prm.json'})",
-    )
-    return 0
-
-
-def _assets_task(root: Path, given: str) -> str:
-    """The task the models under `root` were trained on (meta.json), else `given`."""
-    from forethought.lm.artifacts.shipped import task_of
-
-    return task_of(root).name if (root / "meta.json").exists() else given
-
-
-def _models_out(cmd: TrainRewardCommand) -> Path:
-    """--out, refused when it is (or lies inside) the shipped models unless asked for."""
-    out = Path(cmd.out)
-    resolved = out.resolve()
-    if (resolved == SHIPPED or SHIPPED in resolved.parents) and not cmd.overwrite_shipped:
-        raise ConfigError(
-            "out",
-            f"{out} holds the models shipped with forethought; choose another --out, or pass "
-            "--overwrite-shipped to replace them",
-        )
-    if out.exists() and not out.is_dir():
-        raise ConfigError("out", f"{out} is a file, not a directory; choose another --out")
-    return out
-
-
-# -- selftrain and grpo -----------------------------------------------------------------------
-def _selftrain(cmd: SelftrainCommand, console: Console) -> int:
-    from forethought.lm.selftrain import RunDir, SelfTrainer
-
-    configure_threads(cmd.threads)
-    run, cfg = _open_run(cmd, RunDir, SelfTrainConfig, RESUME_OVERRIDES)
-    try:
-        _say(
-            console,
-            f"self-training {cfg.task}: {cfg.iterations} iterations, {cfg.train_prompts} training "
-            f"prompts, {cfg.eval_prompts} held-out, collect={cfg.collect}@{cfg.collect_budget} "
-            f"tokens, filter={cfg.filter} on {cfg.filter_reward}, run directory {run.path}",
-        )
-        with _stage_progress(console, cmd.quiet) as report:
-            SelfTrainer(cfg, run, report=report, log=lambda line: _say(console, line)).run_all()
-        _say(console, f"metrics: {run.metrics_path}")
-        _say(console, f"plot: {run.path / 'selftrain.png'}")
-    finally:
-        run.close()
-    return 0
-
-
-def _grpo(cmd: GrpoCommand, console: Console) -> int:
-    from forethought.lm.grpo import GRPORunDir, GRPORunner
-    from forethought.lm.grpo.loop import training_reward
-
-    configure_threads(cmd.threads)
-    if cmd.resume is None:  # a --reward path that holds no classifier fails before --out exists
-        training_reward(cmd.config.validate(), proxy=None, gold=None)
-    run, cfg = _open_run(cmd, GRPORunDir, GRPOConfig, GRPO_RESUME_OVERRIDES)
-    try:
-        _say(
-            console,
-            f"GRPO on {cfg.task}: {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
-            f"{cfg.generations} generations, reward {cfg.reward}, {cfg.tuning} tuning at lr "
-            f"{cfg.lr:g}, {cfg.eval_prompts} held-out prompts every {cfg.eval_every} steps, run "
-            f"directory {run.path}",
-        )
-        with _stage_progress(console, cmd.quiet) as report:
-            GRPORunner(cfg, run, report=report, log=lambda line: _say(console, line)).run_all()
-        _say(console, f"metrics: {run.metrics_path}")
-        _say(console, f"plot: {run.path / 'grpo.png'}")
-    finally:
-        run.close()
-    return 0
-
-
-@contextmanager
-def _stage_progress(console: Console, quiet: bool):
-    """A progress bar whose description names the current stage; `report(stage, done, total)`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet or not console.is_terminal,  # redirected: the lines only
-    ) as progress:
-        bar = progress.add_task("starting", total=1)
-
-        def report(step: str, done: int, total: int) -> None:
-            progress.update(bar, description=step, completed=done, total=max(total, 1))
-
-        yield report
-
-
-def _open_run(cmd, run_class, config_class, overrides: tuple[str, ...]):
-    """A new locked run directory, or the one --resume names with its own config (only the
-    `overrides` given on the command line may change it)."""
-    if cmd.resume is None:
-        cfg = cmd.config.validate()
-        return run_class.create(cmd.out, cfg), cfg
-    defaults = config_class()
-    given = {
-        f.name: getattr(cmd.config, f.name)
-        for f in dataclasses.fields(config_class)
-        if getattr(cmd.config, f.name) != getattr(defaults, f.name)
-    }
-    fixed = sorted(set(given) - set(overrides))
-    if cmd.out != type(cmd).out:
-        fixed.insert(0, "out")
-    if fixed:
-        raise ConfigError(
-            "resume",
-            f"a resumed run keeps its own config; drop {', '.join(_flag(n) for n in fixed)} "
-            f"(only {', '.join(_flag(n) for n in overrides)} may change)",
-        )
-    run, saved = run_class.open(cmd.resume)
-    try:
-        cfg = saved.replace(**given)
-        run.save(cfg)  # a raised --iterations / --steps is remembered by the next resume
-    except BaseException:
-        run.close()
-        raise
-    return run, cfg
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
