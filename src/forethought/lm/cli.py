@@ -21,7 +21,6 @@ from rich.console import Console
 from forethought.errors import ConfigError
 from forethought.lm import cli_training as training
 from forethought.lm.artifacts.pretrain import PretrainConfig
-from forethought.lm.artifacts.shipped import SHIPPED
 from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.cli_training import say
 from forethought.lm.grpo.config import GRPOConfig
@@ -48,8 +47,10 @@ MODELS_OUT = Path("runs/countdown-models")
 class _Machine:
     """Options every search command shares."""
 
-    max_new_tokens: int = 24
-    """Response length cap in tokens."""
+    task: TaskName = "countdown"
+    """Built-in task: its shipped models are used unless --assets is given (countdown-hard: 5-6 numbers, 4-5 steps)."""
+    max_new_tokens: int | None = None
+    """Response length cap in tokens (default: the task's own, 24 for countdown and 36 for countdown-hard; 24 with --model)."""
     assets: Path | None = None
     """Directory of Countdown models (default: the models shipped with the package)."""
     seed: int = 0
@@ -64,10 +65,6 @@ class _Machine:
 class CompareCommand(_Machine):
     """Compare search strategies at equal budget on held-out Countdown prompts: a table, a plot of reward against tokens spent, and optionally the rows as JSON."""
 
-    task: TaskName = "countdown"
-    """Built-in task whose held-out prompts are searched, with its shipped models unless --assets is given (countdown-hard: 5-6 numbers, 4-5 steps)."""
-    max_new_tokens: int | None = None
-    """Response length cap in tokens (default: the task's own, 24 for countdown and 36 for countdown-hard)."""
     budget: int = 1024
     """Most tokens generated per prompt."""
     reward_calls: int | None = None
@@ -422,7 +419,6 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
 
     from forethought.lm import Budget
     from forethought.lm.compare import SearchSettings, run_method
-    from forethought.lm.tasks import countdown
 
     if not cmd.prompt.strip():
         raise ConfigError("PROMPT", "is empty; give the text to respond to, e.g. '3,7,12>33:'")
@@ -432,12 +428,11 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
     if cmd.model is None:  # the shipped Countdown models
         require_countdown_prompt(cmd.prompt)
     suite = _generate_suite(cmd)
-    settings = SearchSettings(cmd.max_new_tokens)
+    max_new = cmd.max_new_tokens or (suite.task.max_new_tokens if suite.gold else 24)
+    settings = SearchSettings(max_new)
     if suite.gold is None:  # a user's own models: no Countdown rule check on partials
         partial = "value" if suite.value is not None else "proxy"
-        settings = SearchSettings(
-            cmd.max_new_tokens, lookahead_scorer=partial, prune_scorer=partial
-        )
+        settings = SearchSettings(max_new, lookahead_scorer=partial, prune_scorer=partial)
     budget = Budget(max_tokens=cmd.budget, max_reward_calls=cmd.reward_calls)
     res = run_method(suite, cmd.method, cmd.prompt, budget, settings)
     spent = res.spent
@@ -450,7 +445,7 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
     )
     if suite.gold is not None:
         try:
-            say(console, f"gold:     {countdown.score(cmd.prompt, res.pick.text):.4f}")
+            say(console, f"gold:     {suite.task.score(cmd.prompt, res.pick.text):.4f}")
         except ValueError:
             pass  # not a Countdown prompt: there is no gold verifier to ask
     return 0
@@ -459,13 +454,13 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
 def _generate_suite(cmd: GenerateCommand):
     """The shipped models, or the user's generator, reward model and optional value model."""
     from forethought.lm import ClassifierReward, Generator
-    from forethought.lm.artifacts.shipped import CountdownSuite, load_countdown
+    from forethought.lm.artifacts.shipped import CountdownSuite, load_countdown, shipped_root
 
     if cmd.policy is not None and (cmd.model is not None or cmd.reward is not None):
         raise ConfigError("policy", "give --policy or --model/--reward, not both")
     if cmd.model is None and cmd.reward is None:
         return _policy_suite(cmd) or load_countdown(
-            cmd.assets or SHIPPED, value=cmd.value, device=cmd.device
+            cmd.assets or shipped_root(cmd.task), value=cmd.value, device=cmd.device
         )
     if cmd.model is None or cmd.reward is None:
         raise ConfigError("--model/--reward", "give both, or neither for the shipped models")
@@ -496,15 +491,15 @@ def _explain(cmd: ExplainCommand, console: Console) -> int:
     import torch
 
     from forethought.lm import explain as ex
-    from forethought.lm.artifacts.shipped import load_countdown
+    from forethought.lm.artifacts.shipped import load_countdown, shipped_root
     from forethought.lm.compare import SearchSettings
 
     budget = _explain_checks(cmd)
     check_device(cmd.device)
     configure_threads(cmd.threads)
     torch.manual_seed(cmd.seed)  # as `lm generate`: same seed and budget, same search
-    suite = load_countdown(cmd.assets or SHIPPED, value=cmd.value, device=cmd.device)
-    settings = SearchSettings(cmd.max_new_tokens)
+    suite = load_countdown(cmd.assets or shipped_root(cmd.task), value=cmd.value, device=cmd.device)
+    settings = SearchSettings(cmd.max_new_tokens or suite.task.max_new_tokens)
     result, trace = ex.explain(suite, cmd.method, cmd.prompt, budget, settings)
     cmd.out.mkdir(parents=True, exist_ok=True)
     run = {"method": cmd.method, "budget": budget.max_tokens, "seed": cmd.seed}
@@ -539,6 +534,7 @@ def _explain_checks(cmd: ExplainCommand):
     from forethought.lm import Budget
     from forethought.lm.compare import METHODS
     from forethought.lm.search.common import require_one_candidate
+    from forethought.lm.tasks.countdown import get_task
 
     require_countdown_prompt(cmd.prompt)
     if cmd.method not in METHODS:
@@ -546,7 +542,7 @@ def _explain_checks(cmd: ExplainCommand):
             "method", f"unknown method {cmd.method!r}; choose from {', '.join(METHODS)}"
         )
     budget = Budget(max_tokens=cmd.budget, max_reward_calls=cmd.reward_calls)
-    require_one_candidate(budget, cmd.max_new_tokens)
+    require_one_candidate(budget, cmd.max_new_tokens or get_task(cmd.task).max_new_tokens)
     if cmd.out.exists() and not cmd.out.is_dir():
         raise ConfigError("out", f"{cmd.out} is a file, not a directory; choose another --out")
     return budget
