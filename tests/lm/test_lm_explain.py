@@ -122,7 +122,10 @@ def test_cli_writes_the_tree_and_its_drawing(tmp_path, capsys):
 BAD = {
     "empty prompt": (["", "--method", "bon"], "error: PROMPT: is empty"),
     "not a Countdown prompt": (["hello", "--method", "bon"], "error: PROMPT: 'hello' is not a"),
-    "unknown method": ([COUNTDOWN, "--method", "mcts"], "error: --method: unknown method 'mcts'"),
+    "unknown method": (
+        [COUNTDOWN, "--method", "alphazero"],
+        "error: --method: unknown method 'alphazero'",
+    ),
     "budget below one answer": (
         [COUNTDOWN, "--budget", "10"],
         "error: --budget: a budget of 10 tokens cannot pay for one candidate",

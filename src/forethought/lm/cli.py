@@ -124,7 +124,7 @@ class ExplainCommand(_Machine):
     prompt: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROMPT")]
     """Countdown prompt, e.g. '3,7,6,5>9:'."""
     method: str = "lookahead"
-    """Search method: bon, lookahead, prune or beam."""
+    """Search method: bon, lookahead, prune, beam, dvts or mcts."""
     budget: int = 128
     """Most tokens generated."""
     reward_calls: int | None = None
