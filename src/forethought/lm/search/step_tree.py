@@ -99,14 +99,18 @@ class StepTree:
 
     def select(self, batch: int) -> list[TreeNode]:
         """`batch` walks from the root; each node walked through takes a virtual visit (scored
-        0 until the backup adds the real value), which steers later walks elsewhere."""
+        0 until the backup adds the real value), which steers later walks elsewhere, and a walk
+        that stops to expand a node books its sample at once, so the next walk of the batch
+        already sees the node's widening used (and goes below it when it has children)."""
         leaves = []
         for _ in range(batch):
             node = self.root
             node.visits += 1
-            while not node.terminal and node.samples >= self.widen_limit(node):
+            while not node.terminal and node.children and node.samples >= self.widen_limit(node):
                 node = self._best_child(node)
                 node.visits += 1
+            if not node.terminal:
+                node.samples += 1
             leaves.append(node)
         return leaves
 
@@ -161,7 +165,8 @@ def run_rounds(
             idle += 1  # only finished answers were selected; their visits widen the parents
             continue
         rows = affordable(len(open_))
-        for n in open_[rows:]:  # walks the budget cannot expand: undo their virtual visits
+        for n in open_[rows:]:  # walks the budget cannot expand: undo their visits and samples
+            n.samples -= 1
             while n is not None:
                 n.visits -= 1
                 n = n.parent
@@ -173,7 +178,6 @@ def run_rounds(
         for parent, (key, state, prior, terminal), v in zip(
             open_[:rows], grown, values, strict=True
         ):
-            parent.samples += 1
             child = tree.add(parent, key, state, prior, v, terminal)
             tree.backup(child, child.value, new_visit=True)
 
