@@ -132,9 +132,9 @@ class SearchSettings:
     """beam: most tokens one step may take."""
     subtrees: int = 4
     """dvts: independent greedy step searches, each keeping its best of `expand` next steps."""
-    mcts_batch: int = 8
-    """mcts: leaves selected (and steps sampled) per round."""
-    c_puct: float = 1.0
+    mcts_batch: int = 4
+    """mcts: leaves selected (and steps sampled) per round. This and c_puct were chosen on 30 development prompts (seed 15000) with the value model as process scorer: 4 and 0.5 won 68% / 67% against Best-of-N at 128 / 512 tokens, 8 and 1.0 won 58% / 53%."""
+    c_puct: float = 0.5
     """mcts: weight of the policy prior against the mean score in selection."""
     widen: float = 1.0
     """mcts: progressive widening, a node samples up to ceil(widen * (visits + 1) ** alpha) steps."""
