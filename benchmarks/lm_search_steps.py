@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from forethought.lm import Account, Budget, compare
 from forethought.lm.artifacts.shipped import load_countdown, shipped_root
 from forethought.lm.artifacts.train_prm import step_ends
+from lm_search import tokens_to_match
 
 HELD_OUT_SEED = 20_000
 RESULTS = Path(__file__).parent / "results"
@@ -150,7 +151,7 @@ def run_steps(args, machine: dict) -> int:
     result["learned_vs_bon"] = learned_vs_bon(rows, budgets)
     bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
     result["best_of_16"] = bon16
-    result["tokens_to_match_bon16"] = _tokens_to_match(rows, bon16)
+    result["tokens_to_match_bon16"] = tokens_to_match(rows, bon16)
     result["records"] = [
         {k: v for k, v in r.items() if k not in ("prompt", "response")}
         for r in compare.records_as_dicts(records)
@@ -186,25 +187,6 @@ def _plotted(rows: list[dict]) -> set[str]:
             by.setdefault(r["method"], []).append(r["mean_gold"])
         keep.add(max(by, key=lambda k: np.mean(by[k])))
     return keep
-
-
-def _tokens_to_match(rows: list[dict], bon16: dict) -> dict:
-    out = {}
-    for m in dict.fromkeys(r["method"] for r in rows):
-        hits = sorted(
-            (r for r in rows if r["method"] == m and r["mean_gold"] >= bon16["mean_gold"]),
-            key=lambda r: r["budget"],
-        )
-        out[m] = (
-            {
-                "budget": hits[0]["budget"],
-                "mean_tokens": hits[0]["mean_tokens"],
-                "fraction_of_bon16_tokens": hits[0]["mean_tokens"] / bon16["mean_tokens"],
-            }
-            if hits
-            else None
-        )
-    return out
 
 
 def _write_depth_summary() -> None:
