@@ -132,6 +132,11 @@ def main() -> int:
         help="--part steps: the built-in task (its shipped models unless --assets)",
     )
     ap.add_argument("--prompts", type=int, default=None, help="held-out prompts (default 100)")
+    ap.add_argument(
+        "--searches",
+        default=None,
+        help="--part steps: comma-separated searches, e.g. bon,mcts(value) (default: all)",
+    )
     ap.add_argument("--assets", default=None, help="Countdown model directory")
     ap.add_argument(
         "--value",

@@ -136,7 +136,9 @@ def run_steps(args, machine: dict) -> int:
     result["timings_s"]["bon_sweep"] = round(time.time() - t, 1)
     finals = [f for f in compare.FINALS if f != "proxy"]
     records = []
-    for method, process in SEARCHES:
+    searches = _chosen(args.searches)
+    result["searches"] = [m if p is None else f"{m}({p})" for m, p in searches]
+    for method, process in searches:
         t = time.time()
         s = replace(settings, process=process or settings.process)
         found = compare.evaluate(suite, [method], prompts, budgets, s, seed=2, finals=finals)
@@ -179,14 +181,25 @@ def _default_out() -> str:
 def _plotted(rows: list[dict]) -> set[str]:
     """Plain Best-of-N, the control, and each method with its best final pick on average."""
     keep = {"bon", CONTROL}
-    for method, process in SEARCHES[1:]:
-        m = f"{method}({process})"
+    for m in {r["method"].split(" [")[0] for r in rows} - {"bon"}:
         mine = [r for r in rows if r["method"].split(" [")[0] == m and "legal" not in r["method"]]
         by = {}
         for r in mine:
             by.setdefault(r["method"], []).append(r["mean_gold"])
         keep.add(max(by, key=lambda k: np.mean(by[k])))
     return keep
+
+
+def _chosen(text: str | None) -> list[tuple[str, str | None]]:
+    """The searches named in `text` ('bon,mcts(value),...'; all of SEARCHES when None)."""
+    if not text:
+        return SEARCHES
+    labels = {m if p is None else f"{m}({p})": (m, p) for m, p in SEARCHES}
+    wanted = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in wanted if x not in labels]
+    if unknown or "bon" not in wanted:
+        raise SystemExit(f"--searches: choose from {', '.join(labels)}, bon included; got {text!r}")
+    return [labels[x] for x in wanted]
 
 
 def _write_depth_summary() -> None:
