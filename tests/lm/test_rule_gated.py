@@ -11,6 +11,7 @@ from forethought.errors import ConfigError, DataError
 from forethought.lm import Account, Budget, Candidate, FunctionReward
 from forethought.lm.compare import partial_scorer
 from forethought.lm.rewards import RuleGated
+from forethought.lm.tasks import countdown
 
 
 def _cands(texts):
@@ -42,7 +43,7 @@ def test_nan_from_the_inner_scorer_is_still_an_error():
 def test_partial_scorer_names():
     value = FunctionReward(lambda p, r: 0.0, kind="value")
     proxy = FunctionReward(lambda p, r: 0.0, kind="reward")
-    suite = SimpleNamespace(value=value, proxy=proxy)
+    suite = SimpleNamespace(value=value, proxy=proxy, prm=None, task=countdown.DEFAULT)
     assert partial_scorer(suite, "value", "process") is value
     assert partial_scorer(suite, "proxy", "process") is proxy
     gated = partial_scorer(suite, "legal+value", "process")
@@ -50,3 +51,5 @@ def test_partial_scorer_names():
     assert partial_scorer(suite, "legal+proxy", "process").kind == "reward"
     with pytest.raises(ConfigError, match="--prune-scorer"):
         partial_scorer(suite, "gold", "prune_scorer")
+    with pytest.raises(ConfigError, match="--process: needs a process reward model"):
+        partial_scorer(suite, "prm", "process")
