@@ -266,3 +266,12 @@ def test_repick_books_each_final_pick_exactly(tiny_prm_assets):
         assert picks[name].spent.reward_calls == res.spent.reward_calls - n
         assert picks[name].spent.value_calls == res.spent.value_calls + n
         assert picks[name].pick in res.finalists
+
+
+def test_mcts_passes_its_backup_rule_to_the_tree(tiny):
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: 0.0, kind="value")
+    delims = {gen.tokenizer.convert_tokens_to_ids(";")}
+    with pytest.raises(ConfigError, match="backup"):
+        mcts(gen, rm, value, "2,9>11:", Budget(100), max_new_tokens=10,
+             step_delimiters=delims, backup="median")  # fmt: skip

@@ -210,25 +210,12 @@ def mcts(
     step_tokens = min(step_tokens, max_new_tokens)
     account = Account(budget)
     trace.new_restart()
-    tree = StepTree(
-        generator.start(prompt, 1, max_new_tokens)[0], c_puct=c_puct, widen=widen, alpha=alpha
-    )
+    root = generator.start(prompt, 1, max_new_tokens)[0]
+    tree = StepTree(root, c_puct=c_puct, widen=widen, alpha=alpha, backup=backup)
     finished: list[Candidate] = []
 
     def affordable(rows: int) -> int:
-        # Worst case of a round: every row samples step_tokens, is scored, and finishes (so the
-        # final pool grows by `rows`, whose final reward calls are reserved now).
-        while rows > 0:
-            need = {"reward": 0, "value": 0}
-            need[process.kind] += rows
-            need[reward.kind] += len(finished) + rows
-            calls_ok = all(
-                account.calls_left(k) is None or need[k] <= account.calls_left(k) for k in need
-            )
-            if calls_ok and rows * step_tokens <= account.tokens_left:
-                return rows
-            rows -= 1
-        return 0
+        return _affordable_rows(account, process, reward, len(finished), rows, step_tokens)
 
     def expand(nodes: list[TreeNode]) -> list[tuple]:
         before = [n.state for n in nodes]
@@ -257,6 +244,23 @@ def mcts(
     scores = reward(pool, account)
     trace.final(pool, scores, reward)
     return pick_best("mcts", pool, scores, account, trace)
+
+
+def _affordable_rows(account, process, reward, pooled: int, rows: int, step_tokens: int) -> int:
+    """How many of `rows` expansions fit: in the worst case every row samples `step_tokens`, is
+    scored by `process`, and finishes, so the final pool (`pooled` so far) grows by `rows`,
+    whose final reward calls are reserved now."""
+    while rows > 0:
+        need = {"reward": 0, "value": 0}
+        need[process.kind] += rows
+        need[reward.kind] += pooled + rows
+        calls_ok = all(
+            account.calls_left(k) is None or need[k] <= account.calls_left(k) for k in need
+        )
+        if calls_ok and rows * step_tokens <= account.tokens_left:
+            return rows
+        rows -= 1
+    return 0
 
 
 def _best_partials(tree: StepTree) -> list[Candidate]:
