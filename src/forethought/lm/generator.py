@@ -48,9 +48,7 @@ class Candidate:
     """Most tokens this response may have (the max_new_tokens it was started with)."""
     meta: dict = field(default_factory=dict, compare=False)
     logprob: float = field(default=0.0, compare=False)
-    """Log-probability of `token_ids` under the sampling distribution (temperature and top-k
-    applied), summed over tokens: a tree search's prior of a step is the difference between a
-    child's and its parent's."""
+    """Summed log-probability of `token_ids` under the sampling distribution (a step's prior in tree search is a child's minus its parent's)."""
 
 
 class _StopAfterToken(StoppingCriteria):

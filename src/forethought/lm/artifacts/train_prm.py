@@ -44,8 +44,7 @@ class PRMConfig:
     lr: float = 5e-4
     batch: int = 64
     eval_problems: int = 150
-    """Held-out problems labelled the same way (policy samples only), for accuracy and
-    calibration."""
+    """Held-out problems labelled the same way (policy samples only), for accuracy and calibration."""
     solutions: bool = True
     """Also label the step prefixes of each training problem's known solution."""
     seed: int = 0

@@ -55,8 +55,7 @@ class TreeNode:
     best: float = float("-inf")
     """Highest value backed up through this node."""
     samples: int = 0
-    """Steps sampled from this node, repeats included: widening counts samples, not distinct
-    children, so a node whose few possible steps all exist stops being re-sampled."""
+    """Steps sampled from this node, repeats included (widening counts samples, not distinct children)."""
 
     def q(self, backup: str) -> float:
         if backup == "max":
