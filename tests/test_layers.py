@@ -20,6 +20,7 @@ LAYERS = [
     {"agents"},
     {"trainers"},
     {"tools", "lm"},
+    {"sweep"},
     {"cli", "__main__"},
 ]
 RANK = {part: i for i, row in enumerate(LAYERS) for part in row}

@@ -16,8 +16,9 @@ import pytest
 from forethought.cli import main
 from forethought.config import TrainConfig
 from forethought.storage import RunLock
-from forethought.tools.sweep import SweepArgs, run_sweep
-from forethought.tools.sweep.execute import curve, read_events
+from forethought.sweep import SweepArgs, run_sweep
+from forethought.sweep.execute import read_events
+from forethought.sweep.kinds import TRAIN
 from forethought.trainers import train
 from helpers import TINY_ARGS
 
@@ -50,7 +51,7 @@ def test_pool_sweep_equals_the_same_runs_made_one_by_one(uninterrupted, tmp_path
     assert sorted(records) == sorted(t["name"] for t in trials) and len(trials) == 4
     for trial in trials:
         config = TrainConfig.from_dict({**trial["config"], "out": str(tmp_path / trial["name"])})
-        alone = curve(train(config).history)
+        alone = TRAIN.curve(train(config).history)
         assert records[trial["name"]]["evaluations"] == alone, trial["name"]
         assert records[trial["name"]]["config"] == trial["config"]
     results = json.loads((uninterrupted / "results.json").read_text())
@@ -200,11 +201,11 @@ def test_two_trial_sweep_on_a_local_ray_with_2_cpus(tmp_path):
         run_dir = Path(record["run_dir"])
         assert run_dir.parent == sweep_dir / "trials"
         assert (run_dir / "checkpoint.pt").exists() and (run_dir / "metrics.jsonl").exists()
-        assert len(record["evaluations"]["eval_return"]) == 2  # episodes=2: two evaluations
+        assert len(record["evaluations"]["y"]) == 2  # episodes=2: two evaluations
 
 
 def test_spec_with_grid_and_variants_expands_to_their_product(tmp_path):
-    from forethought.tools.sweep import plan
+    from forethought.sweep import plan
 
     spec = tmp_path / "sweep.toml"
     spec.write_text(
@@ -212,8 +213,10 @@ def test_spec_with_grid_and_variants_expands_to_their_product(tmp_path):
         '[grid]\n"planning.horizon" = [10, 20]\n'
         '[[variants]]\nalgo = "mpc"\nepisodes = 3\n[[variants]]\nalgo = "sac"\nsteps = 1000\n'
     )
-    base, seeds, grid, variants = plan.read_spec(spec)
-    trials = plan.expand(plan.Plan(base, seeds, plan.groups_of(grid, variants)), tmp_path / "s")
+    command, base, seeds, grid, variants = plan.read_spec(spec)
+    assert command == "train"
+    groups = plan.groups_of(grid, variants)
+    trials = plan.expand(plan.Plan(base, seeds, groups, command), tmp_path / "s")
     assert len(trials) == 2 * 2 * 2
     first = trials[0]
     assert first["name"] == "algo-mpc_episodes-3_planning.horizon-10-seed0"

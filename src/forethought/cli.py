@@ -33,7 +33,7 @@ from forethought.tools.evaluate import EvaluateArgs
 from forethought.tools.explain import ExplainArgs
 from forethought.tools.ope import OPEArgs
 from forethought.tools.report import ReportArgs
-from forethought.tools.sweep import SweepArgs
+from forethought.sweep import SweepArgs
 from forethought.trainers.offline_config import OfflineConfig
 
 
@@ -119,7 +119,7 @@ def _run_report(command: ReportArgs, console: Console) -> int:
 
 
 def _run_sweep(command: SweepArgs, console: Console) -> int:
-    from forethought.tools.sweep import run_sweep
+    from forethought.sweep import run_sweep
 
     run_sweep(command, console)
     return 0

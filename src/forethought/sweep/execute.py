@@ -28,10 +28,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from forethought.config import TrainConfig
 from forethought.errors import ConfigError, ForethoughtError
 from forethought.storage import atomic_write_text, read_json, write_json
-from forethought.trainers import resume, train
+from forethought.sweep.kinds import get_kind
 
 Trial = dict[str, Any]
 OnDone = Callable[[Trial], None]
@@ -62,36 +61,31 @@ def read_events(sweep_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def curve(history: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Every evaluation point of a run (episode-end and step-schedule ones), in step order."""
-    points = sorted(
-        (r["env_steps"], r["eval_return"])
-        for r in history
-        if r.get("eval_return") is not None and r.get("event") in (None, "evaluation")
-    )
-    return {"env_steps": [s for s, _ in points], "eval_return": [v for _, v in points]}
-
-
 def run_trial(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
     """Run one trial to its end (skip it if finished, continue it if interrupted) and write its
     record to finished/NAME.json; returns the record."""
     name, done = trial["name"], finished_path(sweep_dir, trial["name"])
     if done.exists():
         return read_json(done, "a finished trial's record")
-    config = TrainConfig.from_dict(trial["config"], source=f"{sweep_dir}/sweep.json")
+    kind = get_kind(trial.get("command", "train"))
+    config = kind.from_dict(trial["config"], source=f"{sweep_dir}/sweep.json")
+    run_dir = Path(trial.get("run_dir") or trial["config"]["out"])
     start, cpu = time.perf_counter(), time.process_time()
-    if (config.run_dir() / "config.json").exists():
+    if (run_dir / "config.json").exists():
         log_event(sweep_dir, name, "resume")
-        result = resume(config.run_dir())
+        rows = kind.resume(run_dir)
     else:
         log_event(sweep_dir, name, "train")
-        result = train(config)
-    points = curve(result.history)
+        rows = kind.start(config, run_dir)
+    points = kind.curve(rows)
     record = {
         **{k: trial[k] for k in ("name", "group", "seed", "settings")},
-        "run_dir": str(result.run_dir),
-        "final_eval_return": points["eval_return"][-1] if points["eval_return"] else None,
-        "env_steps": max((r.get("env_steps", 0) for r in result.history), default=0),
+        "command": kind.command,
+        "run_dir": str(run_dir),
+        "score_name": kind.score_name,
+        "x_name": kind.x_name,
+        "final_score": points["y"][-1] if points["y"] else None,
+        "progress": points["x"][-1] if points["x"] else 0,
         "evaluations": points,
         "seconds": time.perf_counter() - start,  # this attempt's time (less when resumed)
         "cpu_seconds": time.process_time() - cpu,  # its CPU time (wall >> CPU: a busy machine)
@@ -185,7 +179,7 @@ def _ray_trial(params: dict[str, Any], sweep_dir: str, by_name: dict[str, Trial]
         record_failure(Path(sweep_dir), params["trial"], exc)
         raise
     report = tune.report if hasattr(tune, "RunConfig") else __import__("ray.train").train.report
-    report({"final_eval_return": record["final_eval_return"], "env_steps": record["env_steps"]})
+    report({"final_score": record["final_score"], "progress": record["progress"]})
 
 
 def run_ray(sweep_dir: Path, trials: list[Trial], ray_options: dict[str, Any], on_done: OnDone):

@@ -1,5 +1,5 @@
 """A sweep's trials: base settings x grid (or a list of variants) x seeds, each an ordinary
-`TrainConfig` whose run directory lies under the sweep directory.
+configuration of the swept command whose run directory lies under the sweep directory.
 
 A spec file (TOML) says the same as the command-line flags:
 
@@ -13,6 +13,8 @@ A spec file (TOML) says the same as the command-line flags:
     [[variants]]
     algo = "sac"
     steps = 1000
+
+`command = "lm-grpo"` (or "lm-selftrain") sweeps that command's options instead of train's.
 """
 
 from __future__ import annotations
@@ -32,15 +34,10 @@ from typing import Any
 
 import tyro
 
-from forethought.config import TrainConfig
 from forethought.errors import ConfigError
+from forethought.sweep.kinds import COMMANDS, TrialKind, get_kind
 
-# Settings the sweep itself decides for every trial.
-RESERVED = {
-    "seed": "seeds come from --seeds",
-    "out": "each trial's run directory lies under the sweep's --out",
-    "resume": "continue a sweep with forethought sweep --resume SWEEP_DIR",
-}
+SPEC_KEYS = ("command", "base_args", "seeds", "grid", "variants")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +45,7 @@ class Plan:
     base_args: str
     seeds: list[int]
     groups: list[dict[str, Any]]  # one dict of settings per group (config without the seed)
+    command: str = "train"
 
 
 def parse_seeds(text: str, flag: str = "seeds") -> list[int]:
@@ -74,17 +72,20 @@ def parse_grid(entries: tuple[str, ...] | list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def read_spec(path: Path) -> tuple[str, list[int], dict[str, list[Any]], list[dict[str, Any]]]:
-    """base_args, seeds, grid and variants of a TOML spec file."""
+def read_spec(path: Path) -> tuple[str, str, list[int], dict[str, list[Any]], list[dict[str, Any]]]:
+    """command, base_args, seeds, grid and variants of a TOML spec file."""
     try:
         data = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("spec", f"{path} is not valid TOML ({exc})") from None
-    unknown = sorted(set(data) - {"base_args", "seeds", "grid", "variants"})
+    unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(
-            "spec", f"{path}: unknown keys {', '.join(unknown)} (base_args, seeds, grid, variants)"
+            "spec", f"{path}: unknown keys {', '.join(unknown)} ({', '.join(SPEC_KEYS)})"
         )
+    command = data.get("command", "train")
+    if command not in COMMANDS:
+        raise ConfigError("spec", f"{path}: command must be one of {', '.join(COMMANDS)}")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ConfigError("spec", f"{path}: seeds must be a list of integers, e.g. [0, 1, 2]")
@@ -96,7 +97,7 @@ def read_spec(path: Path) -> tuple[str, list[int], dict[str, list[Any]], list[di
         raise ConfigError("spec", f"{path}: variants must be a list of tables ([[variants]])")
     base = data.get("base_args", "")
     seed_text = ",".join(str(s) for s in seeds)
-    return str(base), parse_seeds(seed_text, "spec"), grid, variants
+    return command, str(base), parse_seeds(seed_text, "spec"), grid, variants
 
 
 def groups_of(grid: dict[str, list[Any]], variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -106,8 +107,8 @@ def groups_of(grid: dict[str, list[Any]], variants: list[dict[str, Any]]) -> lis
     return [{**variant, **point} for variant in (variants or [{}]) for point in points]
 
 
-def parse_base(base_args: str) -> TrainConfig:
-    """`forethought train` options as a TrainConfig; tyro's complaint becomes one line."""
+def parse_base(base_args: str, kind: TrialKind) -> Any:
+    """The command's options as its config; tyro's complaint becomes one line."""
     try:
         argv = shlex.split(base_args)
     except ValueError as exc:
@@ -117,27 +118,28 @@ def parse_base(base_args: str) -> TrainConfig:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
-            return tyro.cli(TrainConfig, args=argv)
+            return tyro.cli(kind.config_class, args=argv)
     except SystemExit:
         lines = [ln.strip(" │─-╭╮╰╯|") for ln in captured.getvalue().splitlines()]
         said = [ln for ln in lines if ln and "helptext" not in ln and "usage" not in ln.lower()]
         raise ConfigError(
             "base_args",
-            f"'{base_args}' is not valid for forethought train: {'; '.join(said[1:] or said)}",
+            f"'{base_args}' is not valid for forethought {kind.cli}: "
+            f"{'; '.join(said[1:] or said)}",
         ) from None
 
 
-def field_type(key: str) -> Any:
-    """The annotation of the TrainConfig setting `key` (dotted for nested ones)."""
-    cls: Any = TrainConfig
+def field_type(key: str, kind: TrialKind) -> Any:
+    """The annotation of the config setting `key` (dotted for nested ones)."""
+    cls: Any = kind.config_class
     parts = key.split(".")
     for i, name in enumerate(parts):
         hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
         if name not in hints:
             raise ConfigError(
                 "grid",
-                f"unknown setting '{key}'; use a `forethought train` option without dashes "
-                "(e.g. algo, episodes, planning.horizon)",
+                f"unknown setting '{key}'; use a `forethought {kind.cli}` option without "
+                "dashes (e.g. algo, episodes, planning.horizon for train; lr, steps for lm grpo)",
             )
         cls = hints[name]
         if i < len(parts) - 1 and not dataclasses.is_dataclass(cls):
@@ -147,9 +149,9 @@ def field_type(key: str) -> Any:
     return cls
 
 
-def coerce(key: str, value: Any) -> Any:
+def coerce(key: str, value: Any, trial_kind: TrialKind) -> Any:
     """`value` (text from --grid, or a TOML value) as the type of setting `key`."""
-    kind = field_type(key)
+    kind = field_type(key, trial_kind)
     options = typing.get_args(kind)
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         if value is None or str(value).lower() == "none":
@@ -195,15 +197,18 @@ def trial_name(settings: dict[str, Any], seed: int) -> str:
 
 
 def expand(plan: Plan, sweep_dir: Path) -> list[dict[str, Any]]:
-    """The trials of `plan` as JSON-ready records (name, group, seed, settings, config)."""
-    base = parse_base(plan.base_args)
+    """The trials of `plan` as JSON-ready records (name, group, seed, settings, command,
+    run_dir, config)."""
+    kind = get_kind(plan.command)
+    base = parse_base(plan.base_args, kind)
     trials, names = [], set()
     for raw in plan.groups:
         settings = {k.replace("-", "_"): v for k, v in raw.items()}
         for key in settings:
-            if key.split(".")[0] in RESERVED:
-                raise ConfigError("grid", f"'{key}' cannot be set ({RESERVED[key.split('.')[0]]})")
-        settings = {k: coerce(k, v) for k, v in settings.items()}
+            if key.split(".")[0] in kind.reserved:
+                why = kind.reserved[key.split(".")[0]]
+                raise ConfigError("grid", f"'{key}' cannot be set ({why})")
+        settings = {k: coerce(k, v, kind) for k, v in settings.items()}
         group = base
         for key, value in settings.items():
             group = with_setting(group, key, value)
@@ -212,17 +217,21 @@ def expand(plan: Plan, sweep_dir: Path) -> list[dict[str, Any]]:
             if name in names:
                 raise ConfigError("grid", f"two trials would both be {name}; remove the duplicate")
             names.add(name)
-            config = dataclasses.replace(
-                group, seed=seed, out=sweep_dir / "trials" / name, quiet=True, resume=None
-            )
-            config.validate()
-            trials.append(
-                {
-                    "name": name,
-                    "group": group_label(settings),
-                    "seed": seed,
-                    "settings": json.loads(json.dumps(settings, default=str)),
-                    "config": config.to_dict(),
-                }
-            )
+            trials.append(make_trial(kind, group, name, group_label(settings), seed, settings,
+                                     Path(sweep_dir) / "trials" / name))  # fmt: skip
     return trials
+
+
+def make_trial(kind: TrialKind, config: Any, name: str, group: str, seed: int,
+               settings: dict[str, Any], run_dir: Path) -> dict[str, Any]:  # fmt: skip
+    """One trial's record in sweep.json: its config with the seed and run directory set (and
+    checked, so a bad setting fails before anything runs)."""
+    return {
+        "name": name,
+        "group": group,
+        "seed": seed,
+        "settings": json.loads(json.dumps(settings, default=str)),
+        "command": kind.command,
+        "run_dir": str(run_dir),
+        "config": kind.to_dict(kind.prepare(config, seed, run_dir)),
+    }

@@ -1,6 +1,7 @@
 """A sweep's results: every trial's record, per group (config without the seed) IQM, median and
-mean of the final evaluation return with 95% bootstrap intervals over seeds, the machine, and a
-plot of evaluation return against environment steps (one line per group, spread over seeds)."""
+mean of the final score (a train run's evaluation return, an lm run's held-out gold) with 95%
+bootstrap intervals over seeds, the machine, and a plot of the score against progress
+(environment steps, GRPO steps or iterations; one line per group, spread over seeds)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from forethought import runtime
 from forethought.reporting.plots import save_figure
 
 BOOTSTRAP = 2_000
+AXIS = {
+    "env_steps": "environment steps",
+    "eval_return": "evaluation return",
+    "step": "GRPO step",
+    "iteration": "self-training iteration",
+    "plain_gold": "held-out gold (one sample per prompt)",
+}
 
 
 def machine_info() -> dict[str, Any]:
@@ -61,33 +69,34 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[str, Any] = {}
     for record in records:
         entry = groups.setdefault(
-            record["group"], {"settings": record["settings"], "seeds": [], "final_eval_return": []}
+            record["group"], {"settings": record["settings"], "seeds": [], "final_score": []}
         )
-        if record["final_eval_return"] is not None:
+        if record["final_score"] is not None:
             entry["seeds"].append(record["seed"])
-            entry["final_eval_return"].append(record["final_eval_return"])
+            entry["final_score"].append(record["final_score"])
     for entry in groups.values():
-        if entry["final_eval_return"]:
-            entry["aggregate"] = aggregate(entry["final_eval_return"])
+        if entry["final_score"]:
+            entry["aggregate"] = aggregate(entry["final_score"])
     return groups
 
 
 def _step_values(record: dict[str, Any], grid: np.ndarray) -> np.ndarray:
     """A trial's evaluations as a step function on `grid` (NaN before its first one)."""
-    steps = np.asarray(record["evaluations"]["env_steps"], dtype=float)
-    returns = np.asarray(record["evaluations"]["eval_return"], dtype=float)
+    steps = np.asarray(record["evaluations"]["x"], dtype=float)
+    returns = np.asarray(record["evaluations"]["y"], dtype=float)
     index = np.searchsorted(steps, grid, side="right") - 1
     return np.where(index >= 0, returns[np.clip(index, 0, None)], np.nan)
 
 
 def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """Mean evaluation return over seeds per group, shaded from the lowest to the highest seed."""
+    """Mean score over seeds per group against progress, shaded from the lowest to the highest
+    seed; the axes are named by the records' x_name and score_name."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for group in dict.fromkeys(r["group"] for r in records):
-        runs = [r for r in records if r["group"] == group and r["evaluations"]["env_steps"]]
+        runs = [r for r in records if r["group"] == group and r["evaluations"]["x"]]
         if not runs:
             continue
-        grid = np.unique(np.concatenate([r["evaluations"]["env_steps"] for r in runs]))
+        grid = np.unique(np.concatenate([r["evaluations"]["x"] for r in runs]))
         values = np.array([_step_values(r, grid) for r in runs])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # columns before any evaluation
@@ -95,8 +104,9 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
             lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         (line,) = ax.plot(grid, mean, "o-", ms=3, label=f"{group} ({len(runs)} seeds)")
         ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return")
+    first = records[0] if records else {}
+    ax.set_xlabel(AXIS.get(first.get("x_name"), first.get("x_name", "progress")))
+    ax.set_ylabel(AXIS.get(first.get("score_name"), first.get("score_name", "score")))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -1,8 +1,9 @@
-"""`forethought sweep`: a grid (or list) of `forethought train` configurations x seeds, run in a
-local process pool or as Ray Tune trials, restartable after a kill, aggregated over seeds.
+"""`forethought sweep`: a grid (or list) of `forethought train`, `lm grpo` or `lm selftrain`
+configurations x seeds, run in a local process pool or as Ray Tune trials, restartable after a
+kill, aggregated over seeds.
 
 SWEEP_DIR/
-  sweep.json          the expanded trials (each one's full TrainConfig), written before any runs
+  sweep.json          the expanded trials (each one's full config), written before any runs
   trials/NAME/        each trial's ordinary run directory (resumable on its own)
   finished/NAME.json  a finished trial's record (final metrics, every evaluation point)
   failed/NAME.txt     why a trial stopped, if it did
@@ -11,7 +12,8 @@ SWEEP_DIR/
   results.png         evaluation return against environment steps, one line per group
   .lock               held by the driver, so two drivers never run one sweep
 
-Plan (plan.py), run (execute.py), aggregate (results.py); this module is the driver.
+What can be swept (kinds.py), plan (plan.py), run (execute.py), aggregate (results.py); this
+module is the driver.
 """
 
 from __future__ import annotations
@@ -26,25 +28,23 @@ from rich.table import Table
 
 from forethought.errors import ConfigError, ForethoughtError
 from forethought.storage import RunLock, read_json, write_json
-from forethought.tools.sweep import execute, plan, results
+from forethought.sweep import execute, plan, results
 
 
 @dataclass(frozen=True)
 class SweepArgs:
-    """Run `forethought train` configurations x seeds as one sweep: every trial is an ordinary
-    run directory under --out, run in a process pool (default) or on Ray Tune; a killed sweep
-    continues with --resume; results.json and results.png aggregate over seeds. Example:
-    forethought sweep --grid algo=mpc,sac --seeds 0,1,2 --out runs/sweep
-    --base-args="--env Pendulum-v1 --steps 1000" (with =, as the value starts with dashes)"""
+    """Run `forethought train` (or `lm grpo`, `lm selftrain`) configurations x seeds as one sweep: every trial is an ordinary run directory under --out, run in a process pool (default) or on Ray Tune; a killed sweep continues with --resume; results.json and results.png aggregate the final evaluation over seeds. Example: forethought sweep --grid algo=mpc,sac --seeds 0,1,2 --out runs/sweep --base-args="--env Pendulum-v1 --steps 1000" (with =, as the value starts with dashes)"""
 
+    command: Literal["train", "lm-grpo", "lm-selftrain"] = "train"
+    """What each trial runs: forethought train, lm grpo or lm selftrain (its options go in --base-args and --grid; lm trials use one torch thread each)."""
     grid: tuple[str, ...] = ()
-    """Settings to vary, each KEY=V1,V2 with KEY a train option without its dashes (algo, episodes, planning.horizon); several keys give their product."""
+    """Settings to vary, each KEY=V1,V2 with KEY an option of the command without its dashes (algo, episodes, planning.horizon; lr, steps for lm grpo); several keys give their product."""
     seeds: str = "0"
     """Comma-separated seeds (e.g. 0,1,2); every configuration runs once per seed."""
     base_args: str = ""
-    """`forethought train` options every trial shares, as one string after = (--base-args="--env Pendulum-v1 --episodes 5"); trials get --quiet and their own --out."""
+    """Options of the command every trial shares, as one string after = (--base-args="--env Pendulum-v1 --episodes 5"); trials get --quiet and their own run directory."""
     spec: Path | None = None
-    """A TOML file with base_args, seeds, [grid] and [[variants]] (a list of settings, one group each), instead of --grid/--seeds/--base-args."""
+    """A TOML file with command, base_args, seeds, [grid] and [[variants]] (a list of settings, one group each), instead of --command/--grid/--seeds/--base-args."""
     out: Path = Path("runs/sweep")
     """Sweep directory to create: sweep.json, results.json, results.png, and trials/NAME/ per trial."""
     resume: Path | None = None
@@ -77,24 +77,29 @@ def _check(args: SweepArgs) -> None:
         raise ConfigError("cpus_per_trial", "resources per trial cannot be negative")
     if args.backend == "ray":
         execute.require_ray()
-    planned = args.spec is not None or args.grid or args.seeds != "0" or args.base_args
+    planned = (args.spec is not None or args.grid or args.seeds != "0" or args.base_args
+               or args.command != SweepArgs.command)  # fmt: skip
     if args.resume is not None and (planned or args.out != SweepArgs.out):
         raise ConfigError(
             "resume",
             "the sweep keeps the trials it started with: give only --workers, --backend, "
             "--address, --cpus-per-trial, --gpus-per-trial next to --resume",
         )
-    if args.spec is not None and (args.grid or args.seeds != "0" or args.base_args):
-        raise ConfigError("spec", "give either --spec or --grid/--seeds/--base-args, not both")
+    if args.spec is not None and (
+        args.grid or args.seeds != "0" or args.base_args or args.command != SweepArgs.command
+    ):
+        raise ConfigError(
+            "spec", "give either --spec or --command/--grid/--seeds/--base-args, not both"
+        )
 
 
 def _plan(args: SweepArgs) -> plan.Plan:
     if args.spec is not None:
-        base_args, seeds, grid, variants = plan.read_spec(args.spec)
+        command, base_args, seeds, grid, variants = plan.read_spec(args.spec)
     else:
-        base_args, seeds = args.base_args, plan.parse_seeds(args.seeds)
+        command, base_args, seeds = args.command, args.base_args, plan.parse_seeds(args.seeds)
         grid, variants = plan.parse_grid(args.grid), []
-    return plan.Plan(base_args, seeds, plan.groups_of(grid, variants))
+    return plan.Plan(base_args, seeds, plan.groups_of(grid, variants), command)
 
 
 def _open(args: SweepArgs) -> tuple[Path, list[dict[str, Any]], RunLock]:
@@ -183,10 +188,11 @@ def _report_trial(sweep_dir: Path, trial: dict[str, Any], count: str, console: C
     done = execute.finished_path(sweep_dir, trial["name"])
     if done.exists():
         record = read_json(done, "a finished trial's record")
-        final = record["final_eval_return"]
+        final = record["final_score"]
         console.print(
-            f"{count} {trial['name']}: final eval return "
-            f"{'n/a' if final is None else f'{final:.1f}'} at {record['env_steps']} steps "
+            f"{count} {trial['name']}: final {record['score_name']} "
+            f"{'n/a' if final is None else f'{final:.4g}'} at {record['x_name']} "
+            f"{record['progress']:g} "
             f"({record['seconds']:.0f} s)",
             soft_wrap=True,
         )
@@ -224,14 +230,15 @@ def _write_results(sweep_dir: Path, trials, args: SweepArgs, seconds: float) -> 
 
 def _print_summary(result: SweepResult, console: Console) -> None:
     groups = results.summarise(result.records)
-    table = Table(title="final evaluation return over seeds (95% bootstrap CI)")
+    name = result.records[0]["score_name"] if result.records else "score"
+    table = Table(title=f"final {name} over seeds (95% bootstrap CI)")
     for column in ("group", "seeds", "IQM", "median", "mean"):
         table.add_column(column)
     for name, entry in groups.items():
         agg = entry.get("aggregate")
         if agg is None:
             continue
-        cells = [f"{agg[k]:.1f} [{agg[k + '_ci95'][0]:.1f}, {agg[k + '_ci95'][1]:.1f}]"
+        cells = [f"{agg[k]:.4g} [{agg[k + '_ci95'][0]:.4g}, {agg[k + '_ci95'][1]:.4g}]"
                  for k in ("iqm", "median", "mean")]  # fmt: skip
         table.add_row(name, str(agg["n"]), *cells)
     console.print(table)
