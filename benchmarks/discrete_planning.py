@@ -47,9 +47,9 @@ from forethought.runtime import configure_threads
 from forethought.storage import atomic_write_text
 from forethought.tasks import make_env, vector_actions
 from forethought.tasks.episodes import evaluate_batched
-from forethought.trainers import resume, train
 from forethought.trainers.run_dir import RunDir
 from machine import machine_info
+from runs import run_once
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "discrete_planning.json"
@@ -70,11 +70,8 @@ def learned_run(steps: int, seed: int) -> Path:
     config = TrainConfig(
         env=ENV, planner="mcts", steps=steps, episodes=10_000, seed=seed, out=out, quiet=True
     )
-    if not (out / "config.json").exists():
-        train(config)
-    elif RunDir(out).load_checkpoint()["progress"]["env_steps"] < steps:
-        resume(out)
-    return out
+    run_once(config)  # a trial of the sweep in RUNS: reused when finished, resumed when killed
+    return RUNS / "trials" / out.name
 
 
 def evaluate(run: Path, name: str, episodes: int, max_steps: int | None) -> dict:

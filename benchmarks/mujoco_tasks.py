@@ -145,7 +145,7 @@ def half_cheetah(args, console: Console) -> None:
             entry = {
                 "seed": seed,
                 "final_eval_return": float(y[-1]),
-                "seconds": seconds,  # this invocation's time: 0 when a finished run was reused
+                "seconds": seconds,  # the run's last attempt (a resumed run: after the kill)
                 "ms_per_action_median": _ms_per_action(rows),
                 "curve_steps": x.tolist(),
                 "curve_returns": y.tolist(),
@@ -153,7 +153,8 @@ def half_cheetah(args, console: Console) -> None:
             console.print(f"HalfCheetah-v5 {method} seed {seed}: {y[-1]:.1f} ({seconds:.0f} s)")
             report = None
             if method in ("mbpo", "loop"):  # the controllers `forethought evaluate` fields
-                evaluate = EvaluateArgs(run_dir=config.out, episodes=5, quiet=True)
+                run_dir = config.out.parent / "trials" / config.out.name  # run_once's sweep
+                evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True)
                 if args.quick:  # the smoke test checks the schema, not the numbers
                     evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
                 report = evaluate_controllers(evaluate, console)

@@ -11,7 +11,8 @@ length, both with the cost measured by the environment wrapper:
 Reported: evaluation return and evaluation cost (violating steps per episode, 10 episodes on the
 shared seeds) after every episode, training-time violations, vetoed steps. Writes
 benchmarks/results/safety.json (every raw number and the machine) and safety.png (return
-against cost). Runs are kept under benchmarks/.runs/safety and reused or resumed.
+against cost). Runs are trials of the sweep in benchmarks/.runs/safety/{full,quick}
+(benchmarks/runs.py): reused or resumed when the script starts again; --workers 2 runs two at once.
 
     python benchmarks/safety.py            # 3 seeds, 5 episodes each (~25 min on 2 cores)
     python benchmarks/safety.py --quick --out /tmp/safety.json   # 1 seed, 2 episodes (smoke test)
@@ -32,7 +33,7 @@ import matplotlib.pyplot as plt
 from forethought.config import TrainConfig
 from forethought.tasks.constraints import SafetyConfig
 from machine import machine_info
-from sample_efficiency import run_once
+from runs import add_arguments, run_all
 
 RESULTS = Path(__file__).parent / "results" / "safety.json"
 RUNS = Path(__file__).parent / ".runs" / "safety"
@@ -43,8 +44,8 @@ METHODS = {
 }
 
 
-def run(method: str, seed: int, episodes: int, out: Path) -> dict:
-    config = TrainConfig(
+def config_for(method: str, seed: int, episodes: int, out: Path) -> TrainConfig:
+    return TrainConfig(
         env="Pendulum-v1",
         planner="icem",
         episodes=episodes,
@@ -54,7 +55,9 @@ def run(method: str, seed: int, episodes: int, out: Path) -> dict:
         quiet=True,
         safety=METHODS[method],
     )
-    rows, seconds = run_once(config)
+
+
+def entry_of(rows: list[dict], seconds: float, seed: int) -> dict:
     episodes_rows = [r for r in rows if "event" not in r]
     last = episodes_rows[-1]
     return {
@@ -102,6 +105,7 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})"
     )
+    add_arguments(parser)
     args = parser.parse_args()
     seeds = 1 if args.quick else args.seeds
     episodes = 2 if args.quick else args.episodes
@@ -112,11 +116,21 @@ def main() -> None:
         "constraint": CONSTRAINT,
         "episodes": episodes,
     }
-    results["methods"] = {m: [] for m in METHODS}
-    for seed in range(seeds):
-        for method in METHODS:
-            results["methods"][method].append(run(method, seed, episodes, out))
-            print(method, "seed", seed, json.dumps(summary(results["methods"][method][-1:])))
+    configs = {
+        f"{method}-seed{seed}": config_for(method, seed, episodes, out)
+        for seed in range(seeds)
+        for method in METHODS
+    }
+
+    def on_done(name: str, rows: list[dict], seconds: float) -> None:
+        method, seed = name.rsplit("-seed", 1)
+        print(method, "seed", seed, json.dumps(summary([entry_of(rows, seconds, int(seed))])))
+
+    runs = run_all(out, configs, args, on_done)
+    results["methods"] = {
+        method: [entry_of(*runs[f"{method}-seed{seed}"], seed) for seed in range(seeds)]
+        for method in METHODS
+    }
     results["summary"] = {m: summary(entries) for m, entries in results["methods"].items()}
     path = args.out
     path.parent.mkdir(parents=True, exist_ok=True)

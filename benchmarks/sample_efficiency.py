@@ -9,8 +9,10 @@ whose mean evaluation return reaches the task's threshold. Across seeds: IQM and
 stratified-bootstrap 95% intervals (rliable); the ratio of steps-to-threshold (peer / MPC)
 with a bootstrap interval over seeds; a plot per environment with one curve per method.
 
-Runs are kept under benchmarks/.runs/ (ignored by git): a finished run is reused and a killed
-one resumed when the script is started again, so a long benchmark can be done in pieces.
+Every run is a trial of one sweep (benchmarks/runs.py) in benchmarks/.runs/sample_efficiency
+(ignored by git): a finished run is reused and a killed one resumed when the script is started
+again, so a long benchmark can be done in pieces; --workers 2 runs two at once, --backend ray
+spreads them over Ray (--address for a cluster).
 
     python benchmarks/sample_efficiency.py                   # full: 3 envs x 3 methods x 3 seeds
     python benchmarks/sample_efficiency.py --envs CartPole-v1 Acrobot-v1   # discrete actions:
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -33,14 +34,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
-from rich.progress import track
 
 from forethought.config import LoopConfig, TrainConfig
 from forethought.planners import PlannerConfig
 from forethought.rollout import RolloutConfig
-from forethought.trainers import resume, train
-from forethought.trainers.run_dir import RunDir
 from machine import machine_info
+from runs import add_arguments, run_all, run_once  # noqa: F401 (run_once: other benchmarks)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "sample_efficiency.json"
@@ -122,28 +121,13 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
     )
 
 
-def run_once(config: TrainConfig) -> tuple[list[dict], float]:
-    """The run's metrics rows, reusing a finished run and resuming a killed one."""
-    start = time.perf_counter()
-    if (config.out / "config.json").exists():
-        history = RunDir(config.out).load_checkpoint()
-        rows = (history or {}).get("history") or (history or {}).get("progress", {}).get("history")
-        done = rows and max(r.get("env_steps", 0) for r in rows) >= config.steps
-        if not done:
-            rows = resume(config.out).history
-    else:
-        rows = train(config).history
-    return rows, time.perf_counter() - start
-
-
-def measure(config: TrainConfig, seed: int, steps: int, threshold: float) -> dict:
-    """Run (or reuse) one configuration and reduce it to the benchmark's per-seed entry."""
-    rows, seconds = run_once(config)
+def measure(rows: list[dict], seconds: float, seed: int, steps: int, threshold: float) -> dict:
+    """One run's metrics rows reduced to the benchmark's per-seed entry."""
     x, y = curve(rows)
     return {
         "seed": seed,
         "budget": steps,
-        "seconds": seconds,  # this invocation's time: 0 when a finished run was reused
+        "seconds": seconds,  # the run's last attempt (a resumed run: the part after the kill)
         "curve_steps": x.tolist(),
         "curve_returns": y.tolist(),
         "steps_to_threshold": steps_to_threshold(x, y, threshold),
@@ -338,8 +322,9 @@ def main() -> int:
         help=f"results JSON (default {RESULTS}; --quick: {RUNS / 'quick.json'})",
     )
     parser.add_argument(
-        "--runs", type=Path, default=RUNS, help=f"where the runs live (default {RUNS})"
+        "--runs", type=Path, default=RUNS, help=f"the runs' sweep directory (default {RUNS})"
     )
+    add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.envs, args.seeds = ["Pendulum-v1"], [0]
@@ -363,25 +348,34 @@ def main() -> int:
         },
         "envs": previous.get("envs", {}),
     }
-    jobs = [
-        (e, m, s)
-        for e in args.envs
-        for m in (args.methods or DEFAULT_METHODS.get(e, ["mpc", "sac", "ppo"]))
-        for s in args.seeds
-    ]
+    jobs = {}  # trial name: (env, method, seed, budget)
+    configs = {}
+    for env in args.envs:
+        for method in args.methods or DEFAULT_METHODS.get(env, ["mpc", "sac", "ppo"]):
+            for seed in args.seeds:
+                steps = QUICK_BUDGET[method] if args.quick else BUDGET[env][method]
+                config = config_for(env, method, seed, steps, EVERY[env], args.runs)
+                jobs[config.out.name], configs[config.out.name] = (env, method, seed, steps), config
     plot_path = args.out.with_suffix(".png")
-    for env, method, seed in track(jobs, description="runs", console=console):
-        steps = QUICK_BUDGET[method] if args.quick else BUDGET[env][method]
-        config = config_for(env, method, seed, steps, EVERY[env], args.runs)
-        entry = measure(config, seed, steps, THRESHOLD[env])
+
+    finished = []
+
+    def on_done(name: str, rows: list[dict], seconds: float) -> None:
+        nonlocal results
+        env, method, seed, steps = jobs[name]
+        entry = measure(rows, seconds, seed, steps, THRESHOLD[env])
+        finished.append(name)
         console.print(
-            f"{env} {method} seed {seed}: threshold at {entry['steps_to_threshold']} steps, "
+            f"[{len(finished)}/{len(jobs)}] {env} {method} seed {seed}: threshold at {entry['steps_to_threshold']} steps, "
             f"final {entry['final_eval_return']:.1f} ({entry['seconds']:.0f} s)"
         )
         # Written after every run (merged with what the file holds), so a killed benchmark
         # keeps what it finished and separate invocations can fill in different environments.
         results = record(args.out, results, env, method, entry, rng)
         plot(results, plot_path)
+
+    console.print(f"{len(configs)} runs in {args.runs}")
+    run_all(args.runs, configs, args, on_done)
 
     for env, data in results["envs"].items():
         summary = data["summary"]

@@ -22,8 +22,8 @@ from pathlib import Path
 from rich.console import Console
 
 from forethought.config import TrainConfig
-from forethought.tools.sweep import SweepArgs, run_sweep
-from forethought.tools.sweep.execute import curve
+from forethought.sweep import SweepArgs, run_sweep
+from forethought.sweep.kinds import TRAIN
 from forethought.trainers import train
 from machine import machine_info
 
@@ -57,7 +57,7 @@ def one_by_one(trials: list[dict], runs: Path) -> dict[str, dict]:
         out[trial["name"]] = {
             "seconds": time.perf_counter() - start,
             "cpu_seconds": time.process_time() - cpu,
-            "evaluations": curve(history),
+            "evaluations": TRAIN.curve(history),
         }
     return out
 
@@ -72,8 +72,8 @@ def compare(records: list[dict], alone: dict[str, dict]) -> list[dict]:
                 "trial": record["name"],
                 "group": record["group"],
                 "seed": record["seed"],
-                "final_eval_return_sweep": record["final_eval_return"],
-                "final_eval_return_sequential": single["evaluations"]["eval_return"][-1],
+                "final_eval_return_sweep": record["final_score"],
+                "final_eval_return_sequential": single["evaluations"]["y"][-1],
                 "every_evaluation_identical": record["evaluations"] == single["evaluations"],
                 "seconds_in_sweep": record["seconds"],
                 "seconds_sequential": single["seconds"],

@@ -15,12 +15,13 @@ import pytest
 
 from forethought.cli import main
 from forethought.config import TrainConfig
+from forethought.errors import ConfigError, ForethoughtError
 from forethought.storage import RunLock
 from forethought.sweep import SweepArgs, run_sweep
 from forethought.sweep.execute import read_events
 from forethought.sweep.kinds import TRAIN
 from forethought.trainers import train
-from helpers import TINY_ARGS
+from helpers import TINY_ARGS, tiny_config
 
 # Two groups whose trials take different times (so a kill finds one finished, one running).
 GRID = ("episodes=2,4",)
@@ -230,3 +231,56 @@ def test_spec_with_grid_and_variants_expands_to_their_product(tmp_path):
     )
     assert config.out == tmp_path / "s" / "trials" / first["name"] and config.threads == 1
     assert {t["config"]["steps"] for t in trials if t["settings"]["algo"] == "sac"} == {1000}
+
+
+def test_a_failed_trial_is_reported_kept_out_of_results_and_rerun_by_resume(tmp_path):
+    """A trial that cannot run (a file sits where its run directory goes): the other finishes,
+    the driver names it and says why, results.json lists it as unfinished; once the cause is
+    gone, --resume runs only that trial."""
+    sweep_dir = tmp_path / "s"
+    blocker = sweep_dir / "trials" / "episodes-2-seed1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a run directory")
+    args = sweep_args(sweep_dir, grid=("episodes=2",), seeds="0,1")
+    with pytest.raises(ForethoughtError, match=r"1 of 2 trials did not finish \(episodes-2-seed1;"):
+        run_sweep(args)
+    assert (sweep_dir / "failed" / "episodes-2-seed1.txt").read_text().strip()
+    results = json.loads((sweep_dir / "results.json").read_text())
+    assert results["unfinished"] == ["episodes-2-seed1"] and len(results["trials"]) == 1
+    assert results["groups"]["episodes=2"]["seeds"] == [0]
+
+    blocker.unlink()
+    assert main(["sweep", "--resume", str(sweep_dir)]) == 0
+    events = [(e["trial"], e["event"]) for e in read_events(sweep_dir)]
+    assert events.count(("episodes-2-seed0", "train")) == 1  # the finished one is not re-run
+    assert ("episodes-2-seed0", "skipped") in events
+    assert events.count(("episodes-2-seed1", "finished")) == 1
+    assert json.loads((sweep_dir / "results.json").read_text())["unfinished"] == []
+
+
+def test_run_configs_grows_one_sweep_reuses_finished_runs_and_refuses_changed_ones(tmp_path):
+    """The benchmarks' path (forethought.sweep.run_configs): named configs become trials of one
+    sweep; a second call with one more run reuses the first (no new start) and a name that comes
+    back with other settings is refused in one line."""
+    from forethought.sweep import run_configs
+
+    first = {"a-seed0": tiny_config(tmp_path / "ignored", episodes=1, seed=0)}
+    seen = []
+    records = run_configs(tmp_path / "s", first, on_done=lambda r: seen.append(r["name"]))
+    assert seen == ["a-seed0"] and records["a-seed0"]["run_dir"] == str(
+        tmp_path / "s" / "trials" / "a-seed0"
+    )
+    more = {**first, "b-seed1": tiny_config(tmp_path / "ignored", episodes=1, seed=1)}
+    again = run_configs(tmp_path / "s", more, on_done=lambda r: seen.append(r["name"]))
+    assert again["a-seed0"] == records["a-seed0"] and sorted(seen) == [
+        "a-seed0",
+        "a-seed0",
+        "b-seed1",
+    ]
+    starts = [e["trial"] for e in read_events(tmp_path / "s") if e["event"] == "train"]
+    assert starts == ["a-seed0", "b-seed1"]
+    saved = json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]
+    assert [t["name"] for t in saved] == ["a-seed0", "b-seed1"] and saved[1]["seed"] == 1
+    changed = {"a-seed0": tiny_config(tmp_path / "ignored", episodes=2, seed=0)}
+    with pytest.raises(ConfigError, match="a-seed0 was run with other settings"):
+        run_configs(tmp_path / "s", changed)

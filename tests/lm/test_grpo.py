@@ -231,3 +231,33 @@ def test_bad_policy_input_is_one_line(tiny_run, capsys, argv, message):
     assert code == 2 and message in out and out.count("\n") == 1, out
     assert main(["generate", "3,7,2>27:", "--policy", str(tiny_run.parent)]) == 2
     assert "no config.json" in capsys.readouterr().out
+
+
+def test_sweep_of_grpo_runs_equals_the_run_made_alone(tiny_run, tiny_assets, tmp_path):
+    """`forethought sweep --command lm-grpo`: two learning rates in a pool of 2; the trial with
+    the tiny run's settings ends with the tiny run's numbers, every trial is a GRPO run directory
+    and results.json aggregates held-out gold."""
+    out = tmp_path / "sweep"
+    base = " ".join([*TINY_ARGS, "--assets", str(tiny_assets)]).replace("--lr 0.001", "")
+    argv = ["sweep", "--command", "lm-grpo", "--grid", "lr=0.001,0.003", "--seeds", "0",
+            f"--base-args={base}", "--out", str(out), "--workers", "2"]  # fmt: skip
+    assert top_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    trials = {t["settings"]["lr"]: t for t in results["trials"]}
+    assert set(trials) == {0.001, 0.003} and not results["unfinished"]
+    want = _rows(tiny_run / "metrics.jsonl")
+    same = trials[0.001]
+    assert same["command"] == "lm-grpo" and same["score_name"] == "plain_gold"
+    assert same["evaluations"]["x"] == [0, 2, 4]
+    assert same["evaluations"]["y"] == pytest.approx([r["plain"]["gold"] for r in want], abs=1e-9)
+    for trial in trials.values():
+        assert (Path(trial["run_dir"]) / "checkpoints" / "checkpoint-4").is_dir()
+    assert set(results["groups"]) == {"lr=0.001", "lr=0.003"}
+    assert (out / "results.png").stat().st_size > 0
+
+
+def test_sweep_refuses_a_grpo_setting_it_decides(tmp_path, capsys):
+    argv = ["sweep", "--command", "lm-grpo", "--grid", "seed=1,2", "--out", str(tmp_path / "s")]
+    assert top_main(argv) == 2
+    assert "'seed' cannot be set (seeds come from --seeds)" in capsys.readouterr().out
+    assert not (tmp_path / "s").exists()

@@ -19,6 +19,7 @@ module is the driver.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from rich.table import Table
 from forethought.errors import ConfigError, ForethoughtError
 from forethought.storage import RunLock, read_json, write_json
 from forethought.sweep import execute, plan, results
+from forethought.sweep.kinds import get_kind
 
 
 @dataclass(frozen=True)
@@ -153,14 +155,85 @@ def run_sweep(args: SweepArgs, console: Console | None = None) -> SweepResult:
     finally:
         lock.release()
     _print_summary(result, console)
+    _raise_if_unfinished(sweep_dir, trials, f"run forethought sweep --resume {sweep_dir}")
+    return result
+
+
+def _raise_if_unfinished(sweep_dir: Path, trials: list[dict[str, Any]], then: str) -> None:
     failed = [t["name"] for t in trials if not execute.finished_path(sweep_dir, t["name"]).exists()]
     if failed:
         raise ForethoughtError(
             f"{len(failed)} of {len(trials)} trials did not finish ({', '.join(failed[:3])}"
             f"{', ...' if len(failed) > 3 else ''}; why: {sweep_dir}/failed/); fix the cause and "
-            f"run forethought sweep --resume {sweep_dir}",
+            f"{then}",
         )
-    return result
+
+
+def run_configs(
+    sweep_dir: Path,
+    configs: dict[str, Any],
+    options: SweepArgs = SweepArgs(),  # frozen; only backend, workers and Ray's are read
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Named `forethought train` configurations as trials of the sweep in `sweep_dir`, which
+    grows with each call: a scripted experiment (every benchmark) calls it with the runs it
+    needs, and gets each trial's finished record (`on_done(record)` as each one finishes).
+
+    A name already in the sweep must come with the same config: its finished trial is reused
+    and an interrupted one continues from its checkpoint. Each config's seed is kept and its
+    run directory set to SWEEP_DIR/trials/NAME."""
+    sweep_dir, start = Path(sweep_dir), time.perf_counter()
+    _check(options)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(sweep_dir).acquire()
+    try:
+        trials = _merge_trials(sweep_dir, configs)
+        todo = [t for t in trials if not execute.finished_path(sweep_dir, t["name"]).exists()]
+
+        def done(trial: dict[str, Any]) -> None:
+            path = execute.finished_path(sweep_dir, trial["name"])
+            if on_done is not None and path.exists():
+                on_done(read_json(path, "a finished trial's record"))
+
+        for trial in trials:
+            if trial not in todo:
+                done(trial)
+        if options.backend == "ray":
+            keys = ("address", "cpus_per_trial", "gpus_per_trial")
+            execute.run_ray(sweep_dir, todo, {k: getattr(options, k) for k in keys}, done)
+        else:
+            execute.run_pool(sweep_dir, todo, options.workers, done)
+        _write_results(sweep_dir, trials, options, time.perf_counter() - start)
+    finally:
+        lock.release()
+    _raise_if_unfinished(sweep_dir, trials, "run the same command again")
+    return {t["name"]: read_json(execute.finished_path(sweep_dir, t["name"]), "a record")
+            for t in trials}  # fmt: skip
+
+
+def _merge_trials(sweep_dir: Path, configs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials for `configs`, added to sweep.json; a name already there with another config
+    is refused (its run directory holds a different experiment)."""
+    kind = get_kind("train")
+    path = sweep_dir / "sweep.json"
+    saved = read_json(path, "the sweep's trials")["trials"] if path.exists() else []
+    known = {t["name"]: t for t in saved}
+    trials = []
+    for name, config in configs.items():
+        group = name.rsplit("-seed", 1)[0]
+        trial = plan.make_trial(
+            kind, config, name, group, config.seed, {}, sweep_dir / "trials" / name
+        )
+        if name in known and known[name]["config"] != trial["config"]:
+            raise ConfigError(
+                "runs",
+                f"{sweep_dir}/trials/{name} was run with other settings; delete it (and "
+                f"finished/{name}.json) or keep the runs elsewhere",
+            )
+        known.setdefault(name, trial)
+        trials.append(known[name])
+    write_json(path, {"version": 1, "trials": list(known.values())})
+    return trials
 
 
 def _announce(sweep_dir: Path, trials, args: SweepArgs, console: Console) -> list[dict]:
@@ -174,7 +247,7 @@ def _announce(sweep_dir: Path, trials, args: SweepArgs, console: Console) -> lis
     where = (
         f"Ray Tune ({args.address or 'local Ray'}, {args.cpus_per_trial:g} CPU per trial)"
         if args.backend == "ray"
-        else f"a process pool of {args.workers} workers"
+        else f"a process pool of {args.workers} worker{'s' * (args.workers > 1)}"
     )
     console.print(
         f"sweep {sweep_dir}: {len(trials)} trials, {len(trials) - len(todo)} already finished, "
@@ -230,7 +303,10 @@ def _write_results(sweep_dir: Path, trials, args: SweepArgs, seconds: float) -> 
 
 def _print_summary(result: SweepResult, console: Console) -> None:
     groups = results.summarise(result.records)
-    name = result.records[0]["score_name"] if result.records else "score"
+    if not any(entry.get("aggregate") for entry in groups.values()):
+        console.print(f"no trial finished; results: {result.results_path}")
+        return
+    name = result.records[0]["score_name"]
     table = Table(title=f"final {name} over seeds (95% bootstrap CI)")
     for column in ("group", "seeds", "IQM", "median", "mean"):
         table.add_column(column)

@@ -124,8 +124,7 @@ def parse_base(base_args: str, kind: TrialKind) -> Any:
         said = [ln for ln in lines if ln and "helptext" not in ln and "usage" not in ln.lower()]
         raise ConfigError(
             "base_args",
-            f"'{base_args}' is not valid for forethought {kind.cli}: "
-            f"{'; '.join(said[1:] or said)}",
+            f"'{base_args}' is not valid for forethought {kind.cli}: {'; '.join(said[1:] or said)}",
         ) from None
 
 

@@ -109,5 +109,6 @@ def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_ylabel(AXIS.get(first.get("score_name"), first.get("score_name", "score")))
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.lines:
+        ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, path)
