@@ -142,6 +142,7 @@ TREE_ARGS = [
 RECORD = 8 * (2 + 4 + 2 + 1 + 4 + 2)  # episode, t, obs, one-hot action, reward, next_obs, flags
 
 
+@pytest.mark.slow  # ~36 s; test_resume_continues_a_tree_search_run_exactly stays in the default tier
 def test_killed_tree_search_run_resumes_to_the_uninterrupted_result(tmp_path):
     from helpers import kill_when, start_cli
 

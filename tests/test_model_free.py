@@ -67,6 +67,7 @@ def test_ppo_reuses_the_evaluation_of_an_unchanged_policy(tmp_path):
     assert rows[4]["policy_updates"] > rows[3]["policy_updates"]
 
 
+@pytest.mark.slow  # ~28 s; test_resume_sb3.py kills and resumes sac in the default tier
 def test_sigkill_then_resume_finishes_the_budget_once(tmp_path):
     out = tmp_path / "run"
     args = [

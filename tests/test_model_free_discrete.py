@@ -95,6 +95,7 @@ def test_dqn_same_seed_gives_the_same_numbers(tmp_path):
     assert numbers(train(cartpole(tmp_path / "c", seed=1))) != first
 
 
+@pytest.mark.slow  # ~45 s; the same SB3 checkpointing as sac, whose kill test stays in the default tier
 def test_dqn_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
     # 2048 steps, an evaluation every 256: random actions to 1000 steps, then epsilon-greedy with
     # 128 gradient steps per 256-step rollout and a target update every 10 steps. The third kill

@@ -123,6 +123,7 @@ def test_loop_run_learns_the_critic_and_records_it(tmp_path):
     assert json.loads((out / "config.json").read_text())["loop"]["train_freq"] == 10
 
 
+@pytest.mark.slow  # ~37 s; MPC's and SAC's kill tests cover the two halves in the default tier
 def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
     args = [*LOOP_ARGS, "--episodes", str(EPISODES)]

@@ -2,6 +2,8 @@
 violates a constraint in the model is vetoed, the fallback acts when every plan is vetoed, and
 a constrained run records its costs."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -142,7 +144,11 @@ def test_a_constrained_run_records_its_costs(tmp_path):
         (["--safety.constraint", "nope"], "unknown constraint 'nope'"),
         (["--safety.constraint", "cartpole-position"], "is defined for forethought/ContinuousCartPole-v0"),
         (["--safety.constraint", "pendulum-zone", "--safety.delta", "1.5"], "--safety.delta: must be in [0, 1)"),
-        (["--safety.constraint", "pendulum-zone", "--algo", "sac"], "implemented for mpc only"),
+        (["--safety.constraint", "pendulum-zone", "--safety.lagrangian"], "--safety.lagrangian: is for sac, td3 and ppo; mpc plans"),
+        (["--algo", "mbpo", "--safety.constraint", "pendulum-zone", "--safety.lagrangian"], "mbpo would learn from imagined"),
+        (["--algo", "sac", "--safety.lagrangian"], "needs a cost to penalise: add --safety.constraint"),
+        (["--algo", "sac", "--safety.constraint", "pendulum-zone", "--safety.cost-limit", "-1"], "--safety.cost-limit: must be 0 or more"),
+        (["--algo", "sac", "--safety.constraint", "pendulum-zone", "--safety.lagrange-lr", "0"], "--safety.lagrange-lr: must be above 0"),
     ],
 )  # fmt: skip
 def test_bad_safety_settings_are_one_line(tmp_path, capsys, args, message):
@@ -181,3 +187,64 @@ def test_no_veto_only_measures(model):
     measuring = agent(model, SafetyConfig(constraint="pendulum-speed", veto=False))
     assert measuring.act(start)[0, 0] == agent(model, None).act(start)[0, 0]
     assert measuring.vetoed_steps == 0
+
+
+class _Costly(gym.Env):
+    """Three-step episodes of reward 0 whose steps cost `cost` each."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.cost, self.t = 1.0, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, np.float32), 0.0, False, self.t == 3, {"cost": self.cost}
+
+
+def test_the_lagrangian_penalty_follows_dual_ascent_and_stays_non_negative():
+    from forethought.tasks.constraints import LagrangianPenalty
+
+    inner = _Costly()
+    env = LagrangianPenalty(inner, cost_limit=1.0, lr=0.5)
+    seen = []
+    for episode_cost in (1.0, 1.0, 0.0, 0.0, 0.0):
+        inner.cost = episode_cost
+        env.reset()
+        seen.append([env.step(np.zeros(1))[1] for _ in range(3)])
+    # lambda: 0 -> 0 + 0.5 (3 - 1) = 1 -> 2 -> 2 - 0.5 = 1.5 -> 1 -> 0.5
+    assert seen[0] == [0.0, 0.0, 0.0] and seen[1] == [-1.0, -1.0, -1.0] and seen[2] == [0.0] * 3
+    assert env.multiplier == pytest.approx(0.5)
+    for _ in range(3):
+        env.reset()
+        for _ in range(3):
+            info = env.step(np.zeros(1))[-1]
+    assert env.multiplier == 0.0 and info["lagrange_multiplier"] == 0.0  # never below zero
+
+
+def test_sac_under_a_constraint_counts_training_and_evaluation_costs(tmp_path):
+    """SAC on the constrained task: every evaluation row has the violations since the last one,
+    their running total, the evaluation episodes' costs and (Lagrangian) the multiplier; the
+    Monitor's training return is the task's own, not the penalised one."""
+    args = ["train", "--algo", "sac", "--env", "Pendulum-v1", "--max-episode-steps", "30",
+            "--steps", "120", "--eval-every-steps", "30", "--eval-episodes", "2", "--quiet",
+            "--safety.constraint", "pendulum-zone", "--safety.lagrangian", "--safety.lagrange-lr",
+            "0.5", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "event" not in r]
+    assert len(rows) == 4
+    assert [r["cost_total"] for r in rows] == list(np.cumsum([r["cost"] for r in rows]))
+    assert all(
+        len(r["eval_costs"]) == 2 and r["eval_cost"] == np.mean(r["eval_costs"]) for r in rows
+    )
+    multipliers = [r["lagrange_multiplier"] for r in rows]
+    assert all(m >= 0 for m in multipliers)
+    # one 30-step episode per row: lambda moves by lr x (episode cost - 0)
+    assert multipliers[0] == pytest.approx(0.5 * rows[0]["cost"])
+    assert rows[0]["return"] >= -16.3 * 30  # Pendulum's own reward bound: no penalty inside

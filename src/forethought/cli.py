@@ -28,12 +28,12 @@ from forethought.config import TrainConfig
 from forethought.errors import ForethoughtError
 from forethought.models.fitting import FitConfig
 from forethought.planners.base import PlannerConfig
+from forethought.sweep import SweepArgs
 from forethought.tools.diagnose import DiagnoseArgs
 from forethought.tools.evaluate import EvaluateArgs
 from forethought.tools.explain import ExplainArgs
 from forethought.tools.ope import OPEArgs
 from forethought.tools.report import ReportArgs
-from forethought.sweep import SweepArgs
 from forethought.trainers.offline_config import OfflineConfig
 
 

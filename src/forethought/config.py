@@ -248,15 +248,19 @@ class TrainConfig:
             raise ConfigError(
                 "algo", f"--monitor.* and --drift.* are implemented for mpc only, not {self.algo}"
             )
-        elif self.safety.constraint is not None:
-            raise ConfigError(
-                "algo", f"--safety.* is implemented for mpc only so far, not {self.algo}"
-            )
         if self.keep_policies and self.algo not in ("sac", "td3", "mbpo"):
             raise ConfigError(
                 "keep_policies", f"is implemented for sac, td3 and mbpo, not {self.algo}"
             )
         self.safety.validate(self.env)
+        if self.safety.lagrangian and self.algo not in ("sac", "td3", "ppo"):
+            why = ("plans under the constraint and vetoes unsafe plans instead" if self.algo in PLANNED
+                   else "would learn from imagined transitions that carry no cost")  # fmt: skip
+            raise ConfigError("safety.lagrangian", f"is for sac, td3 and ppo; {self.algo} {why}")
+        if self.safety.lagrangian and self.safety.constraint is None:
+            raise ConfigError(
+                "safety.lagrangian", "needs a cost to penalise: add --safety.constraint"
+            )
         self.drift.validate()
         self.mbpo.validate()
         self.loop.validate()

@@ -135,6 +135,7 @@ def _cli(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # ~60 s; GRPO's kill-and-resume test keeps the lm run directories in the default tier
 def test_sigkill_mid_iteration_resumes_where_it_stopped(tmp_path, tiny_run):
     out = tmp_path / "run"
     proc = _cli("--out", str(out), *TINY_ARGS)

@@ -105,6 +105,12 @@ class SafetyConfig:
     """A candidate plan is vetoed when the fraction of its particles (members and samples) whose imagined cost exceeds the limit is above this; 0 vetoes on the worst particle (pessimistic)."""
     fallback: str = "least-violating"
     """When every candidate is vetoed: least-violating (execute the candidate with the smallest expected cost) or zero (a zero action, clipped to the bounds)."""
+    lagrangian: bool = False
+    """Model-free algorithms (sac, td3, ppo): learn from reward - lambda x cost, lambda raised after each training episode by --safety.lagrange-lr x (episode cost - --safety.cost-limit), never below 0 (the Lagrangian answer to a cost limit; the planner vetoes instead)."""
+    cost_limit: float = 0.0
+    """Cost an episode may incur under --safety.lagrangian (0: no violating step)."""
+    lagrange_lr: float = 0.05
+    """Step size of the multiplier's update under --safety.lagrangian (per unit of episode cost above the limit)."""
 
     def validate(self, env_id: str) -> None:
         if self.constraint is None:
@@ -126,6 +132,8 @@ class SafetyConfig:
             "safety.fallback",
             "must be least-violating or zero",
         )
+        require(self.cost_limit >= 0, "safety.cost_limit", "must be 0 or more")
+        require(self.lagrange_lr > 0, "safety.lagrange_lr", "must be above 0")
 
 
 class CostWrapper(gym.Wrapper):
@@ -139,6 +147,40 @@ class CostWrapper(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = {**info, "cost": self.constraint.env_cost(self.env)}
         return obs, reward, terminated, truncated, info
+
+
+class LagrangianPenalty(gym.Wrapper):
+    """The reward a model-free learner sees under a cost limit: reward - lambda x info["cost"].
+    After each episode, lambda += lr x (episode cost - limit), floored at 0: dual ascent on
+    the constrained objective, one step per episode. The multiplier is the wrapper's state, so
+    a run's environment snapshot carries it across a resume; `info["lagrange_multiplier"]` shows
+    it. Wrap it around the Monitor: the Monitor then records the task's own return."""
+
+    def __init__(self, env: gym.Env, cost_limit: float, lr: float):
+        super().__init__(env)
+        self.cost_limit, self.lr = cost_limit, lr
+        self.multiplier, self.episode_cost = 0.0, 0.0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = float(info.get("cost", 0.0))
+        penalised = float(reward) - self.multiplier * cost
+        self.episode_cost += cost
+        if terminated or truncated:
+            excess = self.episode_cost - self.cost_limit
+            self.multiplier = max(0.0, self.multiplier + self.lr * excess)
+            self.episode_cost = 0.0
+        return (
+            obs,
+            penalised,
+            terminated,
+            truncated,
+            {**info, "lagrange_multiplier": self.multiplier},
+        )
+
+    def reset(self, **kwargs):
+        self.episode_cost = 0.0
+        return self.env.reset(**kwargs)
 
 
 def with_costs(env: gym.Env, config: SafetyConfig) -> gym.Env:

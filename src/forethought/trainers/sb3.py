@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
+import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
@@ -72,6 +73,7 @@ from forethought.reporting import plot_learning_curve, summary_table
 from forethought.reporting.progress import RunProgress
 from forethought.runtime import configure_threads
 from forethought.tasks import check_env, get_task, make_env
+from forethought.tasks.constraints import LagrangianPenalty, with_costs
 from forethought.tasks.episodes import evaluate_batched
 from forethought.trainers.run_dir import RunDir, RunResult
 
@@ -227,10 +229,17 @@ class ModelFreeRun:
 def _training_envs(config, n_envs, normalize, settings, checkpoint, loop):
     """SB3's vectorised training environments (the plain DummyVecEnv and what the algorithm
     sees, a VecNormalize around it where the zoo normalises), restored from a checkpoint."""
-    make_kwargs = config.make_kwargs()
-    inner = DummyVecEnv(
-        [lambda: Monitor(make_env(config.env, **make_kwargs)) for _ in range(n_envs)]
-    )
+    make_kwargs, safety = config.make_kwargs(), config.safety
+
+    def make() -> gym.Env:  # info["cost"] on a constrained task; the Monitor sees the task's reward
+        env = Monitor(with_costs(make_env(config.env, **make_kwargs), safety))
+        return (
+            LagrangianPenalty(env, safety.cost_limit, safety.lagrange_lr)
+            if safety.lagrangian
+            else env
+        )
+
+    inner = DummyVecEnv([make for _ in range(n_envs)])
     if not normalize:
         return inner, inner
     if checkpoint is None:
@@ -315,7 +324,10 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         if checkpoint is not None:
             rollouts.load_state_dict(checkpoint)
     model, history = _algorithm(config, inner, venv, settings, checkpoint, loop)
-    eval_envs = [make_env(config.env, **make_kwargs) for _ in range(config.eval_episodes)]
+    eval_envs = [
+        with_costs(make_env(config.env, **make_kwargs), config.safety)
+        for _ in range(config.eval_episodes)
+    ]
     return ModelFreeRun(
         config=config,
         dir=directory,
@@ -372,21 +384,30 @@ class _EvaluateAndCheckpoint(BaseCallback):
         self.run, self.bar, self.title, self.threshold = run, bar, title, threshold
         self.unsaved = False  # rows recorded since the last checkpoint
         state = (run.loop or {}).get("callback")
+        # constrained task: violations since the last evaluation row, in the run, and lambda
+        self.cost_since_eval, self.cost_total, self.multiplier = (
+            (0.0, 0.0, None) if state is None else state.get("costs", (0.0, 0.0, None))
+        )
         if state is not None:
             self.next_eval = state["next_eval"]
             self.episode_returns: list[float] = list(state["episode_returns"])
             self.episodes = state["episodes"]
-            self.last_eval: tuple[int, np.ndarray] | None = (
+            saved = state["last_eval"]
+            self.last_eval: tuple[int, np.ndarray, np.ndarray] | None = (
                 None
-                if state["last_eval"] is None
-                else (state["last_eval"][0], np.asarray(state["last_eval"][1]))
+                if saved is None
+                else (
+                    saved[0],
+                    np.asarray(saved[1]),
+                    np.asarray(saved[2] if len(saved) > 2 else []),
+                )
             )
             return
         done = run.model.num_timesteps
         self.next_eval = (done // run.eval_every + 1) * run.eval_every
         self.episode_returns = []
         self.episodes = sum(1 for r in run.history if "event" not in r)
-        self.last_eval = None  # (policy updates, returns)
+        self.last_eval = None  # (policy updates, returns, costs)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -395,7 +416,8 @@ class _EvaluateAndCheckpoint(BaseCallback):
             "episodes": self.episodes,
             "last_eval": None
             if self.last_eval is None
-            else (self.last_eval[0], self.last_eval[1].tolist()),
+            else (self.last_eval[0], self.last_eval[1].tolist(), self.last_eval[2].tolist()),
+            "costs": (self.cost_since_eval, self.cost_total, self.multiplier),
         }
 
     def _on_rollout_start(self) -> None:
@@ -409,6 +431,8 @@ class _EvaluateAndCheckpoint(BaseCallback):
         for info in self.locals.get("infos", []):
             if "episode" in info:
                 self.episode_returns.append(float(info["episode"]["r"]))
+            self.cost_since_eval += float(info.get("cost", 0.0))
+            self.multiplier = info.get("lagrange_multiplier", self.multiplier)
         self.bar.advance_step(self.training_env.num_envs)
         if self.num_timesteps >= self.next_eval:
             self.evaluate_and_record()
@@ -422,10 +446,11 @@ class _EvaluateAndCheckpoint(BaseCallback):
         updates = getattr(run.model, "_n_updates", 0)
         start = time.perf_counter()
         if self.last_eval is not None and self.last_eval[0] == updates:
-            returns, reused = self.last_eval[1], True  # same policy as at the last evaluation
+            _, returns, costs = self.last_eval  # the same policy as at the last evaluation
+            reused = True
         else:
-            returns, reused = evaluate_model_free(run.model, run.normalizer, run), False
-            self.last_eval = (updates, returns)
+            returns, costs = evaluate_model_free(run.model, run.normalizer, run)
+            self.last_eval, reused = (updates, returns, costs), False
         row = {
             "episode": self.episodes,
             "policy": run.config.algo,
@@ -447,6 +472,13 @@ class _EvaluateAndCheckpoint(BaseCallback):
                 imagined_in_buffer=int(run.model.replay_buffer.model.size()),
                 model_refreshes=len(run.rollouts.log),
             )
+        if run.config.safety.constraint is not None:
+            self.cost_total += self.cost_since_eval
+            row.update(cost=self.cost_since_eval, cost_total=self.cost_total,
+                       eval_cost=float(costs.mean()), eval_costs=costs.tolist())  # fmt: skip
+            if run.config.safety.lagrangian:
+                row["lagrange_multiplier"] = self.multiplier or 0.0
+            self.cost_since_eval = 0.0
         if run.config.keep_policies:
             run.dir.save_policy(
                 row["env_steps"],
@@ -466,8 +498,11 @@ class _EvaluateAndCheckpoint(BaseCallback):
         self.bar.status("acting")
 
 
-def evaluate_model_free(model: BaseAlgorithm, normalizer: VecNormalize | None, run) -> np.ndarray:
-    """Deterministic actions on the shared evaluation seeds, all episodes in one batch."""
+def evaluate_model_free(
+    model: BaseAlgorithm, normalizer: VecNormalize | None, run
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic actions on the shared evaluation seeds, all episodes in one batch: each
+    episode's return and its summed constraint cost (zeros on an unconstrained task)."""
 
     def act(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if normalizer is not None:
@@ -476,7 +511,8 @@ def evaluate_model_free(model: BaseAlgorithm, normalizer: VecNormalize | None, r
         return action
 
     seeds = [run.config.eval_seed + j for j in range(run.config.eval_episodes)]
-    return evaluate_batched(run.eval_envs, act, seeds)
+    costs = np.zeros(len(seeds))
+    return evaluate_batched(run.eval_envs, act, seeds, costs), costs
 
 
 def _checkpoint(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> None:
