@@ -167,6 +167,7 @@ def test_behaviour_cloning_copies_the_behaviour(tmp_path):
     assert label == "bc (run-bc)" and agree > 0.95
 
 
+@pytest.mark.slow  # ~37 s: a kill at a random moment of an offline run, resumed
 def test_an_offline_run_killed_mid_training_resumes_to_the_same_result(tmp_path, dataset_store):
     logged()
     args = [

@@ -238,23 +238,23 @@ def test_a_failed_trial_is_reported_kept_out_of_results_and_rerun_by_resume(tmp_
     the driver names it and says why, results.json lists it as unfinished; once the cause is
     gone, --resume runs only that trial."""
     sweep_dir = tmp_path / "s"
-    blocker = sweep_dir / "trials" / "episodes-2-seed1"
+    blocker = sweep_dir / "trials" / "episodes-1-seed1"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a run directory")
-    args = sweep_args(sweep_dir, grid=("episodes=2",), seeds="0,1")
-    with pytest.raises(ForethoughtError, match=r"1 of 2 trials did not finish \(episodes-2-seed1;"):
+    args = sweep_args(sweep_dir, grid=("episodes=1",), seeds="0,1")
+    with pytest.raises(ForethoughtError, match=r"1 of 2 trials did not finish \(episodes-1-seed1;"):
         run_sweep(args)
-    assert (sweep_dir / "failed" / "episodes-2-seed1.txt").read_text().strip()
+    assert (sweep_dir / "failed" / "episodes-1-seed1.txt").read_text().strip()
     results = json.loads((sweep_dir / "results.json").read_text())
-    assert results["unfinished"] == ["episodes-2-seed1"] and len(results["trials"]) == 1
-    assert results["groups"]["episodes=2"]["seeds"] == [0]
+    assert results["unfinished"] == ["episodes-1-seed1"] and len(results["trials"]) == 1
+    assert results["groups"]["episodes=1"]["seeds"] == [0]
 
     blocker.unlink()
     assert main(["sweep", "--resume", str(sweep_dir)]) == 0
     events = [(e["trial"], e["event"]) for e in read_events(sweep_dir)]
-    assert events.count(("episodes-2-seed0", "train")) == 1  # the finished one is not re-run
-    assert ("episodes-2-seed0", "skipped") in events
-    assert events.count(("episodes-2-seed1", "finished")) == 1
+    assert events.count(("episodes-1-seed0", "train")) == 1  # the finished one is not re-run
+    assert ("episodes-1-seed0", "skipped") in events
+    assert events.count(("episodes-1-seed1", "finished")) == 1
     assert json.loads((sweep_dir / "results.json").read_text())["unfinished"] == []
 
 

@@ -264,3 +264,36 @@ def test_ledger_books_training_compute_and_the_policy_loads_for_search(tiny_run)
         )
     policy = load_trained_policy(tiny_run)
     assert policy.label == f"selftrain iteration {TINY['iterations']}"
+
+
+def test_sweep_reads_a_selftrain_runs_curve_and_plans_its_trials(tiny_run, tmp_path):
+    """The sweep's lm-selftrain kind: its score is held-out plain gold per iteration, read from
+    the run's rows; a grid over a self-training option expands to validated configs."""
+    from forethought.storage import read_metrics
+    from forethought.sweep import plan
+    from forethought.sweep.kinds import get_kind
+
+    kind = get_kind("lm-selftrain")
+    rows = read_metrics(tiny_run / "metrics.jsonl")
+    assert kind.curve(rows) == {
+        "x": [r["iteration"] for r in rows],
+        "y": [r["plain"]["gold"] for r in rows],
+    }
+    grid = plan.groups_of({"top_k": ["1", "2"]}, [])
+    trials = plan.expand(plan.Plan(" ".join(TINY_ARGS), [0, 3], grid, "lm-selftrain"), tmp_path)
+    assert [(t["settings"]["top_k"], t["seed"]) for t in trials] == [(1, 0), (1, 3), (2, 0), (2, 3)]
+    assert all(t["command"] == "lm-selftrain" and t["config"]["seed"] == t["seed"] for t in trials)
+    with pytest.raises(ConfigError, match="unknown setting 'top_kk'"):
+        plan.expand(plan.Plan("", [0], [{"top_kk": 1}], "lm-selftrain"), tmp_path)
+
+
+@pytest.mark.slow  # ~40 s: one self-training trial through the sweep's process pool
+def test_a_selftrain_sweep_trial_equals_the_run_made_alone(tiny_run, tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--command", "lm-selftrain", "--seeds", "0", "--workers", "1",
+            f"--base-args={' '.join(TINY_ARGS)}", "--out", str(out)]  # fmt: skip
+    assert top_main(argv) == 0
+    (record,) = json.loads((out / "results.json").read_text())["trials"]
+    rows = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert record["evaluations"]["x"] == [r["iteration"] for r in rows]
+    assert record["evaluations"]["y"] == pytest.approx([r["plain"]["gold"] for r in rows], abs=1e-9)
