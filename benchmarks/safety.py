@@ -34,12 +34,13 @@ import statistics
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from forethought.config import TrainConfig
-from forethought.tasks.constraints import SafetyConfig
+from forethought.tasks.constraints import PENDULUM_ZONE, SafetyConfig, with_costs
 from machine import machine_info
 from runs import add_arguments, run_all
 
@@ -116,21 +117,53 @@ def shielded(entry: dict, run_dir: Path, episodes: int) -> dict:
     }
 
 
-def comparisons(methods: dict[str, list[dict]]) -> dict:
+def random_reference(episodes: int) -> dict:
+    """Uniform random actions on the evaluation seeds (1000 + j): the floor a normalised return
+    is measured from, and each episode's cost (seed 1001 starts inside the zone)."""
+    from forethought.tasks import make_env
+    from forethought.tasks.episodes import evaluate_batched
+
+    envs = [with_costs(make_env("Pendulum-v1"), METHODS["mpc"]) for _ in range(episodes)]
+    rng = np.random.default_rng(0)
+    costs = np.zeros(episodes)
+    act = lambda obs, rows: rng.uniform(-2.0, 2.0, (len(rows), 1)).astype(np.float32)  # noqa: E731
+    returns = evaluate_batched(envs, act, [1000 + j for j in range(episodes)], costs)
+    starts = []
+    for j, env in enumerate(envs):
+        env.reset(seed=1000 + j)
+        theta = float((env.unwrapped.state[0] + np.pi) % (2 * np.pi) - np.pi)
+        starts.append(theta)
+    return {"eval_return": float(returns.mean()), "eval_returns": returns.tolist(),
+            "eval_costs": costs.tolist(), "start_angles": starts}  # fmt: skip
+
+
+def comparisons(methods: dict[str, list[dict]], reference: dict) -> dict:
     """The issue's aims as numbers: cost within the limit (0) on every seed, return kept against
     unconstrained MPC, training violations against SAC-Lagrangian's."""
-    out: dict = {
-        f"{m}_final_eval_cost_within_limit_every_seed": all(e["final_eval_cost"] <= 0 for e in es)
-        for m, es in methods.items()
-    }
+    floor = reference["eval_return"]
+    low, high = PENDULUM_ZONE
+    feasible = [not low <= a <= high for a in reference["start_angles"]]  # starts outside it
+    out: dict = {"episodes_starting_in_the_zone": [j for j, f in enumerate(feasible) if not f]}
+    for m, es in methods.items():
+        out[f"{m}_final_eval_cost_within_limit_every_seed"] = all(
+            e["final_eval_cost"] <= 0 for e in es
+        )
+        outside = [
+            [c for c, f in zip(e["final_eval_costs"], feasible, strict=True) if f] for e in es
+        ]
+        out[f"{m}_violations_in_episodes_starting_outside"] = outside_totals = [
+            sum(o) for o in outside
+        ]
+        out[f"{m}_within_limit_every_seed_outside_start"] = all(t <= 0 for t in outside_totals)
 
     def mean(method: str, key: str) -> float | None:
         return statistics.fmean(e[key] for e in methods[method]) if method in methods else None
 
     if "mpc" in methods and "mpc-constrained" in methods:
-        out["return_lost_by_constraint"] = mean("mpc", "final_eval_return") - mean(
-            "mpc-constrained", "final_eval_return"
-        )
+        free, held = mean("mpc", "final_eval_return"), mean("mpc-constrained", "final_eval_return")
+        out["return_lost_by_constraint"] = free - held
+        # Pendulum's returns are negative: the share is taken above the random policy's return
+        out["constrained_mpc_return_share_above_random"] = (held - floor) / (free - floor)
     if "sac-lagrangian" in methods and "mpc-constrained" in methods:
         theirs, ours = (
             mean("sac-lagrangian", "training_cost_total"),
@@ -220,8 +253,16 @@ def main() -> None:
             )
             for entry in results["methods"]["mbpo-shield"]
         ]
+    # Methods not run this time keep their entries from the file (a later --methods adds rows).
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if previous.get("quick") == args.quick and previous.get("constraint") == CONSTRAINT:
+        kept = {m: e for m, e in previous.get("methods", {}).items() if m not in results["methods"]}
+        results["methods"] = {**kept, **results["methods"]}
     results["summary"] = {m: summary(entries) for m, entries in results["methods"].items()}
-    results["comparisons"] = comparisons(results["methods"])
+    results["random_policy"] = random_reference(2 if args.quick else 10)
+    results["comparisons"] = comparisons(
+        results["methods"], results["random_policy"]["eval_return"]
+    )
     path = args.out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
