@@ -233,6 +233,7 @@ def test_bad_policy_input_is_one_line(tiny_run, capsys, argv, message):
     assert "no config.json" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~26 s: two GRPO trials in a spawned pool (the sweep's lm kind; its planning is in the default tier)
 def test_sweep_of_grpo_runs_equals_the_run_made_alone(tiny_run, tiny_assets, tmp_path):
     """`forethought sweep --command lm-grpo`: two learning rates in a pool of 2; the trial with
     the tiny run's settings ends with the tiny run's numbers, every trial is a GRPO run directory
