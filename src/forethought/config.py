@@ -252,15 +252,7 @@ class TrainConfig:
             raise ConfigError(
                 "keep_policies", f"is implemented for sac, td3 and mbpo, not {self.algo}"
             )
-        self.safety.validate(self.env)
-        if self.safety.lagrangian and self.algo not in ("sac", "td3", "ppo"):
-            why = ("plans under the constraint and vetoes unsafe plans instead" if self.algo in PLANNED
-                   else "would learn from imagined transitions that carry no cost")  # fmt: skip
-            raise ConfigError("safety.lagrangian", f"is for sac, td3 and ppo; {self.algo} {why}")
-        if self.safety.lagrangian and self.safety.constraint is None:
-            raise ConfigError(
-                "safety.lagrangian", "needs a cost to penalise: add --safety.constraint"
-            )
+        self._validate_safety()
         self.drift.validate()
         self.mbpo.validate()
         self.loop.validate()
@@ -321,6 +313,20 @@ class TrainConfig:
     def run_dir(self) -> Path:
         method = {"mpc": self.planner, "loop": f"loop-{self.planner}"}.get(self.algo, self.algo)
         return self.out or Path("runs") / f"{self.env}-{method}-seed{self.seed}"
+
+    def _validate_safety(self) -> None:
+        """The constraint fits the task; the Lagrangian penalty only where a learner reads it."""
+        self.safety.validate(self.env)
+        if self.safety.lagrangian and self.algo not in ("sac", "td3", "ppo"):
+            why = {
+                "mbpo": "would learn from imagined transitions that carry no cost",
+                "dqn": "acts in discrete spaces, where no constraint is defined",
+            }.get(self.algo, "plans under the constraint and vetoes unsafe plans instead")
+            raise ConfigError("safety.lagrangian", f"is for sac, td3 and ppo; {self.algo} {why}")
+        if self.safety.lagrangian and self.safety.constraint is None:
+            raise ConfigError(
+                "safety.lagrangian", "needs a cost to penalise: add --safety.constraint"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
