@@ -23,7 +23,12 @@ from forethought.errors import ConfigError
 from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
-from forethought.lm.search.common import SearchResult, pick_best, require_one_candidate
+from forethought.lm.search.common import (
+    SearchResult,
+    pick_best,
+    require_one_candidate,
+    round_fits,
+)
 from forethought.lm.search.trace import NO_TRACE, NullTrace
 
 
@@ -152,15 +157,7 @@ def _one_beam(
     done: list[Candidate] = []
 
     def affordable(rows: int) -> bool:
-        # Worst case of one round: every child samples step_tokens, all are process-scored, and
-        # the final pool grows to len(done) + rows; those final calls are reserved up front.
-        need = {"reward": 0, "value": 0}
-        need[process.kind] += rows
-        need[reward.kind] += len(done) + rows
-        calls_ok = all(
-            account.calls_left(k) is None or need[k] <= account.calls_left(k) for k in need
-        )
-        return calls_ok and rows * step_tokens <= account.tokens_left
+        return round_fits(account, process, reward, len(done), rows, step_tokens)
 
     step = 0
     while beams:

@@ -95,3 +95,16 @@ def vote(result: SearchResult, answer: Callable[[str], object]) -> SearchResult:
         pick=result.finalists[best],
         score=float(result.finalist_scores[best]),
     )
+
+
+def round_fits(
+    account: Account, process: Scorer, reward: Scorer, pooled: int, rows: int, step_tokens: int
+) -> bool:
+    """Whether a round of `rows` step expansions fits what is left in the worst case: every row
+    samples `step_tokens`, is scored by `process` and finishes, so the final pool (`pooled` so
+    far) grows by `rows`, whose final `reward` calls are reserved now."""
+    need = {"reward": 0, "value": 0}
+    need[process.kind] += rows
+    need[reward.kind] += pooled + rows
+    calls_ok = all(account.calls_left(k) is None or need[k] <= account.calls_left(k) for k in need)
+    return calls_ok and rows * step_tokens <= account.tokens_left

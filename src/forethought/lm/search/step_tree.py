@@ -36,7 +36,12 @@ from forethought.errors import ConfigError
 from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
-from forethought.lm.search.common import SearchResult, pick_best, require_one_candidate
+from forethought.lm.search.common import (
+    SearchResult,
+    pick_best,
+    require_one_candidate,
+    round_fits,
+)
 from forethought.lm.search.trace import NO_TRACE, NullTrace
 
 
@@ -246,20 +251,10 @@ def mcts(
 
 
 def _affordable_rows(account, process, reward, pooled: int, rows: int, step_tokens: int) -> int:
-    """How many of `rows` expansions fit: in the worst case every row samples `step_tokens`, is
-    scored by `process`, and finishes, so the final pool (`pooled` so far) grows by `rows`,
-    whose final reward calls are reserved now."""
-    while rows > 0:
-        need = {"reward": 0, "value": 0}
-        need[process.kind] += rows
-        need[reward.kind] += pooled + rows
-        calls_ok = all(
-            account.calls_left(k) is None or need[k] <= account.calls_left(k) for k in need
-        )
-        if calls_ok and rows * step_tokens <= account.tokens_left:
-            return rows
+    """The most of `rows` expansions whose worst case fits what is left (`round_fits`)."""
+    while rows > 0 and not round_fits(account, process, reward, pooled, rows, step_tokens):
         rows -= 1
-    return 0
+    return rows
 
 
 def _best_partials(tree: StepTree) -> list[Candidate]:
