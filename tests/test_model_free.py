@@ -103,7 +103,8 @@ def test_sigkill_then_resume_finishes_the_budget_once(tmp_path):
         ("sac", {}),
         # the zoo's TD3 learns after 1000 steps; td3 and mbpo seed SB3 as sac does (slow tier)
         pytest.param("td3", {"steps": 1100, "eval_every_steps": 550}, marks=pytest.mark.slow),
-        ("ppo", {"steps": 100, "eval_every_steps": 2048}),  # one 4 x 1024-step rollout, one update
+        # one 4 x 1024-step rollout, one update
+        pytest.param("ppo", {"steps": 100, "eval_every_steps": 2048}, marks=pytest.mark.slow),
         pytest.param("mbpo", {}, marks=pytest.mark.slow),
     ],
 )
