@@ -9,7 +9,7 @@ SWEEP_DIR/
   failed/NAME.txt     why a trial stopped, if it did
   events.jsonl        every start, continuation, finish and skip, with the process id
   results.json        machine, every trial's config and metrics, per-group IQM/median/mean + CIs
-  results.png         evaluation return against environment steps, one line per group
+  results.png         the score against progress (env steps, GRPO steps, iterations) per group
   .lock               held by the driver, so two drivers never run one sweep
 
 What can be swept (kinds.py), plan (plan.py), run (execute.py), aggregate (results.py); this
@@ -146,17 +146,22 @@ def run_sweep(args: SweepArgs, console: Console | None = None) -> SweepResult:
             finished += 1
             _report_trial(sweep_dir, trial, f"[{finished}/{len(trials)}]", console)
 
-        if args.backend == "ray":
-            options = {k: getattr(args, k) for k in ("address", "cpus_per_trial", "gpus_per_trial")}
-            execute.run_ray(sweep_dir, todo, options, on_done)
-        else:
-            execute.run_pool(sweep_dir, todo, args.workers, on_done)
+        _run(sweep_dir, todo, args, on_done)
         result = _write_results(sweep_dir, trials, args, time.perf_counter() - start)
     finally:
         lock.release()
     _print_summary(result, console)
     _raise_if_unfinished(sweep_dir, trials, f"run forethought sweep --resume {sweep_dir}")
     return result
+
+
+def _run(sweep_dir: Path, todo: list[dict[str, Any]], args: SweepArgs, on_done) -> None:
+    """The trials in `todo` on the chosen backend; `on_done(trial)` as each one ends."""
+    if args.backend == "ray":
+        options = {k: getattr(args, k) for k in ("address", "cpus_per_trial", "gpus_per_trial")}
+        execute.run_ray(sweep_dir, todo, options, on_done)
+    else:
+        execute.run_pool(sweep_dir, todo, args.workers, on_done)
 
 
 def _raise_if_unfinished(sweep_dir: Path, trials: list[dict[str, Any]], then: str) -> None:
@@ -198,11 +203,7 @@ def run_configs(
         for trial in trials:
             if trial not in todo:
                 done(trial)
-        if options.backend == "ray":
-            keys = ("address", "cpus_per_trial", "gpus_per_trial")
-            execute.run_ray(sweep_dir, todo, {k: getattr(options, k) for k in keys}, done)
-        else:
-            execute.run_pool(sweep_dir, todo, options.workers, done)
+        _run(sweep_dir, todo, options, done)
         _write_results(sweep_dir, trials, options, time.perf_counter() - start)
     finally:
         lock.release()
