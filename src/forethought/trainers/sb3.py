@@ -48,19 +48,15 @@ from __future__ import annotations
 import copy
 import io
 import pickle
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
 import gymnasium as gym
 import numpy as np
-import torch
 from rich.console import Console
 from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
@@ -76,6 +72,13 @@ from forethought.tasks import check_env, get_task, make_env
 from forethought.tasks.constraints import LagrangianPenalty, with_costs
 from forethought.tasks.episodes import evaluate_batched
 from forethought.trainers.run_dir import RunDir, RunResult
+from forethought.trainers.sb3_state import (
+    filled_part,
+    load_replay_buffer,
+    loop_state,
+    restore_envs,
+    restore_generators,
+)
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "sac": SAC,
@@ -263,7 +266,7 @@ def _algorithm(config, inner, venv, settings, checkpoint, loop):
     if isinstance(model, OffPolicyAlgorithm):
         load_replay_buffer(model, checkpoint["replay_buffer"])
     if loop is not None:
-        _restore_envs(inner, loop["envs"])
+        restore_envs(inner, loop["envs"])
         model._last_obs = loop["last_obs"]
         model._last_original_obs = loop["last_original_obs"]
         model._last_episode_starts = loop["last_episode_starts"]
@@ -422,7 +425,7 @@ class _EvaluateAndCheckpoint(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         if self.run.loop is not None:  # first rollout of a resumed run
-            _restore_generators(self.run, self.run.loop)
+            restore_generators(self.run.model, self.run.loop)
             self.run.loop = None
         elif self.unsaved:
             _checkpoint(self.run, self)
@@ -518,152 +521,16 @@ def evaluate_model_free(
 def _checkpoint(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> None:
     """One atomically replaced file: the SB3 model (weights, optimisers, counters), the replay
     buffer (MBPO's imagined transitions included), the normaliser, the dynamics model and its
-    rollout generators, the metrics, and the loop state (`_loop_state`)."""
+    rollout generators, the metrics, and the loop state (`sb3_state.loop_state`)."""
     model_bytes = io.BytesIO()
     run.model.save(model_bytes)
     state: dict[str, Any] = {"model": model_bytes.getvalue(), "history": run.history}
     if isinstance(run.model, OffPolicyAlgorithm):
-        state["replay_buffer"] = pickle.dumps(_filled_part(run.model.replay_buffer))
+        state["replay_buffer"] = pickle.dumps(filled_part(run.model.replay_buffer))
     if run.normalizer is not None:
         state["normalizer"] = pickle.dumps(run.normalizer)
     if run.rollouts is not None:
         state.update(run.rollouts.state_dict())
-    state["loop"] = _loop_state(run, callback)
+    state["loop"] = loop_state(run.model, callback.state_dict())
     run.dir.save_checkpoint(state)
     callback.unsaved = False
-
-
-_BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-
-
-def _filled_part(buffer):
-    """A shallow copy of an SB3 replay buffer whose arrays hold only the rows written so far:
-    SB3 allocates all `buffer_size` rows up front (a million by default, ~40 MB on Pendulum),
-    and a checkpoint need not carry the empty ones. MBPO's imagined buffer likewise."""
-    part = copy.copy(buffer)
-    rows = buffer.buffer_size if buffer.full else buffer.pos
-    for name in _BUFFER_ARRAYS:
-        if getattr(buffer, name, None) is not None:
-            setattr(part, name, getattr(buffer, name)[:rows])
-    if isinstance(getattr(buffer, "model", None), SB3ReplayBuffer):
-        part.model = _filled_part(buffer.model)
-    return part
-
-
-def load_replay_buffer(model: OffPolicyAlgorithm, data: bytes) -> None:
-    """Give `model` the replay buffer a checkpoint holds (saved by `_filled_part`)."""
-    model.load_replay_buffer(io.BytesIO(data))
-    _refill(model.replay_buffer)
-
-
-def _refill(buffer) -> None:
-    """Undo `_filled_part` after loading: the arrays get their full `buffer_size` rows again,
-    the unwritten ones zero as SB3 allocates them."""
-    for name in _BUFFER_ARRAYS:
-        array = getattr(buffer, name, None)
-        if array is not None and len(array) < buffer.buffer_size:
-            full = np.zeros((buffer.buffer_size, *array.shape[1:]), dtype=array.dtype)
-            full[: len(array)] = array
-            setattr(buffer, name, full)
-    if isinstance(getattr(buffer, "model", None), SB3ReplayBuffer):
-        _refill(buffer.model)
-
-
-def _loop_state(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> dict[str, Any]:
-    """What SB3's own save leaves out and an exact continuation needs: the training
-    environments mid-episode, the observation SB3 acts on next, every random generator the
-    loop draws from, the gSDE noise, the action noise and the evaluation schedule."""
-    model = run.model
-    vec_env = model.get_env()
-    inner = vec_env.venv if isinstance(vec_env, VecNormalize) else vec_env
-    state: dict[str, Any] = {
-        "envs": _snapshot_envs(inner),
-        "last_obs": model._last_obs,
-        "last_original_obs": model._last_original_obs,
-        "last_episode_starts": model._last_episode_starts,
-        "python_random": random.getstate(),
-        "numpy_global": np.random.get_state(),  # noqa: NPY002 - SB3's buffers and noise use it
-        "torch": torch.get_rng_state(),
-        "action_space": model.action_space.np_random.bit_generator.state,
-        "action_noise": pickle.dumps(model.action_noise),
-        "callback": callback.state_dict(),
-    }
-    if torch.cuda.is_available() and model.device.type == "cuda":
-        state["torch_cuda"] = torch.cuda.get_rng_state_all()
-    if isinstance(vec_env, VecNormalize):
-        state["normalizer_returns"] = vec_env.returns.copy()
-    dist = _sde_distribution(model)
-    if dist is not None:
-        state["sde"] = {
-            name: getattr(dist, name).clone()
-            for name in ("exploration_mat", "exploration_matrices")
-            if getattr(dist, name, None) is not None
-        }
-    return state
-
-
-def _restore_generators(run: ModelFreeRun, state: dict[str, Any]) -> None:
-    """Put back, at the start of a resumed run's first rollout, what SB3's `learn` set-up and
-    rollout start changed: generators, gSDE noise, action noise. (MBPO's rollout streams are
-    restored when the run is built; nothing draws from them before this point.)"""
-    model = run.model
-    random.setstate(state["python_random"])
-    np.random.set_state(state["numpy_global"])  # noqa: NPY002 - see _loop_state
-    torch.set_rng_state(state["torch"])
-    if "torch_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
-    model.action_space.np_random.bit_generator.state = state["action_space"]
-    noise = pickle.loads(state["action_noise"])
-    if model.action_noise is not None and noise is not None:
-        vars(model.action_noise).update(vars(noise))  # learn() holds this very object
-    dist = _sde_distribution(model)
-    for name, value in state.get("sde", {}).items():
-        setattr(dist, name, value.to(model.device))
-
-
-def _sde_distribution(model: BaseAlgorithm) -> Any:
-    if not model.use_sde:
-        return None
-    owner = model.actor if isinstance(model, OffPolicyAlgorithm) else model.policy
-    return owner.action_dist
-
-
-# Attributes of an environment (or wrapper) that are not part of its state: the wrapped env
-# (restored layer by layer), renderers, and MuJoCo's constant model description.
-_NOT_STATE = {"env", "mujoco_renderer", "viewer", "screen", "clock"}
-
-
-def _layers(env: Any):
-    while True:
-        yield env
-        if not hasattr(env, "env"):
-            return
-        env = env.env
-
-
-def _snapshot_envs(vec_env: DummyVecEnv) -> bytes:
-    """Every training environment's state, layer by layer (Monitor, TimeLimit, ..., the
-    unwrapped env with its np_random and simulator data), plus DummyVecEnv's pending reset
-    seeds. Environments are not pickled whole: gymnasium's EzPickle would rebuild them fresh."""
-    layers = [
-        [
-            {
-                k: v
-                for k, v in vars(layer).items()
-                if k not in _NOT_STATE and type(v).__name__ != "MjModel"
-            }
-            for layer in _layers(env)
-        ]
-        for env in vec_env.envs
-    ]
-    return cloudpickle.dumps(
-        {"layers": layers, "seeds": vec_env._seeds, "options": vec_env._options}
-    )
-
-
-def _restore_envs(vec_env: DummyVecEnv, data: bytes) -> None:
-    saved = cloudpickle.loads(data)
-    for env, env_layers in zip(vec_env.envs, saved["layers"], strict=True):
-        for layer, state in zip(_layers(env), env_layers, strict=True):
-            vars(layer).update(state)
-    vec_env._seeds, vec_env._options = saved["seeds"], saved["options"]
