@@ -256,26 +256,7 @@ class TrainConfig:
         self.drift.validate()
         self.mbpo.validate()
         self.loop.validate()
-        if self.algo == "loop" and self.planner in DISCRETE_PLANNERS:
-            raise ConfigError(
-                "planner",
-                f"{self.planner} is for Discrete actions; --algo loop uses SAC's actor and "
-                "critic, which need Box actions: use --planner icem, cem or mppi",
-            )
-        if (
-            self.algo == "loop"
-            and self.loop.pessimistic_value
-            and self.rollout.propagation == "mean"
-        ):
-            raise ConfigError(
-                "loop.pessimistic_value",
-                "needs one member per particle (--rollout.propagation tsinf or ts1), not mean",
-            )
-        if self.algo == "loop" and self.rollout.discount != 1.0:
-            raise ConfigError(
-                "rollout.discount",
-                "is --loop.gamma for --algo loop (the critic's discount); leave it at 1.0",
-            )
+        self._validate_loop()
 
     def acting(self) -> tuple[str, ActionKind, str]:
         """The method's name, the action spaces it acts in, and what to use for the others."""
@@ -313,6 +294,30 @@ class TrainConfig:
     def run_dir(self) -> Path:
         method = {"mpc": self.planner, "loop": f"loop-{self.planner}"}.get(self.algo, self.algo)
         return self.out or Path("runs") / f"{self.env}-{method}-seed{self.seed}"
+
+    def _validate_loop(self) -> None:
+        """--algo loop: Box actions (SAC's actor), one member per particle for a pessimistic
+        value, and its discount in --loop.gamma."""
+        if self.algo == "loop" and self.planner in DISCRETE_PLANNERS:
+            raise ConfigError(
+                "planner",
+                f"{self.planner} is for Discrete actions; --algo loop uses SAC's actor and "
+                "critic, which need Box actions: use --planner icem, cem or mppi",
+            )
+        if (
+            self.algo == "loop"
+            and self.loop.pessimistic_value
+            and self.rollout.propagation == "mean"
+        ):
+            raise ConfigError(
+                "loop.pessimistic_value",
+                "needs one member per particle (--rollout.propagation tsinf or ts1), not mean",
+            )
+        if self.algo == "loop" and self.rollout.discount != 1.0:
+            raise ConfigError(
+                "rollout.discount",
+                "is --loop.gamma for --algo loop (the critic's discount); leave it at 1.0",
+            )
 
     def _validate_safety(self) -> None:
         """The constraint fits the task; the Lagrangian penalty only where a learner reads it."""
