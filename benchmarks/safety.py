@@ -1,28 +1,37 @@
 """Safety: what a constraint that vetoes imagined plans costs in return and saves in violations.
 
-Pendulum-v1 with a forbidden angle zone (`--safety.constraint pendulum-zone`: 0.6-1.6 rad from
-upright on one side, so a safe swing-up goes the other way), cost limit 0 violating steps per
-episode. Per seed, with the cost measured by the environment wrapper in every run:
+Two constrained tasks (`--task`), cost limit 0 violating steps per episode:
+
+    pendulum-zone      Pendulum-v1 with a forbidden angle zone 0.6-1.6 rad from upright on one
+                       side, so a safe swing-up goes the other way
+    cartpole-position  the continuous cart-pole (200 steps) with the cart kept within 1 m of
+                       the centre (the episode itself only ends at 2.4 m)
+
+Per seed, with the cost measured by the environment wrapper in every run:
 
     mpc              plans for return only (`--safety.no-veto`): the unconstrained baseline
-    mpc-constrained  chance-constrained planning: candidates whose imagined trajectories enter
-                     the zone on more than delta of their particles are vetoed
-    sac              Stable-Baselines3 SAC (zoo settings) on the task's reward alone
+    mpc-constrained  chance-constrained planning: candidates whose imagined trajectories break
+                     the constraint on more than delta of their particles are vetoed
+    sac              Stable-Baselines3 SAC (zoo settings where the zoo has the task) on the
+                     task's reward alone
     sac-lagrangian   SAC on reward - lambda x cost, lambda raised by dual ascent after each
                      episode (`--safety.lagrangian`, limit 0): the usual model-free answer
     mbpo-shield      MBPO (SB3 SAC on real and imagined data) trained on the reward alone, its
-                     SAC policy evaluated under the shield (`forethought evaluate --shield`):
-                     the constrained planner acts where the policy's imagined next steps would
-                     enter the zone (--mbpo-steps, default 3,000; not in the default methods)
+                     SAC policy evaluated under the shield (`forethought evaluate --shield
+                     --shield-planner mpc`): constrained iCEM acts where the policy's imagined
+                     next steps would break the constraint; one row per --shield-lookahead
+                     (--mbpo-steps, default 3,000; not in the default methods)
 
-MPC runs 5 episodes (1,000 steps), SAC 20,000 steps (--sac-steps). Reported: evaluation return
-and evaluation cost (violating steps per episode, 10 episodes on the shared seeds) after every
-MPC episode and every 1,000 SAC steps, training-time violations, vetoed steps. Writes
-benchmarks/results/safety.json (every raw number and the machine) and safety.png (return
-against cost). Runs are trials of the sweep in benchmarks/.runs/safety/{full,quick}
+MPC runs 5 episodes, SAC 20,000 steps on Pendulum and 10,000 on the cart-pole (--sac-steps).
+Reported: evaluation return and evaluation cost (violating steps per episode, 10 episodes on the
+shared seeds) after every MPC episode and every 1,000 SAC steps, training-time violations, vetoed
+steps. Writes benchmarks/results/safety.json (every raw number and the machine, one block per
+task; a task or method not run keeps its block) and safety.png (return against cost, a panel
+per task). Runs are trials of the sweep in benchmarks/.runs/safety/{full,quick}
 (benchmarks/runs.py): reused or resumed when the script starts again; --workers 2 runs two at once.
 
-    python benchmarks/safety.py --workers 2    # 3 seeds x 4 methods (~30 min on 2 cores)
+    python benchmarks/safety.py --workers 2    # Pendulum: 3 seeds x 4 methods (~45 min on 2 cores)
+    python benchmarks/safety.py --task cartpole-position --workers 2
     python benchmarks/safety.py --quick --out /tmp/safety.json   # 1 seed, 2 episodes (smoke test)
 """
 
@@ -31,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -40,27 +50,51 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from forethought.config import TrainConfig
-from forethought.tasks.constraints import PENDULUM_ZONE, SafetyConfig, with_costs
+from forethought.tasks.cartpole import CARTPOLE_ID
+from forethought.tasks.constraints import CONSTRAINTS, SafetyConfig, with_costs
 from machine import machine_info
 from runs import add_arguments, run_all
 
 RESULTS = Path(__file__).parent / "results" / "safety.json"
 RUNS = Path(__file__).parent / ".runs" / "safety"
-CONSTRAINT = "pendulum-zone"
-METHODS = {
-    "mpc": SafetyConfig(constraint=CONSTRAINT, veto=False),
-    "mpc-constrained": SafetyConfig(constraint=CONSTRAINT),
-    "sac": SafetyConfig(constraint=CONSTRAINT),
-    "sac-lagrangian": SafetyConfig(constraint=CONSTRAINT, lagrangian=True, cost_limit=0.0),
-    "mbpo-shield": SafetyConfig(constraint=CONSTRAINT),
-}
+METHOD_NAMES = ["mpc", "mpc-constrained", "sac", "sac-lagrangian", "mbpo-shield"]
 DEFAULT_METHODS = ["mpc", "mpc-constrained", "sac", "sac-lagrangian"]
 SAC_EVERY = 1_000
+EVAL_EPISODES = TrainConfig().eval_episodes  # every evaluation, on the seeds 1000, 1001, ...
 
 
-def config_for(method: str, seed: int, episodes: int, steps: dict, out: Path) -> TrainConfig:
-    common = dict(env="Pendulum-v1", seed=seed, out=out / f"{method}-seed{seed}", quiet=True,
-                  safety=METHODS[method])  # fmt: skip
+@dataclass(frozen=True)
+class Task:
+    """One constrained task: its environment, its constraint, and the budgets of its runs."""
+
+    env: str
+    sac_steps: int  # default --sac-steps
+    trial_prefix: str  # the sweep's trial names; Pendulum's runs predate other tasks and have none
+    episode_steps: int = 200
+    action_low: float = -1.0  # the random reference policy's action range
+    action_high: float = 1.0
+
+
+TASKS = {
+    "pendulum-zone": Task("Pendulum-v1", 20_000, "", action_low=-2.0, action_high=2.0),
+    "cartpole-position": Task(CARTPOLE_ID, 10_000, "cartpole-"),
+}
+
+
+def safety_for(method: str, constraint: str) -> SafetyConfig:
+    if method == "mpc":
+        return SafetyConfig(constraint=constraint, veto=False)
+    if method == "sac-lagrangian":
+        return SafetyConfig(constraint=constraint, lagrangian=True, cost_limit=0.0)
+    return SafetyConfig(constraint=constraint)
+
+
+def config_for(
+    task: str, method: str, seed: int, episodes: int, steps: dict, out: Path
+) -> TrainConfig:
+    spec = TASKS[task]
+    common = dict(env=spec.env, seed=seed, quiet=True, safety=safety_for(method, task),
+                  out=out / f"{spec.trial_prefix}{method}-seed{seed}")  # fmt: skip
     if method == "mbpo-shield":
         every = min(SAC_EVERY, steps["mbpo"])
         return TrainConfig(algo="mbpo", steps=steps["mbpo"], eval_every_steps=every, **common)
@@ -68,7 +102,9 @@ def config_for(method: str, seed: int, episodes: int, steps: dict, out: Path) ->
     if method.startswith("sac"):
         every = min(SAC_EVERY, sac_steps)
         return TrainConfig(algo="sac", steps=sac_steps, eval_every_steps=every, **common)
-    return TrainConfig(planner="icem", episodes=episodes, steps=200 * episodes, **common)
+    return TrainConfig(
+        planner="icem", episodes=episodes, steps=spec.episode_steps * episodes, **common
+    )
 
 
 def entry_of(rows: list[dict], seconds: float, seed: int) -> dict:
@@ -97,17 +133,19 @@ def summary(entries: list[dict]) -> dict:
     }
 
 
-def shielded(entry: dict, run_dir: Path, episodes: int) -> dict:
+def shielded(entry: dict, run_dir: Path, constraint: str, episodes: int, lookahead: int) -> dict:
     """The run's SAC policy evaluated alone and under the shield (the entry's final numbers
     become the shielded ones; the policy's own are kept beside them)."""
     from forethought.tools.evaluate import EvaluateArgs, evaluate_controllers
 
-    args = EvaluateArgs(run_dir=run_dir, controllers=("policy",), shield=CONSTRAINT,
-                        episodes=episodes, quiet=True)  # fmt: skip
+    args = EvaluateArgs(run_dir=run_dir, controllers=("policy",), shield=constraint,
+                        shield_lookahead=lookahead, shield_planner="mpc", episodes=episodes,
+                        quiet=True)  # fmt: skip
     report = evaluate_controllers(args)
     policy, shield = report["policy"], report["shielded"]
     return {
         **entry,
+        "shield_lookahead": lookahead,
         "policy_eval_return": policy["eval_return"],
         "policy_eval_cost": policy["eval_cost"],
         "final_eval_return": shield["eval_return"],
@@ -117,33 +155,36 @@ def shielded(entry: dict, run_dir: Path, episodes: int) -> dict:
     }
 
 
-def random_reference(episodes: int) -> dict:
+def random_reference(task: str, episodes: int) -> dict:
     """Uniform random actions on the evaluation seeds (1000 + j): the floor a normalised return
-    is measured from, and each episode's cost (seed 1001 starts inside the zone)."""
+    is measured from, and whether each episode starts in violation (then limit 0 is out of
+    reach whatever the agent does: Pendulum's seed 1001 starts inside the zone)."""
     from forethought.tasks import make_env
     from forethought.tasks.episodes import evaluate_batched
 
-    envs = [with_costs(make_env("Pendulum-v1"), METHODS["mpc"]) for _ in range(episodes)]
+    spec, constraint = TASKS[task], CONSTRAINTS[task]
+    envs = [with_costs(make_env(spec.env), safety_for("mpc", task)) for _ in range(episodes)]
     rng = np.random.default_rng(0)
     costs = np.zeros(episodes)
-    act = lambda obs, rows: rng.uniform(-2.0, 2.0, (len(rows), 1)).astype(np.float32)  # noqa: E731
+
+    def act(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return rng.uniform(spec.action_low, spec.action_high, (len(rows), 1)).astype(np.float32)
+
     returns = evaluate_batched(envs, act, [1000 + j for j in range(episodes)], costs)
-    starts = []
+    starts_violating = []
     for j, env in enumerate(envs):
         env.reset(seed=1000 + j)
-        theta = float((env.unwrapped.state[0] + np.pi) % (2 * np.pi) - np.pi)
-        starts.append(theta)
+        starts_violating.append(bool(constraint.env_cost(env)))
     return {"eval_return": float(returns.mean()), "eval_returns": returns.tolist(),
-            "eval_costs": costs.tolist(), "start_angles": starts}  # fmt: skip
+            "eval_costs": costs.tolist(), "starts_violating": starts_violating}  # fmt: skip
 
 
 def comparisons(methods: dict[str, list[dict]], reference: dict) -> dict:
     """The issue's aims as numbers: cost within the limit (0) on every seed, return kept against
     unconstrained MPC, training violations against SAC-Lagrangian's."""
     floor = reference["eval_return"]
-    low, high = PENDULUM_ZONE
-    feasible = [not low <= a <= high for a in reference["start_angles"]]  # starts outside it
-    out: dict = {"episodes_starting_in_the_zone": [j for j, f in enumerate(feasible) if not f]}
+    feasible = [not v for v in reference["starts_violating"]]
+    out: dict = {"episodes_starting_in_violation": [j for j, f in enumerate(feasible) if not f]}
     for m, es in methods.items():
         out[f"{m}_final_eval_cost_within_limit_every_seed"] = all(
             e["final_eval_cost"] <= 0 for e in es
@@ -151,10 +192,8 @@ def comparisons(methods: dict[str, list[dict]], reference: dict) -> dict:
         outside = [
             [c for c, f in zip(e["final_eval_costs"], feasible, strict=True) if f] for e in es
         ]
-        out[f"{m}_violations_in_episodes_starting_outside"] = outside_totals = [
-            sum(o) for o in outside
-        ]
-        out[f"{m}_within_limit_every_seed_outside_start"] = all(t <= 0 for t in outside_totals)
+        out[f"{m}_violations_in_feasible_episodes"] = totals = [sum(o) for o in outside]
+        out[f"{m}_within_limit_every_seed_feasible_episodes"] = all(t <= 0 for t in totals)
 
     def mean(method: str, key: str) -> float | None:
         return statistics.fmean(e[key] for e in methods[method]) if method in methods else None
@@ -162,7 +201,8 @@ def comparisons(methods: dict[str, list[dict]], reference: dict) -> dict:
     if "mpc" in methods and "mpc-constrained" in methods:
         free, held = mean("mpc", "final_eval_return"), mean("mpc-constrained", "final_eval_return")
         out["return_lost_by_constraint"] = free - held
-        # Pendulum's returns are negative: the share is taken above the random policy's return
+        out["constrained_mpc_return_share"] = held / free
+        # Pendulum's returns are negative: there the share is taken above the random policy's
         out["constrained_mpc_return_share_above_random"] = (held - floor) / (free - floor)
     if "sac-lagrangian" in methods and "mpc-constrained" in methods:
         theirs, ours = (
@@ -176,37 +216,87 @@ def comparisons(methods: dict[str, list[dict]], reference: dict) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, entries in results["methods"].items():
-        costs = [e["final_eval_cost"] for e in entries]
-        returns = [e["final_eval_return"] for e in entries]
-        ax.scatter(costs, returns, label=method)
-    ax.set_xlabel("evaluation cost (violating steps per episode)")
-    ax.set_ylabel("evaluation return")
-    ax.set_title(
-        f"Pendulum-v1, {CONSTRAINT}: final evaluation, one dot per seed\n"
-        f"(MPC after {results['episodes']} episodes, SAC after {results['sac_steps']} steps)",
-        fontsize=9,
-    )
-    ax.legend(fontsize=8, loc="lower right")
+    tasks = results["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, (task, block) in zip(axes[0], tasks.items(), strict=True):
+        for method, entries in block["methods"].items():
+            costs = [e["final_eval_cost"] for e in entries]
+            returns = [e["final_eval_return"] for e in entries]
+            ax.scatter(costs, returns, label=method)
+        ax.set_xlabel("evaluation cost (violating steps per episode)")
+        ax.set_ylabel("evaluation return")
+        ax.set_title(
+            f"{task}: final evaluation, one dot per seed\n"
+            f"(MPC after {block['episodes']} episodes, SAC after {block['sac_steps']} steps)",
+            fontsize=9,
+        )
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def run_task(task: str, args: argparse.Namespace) -> dict:
+    """Every method's runs on one task (trials of the benchmark's sweep), and their numbers."""
+    spec = TASKS[task]
+    seeds = 1 if args.quick else args.seeds
+    episodes = 2 if args.quick else args.episodes
+    sac_steps = spec.sac_steps if args.sac_steps is None else args.sac_steps
+    steps = {"sac": 400, "mbpo": 400} if args.quick else {"sac": sac_steps, "mbpo": args.mbpo_steps}
+    out = RUNS / ("quick" if args.quick else "full")
+    configs = {
+        config.out.name: config
+        for seed in range(seeds)
+        for method in args.methods
+        if (config := config_for(task, method, seed, episodes, steps, out))
+    }
+
+    def on_done(name: str, rows: list[dict], seconds: float) -> None:
+        seed = int(name.rsplit("-seed", 1)[1])
+        print(name, json.dumps(summary([entry_of(rows, seconds, seed)])))
+
+    runs = run_all(out, configs, args, on_done)
+    methods = {
+        method: [
+            entry_of(*runs[f"{spec.trial_prefix}{method}-seed{seed}"], seed)
+            for seed in range(seeds)
+        ]
+        for method in args.methods
+        if method != "mbpo-shield"
+    }
+    for lookahead in args.shield_lookahead if "mbpo-shield" in args.methods else ():
+        methods[f"mbpo-shield-{lookahead}"] = [
+            shielded(
+                entry_of(*runs[name], seed), out / "trials" / name, task, EVAL_EPISODES, lookahead
+            )
+            for seed in range(seeds)
+            if (name := f"{spec.trial_prefix}mbpo-shield-seed{seed}")
+        ]
+    return {"env": spec.env, "constraint": task, "episodes": episodes, "sac_steps": steps["sac"],
+            "mbpo_steps": steps["mbpo"], "cost_limit": 0, "methods": methods}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--task", choices=list(TASKS), default="pendulum-zone", help="default pendulum-zone"
+    )
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 episodes")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
     parser.add_argument("--episodes", type=int, default=5, help="episodes per MPC run (default 5)")
     parser.add_argument(
-        "--sac-steps", type=int, default=20_000, help="steps per SAC run (default 20000)"
-    )
+        "--sac-steps", type=int, default=None,
+        help="steps per SAC run (default: 20000 on Pendulum, 10000 on the cart-pole)",
+    )  # fmt: skip
     parser.add_argument(
         "--mbpo-steps", type=int, default=3_000, help="steps per MBPO run (default 3000)"
     )
     parser.add_argument(
-        "--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS),
+        "--shield-lookahead", type=int, nargs="+", default=[5],
+        help="mbpo-shield: the policy's steps the shield imagines; each value is a row (default 5)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--methods", nargs="+", default=DEFAULT_METHODS, choices=METHOD_NAMES,
         help=f"default: {' '.join(DEFAULT_METHODS)}",
     )  # fmt: skip
     parser.add_argument(
@@ -214,58 +304,21 @@ def main() -> None:
     )
     add_arguments(parser)
     args = parser.parse_args()
-    seeds = 1 if args.quick else args.seeds
-    episodes = 2 if args.quick else args.episodes
-    steps = (
-        {"sac": 400, "mbpo": 400}
-        if args.quick
-        else {"sac": args.sac_steps, "mbpo": args.mbpo_steps}
-    )
-    out = RUNS / ("quick" if args.quick else "full")
-    results = {
-        "machine": machine_info(),
-        "quick": args.quick,
-        "constraint": CONSTRAINT,
-        "episodes": episodes,
-        "sac_steps": steps["sac"],
-        "mbpo_steps": steps["mbpo"],
-        "cost_limit": 0,
-    }
-    configs = {
-        f"{method}-seed{seed}": config_for(method, seed, episodes, steps, out)
-        for seed in range(seeds)
-        for method in args.methods
-    }
-
-    def on_done(name: str, rows: list[dict], seconds: float) -> None:
-        method, seed = name.rsplit("-seed", 1)
-        print(method, "seed", seed, json.dumps(summary([entry_of(rows, seconds, int(seed))])))
-
-    runs = run_all(out, configs, args, on_done)
-    results["methods"] = {
-        method: [entry_of(*runs[f"{method}-seed{seed}"], seed) for seed in range(seeds)]
-        for method in args.methods
-    }
-    if "mbpo-shield" in results["methods"]:
-        results["methods"]["mbpo-shield"] = [
-            shielded(
-                entry, out / "trials" / f"mbpo-shield-seed{entry['seed']}", 2 if args.quick else 10
-            )
-            for entry in results["methods"]["mbpo-shield"]
-        ]
-    # Methods not run this time keep their entries from the file (a later --methods adds rows).
+    block = run_task(args.task, args)
+    # Tasks and methods not run this time keep their entries from the file.
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if previous.get("quick") == args.quick and previous.get("constraint") == CONSTRAINT:
-        kept = {m: e for m, e in previous.get("methods", {}).items() if m not in results["methods"]}
-        results["methods"] = {**kept, **results["methods"]}
-    results["summary"] = {m: summary(entries) for m, entries in results["methods"].items()}
-    results["random_policy"] = random_reference(2 if args.quick else 10)
-    results["comparisons"] = comparisons(results["methods"], results["random_policy"])
-    path = args.out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
-    plot(results, path.with_suffix(".png"))
-    print(json.dumps(results["summary"], indent=1))
+    tasks = previous.get("tasks", {}) if previous.get("quick") == args.quick else {}
+    kept = tasks.get(args.task, {}).get("methods", {})
+    block["methods"] = {**{m: e for m, e in kept.items() if m not in block["methods"]},
+                        **block["methods"]}  # fmt: skip
+    block["summary"] = {m: summary(entries) for m, entries in block["methods"].items()}
+    block["random_policy"] = random_reference(args.task, EVAL_EPISODES)
+    block["comparisons"] = comparisons(block["methods"], block["random_policy"])
+    results = {"machine": machine_info(), "quick": args.quick, "tasks": {**tasks, args.task: block}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    plot(results, args.out.with_suffix(".png"))
+    print(json.dumps(block["summary"], indent=1))
 
 
 if __name__ == "__main__":

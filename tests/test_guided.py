@@ -113,3 +113,15 @@ def test_evaluate_with_a_shield_reports_costs_and_overrides(mbpo_run, capsys):
     assert all(o["constraint"] == "pendulum-zone" for o in report["shielded"]["overrides"])
     assert main(["evaluate", str(mbpo_run), "--shield", "cartpole-position"]) == 2
     assert "is defined for forethought/ContinuousCartPole-v0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("planner, horizon", [("guided", 3), ("mpc", 7)])
+def test_the_shield_hands_overrides_to_the_chosen_constrained_planner(mbpo_run, planner, horizon):
+    shielded = controllers(
+        mbpo_run, controllers=("policy",), shield="pendulum-zone", shield_planner=planner,
+        guided_horizon=3, mpc_horizon=7,
+    )["shielded"]  # fmt: skip
+    fallback = shielded.planner
+    assert isinstance(fallback, GuidedMPCAgent) == (planner == "guided")
+    assert fallback.planner.config.horizon == horizon
+    assert fallback.safety is not None and fallback.safety.constraint == "pendulum-zone"

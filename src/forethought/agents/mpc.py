@@ -53,6 +53,21 @@ class MPCAgent:
         """Forget warm starts; call at the start of every episode."""
         self._plans = self._elites = None
 
+    def restart(self, rows: np.ndarray, plans: torch.Tensor | None = None) -> None:
+        """Start these row ids' next plans from `plans` (B x H x A; default the planner's centre)
+        with no elites kept: for a caller that hands the planner a row only now and then (a
+        shield's fallback), where the row's last plan belongs to a state long gone."""
+        index = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+        center = self.planner.center
+        if plans is None:
+            plans = center.expand(len(index), self.planner.config.horizon, *center.shape)
+        needed = int(index.max()) + 1
+        self._plans = _grown(self._plans, needed, center.expand(*plans.shape[1:]))
+        self._plans[index] = plans.to(self._plans.device, self._plans.dtype)
+        if self._elites is not None:
+            self._elites = _grown(self._elites, needed, center.expand(self._elites.shape[1:]))
+            self._elites[index] = center
+
     def objective(self, obs: torch.Tensor):
         """Expected imagined return of each candidate sequence from the B x O states `obs`."""
 

@@ -7,7 +7,9 @@ acts instead. Every override is logged with its reason.
                   (the policy's own action first), summing the constraint's cost
         check     a row whose cost exceeds the limit on more than `delta` of the members is
                   unsafe
-        act       the policy's action on safe rows, the constrained planner's on unsafe rows
+        act       the policy's action on safe rows, the constrained planner's on unsafe rows;
+                  a row the planner did not act on at the previous step starts its search
+                  from the policy's own imagined plan, not from the planner's stale one
 """
 
 from __future__ import annotations
@@ -41,9 +43,24 @@ class Shield:
         self.lookahead = lookahead
         self.overrides: list[dict[str, Any]] = []  # one entry per overridden row and step
         self.decisions = 0  # rows acted for
+        self._planned: set[int] = set()  # row ids the planner acted on at the previous step
 
     def reset(self) -> None:
         self.planner.reset()
+        self._planned = set()
+
+    @torch.inference_mode()
+    def policy_plan(self, obs: torch.Tensor, horizon: int) -> torch.Tensor:
+        """B x H x A: the policy's actions along the ensemble's mean prediction from `obs`."""
+        e, plan, state = self.model.ensemble_size, [], obs
+        for _ in range(horizon):
+            action = self.policy(state)
+            plan.append(action)
+            members = self.model.predict(
+                state.expand(e, *state.shape), action.expand(e, *action.shape)
+            )
+            state = members.next_obs_mean.mean(dim=0)
+        return torch.stack(plan, dim=1)
 
     @torch.inference_mode()
     def predicted_costs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +86,14 @@ class Shield:
         unsafe = violating > self.safety.delta
         self.decisions += len(obs_t)
         actions = action.cpu().numpy()
-        if unsafe.any():
-            index = np.flatnonzero(unsafe.cpu().numpy())
-            ids = index if rows is None else np.asarray(rows)[index]
+        index = np.flatnonzero(unsafe.cpu().numpy())
+        ids = index if rows is None else np.asarray(rows)[index]
+        if len(index):
+            fresh = np.array([row not in self._planned for row in ids])
+            if fresh.any():
+                horizon = self.planner.planner.config.horizon
+                plans = self.policy_plan(obs_t[index[fresh]], horizon)
+                self.planner.restart(ids[fresh], plans)
             actions[index] = self.planner.act(obs_t[index].cpu().numpy(), ids)
             for i in index:
                 self.overrides.append(
@@ -84,4 +106,5 @@ class Shield:
                         "planner_action": actions[i].tolist(),
                     }
                 )
+        self._planned = {int(row) for row in ids}
         return actions

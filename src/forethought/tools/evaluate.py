@@ -78,11 +78,13 @@ class EvaluateArgs:
     proposals: int = 4
     """Guided MPC: policy trajectories added to the candidates at every iteration."""
     switch_quantile: float = 0.95
+    """Switching hybrid: consult the planner above this quantile of real-data disagreement."""
     shield: str | None = None
-    """Also evaluate the SAC policy under a shield for this constraint (pendulum-speed, pendulum-zone, cartpole-position): the policy's next steps are imagined with the ensemble and a constrained guided planner acts where they would break it; every controller's constraint cost is reported."""
+    """Also evaluate the SAC policy under a shield for this constraint (pendulum-speed, pendulum-zone, cartpole-position): the policy's next steps are imagined with the ensemble and a constrained planner acts where they would break it; every controller's constraint cost is reported."""
     shield_lookahead: int = 5
     """Shield: steps of the policy imagined before each action."""
-    """Switching hybrid: consult the planner above this quantile of real-data disagreement."""
+    shield_planner: Literal["guided", "mpc"] = "guided"
+    """Shield: the constrained planner that acts on an override: guided (the guided MPC's settings above, seeded by the policy, critic beyond its horizon) or mpc (plain iCEM with --mpc-horizon and --mpc-population, 3 iterations)."""
     seed: int = 0
     """Seed for the planners' sampling."""
     quiet: bool = False
@@ -186,16 +188,19 @@ def build_controllers(
             state_value=parts.state_value,
         )
 
+    def plain_mpc(safety: SafetyConfig | None = None) -> MPCAgent:
+        planner = icem(args.mpc_horizon, args.mpc_population, 3)
+        return MPCAgent(
+            model, planner, task, rollout, seed=args.seed, track_disagreement=False, safety=safety
+        )
+
     guided = guided_planner()
     made: dict[str, object] = {}
     for name in args.controllers:
         if name == "policy":
             made[name] = _PolicyController(prior)
         elif name == "mpc":
-            planner = icem(args.mpc_horizon, args.mpc_population, 3)
-            made[name] = MPCAgent(
-                model, planner, task, rollout, seed=args.seed, track_disagreement=False
-            )
+            made[name] = plain_mpc()
         elif name == "guided":
             made[name] = guided
         elif name == "switch":
@@ -204,7 +209,7 @@ def build_controllers(
             )
     if args.shield is not None:
         safety = SafetyConfig(constraint=args.shield)
-        fallback = guided_planner(safety)
+        fallback = guided_planner(safety) if args.shield_planner == "guided" else plain_mpc(safety)
         made["shielded"] = Shield(prior.act, model, fallback, safety, args.shield_lookahead)
     return made
 
@@ -246,9 +251,10 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
             results[name] = _evaluate_one(controller, envs, seeds)
         if show and not console.is_terminal:  # a log file gets a line per controller
             r = results[name]
+            note = _note(r, constrained=args.shield is not None)
             console.print(
                 f"{name}: eval {r['eval_return']:.1f} ± {r['eval_return_std']:.1f}, "
-                f"{r['ms_per_action_median']:.2f} ms per action",
+                f"{r['ms_per_action_median']:.2f} ms per action" + (f"; {note}" if note else ""),
                 soft_wrap=True,
             )
     report = {"run_dir": str(args.run_dir), "env": config.env, "args": _jsonable(args), **results}
@@ -304,19 +310,26 @@ def _table(env: str, results: dict[str, dict]) -> Table:
     table = Table(title=f"{env}: controllers from one run", title_justify="left")
     for column in ("controller", "eval return", "ms/action (median)", "ms/action (mean)", "note"):
         table.add_column(column, justify="right")
+    constrained = "shielded" in results
     for name, r in results.items():
-        note = (
-            f"planner on {100 * r['planner_share']:.0f}% of steps" if "planner_share" in r else ""
-        )
-        if "override_share" in r:
-            note = f"shield overrode {100 * r['override_share']:.1f}% of steps"
-        if any(x["eval_cost"] for x in results.values()):  # a constrained evaluation
-            note = f"cost {r['eval_cost']:.1f}" + (f"; {note}" if note else "")
         table.add_row(
             name,
             f"{r['eval_return']:.1f} ± {r['eval_return_std']:.1f}",
             f"{r['ms_per_action_median']:.2f}",
             f"{r['ms_per_action_mean']:.2f}",
-            note,
+            _note(r, constrained),
         )
     return table
+
+
+def _note(result: dict, constrained: bool) -> str:
+    """The planner's share of a switching controller, the shield's overrides, and the
+    constraint's cost per episode when a shield was asked for."""
+    note = ""
+    if "planner_share" in result:
+        note = f"planner on {100 * result['planner_share']:.0f}% of steps"
+    if "override_share" in result:
+        note = f"shield overrode {100 * result['override_share']:.1f}% of steps"
+    if constrained:
+        note = f"cost {result['eval_cost']:.1f}" + (f"; {note}" if note else "")
+    return note
