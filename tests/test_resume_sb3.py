@@ -35,6 +35,18 @@ ARGS = {
         "--mbpo.rollout-batch", "20", "--mbpo.rollout-min-length", "2",
         "--mbpo.rollout-max-length", "2", "--mbpo.gradient-steps", "2",
     ],
+    # MBPO whose real actions pass a shield from the first refit on: the shield's planner
+    # keeps warm starts and a sampling stream across steps, and its overrides are logged
+    "mbpo-shield": [
+        "--algo", "mbpo", "--steps", "240", "--eval-every-steps", "40", "--model.ensemble-size", "2",
+        "--model.hidden-size", "16", "--model.num-hidden-layers", "1", "--fit.max-epochs", "3",
+        "--mbpo.warmup-steps", "20", "--mbpo.model-train-freq", "20",
+        "--mbpo.rollout-batch", "20", "--mbpo.rollout-min-length", "2",
+        "--mbpo.rollout-max-length", "2", "--mbpo.gradient-steps", "2",
+        "--safety.constraint", "pendulum-zone", "--safety.shield", "--safety.shield-lookahead", "8",
+        "--planning.horizon", "8", "--planning.population", "20", "--planning.iterations", "2",
+        "--planning.elites", "4", "--rollout.particles", "4",
+    ],
     # The zoo's TD3 acts at random for 1000 steps (the action space's generator), then learns
     # with Gaussian action noise (numpy's global generator).
     "td3": ["--algo", "td3", "--steps", "1120", "--eval-every-steps", "224"],
@@ -77,6 +89,7 @@ def assert_same_buffer(buffer, want):
     "algo",
     [
         "sac-lagrangian",
+        "mbpo-shield",
         pytest.param("sac", marks=pytest.mark.slow),
         pytest.param("mbpo", marks=pytest.mark.slow),
         pytest.param("td3", marks=pytest.mark.slow),
@@ -114,7 +127,7 @@ def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, algo):
     assert_same_buffer(run.model.replay_buffer, want_run.model.replay_buffer)
     for key, value in want_run.model.policy.state_dict().items():
         assert torch.equal(run.model.policy.state_dict()[key], value), key
-    if algo == "mbpo":
+    if algo.startswith("mbpo"):
         assert_same_buffer(run.model.replay_buffer.model, want_run.model.replay_buffer.model)
         for key, value in want_checkpoint["dynamics"].items():
             assert torch.equal(got_checkpoint["dynamics"][key], value), key
@@ -122,3 +135,7 @@ def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, algo):
         assert [
             {k: v for k, v in r.items() if k not in WALL_CLOCK} for r in run.rollouts.log
         ] == drop
+    if algo == "mbpo-shield":
+        log = (tmp_path / "reference" / "shield.jsonl").read_text()
+        assert log and (out / "shield.jsonl").read_text() == log  # overrides, each logged once
+        assert got_checkpoint["shield"]["decisions"] == want_checkpoint["shield"]["decisions"]

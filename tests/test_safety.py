@@ -2,6 +2,7 @@
 violates a constraint in the model is vetoed, the fallback acts when every plan is vetoed, and
 a constrained run records its costs."""
 
+import copy
 import json
 
 import gymnasium as gym
@@ -149,6 +150,10 @@ def test_a_constrained_run_records_its_costs(tmp_path):
         (["--algo", "sac", "--safety.lagrangian"], "needs a cost to penalise: add --safety.constraint"),
         (["--algo", "sac", "--safety.constraint", "pendulum-zone", "--safety.cost-limit", "-1"], "--safety.cost-limit: must be 0 or more"),
         (["--algo", "sac", "--safety.constraint", "pendulum-zone", "--safety.lagrange-lr", "0"], "--safety.lagrange-lr: must be above 0"),
+        (["--algo", "sac", "--safety.constraint", "pendulum-zone", "--safety.shield"], "--safety.shield: shields MBPO's SAC"),
+        (["--algo", "mbpo", "--safety.shield"], "--safety.shield: needs --safety.constraint"),
+        (["--algo", "mbpo", "--safety.constraint", "pendulum-zone", "--safety.shield", "--safety.no-veto"], "drop --safety.no-veto"),
+        (["--algo", "mbpo", "--safety.constraint", "pendulum-zone", "--safety.shield", "--safety.shield-lookahead", "0"], "--safety.shield-lookahead: must be at least 1"),
     ],
 )  # fmt: skip
 def test_bad_safety_settings_are_one_line(tmp_path, capsys, args, message):
@@ -180,6 +185,49 @@ def test_the_shield_overrides_an_unsafe_policy_and_leaves_a_safe_one_alone(model
     assert reckless.overrides[0]["predicted_cost"] > 0.5
     careful = shield(model, lambda obs: torch.full((*obs.shape[:-1], 1), -1.0))
     assert (careful.act(start) == -1.0).all() and careful.overrides == []
+
+
+def test_the_shields_planner_starts_from_the_policys_plan_when_it_takes_over(model):
+    reckless = shield(model, lambda obs: torch.full((*obs.shape[:-1], 1), 2.0))
+    restarts, restart = [], reckless.planner.restart
+
+    def spy(rows, plans):
+        restarts.append((rows.tolist(), plans.clone()))
+        restart(rows, plans)
+
+    reckless.planner.restart = spy
+    unsafe = np.array([[1.0, 0.0, 5.5]], np.float32)
+    safe = np.array([[1.0, 0.0, 0.0]], np.float32)
+    reckless.act(unsafe)  # the planner takes over: its search starts from the policy's plan
+    reckless.act(unsafe)  # and continues from its own plan while it keeps acting
+    reckless.act(safe)  # the policy acts again, so the planner's last plan goes stale
+    reckless.act(unsafe)
+    assert [rows for rows, _ in restarts] == [[0], [0]]
+    assert all(plans.shape == (1, 1, 1) and (plans == 2.0).all() for _, plans in restarts)
+    assert len(reckless.overrides) == 3
+
+
+def test_a_shield_restored_from_its_state_acts_as_the_original(model):
+    reckless = lambda obs: torch.full((*obs.shape[:-1], 1), 2.0)  # noqa: E731
+    unsafe = np.array([[1.0, 0.0, 5.5]], np.float32)
+
+    def acting() -> "Shield":  # noqa: F821
+        from forethought.agents.shield import Shield
+
+        safety = SafetyConfig(constraint="pendulum-speed")
+        return Shield(reckless, model, agent(model, safety, horizon=3), safety, lookahead=3)
+
+    original = acting()
+    original.act(unsafe)
+    original.act(unsafe)
+    state = copy.deepcopy(original.state_dict())
+    restored, fresh = acting(), acting()
+    restored.load_state_dict(state)
+    fresh._planned = set(state["planned"])  # same bookkeeping, but its own warm start and stream
+    want = original.act(unsafe)
+    assert np.array_equal(restored.act(unsafe), want)
+    assert not np.array_equal(fresh.act(unsafe), want)
+    assert restored.overrides == original.overrides and restored.decisions == 3
 
 
 def test_no_veto_only_measures(model):
@@ -248,3 +296,24 @@ def test_sac_under_a_constraint_counts_training_and_evaluation_costs(tmp_path):
     # one 30-step episode per row: lambda moves by lr x (episode cost - 0)
     assert multipliers[0] == pytest.approx(0.5 * rows[0]["cost"])
     assert rows[0]["return"] >= -16.3 * 30  # Pendulum's own reward bound: no penalty inside
+
+
+def test_mbpo_under_a_training_shield_stores_the_actions_it_executed(tmp_path):
+    from forethought.trainers import sb3
+    from forethought.trainers.run_dir import RunDir
+    from test_resume_sb3 import ARGS, COMMON
+
+    out = tmp_path / "run"
+    args = [*COMMON, *ARGS["mbpo-shield"], "--steps", "160", "--threads", "1"]
+    assert main(["train", "--out", str(out), *args]) == 0
+    overrides = [json.loads(x) for x in (out / "shield.jsonl").read_text().splitlines()]
+    assert overrides and all(o["env_steps"] > 20 for o in overrides)  # from the first refit on
+    directory, config = RunDir.open(out, lock=False)
+    sac = sb3._build(config, directory, directory.load_checkpoint()).model
+    stored = sac.replay_buffer.actions[:, 0]  # step t's action is row t - 1 (one environment)
+    for o in overrides:
+        executed = sac.policy.scale_action(np.array(o["planner_action"], np.float32))
+        np.testing.assert_allclose(stored[o["env_steps"] - 1], executed, rtol=1e-6)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["shield_overrides"] for r in rows) == len(overrides)
+    assert len(rows) == 4 and all(r["eval_shielded"] for r in rows)  # the shield was on by 40

@@ -332,6 +332,20 @@ class TrainConfig:
             raise ConfigError(
                 "safety.lagrangian", "needs a cost to penalise: add --safety.constraint"
             )
+        if self.safety.shield:
+            require(
+                self.algo == "mbpo",
+                "safety.shield",
+                f"shields MBPO's SAC with MBPO's own ensemble; {self.algo} has no such pair "
+                "(mpc and loop plan under the constraint: drop --safety.shield)",
+            )
+            require(
+                self.safety.constraint is not None, "safety.shield", "needs --safety.constraint"
+            )
+            require(
+                self.safety.veto, "safety.shield", "vetoes unsafe actions; drop --safety.no-veto"
+            )
+            self.rollout.validate(self.model.ensemble_size)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))

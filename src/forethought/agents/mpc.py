@@ -53,6 +53,21 @@ class MPCAgent:
         """Forget warm starts; call at the start of every episode."""
         self._plans = self._elites = None
 
+    def state_dict(self) -> dict:
+        """Warm starts, the sampling stream and the veto count: what a run checkpointed in the
+        middle of an episode needs to plan its next step as the uninterrupted run would."""
+        return {
+            "plans": self._plans,
+            "elites": self._elites,
+            "generator": self.generator.get_state(),
+            "vetoed_steps": self.vetoed_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._plans, self._elites = state["plans"], state["elites"]
+        self.generator.set_state(state["generator"])
+        self.vetoed_steps = state["vetoed_steps"]
+
     def restart(self, rows: np.ndarray, plans: torch.Tensor | None = None) -> None:
         """Start these row ids' next plans from `plans` (B x H x A; default the planner's centre)
         with no elites kept: for a caller that hands the planner a row only now and then (a

@@ -111,6 +111,10 @@ class SafetyConfig:
     """Cost an episode may incur under --safety.lagrangian (0: no violating step)."""
     lagrange_lr: float = 0.05
     """Step size of the multiplier's update under --safety.lagrangian (per unit of episode cost above the limit)."""
+    shield: bool = False
+    """MBPO: once the ensemble is first fitted, every action SAC takes in the real environment (exploration included) passes a shield: it and the policy's next --safety.shield-lookahead actions are imagined with the ensemble, and where they would break the constraint the constrained planner (--planner, --planning.*) acts instead; the executed action is the one stored, evaluations are of the shielded policy, and every override is logged in RUN_DIR/shield.jsonl."""
+    shield_lookahead: int = 20
+    """Steps the shield imagines before each action; they must reach past the point where the constraint can no longer be kept."""
 
     def validate(self, env_id: str) -> None:
         if self.constraint is None:
@@ -134,6 +138,7 @@ class SafetyConfig:
         )
         require(self.cost_limit >= 0, "safety.cost_limit", "must be 0 or more")
         require(self.lagrange_lr > 0, "safety.lagrange_lr", "must be above 0")
+        require(self.shield_lookahead >= 1, "safety.shield_lookahead", "must be at least 1")
 
 
 class CostWrapper(gym.Wrapper):

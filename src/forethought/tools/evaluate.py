@@ -81,9 +81,9 @@ class EvaluateArgs:
     """Switching hybrid: consult the planner above this quantile of real-data disagreement."""
     shield: str | None = None
     """Also evaluate the SAC policy under a shield for this constraint (pendulum-speed, pendulum-zone, cartpole-position): the policy's next steps are imagined with the ensemble and a constrained planner acts where they would break it; every controller's constraint cost is reported."""
-    shield_lookahead: int = 5
-    """Shield: steps of the policy imagined before each action."""
-    shield_planner: Literal["guided", "mpc"] = "guided"
+    shield_lookahead: int = 20
+    """Shield: steps imagined before each action (the proposed action, then the policy's); they must reach past the point where the constraint can no longer be kept."""
+    shield_planner: Literal["guided", "mpc"] = "mpc"
     """Shield: the constrained planner that acts on an override: guided (the guided MPC's settings above, seeded by the policy, critic beyond its horizon) or mpc (plain iCEM with --mpc-horizon and --mpc-population, 3 iterations)."""
     seed: int = 0
     """Seed for the planners' sampling."""

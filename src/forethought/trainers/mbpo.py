@@ -11,6 +11,9 @@
 SAC itself is SB3's, unmodified: the mixing happens in `MixedReplayBuffer`, passed through
 SB3's public `replay_buffer_class` argument, and the rollouts in a callback. Imagined steps use
 one randomly chosen ensemble member per row per step and sample from its Gaussian, as MBPO does.
+
+With `--safety.shield`, SAC is `ShieldedSAC`: from the first refit on, each real action passes a
+shield (forethought.agents.shield) built on the same ensemble and a constrained planner.
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from forethought.config import MBPOConfig
+from forethought.agents.guided import PolicyPrior
+from forethought.agents.mpc import MPCAgent
+from forethought.agents.shield import Shield
+from forethought.config import MBPOConfig, TrainConfig
 from forethought.models import DynamicsModel, ModelTrainer
+from forethought.planners import make_planner
 from forethought.tasks import TaskSpec
 from forethought.types import TransitionBatch
 
@@ -129,6 +136,39 @@ def sac_settings(config: MBPOConfig) -> dict[str, Any]:
     }
 
 
+class ShieldedSAC(SAC):
+    """SB3's SAC whose actions in the real environment pass `shield` first once it is set (the
+    rollouts set it at the first refit); the executed action is the one the replay buffer
+    stores, so SAC learns from what happened."""
+
+    shield: Shield | None = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "shield"]
+
+    def _sample_action(self, learning_starts, action_noise=None, n_envs=1):
+        action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)
+        if self.shield is None:
+            return action, buffer_action
+        device = self.shield.planner.device
+        obs = torch.as_tensor(self._last_obs, dtype=torch.float32, device=device)
+        proposed = torch.as_tensor(action, dtype=torch.float32, device=device)
+        safe = self.shield.filter(obs, proposed, note={"env_steps": self.num_timesteps + 1})
+        return safe, self.policy.scale_action(safe)
+
+
+def make_shield(config: TrainConfig, sac: SAC, rollouts: BranchedRollouts, seed: int) -> Shield:
+    """A shield over `sac`'s policy on the run's ensemble, with the run's planner (--planner,
+    --planning.*, --rollout.*) planning under the constraint when it overrides."""
+    space = sac.action_space
+    planner = make_planner(config.planner, config.planning, space.low, space.high)
+    fallback = MPCAgent(rollouts.dynamics, planner, rollouts.task, config.rollout,
+                        device=rollouts.device, seed=seed, track_disagreement=False,
+                        safety=config.safety)  # fmt: skip
+    return Shield(PolicyPrior(sac).act, rollouts.dynamics, fallback, config.safety,
+                  config.safety.shield_lookahead)  # fmt: skip
+
+
 class BranchedRollouts(BaseCallback):
     """Every `model_train_freq` env steps: refit the ensemble, then refresh the imagined data."""
 
@@ -147,17 +187,20 @@ class BranchedRollouts(BaseCallback):
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device).manual_seed(seed)
         self.log: list[dict[str, Any]] = []  # one entry per refresh
+        self.shield: Shield | None = None  # handed to ShieldedSAC at the first refresh
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue the refreshes exactly: the model, its
         optimiser, both random streams, the refresh log. (The imagined transitions live in the
         replay buffer, which the checkpoint stores whole.)"""
+        shield = {} if self.shield is None else {"shield": self.shield.state_dict()}
         return {
             "dynamics": self.dynamics.state_dict(),
             "dynamics_optimizer": self.trainer.optimizer.state_dict(),
             "refreshes": self.log,
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
+            **shield,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -194,6 +237,8 @@ class BranchedRollouts(BaseCallback):
                 "seconds": time.perf_counter() - start,
             }
         )
+        if self.shield is not None:
+            sac.shield = self.shield  # the model is fitted: from now on it can judge actions
 
     @torch.no_grad()
     def branch(self, sac: SAC, buffer: MixedReplayBuffer, length: int) -> int:

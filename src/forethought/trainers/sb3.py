@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import pickle
 import time
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from forethought.config import TrainConfig
 from forethought.reporting import plot_learning_curve, summary_table
 from forethought.reporting.progress import RunProgress
 from forethought.runtime import configure_threads
+from forethought.storage import atomic_write_bytes
 from forethought.tasks import check_env, get_task, make_env
 from forethought.tasks.constraints import LagrangianPenalty, with_costs
 from forethought.tasks.episodes import evaluate_batched
@@ -258,6 +260,10 @@ def _algorithm(config, inner, venv, settings, checkpoint, loop):
     """A fresh SB3 algorithm, or the checkpoint's with its replay buffer, training envs' state
     and next observation: (model, metrics history)."""
     algo = ALGORITHMS[config.algo]
+    if config.safety.shield:
+        from forethought.trainers.mbpo import ShieldedSAC
+
+        algo = ShieldedSAC
     if checkpoint is None:
         return algo("MlpPolicy", venv, seed=config.seed, device=config.device, **settings), []
     model = algo.load(
@@ -327,6 +333,12 @@ def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> M
         if checkpoint is not None:
             rollouts.load_state_dict(checkpoint)
     model, history = _algorithm(config, inner, venv, settings, checkpoint, loop)
+    if config.safety.shield:
+        rollouts.shield = mbpo.make_shield(config, model, rollouts, seed=config.seed)
+        if checkpoint is not None and "shield" in checkpoint:
+            rollouts.shield.load_state_dict(checkpoint["shield"])
+        if rollouts.log:  # the model was fitted before the checkpoint: the shield is on
+            model.shield = rollouts.shield
     eval_envs = [
         with_costs(make_env(config.env, **make_kwargs), config.safety)
         for _ in range(config.eval_episodes)
@@ -448,7 +460,9 @@ class _EvaluateAndCheckpoint(BaseCallback):
         self.bar.status("evaluating")
         updates = getattr(run.model, "_n_updates", 0)
         start = time.perf_counter()
-        if self.last_eval is not None and self.last_eval[0] == updates:
+        # A shielded policy changes with the model too: evaluated afresh every time.
+        shielded = getattr(run.model, "shield", None) is not None
+        if not shielded and self.last_eval is not None and self.last_eval[0] == updates:
             _, returns, costs = self.last_eval  # the same policy as at the last evaluation
             reused = True
         else:
@@ -482,6 +496,8 @@ class _EvaluateAndCheckpoint(BaseCallback):
             if run.config.safety.lagrangian:
                 row["lagrange_multiplier"] = self.multiplier or 0.0
             self.cost_since_eval = 0.0
+        if run.config.safety.shield:
+            row.update(_shield_record(run, shielded))
         if run.config.keep_policies:
             run.dir.save_policy(
                 row["env_steps"],
@@ -513,9 +529,35 @@ def evaluate_model_free(
         action, _ = model.predict(obs, deterministic=True)
         return action
 
+    if getattr(model, "shield", None) is not None:  # MBPO's shield is on: evaluate what acts
+        from forethought.trainers.mbpo import make_shield
+
+        act = make_shield(run.config, model, run.rollouts, seed=run.config.eval_seed).act
     seeds = [run.config.eval_seed + j for j in range(run.config.eval_episodes)]
     costs = np.zeros(len(seeds))
     return evaluate_batched(run.eval_envs, act, seeds, costs), costs
+
+
+def _shield_record(run: ModelFreeRun, evaluated_shielded: bool) -> dict[str, Any]:
+    """The training shield's overrides since the previous row and in all, and whether this
+    evaluation was of the shielded policy; RUN_DIR/shield.jsonl rewritten with every override
+    (each with its reason and the env step it happened at)."""
+    overrides = run.rollouts.shield.overrides
+    before = next(
+        (
+            r["shield_overrides_total"]
+            for r in reversed(run.history)
+            if "shield_overrides_total" in r
+        ),
+        0,
+    )
+    lines = "".join(json.dumps(o) + "\n" for o in overrides)
+    atomic_write_bytes(run.dir.path / "shield.jsonl", lines.encode())
+    return {
+        "shield_overrides": len(overrides) - before,
+        "shield_overrides_total": len(overrides),
+        "eval_shielded": evaluated_shielded,
+    }
 
 
 def _checkpoint(run: ModelFreeRun, callback: _EvaluateAndCheckpoint) -> None:
