@@ -21,6 +21,9 @@ Per seed, with the cost measured by the environment wrapper in every run:
                      --shield-planner mpc`): constrained iCEM acts where the policy's imagined
                      next steps would break the constraint; one row per --shield-lookahead
                      (--mbpo-steps, default 3,000; not in the default methods)
+    shielded-mbpo    MBPO with the shield on from its first model fit (`--safety.shield`):
+                     exploration shielded too, evaluations of the shielded policy
+                     (--mbpo-steps; not in the default methods)
 
 MPC runs 5 episodes, SAC 20,000 steps on Pendulum and 10,000 on the cart-pole (--sac-steps).
 Reported: evaluation return and evaluation cost (violating steps per episode, 10 episodes on the
@@ -57,7 +60,7 @@ from runs import add_arguments, run_all
 
 RESULTS = Path(__file__).parent / "results" / "safety.json"
 RUNS = Path(__file__).parent / ".runs" / "safety"
-METHOD_NAMES = ["mpc", "mpc-constrained", "sac", "sac-lagrangian", "mbpo-shield"]
+METHOD_NAMES = ["mpc", "mpc-constrained", "sac", "sac-lagrangian", "mbpo-shield", "shielded-mbpo"]
 DEFAULT_METHODS = ["mpc", "mpc-constrained", "sac", "sac-lagrangian"]
 SAC_EVERY = 1_000
 EVAL_EPISODES = TrainConfig().eval_episodes  # every evaluation, on the seeds 1000, 1001, ...
@@ -86,6 +89,8 @@ def safety_for(method: str, constraint: str) -> SafetyConfig:
         return SafetyConfig(constraint=constraint, veto=False)
     if method == "sac-lagrangian":
         return SafetyConfig(constraint=constraint, lagrangian=True, cost_limit=0.0)
+    if method == "shielded-mbpo":
+        return SafetyConfig(constraint=constraint, shield=True)
     return SafetyConfig(constraint=constraint)
 
 
@@ -95,7 +100,7 @@ def config_for(
     spec = TASKS[task]
     common = dict(env=spec.env, seed=seed, quiet=True, safety=safety_for(method, task),
                   out=out / f"{spec.trial_prefix}{method}-seed{seed}")  # fmt: skip
-    if method == "mbpo-shield":
+    if method in ("mbpo-shield", "shielded-mbpo"):
         every = min(SAC_EVERY, steps["mbpo"])
         return TrainConfig(algo="mbpo", steps=steps["mbpo"], eval_every_steps=every, **common)
     sac_steps = steps["sac"]
@@ -119,6 +124,7 @@ def entry_of(rows: list[dict], seconds: float, seed: int) -> dict:
         "training_cost": [r["cost"] for r in episodes_rows],
         "vetoed_steps": [r.get("vetoed_steps", 0) for r in episodes_rows],
         "lagrange_multiplier": [r.get("lagrange_multiplier") for r in episodes_rows],
+        "shield_overrides": [r.get("shield_overrides") for r in episodes_rows],  # shielded-mbpo
         "final_eval_return": last["eval_return"],
         "final_eval_cost": last["eval_cost"],
         "final_eval_costs": last["eval_costs"],
@@ -292,8 +298,8 @@ def main() -> None:
         "--mbpo-steps", type=int, default=3_000, help="steps per MBPO run (default 3000)"
     )
     parser.add_argument(
-        "--shield-lookahead", type=int, nargs="+", default=[5],
-        help="mbpo-shield: the policy's steps the shield imagines; each value is a row (default 5)",
+        "--shield-lookahead", type=int, nargs="+", default=[20],
+        help="mbpo-shield: steps the shield imagines; each value is a row (default 20)",
     )  # fmt: skip
     parser.add_argument(
         "--methods", nargs="+", default=DEFAULT_METHODS, choices=METHOD_NAMES,
