@@ -284,3 +284,9 @@ def test_run_configs_grows_one_sweep_reuses_finished_runs_and_refuses_changed_on
     changed = {"a-seed0": tiny_config(tmp_path / "ignored", episodes=2, seed=0)}
     with pytest.raises(ConfigError, match="a-seed0 was run with other settings"):
         run_configs(tmp_path / "s", changed)
+    # A setting added to the code since a trial was saved takes its default: not a change.
+    sweep_json = tmp_path / "s" / "sweep.json"
+    data = json.loads(sweep_json.read_text())
+    del data["trials"][0]["config"]["safety"]["shield_lookahead"]
+    sweep_json.write_text(json.dumps(data))
+    assert run_configs(tmp_path / "s", first)["a-seed0"] == records["a-seed0"]

@@ -212,6 +212,12 @@ def run_configs(
             for t in trials}  # fmt: skip
 
 
+def _saved_config(kind, trial: dict[str, Any]) -> dict[str, Any]:
+    """A trial's saved config as today's code reads it: a setting added since it was saved
+    takes its default, so it does not count as a change (the run directory does the same)."""
+    return kind.to_dict(kind.from_dict(trial["config"], "sweep.json"))
+
+
 def _merge_trials(sweep_dir: Path, configs: dict[str, Any]) -> list[dict[str, Any]]:
     """The trials for `configs`, added to sweep.json; a name already there with another config
     is refused (its run directory holds a different experiment)."""
@@ -225,7 +231,7 @@ def _merge_trials(sweep_dir: Path, configs: dict[str, Any]) -> list[dict[str, An
         trial = plan.make_trial(
             kind, config, name, group, config.seed, {}, sweep_dir / "trials" / name
         )
-        if name in known and known[name]["config"] != trial["config"]:
+        if name in known and _saved_config(kind, known[name]) != trial["config"]:
             raise ConfigError(
                 "runs",
                 f"{sweep_dir}/trials/{name} was run with other settings; delete it (and "
