@@ -168,3 +168,24 @@ def test_lm_arms_quick(tmp_path):
     assert all(c["t"] <= max(c["budget"], 24) for c in configs)  # no search overspent
     assert {row["served"] for row in data["decision"]} == {100, 1_000, 10_000, 100_000, 1_000_000}
     assert (tmp_path / "lm_arms.png").stat().st_size > 0
+
+
+def test_safety_quick_writes_one_block_per_task(tmp_path):
+    out = tmp_path / "safety.json"
+    for task in ("cartpole-position", "pendulum-zone"):
+        proc = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "safety.py"), "--quick", "--out", str(out),
+             "--task", task, "--methods", "mpc", "mpc-constrained"],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and set(data["tasks"]) == {"cartpole-position", "pendulum-zone"}
+    for block in data["tasks"].values():  # the second run kept the first task's block
+        assert set(block["methods"]) == {"mpc", "mpc-constrained"}
+        assert len(block["random_policy"]["starts_violating"]) == 10
+        for entry in block["methods"]["mpc-constrained"]:
+            assert len(entry["final_eval_costs"]) == 10 and entry["final_eval_cost"] >= 0
+        assert "return_lost_by_constraint" in block["comparisons"]
+    assert data["tasks"]["pendulum-zone"]["random_policy"]["starts_violating"][1]  # seed 1001
+    assert out.with_suffix(".png").exists()

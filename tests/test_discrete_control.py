@@ -46,6 +46,8 @@ def test_a_discrete_run_logs_one_hot_actions_and_evaluates(tmp_path, planner):
     assert (records.action[:, 0] == 1).any() and (records.action[:, 1] == 1).any()
 
 
+# The exact-resume test below compares two processes of the same seed too (slow tier).
+@pytest.mark.slow
 def test_same_seed_same_returns_with_tree_search(tmp_path):
     first = rows(train(cartpole(tmp_path / "a")).run_dir)
     second = rows(train(cartpole(tmp_path / "b")).run_dir)

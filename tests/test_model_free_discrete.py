@@ -88,6 +88,8 @@ def test_the_wrong_action_space_is_a_one_line_error(tmp_path, capsys, algo, env,
     assert not out.exists() and not (tmp_path / "api").exists()  # nothing written
 
 
+# DQN runs through the same SB3 seeding as SAC (slow tier).
+@pytest.mark.slow
 def test_dqn_same_seed_gives_the_same_numbers(tmp_path):
     first = numbers(train(cartpole(tmp_path / "a")))
     assert first and first[-1]["policy_updates"] > 0

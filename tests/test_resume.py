@@ -88,6 +88,8 @@ def test_killed_anywhere_and_resumed_equals_the_uninterrupted_run(tmp_path):
     assert [r["on_resume"] for r in resumes if r.get("event") == "resumed"]  # marked in metrics
 
 
+# One on_resume policy's bookkeeping; the kill-anywhere test above covers replay (slow tier).
+@pytest.mark.slow
 def test_keep_counts_the_interrupted_episode_once(tmp_path):
     out, log_path = tmp_path / "run", tmp_path / "run" / "transitions.bin"
     args = [*TINY_ARGS, "--episodes", "3"]

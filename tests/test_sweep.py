@@ -178,6 +178,8 @@ def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, capsys, monkey
     assert not (tmp_path / "s").exists()
 
 
+# Ray is the optional backend; the default tier runs the process pool (slow tier: ~25 s).
+@pytest.mark.slow
 def test_two_trial_sweep_on_a_local_ray_with_2_cpus(tmp_path):
     ray = pytest.importorskip(
         "ray", reason='Ray is not installed (pip install "forethought[sweep]"); the Ray backend '

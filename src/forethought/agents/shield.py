@@ -13,9 +13,9 @@ Every override is logged with its reason.
                   a row the planner did not act on at the previous step starts its search
                   from the policy's own imagined plan, not from the planner's stale one
 
-The look-ahead has to reach past the point of no return: on Pendulum a swing towards the
-forbidden zone is beyond the torque limit to stop some 10-15 steps before it arrives, so a
-5-step look-ahead overrides too late (benchmarks/safety.py measures 5 against 20).
+The look-ahead has to reach past the point of no return: on Pendulum a fast swing towards the
+forbidden zone is beyond the torque limit to stop once it passes the bottom, 4-6 steps before
+it arrives, so a 5-step look-ahead overrides too late (benchmarks/safety.py measures 5 and 20).
 """
 
 from __future__ import annotations
