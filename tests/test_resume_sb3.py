@@ -21,6 +21,13 @@ from helpers import kill_when, start_cli
 COMMON = [
     "--env", "Pendulum-v1", "--max-episode-steps", "30", "--eval-episodes", "2", "--quiet",
 ]  # fmt: skip
+# A tiny MBPO: two small members, few epochs, short branches.
+TINY_MBPO = [
+    "--algo", "mbpo", "--steps", "240", "--eval-every-steps", "40", "--model.ensemble-size", "2",
+    "--model.hidden-size", "16", "--model.num-hidden-layers", "1", "--fit.max-epochs", "3",
+    "--mbpo.rollout-batch", "20", "--mbpo.rollout-min-length", "2",
+    "--mbpo.rollout-max-length", "2", "--mbpo.gradient-steps", "2",
+]  # fmt: skip
 ARGS = {
     "sac": ["--algo", "sac", "--steps", "240", "--eval-every-steps", "40"],
     # under a constraint with a Lagrangian penalty: the multiplier lives in the environments
@@ -28,21 +35,11 @@ ARGS = {
         "--algo", "sac", "--steps", "240", "--eval-every-steps", "40",
         "--safety.constraint", "pendulum-zone", "--safety.lagrangian", "--safety.lagrange-lr", "0.5",
     ],
-    "mbpo": [
-        "--algo", "mbpo", "--steps", "240", "--eval-every-steps", "40", "--model.ensemble-size", "2",
-        "--model.hidden-size", "16", "--model.num-hidden-layers", "1", "--fit.max-epochs", "3",
-        "--mbpo.warmup-steps", "60", "--mbpo.model-train-freq", "50",
-        "--mbpo.rollout-batch", "20", "--mbpo.rollout-min-length", "2",
-        "--mbpo.rollout-max-length", "2", "--mbpo.gradient-steps", "2",
-    ],
+    "mbpo": [*TINY_MBPO, "--mbpo.warmup-steps", "60", "--mbpo.model-train-freq", "50"],
     # MBPO whose real actions pass a shield from the first refit on: the shield's planner
     # keeps warm starts and a sampling stream across steps, and its overrides are logged
     "mbpo-shield": [
-        "--algo", "mbpo", "--steps", "240", "--eval-every-steps", "40", "--model.ensemble-size", "2",
-        "--model.hidden-size", "16", "--model.num-hidden-layers", "1", "--fit.max-epochs", "3",
-        "--mbpo.warmup-steps", "20", "--mbpo.model-train-freq", "20",
-        "--mbpo.rollout-batch", "20", "--mbpo.rollout-min-length", "2",
-        "--mbpo.rollout-max-length", "2", "--mbpo.gradient-steps", "2",
+        *TINY_MBPO, "--mbpo.warmup-steps", "20", "--mbpo.model-train-freq", "20",
         "--safety.constraint", "pendulum-zone", "--safety.shield", "--safety.shield-lookahead", "8",
         "--planning.horizon", "8", "--planning.population", "20", "--planning.iterations", "2",
         "--planning.elites", "4", "--rollout.particles", "4",
