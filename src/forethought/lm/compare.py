@@ -194,21 +194,24 @@ def run_method(
     if method in ("dvts", "mcts"):
         return _tree_method(suite, method, proxy, prompt, budget, s, trace)
     if method == "beam":
-        process = partial_scorer(suite, s.process, "process")
-        return beam_search(
-            gen,
-            proxy,
-            process,
-            prompt,
-            budget,
-            max_new_tokens=s.max_new_tokens,
-            step_delimiters=suite.delimiters,
-            width=s.width,
-            expand=s.expand,
-            step_tokens=s.step_tokens,
-            trace=trace,
-        )
+        return _beam_method(suite, proxy, prompt, budget, s, trace)
     raise ConfigError("methods", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _beam_method(suite, final, prompt, budget, s: SearchSettings, trace) -> SearchResult:
+    return beam_search(
+        suite.generator,
+        final,
+        partial_scorer(suite, s.process, "process"),
+        prompt,
+        budget,
+        max_new_tokens=s.max_new_tokens,
+        step_delimiters=suite.delimiters,
+        width=s.width,
+        expand=s.expand,
+        step_tokens=s.step_tokens,
+        trace=trace,
+    )
 
 
 def _tree_method(suite, method, final, prompt, budget, s: SearchSettings, trace) -> SearchResult:

@@ -25,8 +25,8 @@ from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
 from forethought.lm.search.common import (
     SearchResult,
+    check_step_search,
     pick_best,
-    require_one_candidate,
     round_fits,
 )
 from forethought.lm.search.trace import NO_TRACE, NullTrace
@@ -57,29 +57,15 @@ def beam_search(
             f"width, expand, step_tokens and subtrees must be >= 1, got {width}, {expand}, "
             f"{step_tokens}, {subtrees}",
         )
-    if not step_delimiters:
-        raise ConfigError("step_delimiters", "give at least one token id that ends a step")
-    same_kind = process.kind == reward.kind
-    require_one_candidate(budget, max_new_tokens, reward_calls_needed=2 if same_kind else 1)
-    step_tokens = min(step_tokens, max_new_tokens)
+    step_tokens = check_step_search(
+        budget, reward, process, max_new_tokens, step_delimiters, step_tokens
+    )
     account = Account(budget)
     finalists, scores = [], []
     while True:
         trace.new_restart()
-        pool = _one_beam(
-            generator,
-            reward,
-            process,
-            prompt,
-            account,
-            max_new_tokens,
-            step_delimiters,
-            width,
-            expand,
-            step_tokens,
-            trace,
-            subtrees,
-        )
+        pool = _one_beam(generator, reward, process, prompt, account, max_new_tokens,
+                         step_delimiters, width, expand, step_tokens, trace, subtrees)  # fmt: skip
         calls_left = account.calls_left(reward.kind)
         if calls_left is not None:  # never reached when the reserve is right; kept as a guard
             pool = pool[:calls_left]

@@ -48,6 +48,23 @@ def require_one_candidate(budget: Budget, max_new_tokens: int, reward_calls_need
         )
 
 
+def check_step_search(
+    budget: Budget,
+    reward: Scorer,
+    process: Scorer,
+    max_new_tokens: int,
+    step_delimiters: set[int],
+    step_tokens: int,
+) -> int:
+    """The checks every step-level search (beam, DVTS, MCTS) makes before it spends anything;
+    returns the step length, capped at the answer's."""
+    if not step_delimiters:
+        raise ConfigError("step_delimiters", "give at least one token id that ends a step")
+    same_kind = process.kind == reward.kind  # then scoring partials and finals share one count
+    require_one_candidate(budget, max_new_tokens, reward_calls_needed=2 if same_kind else 1)
+    return min(step_tokens, max_new_tokens)
+
+
 def pick_best(
     method: str,
     finalists: list[Candidate],

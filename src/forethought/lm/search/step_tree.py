@@ -38,8 +38,8 @@ from forethought.lm.generator import Candidate, Generator
 from forethought.lm.rewards import Scorer
 from forethought.lm.search.common import (
     SearchResult,
+    check_step_search,
     pick_best,
-    require_one_candidate,
     round_fits,
 )
 from forethought.lm.search.trace import NO_TRACE, NullTrace
@@ -205,13 +205,11 @@ def mcts(
 ) -> SearchResult:
     """MCTS over steps (`step_delimiters`: token ids ending a step) scored by `process` at the
     leaves; the final `reward` picks among the finished answers. `trace` records the tree."""
-    if not step_delimiters:
-        raise ConfigError("step_delimiters", "give at least one token id that ends a step")
     if batch < 1 or step_tokens < 1:
         raise ConfigError("mcts", f"batch and step_tokens must be >= 1, got {batch}, {step_tokens}")
-    same_kind = process.kind == reward.kind
-    require_one_candidate(budget, max_new_tokens, reward_calls_needed=2 if same_kind else 1)
-    step_tokens = min(step_tokens, max_new_tokens)
+    step_tokens = check_step_search(
+        budget, reward, process, max_new_tokens, step_delimiters, step_tokens
+    )
     account = Account(budget)
     trace.new_restart()
     root = generator.start(prompt, 1, max_new_tokens)[0]
