@@ -28,6 +28,7 @@ from forethought.lm.search.common import (
     check_step_search,
     pick_best,
     round_fits,
+    within_reward_calls,
 )
 from forethought.lm.search.trace import NO_TRACE, NullTrace
 
@@ -66,9 +67,7 @@ def beam_search(
         trace.new_restart()
         pool = _one_beam(generator, reward, process, prompt, account, max_new_tokens,
                          step_delimiters, width, expand, step_tokens, trace, subtrees)  # fmt: skip
-        calls_left = account.calls_left(reward.kind)
-        if calls_left is not None:  # never reached when the reserve is right; kept as a guard
-            pool = pool[:calls_left]
+        pool = within_reward_calls(pool, account, reward)
         if pool:
             finalists += pool
             scores.append(reward(pool, account))

@@ -65,6 +65,13 @@ def check_step_search(
     return min(step_tokens, max_new_tokens)
 
 
+def within_reward_calls(pool: list[Candidate], account: Account, reward: Scorer) -> list:
+    """The first candidates of `pool` the reward calls left can score (never binding when a
+    search reserved them right; kept as a guard)."""
+    calls_left = account.calls_left(reward.kind)
+    return pool if calls_left is None else pool[:calls_left]
+
+
 def pick_best(
     method: str,
     finalists: list[Candidate],

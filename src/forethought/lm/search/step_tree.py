@@ -41,6 +41,7 @@ from forethought.lm.search.common import (
     check_step_search,
     pick_best,
     round_fits,
+    within_reward_calls,
 )
 from forethought.lm.search.trace import NO_TRACE, NullTrace
 
@@ -239,10 +240,7 @@ def mcts(
         return scores
 
     run_rounds(tree, expand, evaluate, batch=batch, affordable=affordable)
-    pool = finished or _best_partials(tree)
-    calls_left = account.calls_left(reward.kind)
-    if calls_left is not None:  # never binding when the reserve is right; kept as a guard
-        pool = pool[:calls_left]
+    pool = within_reward_calls(finished or _best_partials(tree), account, reward)
     scores = reward(pool, account)
     trace.final(pool, scores, reward)
     return pick_best("mcts", pool, scores, account, trace)
