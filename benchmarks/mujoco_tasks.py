@@ -11,6 +11,8 @@
 
     python benchmarks/mujoco_tasks.py                 # full (CPU: about an hour; uses --device)
     python benchmarks/mujoco_tasks.py --quick         # tiny budgets, 1 seed (a smoke test)
+    python benchmarks/mujoco_tasks.py --skip pendulum --cheetah-methods loop-imagined \
+        --cheetah-seeds 0 1 2 --workers 2             # the planner with MBPO's data for its SAC
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import numpy as np
 from rich.console import Console
 
 import sample_efficiency as se
-from forethought.config import MBPOConfig, TrainConfig
+from forethought.config import LoopConfig, MBPOConfig, TrainConfig
 from forethought.planners import PlannerConfig
 from forethought.tools.evaluate import EvaluateArgs, evaluate_controllers
 from machine import machine_info
+from runs import add_arguments, run_all
 
 RESULTS = Path(__file__).parent / "results" / "mujoco.json"
 
@@ -41,12 +44,15 @@ CHEETAH_MBPO = MBPOConfig(
 
 # The planner in the loop plans 5 steps ahead (TD-MPC's horizon); the value covers the rest.
 CHEETAH_LOOP_PLANNING = PlannerConfig(horizon=5)
+# loop-imagined: its SAC also learns from MBPO's data (the MBPO settings above: 1-step branches
+# from 10,000 real states per model fit, 95% imagined rows, 5 updates per real step).
+CHEETAH_LOOP_IMAGINED = LoopConfig(imagined_ratio=0.95, branches=10_000, gradient_steps=5)
 
 
 def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) -> TrainConfig:
     config = TrainConfig(
         env="HalfCheetah-v5",
-        algo=method,
+        algo="loop" if method == "loop-imagined" else method,
         eval_every=10_000,  # the planner's runs evaluate on the step schedule only, like SB3's
         seed=seed,
         steps=steps,
@@ -59,6 +65,10 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
     )
     if method == "loop":
         return replace(config, planning=CHEETAH_LOOP_PLANNING)
+    if method == "loop-imagined":
+        return replace(
+            config, algo="loop", planning=CHEETAH_LOOP_PLANNING, loop=CHEETAH_LOOP_IMAGINED
+        )
     if method == "mbpo":
         quick = steps < CHEETAH_BUDGET
         mbpo = (
@@ -86,12 +96,17 @@ def main() -> int:
     parser.add_argument(
         "--methods", nargs="+", default=["mpc", "loop", "loop-critic", "mbpo", "sac"]
     )
-    parser.add_argument("--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"])
+    parser.add_argument(
+        "--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"],
+        help="sac, mbpo, loop, loop-imagined (loop whose SAC also learns from MBPO's imagined "
+        "data) (default: sac mbpo loop)",
+    )  # fmt: skip
     parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
     parser.add_argument("--skip", choices=["pendulum", "cheetah"], default=None)
     parser.add_argument("--device", default="cpu", help="torch device for every learner")
     parser.add_argument("--runs", type=Path, default=se.RUNS)
     parser.add_argument("--out", type=Path, default=None)
+    add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.seeds = args.cheetah_seeds = [0]
@@ -136,11 +151,20 @@ def inverted_pendulum(args, console: Console) -> None:
 
 
 def half_cheetah(args, console: Console) -> None:
+    """Every HalfCheetah run as a trial of the benchmark sweep (--workers at once), then each
+    run's numbers (and, for MBPO and loop runs, the controllers of `forethought evaluate`)."""
     steps = args.cheetah_steps
+    configs = {
+        config.out.name: config
+        for seed in args.cheetah_seeds
+        for method in args.cheetah_methods
+        if (config := cheetah_config(method, seed, steps, args.runs, args.device))
+    }
+    runs = run_all(args.runs, configs, args)
     for seed in args.cheetah_seeds:
         for method in args.cheetah_methods:
             config = cheetah_config(method, seed, steps, args.runs, args.device)
-            rows, seconds = se.run_once(config)
+            rows, seconds = runs[config.out.name]
             x, y = se.curve(rows)
             entry = {
                 "seed": seed,
@@ -151,40 +175,46 @@ def half_cheetah(args, console: Console) -> None:
                 "curve_returns": y.tolist(),
             }
             console.print(f"HalfCheetah-v5 {method} seed {seed}: {y[-1]:.1f} ({seconds:.0f} s)")
-            report = None
-            if method in ("mbpo", "loop"):  # the controllers `forethought evaluate` fields
-                run_dir = config.out.parent / "trials" / config.out.name  # run_once's sweep
-                evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True)
-                if args.quick:  # the smoke test checks the schema, not the numbers
-                    evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
-                report = evaluate_controllers(evaluate, console)
+            report = _controllers(args, method, config.out.parent / "trials" / config.out.name)
+            _save(args, "half_cheetah", _cheetah_merge(steps, method, entry, report))
 
-            def merge(part: dict | None, method=method, entry=entry, report=report) -> dict:
-                part = dict(part or {})
-                budgets = dict(part.get("budgets", {}))
-                if "budget" in part:  # one budget per file before budgets were keyed
-                    budgets[str(part.pop("budget"))] = {"runs": part.pop("runs", {})}
-                at = dict(budgets.get(str(steps), {"runs": {}}))
-                at["runs"] = _merged_runs(at["runs"], method, entry)
-                at["summary"] = {
-                    m: {
-                        "seeds": [s["seed"] for s in r],
-                        "final_eval_return_mean": float(
-                            np.mean([s["final_eval_return"] for s in r])
-                        ),
-                        "final_eval_return_std": float(np.std([s["final_eval_return"] for s in r])),
-                    }
-                    for m, r in at["runs"].items()
-                }
-                budgets[str(steps)] = at
-                part["budgets"] = budgets
-                if report is not None:
-                    part.setdefault("controllers", {})[f"{method}-{steps}-seed{entry['seed']}"] = (
-                        report
-                    )
-                return part
 
-            _save(args, "half_cheetah", merge)
+def _controllers(args, method: str, run_dir: Path) -> dict | None:
+    """What `forethought evaluate` measures on an MBPO or loop run: the policy alone, plain and
+    guided MPC and the switching hybrid (loop-imagined: the policy alone)."""
+    if method not in ("mbpo", "loop", "loop-imagined"):
+        return None
+    evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True)
+    if method == "loop-imagined":
+        evaluate = replace(evaluate, controllers=("policy",))
+    if args.quick:  # the smoke test checks the schema, not the numbers
+        evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
+    return evaluate_controllers(evaluate, Console(quiet=True))
+
+
+def _cheetah_merge(steps: int, method: str, entry: dict, report: dict | None):
+    def merge(part: dict | None) -> dict:
+        part = dict(part or {})
+        budgets = dict(part.get("budgets", {}))
+        if "budget" in part:  # one budget per file before budgets were keyed
+            budgets[str(part.pop("budget"))] = {"runs": part.pop("runs", {})}
+        at = dict(budgets.get(str(steps), {"runs": {}}))
+        at["runs"] = _merged_runs(at["runs"], method, entry)
+        at["summary"] = {
+            m: {
+                "seeds": [s["seed"] for s in r],
+                "final_eval_return_mean": float(np.mean([s["final_eval_return"] for s in r])),
+                "final_eval_return_std": float(np.std([s["final_eval_return"] for s in r])),
+            }
+            for m, r in at["runs"].items()
+        }
+        budgets[str(steps)] = at
+        part["budgets"] = budgets
+        if report is not None:
+            part.setdefault("controllers", {})[f"{method}-{steps}-seed{entry['seed']}"] = report
+        return part
+
+    return merge
 
 
 def _merged_runs(runs: dict, method: str, entry: dict) -> dict:

@@ -123,10 +123,38 @@ def test_loop_run_learns_the_critic_and_records_it(tmp_path):
     assert json.loads((out / "config.json").read_text())["loop"]["train_freq"] == 10
 
 
-@pytest.mark.slow  # ~37 s; MPC's and SAC's kill tests cover the two halves in the default tier
-def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
+IMAGINED_ARGS = [
+    "--loop.imagined-ratio",
+    "0.5",
+    "--loop.branches",
+    "20",
+    "--loop.branch-length",
+    "2",
+]
+
+
+def test_loop_with_imagined_data_branches_after_every_fit(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *LOOP_ARGS, *IMAGINED_ARGS, "--episodes", "2"]) == 0
+    rows = rows_of(out)
+    assert rows[0]["imagined_transitions"] == 40  # fitted after the warm-up: 20 branches x 2
+    assert rows[1]["imagined_transitions"] == 80
+    checkpoint = RunDir(out).load_checkpoint()
+    state, real = checkpoint["actor_critic"]["imagined"], checkpoint["buffer"]["obs"]
+    assert state["pos"] == 80
+    # Each fit's first 20 rows start from real states (of the data fitted), the next 20 from
+    # the states imagined from them.
+    firsts = np.concatenate([state["observations"][:20, 0], state["observations"][40:60, 0]])
+    assert all(np.isclose(real, row, atol=1e-6).all(axis=1).any() for row in firsts)
+    seconds = state["observations"][20:40, 0]
+    assert not any(np.isclose(real, row, atol=1e-6).all(axis=1).any() for row in seconds)
+
+
+@pytest.mark.slow  # ~40 s each; MPC's and SAC's kill tests cover the two halves in the default tier
+@pytest.mark.parametrize("imagined", [False, True], ids=["real", "imagined"])
+def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, imagined):
     reference = tmp_path / "reference"
-    args = [*LOOP_ARGS, "--episodes", str(EPISODES)]
+    args = [*LOOP_ARGS, *(IMAGINED_ARGS if imagined else []), "--episodes", str(EPISODES)]
     assert start_cli(["--out", str(reference), *args]).wait(timeout=300) == 0
 
     out = tmp_path / "run"
@@ -146,6 +174,10 @@ def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
     want = RunDir(reference).load_checkpoint()["actor_critic"]
     got = RunDir(out).load_checkpoint()["actor_critic"]
     assert got["updates"] == want["updates"] and got["parameters"] == want["parameters"]
+    if imagined:
+        np.testing.assert_array_equal(
+            got["imagined"]["observations"], want["imagined"]["observations"]
+        )
 
 
 def _records(out):
@@ -163,6 +195,7 @@ def _records(out):
         (["--rollout.discount", "0.9"], "is --loop.gamma for --algo loop"),
         (["--loop.pessimistic-value", "--rollout.propagation", "mean"], "not mean"),
         (["--loop.train-freq", "0"], "--loop.train-freq: must be at least 1"),
+        (["--loop.imagined-ratio", "1"], "--loop.imagined-ratio: must be in [0, 1)"),
         (["--env", "CartPole-v1"], "Discrete"),
     ],
 )

@@ -6,7 +6,9 @@ collects: every transition goes into SAC's own replay buffer, and every `train_f
 steps SAC takes `train_freq x gradient_steps` updates through its public `train` method. SAC
 never acts and never sees an environment (it is built on a stand-in that only carries the
 spaces). Its critic gives the planner the value beyond the horizon and its actor proposes
-candidate plans (`agents.guided.GuidedMPCAgent`).
+candidate plans (`agents.guided.GuidedMPCAgent`). With `--loop.imagined-ratio` its batches also
+draw from short rollouts of the actor in the model, branched from real states after every fit
+(MBPO's data, `trainers.mbpo.branch`), so that it may take more updates per real step.
 
 The updates draw from numpy's and torch's global random streams (SB3 samples batches and actions
 there); each batch of updates runs on streams seeded from this learner's own generator, which
@@ -25,8 +27,13 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
 from forethought.config import LoopConfig
+from forethought.models import DynamicsModel
+from forethought.tasks import TaskSpec
+from forethought.trainers.mbpo import MixedReplayBuffer, branch
 from forethought.trainers.offline_config import MOPOConfig
 from forethought.types import TransitionBatch
+
+IMAGINED_ARRAYS = ("observations", "actions", "rewards", "next_observations", "dones")
 
 
 class _SpacesOnly(gym.Env):
@@ -84,6 +91,7 @@ class ActorCritic:
         self.rng = np.random.default_rng([seed, 1])  # seeds every batch of updates
         self.pending = 0  # transitions added since SAC last trained
         self.updates = 0
+        self.imagined = 0  # imagined transitions stored so far (--loop.imagined-ratio)
 
     def observe(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
         """Add one real transition (environment units); train when the schedule says so."""
@@ -119,6 +127,23 @@ class ActorCritic:
                 np.random.set_state(numpy_state)  # noqa: NPY002
         self.updates += gradient_steps
 
+    def imagine(
+        self, dynamics: DynamicsModel, task: TaskSpec, start_obs: np.ndarray, branches: int,
+        length: int,
+    ) -> int:  # fmt: skip
+        """Branch `branches` rollouts of `length` steps from rows of `start_obs` into the model
+        part of the replay buffer (the oldest overwritten); returns how many were stored."""
+        seed = int(self.rng.integers(2**32))
+        starts = np.random.default_rng(seed).integers(0, len(start_obs), size=branches)
+        generator = torch.Generator(self.sac.device).manual_seed(seed)
+        devices = [self.sac.device] if self.sac.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)  # SB3 samples the actor's actions from the global stream
+            obs = np.asarray(start_obs[starts], np.float32)
+            added = branch(self.sac, self.sac.replay_buffer, dynamics, task, obs, length, generator)
+        self.imagined += added
+        return added
+
     def stats(self) -> dict[str, float | int | None]:
         """The latest training losses (None before the first update)."""
         logged = self.sac.logger.name_to_value
@@ -127,7 +152,11 @@ class ActorCritic:
             "critic_loss": _maybe(logged.get("train/critic_loss")),
             "actor_loss": _maybe(logged.get("train/actor_loss")),
             "ent_coef": _maybe(logged.get("train/ent_coef")),
+            **({"imagined_transitions": self.imagined} if self._mixed() else {}),
         }
+
+    def _mixed(self) -> bool:
+        return isinstance(self.sac.replay_buffer, MixedReplayBuffer)
 
     def refill(self, data: TransitionBatch[np.ndarray]) -> None:
         """Rebuild SAC's replay buffer from the run's (checkpointed) transitions, in order."""
@@ -155,7 +184,16 @@ class ActorCritic:
             "updates": self.updates,
             "pending": self.pending,
             "rng": self.rng.bit_generator.state,
+            **({"imagined": self._imagined_state()} if self._mixed() else {}),
         }
+
+    def _imagined_state(self) -> dict[str, Any]:
+        """The model part of a mixed replay buffer: not rebuilt from real data, so saved whole."""
+        model = self.sac.replay_buffer.model
+        return {
+            **{name: getattr(model, name).copy() for name in IMAGINED_ARRAYS},
+            "pos": model.pos, "full": model.full, "count": self.imagined,
+        }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         parameters = torch.load(io.BytesIO(state["parameters"]), weights_only=False)
@@ -166,6 +204,11 @@ class ActorCritic:
         self.sac._n_updates = state["n_updates"]
         self.updates, self.pending = state["updates"], state["pending"]
         self.rng.bit_generator.state = state["rng"]
+        if "imagined" in state and self._mixed():  # (a reader of the weights alone skips it)
+            model, saved = self.sac.replay_buffer.model, state["imagined"]
+            for name in IMAGINED_ARRAYS:
+                getattr(model, name)[...] = saved[name]
+            model.pos, model.full, self.imagined = saved["pos"], saved["full"], saved["count"]
 
 
 def _maybe(value: Any) -> float | None:

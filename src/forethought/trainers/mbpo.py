@@ -240,61 +240,81 @@ class BranchedRollouts(BaseCallback):
         if self.shield is not None:
             sac.shield = self.shield  # the model is fitted: from now on it can judge actions
 
-    @torch.no_grad()
     def branch(self, sac: SAC, buffer: MixedReplayBuffer, length: int) -> int:
         """`rollout_batch` rollouts of `length` steps from real start states; returns how many
         imagined transitions were stored."""
-        n_real = buffer.size()
-        starts = self.rng.integers(0, n_real, size=self.config.rollout_batch)
+        starts = self.rng.integers(0, buffer.size(), size=self.config.rollout_batch)
         obs = buffer.observations[starts, 0].astype(np.float32)
-        e = self.dynamics.ensemble_size
-        added = 0
-        for _ in range(length):
-            if len(obs) == 0:
-                break
-            action, _ = sac.predict(obs, deterministic=False)  # env units, clipped to bounds
-            next_obs, reward, terminated = self.imagine_step(obs, action.astype(np.float32), e)
-            buffer.add_imagined(obs, sac.policy.scale_action(action), reward, next_obs, terminated)
-            added += len(obs)
-            obs = next_obs[~terminated]  # a branch ends where the model says the episode ends
-        return added
+        return branch(sac, buffer, self.dynamics, self.task, obs, length, self.generator)
 
-    def imagine_step(
-        self, obs: np.ndarray, action: np.ndarray, members: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One step for N rows, each through a randomly chosen member (sampled, not the mean)."""
-        n = len(obs)
-        obs_t = torch.as_tensor(obs, device=self.device)
-        action_t = torch.as_tensor(action, device=self.device)
-        # Shuffle the rows, then give member e every e-th slice: a random member per row at the
-        # cost of one batched pass (E x ceil(N/E) rows, padded by repeating rows).
-        per_member = -(-n // members)
-        order = torch.randperm(n, generator=self.generator, device=self.device)
-        order = torch.cat([order, order[: per_member * members - n]])
-        pred = self.dynamics.predict(
-            obs_t[order].view(members, per_member, -1),
-            action_t[order].view(members, per_member, -1),
+
+@torch.no_grad()
+def branch(
+    sac: SAC,
+    buffer: MixedReplayBuffer,
+    dynamics: DynamicsModel,
+    task: TaskSpec,
+    obs: np.ndarray,
+    length: int,
+    generator: torch.Generator,
+) -> int:
+    """Rollouts of `length` steps from the N x O start states `obs`, `sac`'s policy sampling
+    the actions, each step through a random member; stored in `buffer`'s model part. Returns
+    how many imagined transitions were stored."""
+    added = 0
+    for _ in range(length):
+        if len(obs) == 0:
+            break
+        action, _ = sac.predict(obs, deterministic=False)  # env units, clipped to bounds
+        next_obs, reward, terminated = imagine_step(
+            dynamics, task, obs, action.astype(np.float32), generator
         )
-        noise = torch.randn(pred.next_obs_mean.shape, generator=self.generator, device=self.device)
-        sampled = pred.next_obs_mean + pred.next_obs_var.sqrt() * noise
-        first = torch.empty(n, dtype=torch.long, device=self.device)
-        first[order[:n]] = torch.arange(n, device=self.device)  # unpadded position of each row
-        next_obs = sampled.reshape(-1, obs.shape[1])[first]
-        if self.task.reward_fn is not None:
-            reward = self.task.reward_fn(obs_t, action_t, next_obs)
-        else:
-            reward = pred.reward.reshape(-1)[first]
-        if self.task.termination_fn is not None:
-            terminated = self.task.termination_fn(next_obs)
-        elif pred.terminated_logit is not None:
-            terminated = pred.terminated_logit.reshape(-1)[first] > 0
-        else:
-            terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
-        return (
-            next_obs.cpu().numpy(),
-            reward.float().cpu().numpy(),
-            terminated.cpu().numpy().astype(bool),
-        )
+        buffer.add_imagined(obs, sac.policy.scale_action(action), reward, next_obs, terminated)
+        added += len(obs)
+        obs = next_obs[~terminated]  # a branch ends where the model says the episode ends
+    return added
+
+
+def imagine_step(
+    dynamics: DynamicsModel,
+    task: TaskSpec,
+    obs: np.ndarray,
+    action: np.ndarray,
+    generator: torch.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step for N rows, each through a randomly chosen member (sampled, not the mean)."""
+    n, members, device = len(obs), dynamics.ensemble_size, generator.device
+    obs_t = torch.as_tensor(obs, device=device)
+    action_t = torch.as_tensor(action, device=device)
+    # Shuffle the rows, then give member e every e-th slice: a random member per row at the
+    # cost of one batched pass (E x ceil(N/E) rows, padded by repeating rows).
+    per_member = -(-n // members)
+    order = torch.randperm(n, generator=generator, device=device)
+    order = torch.cat([order, order[: per_member * members - n]])
+    pred = dynamics.predict(
+        obs_t[order].view(members, per_member, -1),
+        action_t[order].view(members, per_member, -1),
+    )
+    noise = torch.randn(pred.next_obs_mean.shape, generator=generator, device=device)
+    sampled = pred.next_obs_mean + pred.next_obs_var.sqrt() * noise
+    first = torch.empty(n, dtype=torch.long, device=device)
+    first[order[:n]] = torch.arange(n, device=device)  # unpadded position of each row
+    next_obs = sampled.reshape(-1, obs.shape[1])[first]
+    if task.reward_fn is not None:
+        reward = task.reward_fn(obs_t, action_t, next_obs)
+    else:
+        reward = pred.reward.reshape(-1)[first]
+    if task.termination_fn is not None:
+        terminated = task.termination_fn(next_obs)
+    elif pred.terminated_logit is not None:
+        terminated = pred.terminated_logit.reshape(-1)[first] > 0
+    else:
+        terminated = torch.zeros(n, dtype=torch.bool, device=device)
+    return (
+        next_obs.cpu().numpy(),
+        reward.float().cpu().numpy(),
+        terminated.cpu().numpy().astype(bool),
+    )
 
 
 def attach(config, env_action_space, obs_dim: int, device: str):

@@ -11,7 +11,8 @@
 With `--algo loop` an actor-critic (trainers/actor_critic.py) learns from every transition as it
 is collected; the planner adds a learned value at the end of each imagined plan (by default
 the planner's own state value, refitted with the model; optionally SAC's critic) and considers
-the actor's plans among the candidates.
+the actor's plans among the candidates. With `--loop.imagined-ratio` each fit also branches
+short rollouts of the actor in the model for SAC to learn from (MBPO's data).
 
 While acting, `Adaptation` (trainers/adaptation.py) may ask for a refit mid-episode when the
 model has drifted; this loop carries the refit out.
@@ -59,6 +60,7 @@ from forethought.tasks.drift import DynamicsDrift
 from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
 from forethought.trainers.actor_critic import ActorCritic
 from forethought.trainers.adaptation import Adaptation
+from forethought.trainers.mbpo import MixedReplayBuffer
 from forethought.trainers.run_dir import Progress, RunDir, RunResult
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
@@ -122,14 +124,14 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         eval_envs = [DynamicsDrift(e, config.drift, clock=env) for e in eval_envs]
     actor_critic = prior = None
     if config.algo == "loop":
-        actor_critic = ActorCritic(
-            config.loop,
-            env.observation_space,
-            env.action_space,
-            config.buffer_capacity,
-            config.seed,
-            config.device,
-        )
+        loop = config.loop
+        mixed = {
+            "replay_buffer_class": MixedReplayBuffer,
+            "replay_buffer_kwargs": {"real_ratio": 1.0 - loop.imagined_ratio,
+                                     "model_capacity": loop.imagined_capacity()},
+        } if loop.imagined_ratio > 0 else {}  # fmt: skip
+        actor_critic = ActorCritic(loop, env.observation_space, env.action_space,
+                                   config.buffer_capacity, config.seed, config.device, **mixed)  # fmt: skip
         prior = PolicyPrior(actor_critic.sac)
     task, model, agent = build_mpc_agent(config, env, prior)
     learns_value = isinstance(agent, TreeSearchAgent | GuidedMPCAgent)
@@ -361,6 +363,9 @@ def _fit(run: Run, from_scratch: bool = False) -> FitReport:
     run.adaptation.fitted(report.holdout_surprise, step)
     if run.value is not None:  # the value of states, on the same data as the model
         run.value.fit(data, run.rng)
+    loop = run.config.loop
+    if run.actor_critic is not None and loop.imagined_ratio > 0:  # MBPO's data for SAC
+        run.actor_critic.imagine(run.model, run.task, data.obs, loop.branches, loop.branch_length)
     return report
 
 
