@@ -35,6 +35,7 @@ per task). Runs are trials of the sweep in benchmarks/.runs/safety/{full,quick}
 
     python benchmarks/safety.py --workers 2    # Pendulum: 3 seeds x 4 methods (~45 min on 2 cores)
     python benchmarks/safety.py --task cartpole-position --workers 2
+    python benchmarks/safety.py --task cartpole-position --workers 2 --methods mpc mpc-constrained --mpc-horizon 40
     python benchmarks/safety.py --quick --out /tmp/safety.json   # 1 seed, 2 episodes (smoke test)
 """
 
@@ -43,7 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -63,6 +64,7 @@ RUNS = Path(__file__).parent / ".runs" / "safety"
 METHOD_NAMES = ["mpc", "mpc-constrained", "sac", "sac-lagrangian", "mbpo-shield", "shielded-mbpo"]
 DEFAULT_METHODS = ["mpc", "mpc-constrained", "sac", "sac-lagrangian"]
 SAC_EVERY = 1_000
+DEFAULT_HORIZON = TrainConfig().planning.horizon
 EVAL_EPISODES = TrainConfig().eval_episodes  # every evaluation, on the seeds 1000, 1001, ...
 
 
@@ -94,12 +96,19 @@ def safety_for(method: str, constraint: str) -> SafetyConfig:
     return SafetyConfig(constraint=constraint)
 
 
+def method_key(method: str, horizon: int) -> str:
+    """Planner rows at another horizon than the default are rows of their own: mpc-h40."""
+    planned = method in ("mpc", "mpc-constrained") and horizon != DEFAULT_HORIZON
+    return f"{method}-h{horizon}" if planned else method
+
+
 def config_for(
-    task: str, method: str, seed: int, episodes: int, steps: dict, out: Path
+    task: str, method: str, seed: int, episodes: int, steps: dict, out: Path, horizon: int
 ) -> TrainConfig:
     spec = TASKS[task]
+    name = f"{spec.trial_prefix}{method_key(method, horizon)}-seed{seed}"
     common = dict(env=spec.env, seed=seed, quiet=True, safety=safety_for(method, task),
-                  out=out / f"{spec.trial_prefix}{method}-seed{seed}")  # fmt: skip
+                  out=out / name)  # fmt: skip
     if method in ("mbpo-shield", "shielded-mbpo"):
         every = min(SAC_EVERY, steps["mbpo"])
         return TrainConfig(algo="mbpo", steps=steps["mbpo"], eval_every_steps=every, **common)
@@ -107,9 +116,11 @@ def config_for(
     if method.startswith("sac"):
         every = min(SAC_EVERY, sac_steps)
         return TrainConfig(algo="sac", steps=sac_steps, eval_every_steps=every, **common)
+    planning = replace(TrainConfig().planning, horizon=horizon)
     return TrainConfig(
-        planner="icem", episodes=episodes, steps=spec.episode_steps * episodes, **common
-    )
+        planner="icem", episodes=episodes, steps=spec.episode_steps * episodes,
+        planning=planning, **common,
+    )  # fmt: skip
 
 
 def entry_of(rows: list[dict], seconds: float, seed: int) -> dict:
@@ -204,20 +215,21 @@ def comparisons(methods: dict[str, list[dict]], reference: dict) -> dict:
     def mean(method: str, key: str) -> float | None:
         return statistics.fmean(e[key] for e in methods[method]) if method in methods else None
 
-    if "mpc" in methods and "mpc-constrained" in methods:
-        free, held = mean("mpc", "final_eval_return"), mean("mpc-constrained", "final_eval_return")
-        out["return_lost_by_constraint"] = free - held
-        out["constrained_mpc_return_share"] = held / free
-        # Pendulum's returns are negative: there the share is taken above the random policy's
-        out["constrained_mpc_return_share_above_random"] = (held - floor) / (free - floor)
-    if "sac-lagrangian" in methods and "mpc-constrained" in methods:
-        theirs, ours = (
-            mean("sac-lagrangian", "training_cost_total"),
-            mean("mpc-constrained", "training_cost_total"),
-        )
-        out["training_violations_sac_lagrangian_over_constrained_mpc"] = (
-            theirs / ours if ours else None
-        )
+    horizons = [m.removeprefix("mpc-constrained") for m in methods if m.startswith("mpc-constr")]
+    for h in horizons:  # "" (the default horizon) or "-h40": constrained vs free at one horizon
+        free, held = f"mpc{h}", f"mpc-constrained{h}"
+        if free in methods:
+            free, held = mean(free, "final_eval_return"), mean(held, "final_eval_return")
+            out[f"return_lost_by_constraint{h}"] = free - held
+            out[f"constrained_mpc_return_share{h}"] = held / free
+            # Pendulum's returns are negative: there the share is taken above the random policy's
+            out[f"constrained_mpc_return_share_above_random{h}"] = (held - floor) / (free - floor)
+        if "sac-lagrangian" in methods:
+            theirs = mean("sac-lagrangian", "training_cost_total")
+            ours = mean(f"mpc-constrained{h}", "training_cost_total")
+            out[f"training_violations_sac_lagrangian_over_constrained_mpc{h}"] = (
+                theirs / ours if ours else None
+            )
     return out
 
 
@@ -254,7 +266,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         config.out.name: config
         for seed in range(seeds)
         for method in args.methods
-        if (config := config_for(task, method, seed, episodes, steps, out))
+        if (config := config_for(task, method, seed, episodes, steps, out, args.mpc_horizon))
     }
 
     def on_done(name: str, rows: list[dict], seconds: float) -> None:
@@ -263,12 +275,11 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
 
     runs = run_all(out, configs, args, on_done)
     methods = {
-        method: [
-            entry_of(*runs[f"{spec.trial_prefix}{method}-seed{seed}"], seed)
-            for seed in range(seeds)
+        key: [
+            entry_of(*runs[f"{spec.trial_prefix}{key}-seed{seed}"], seed) for seed in range(seeds)
         ]
         for method in args.methods
-        if method != "mbpo-shield"
+        if method != "mbpo-shield" and (key := method_key(method, args.mpc_horizon))
     }
     for lookahead in args.shield_lookahead if "mbpo-shield" in args.methods else ():
         methods[f"mbpo-shield-{lookahead}"] = [
@@ -293,6 +304,11 @@ def main() -> None:
     parser.add_argument(
         "--sac-steps", type=int, default=None,
         help="steps per SAC run (default: 20000 on Pendulum, 10000 on the cart-pole)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mpc-horizon", type=int, default=DEFAULT_HORIZON,
+        help=f"planning horizon of mpc and mpc-constrained; another than {DEFAULT_HORIZON} gives "
+        f"rows of their own (mpc-h40, mpc-constrained-h40) (default {DEFAULT_HORIZON})",
     )  # fmt: skip
     parser.add_argument(
         "--mbpo-steps", type=int, default=3_000, help="steps per MBPO run (default 3000)"
