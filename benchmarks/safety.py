@@ -1,11 +1,14 @@
 """Safety: what a constraint that vetoes imagined plans costs in return and saves in violations.
 
-Two constrained tasks (`--task`), cost limit 0 violating steps per episode:
+Three constrained tasks (`--task`), cost limit 0 violating steps per episode:
 
     pendulum-zone      Pendulum-v1 with a forbidden angle zone 0.6-1.6 rad from upright on one
                        side, so a safe swing-up goes the other way
     cartpole-position  the continuous cart-pole (200 steps) with the cart kept within 1 m of
                        the centre (the episode itself only ends at 2.4 m)
+    cheetah-velocity   HalfCheetah-v5 (1,000 steps) no faster than 3.2096 m/s forward
+                       (Safety-Gymnasium's velocity task; MPC episodes of 1,000 steps, SAC
+                       20,000 steps; not run on the 2-core CPU yet)
 
 Per seed, with the cost measured by the environment wrapper in every run:
 
@@ -76,13 +79,12 @@ class Task:
     sac_steps: int  # default --sac-steps
     trial_prefix: str  # the sweep's trial names; Pendulum's runs predate other tasks and have none
     episode_steps: int = 200
-    action_low: float = -1.0  # the random reference policy's action range
-    action_high: float = 1.0
 
 
 TASKS = {
-    "pendulum-zone": Task("Pendulum-v1", 20_000, "", action_low=-2.0, action_high=2.0),
+    "pendulum-zone": Task("Pendulum-v1", 20_000, ""),
     "cartpole-position": Task(CARTPOLE_ID, 10_000, "cartpole-"),
+    "cheetah-velocity": Task("HalfCheetah-v5", 20_000, "cheetah-", episode_steps=1_000),
 }
 
 
@@ -184,8 +186,10 @@ def random_reference(task: str, episodes: int) -> dict:
     rng = np.random.default_rng(0)
     costs = np.zeros(episodes)
 
+    space = envs[0].action_space
+
     def act(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return rng.uniform(spec.action_low, spec.action_high, (len(rows), 1)).astype(np.float32)
+        return rng.uniform(space.low, space.high, (len(rows), *space.shape)).astype(np.float32)
 
     returns = evaluate_batched(envs, act, [1000 + j for j in range(episodes)], costs)
     starts_violating = []
