@@ -137,11 +137,12 @@ def test_offline_and_ope_quick(tmp_path):
     proc = subprocess.run([*command, *methods], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
-    scores = data["environments"]["Pendulum-v1"]["scores"]
-    assert set(scores) == {"medium", "medium-replay"}
-    for table in scores.values():
-        assert set(table) == {"behaviour", "bc", "mopo", "mopo-h25", "morel"}
-        assert all(math.isfinite(v["normalized_score"]["mean"]) for v in table.values())
+    assert set(data["environments"]) == {"Pendulum-v1", "Hopper-v5"}
+    for block in data["environments"].values():
+        assert set(block["scores"]) == {"medium", "medium-replay"} and block["machine"]
+        for table in block["scores"].values():
+            assert set(table) == {"behaviour", "bc", "mopo", "mopo-h25", "morel"}
+            assert all(math.isfinite(v["normalized_score"]["mean"]) for v in table.values())
     ope = run_quick("ope.py", tmp_path / "ope.json")
     for tier in ("medium-expert", "medium"):
         assert set(ope["datasets"][tier]["summary"]) == {"model", "fqe"}

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from forethought.cli import main
 from forethought.data.offline import (
+    load_episodes,
     load_offline_dataset,
     write_dataset,
 )
@@ -85,6 +86,19 @@ def test_a_dataset_round_trips_through_minari():
     np.testing.assert_allclose(loaded.transitions.next_obs[:49], loaded.transitions.obs[1:50])
     assert loaded.transitions.truncated.sum() == 4 and not loaded.transitions.terminated.any()
     np.testing.assert_allclose(loaded.normalized_score(-550.0), 50.0)
+
+
+def test_a_float64_observation_space_round_trips(dataset_store):
+    """Hopper's observations are float64: the arrays take the dtypes of the env's spaces."""
+    rng = np.random.default_rng(0)
+    envs = [make_env("Hopper-v5", max_episode_steps=30) for _ in range(2)]
+    recorded = collect_episodes(envs, lambda obs, rows: rng.uniform(-1, 1, (len(obs), 3)), [0, 1])
+    write_dataset("hopper/test-v0", recorded, "Hopper-v5", algorithm="random")
+    episodes, _ = load_episodes("hopper/test-v0")
+    for episode, ours in zip(episodes, recorded, strict=True):
+        np.testing.assert_array_equal(episode.observations, ours.observations)
+        np.testing.assert_allclose(episode.actions, ours.actions, rtol=1e-6)
+        assert (episode.terminations == ours.terminations).all()
 
 
 def test_bad_datasets_are_one_line_errors(dataset_store):

@@ -132,6 +132,8 @@ def test_resume_can_extend_a_run_but_not_change_it(tmp_path, capsys):
     assert main(["train", "--out", str(out), *TINY_ARGS, "--episodes", "2"]) == 0
     assert main(["train", "--resume", str(out), "--planner", "cem"]) == 2
     assert "--planner cannot change when resuming" in capsys.readouterr().out
+    # the run's own settings, given again (as `dataset make-tiers` does), are not a change
+    assert main(["train", "--resume", str(out), "--eval-episodes", "2", "--quiet"]) == 0
     assert main(["train", "--resume", str(out), "--episodes", "3", "--quiet"]) == 0
     assert [r["episode"] for r in episode_rows(out)] == [0, 1, 2]
     assert json.loads((out / "config.json").read_text())["episodes"] == 3

@@ -61,6 +61,7 @@ CASES = {
     "MountainCarContinuous-v0": dict(steps=400, setup=near_goal),
     "InvertedPendulum-v5": dict(steps=600),
     "forethought/ContinuousCartPole-v0": dict(steps=600),
+    "Hopper-v5": dict(steps=600),  # termination known, reward learned
 }
 
 
@@ -68,9 +69,10 @@ CASES = {
 def test_known_reward_and_termination_match_the_environment(env_id):
     task = get_task(env_id)
     obs, action, reward, next_obs, terminated = collect(env_id, seed=0, **CASES[env_id])
-    predicted = task.reward_fn(obs, action, next_obs)
-    assert predicted.shape == reward.shape
-    torch.testing.assert_close(predicted, reward, rtol=0, atol=1e-5)
+    if task.reward_fn is not None:
+        predicted = task.reward_fn(obs, action, next_obs)
+        assert predicted.shape == reward.shape
+        torch.testing.assert_close(predicted, reward, rtol=0, atol=1e-5)
     assert torch.equal(task.termination_fn(next_obs), terminated)
     if env_id != "Pendulum-v1":
         assert terminated.any() and (~terminated).any(), "both outcomes must be exercised"
@@ -84,3 +86,15 @@ def test_reward_functions_accept_any_leading_shape():
 
 def test_unknown_env_gets_learned_heads():
     assert get_task("Reacher-v5").reward_fn is None
+
+
+def test_hopper_termination_sees_each_unhealthy_condition():
+    end = get_task("Hopper-v5").termination_fn
+    healthy = torch.zeros(11, dtype=torch.float64)
+    healthy[0] = 1.25  # the torso's height at reset
+    cases = {"low": (0, 0.69), "tilted": (1, -0.21), "joint": (3, 100.5), "nan": (7, float("nan"))}
+    states = torch.stack(
+        [healthy]
+        + [healthy.clone().index_fill_(0, torch.tensor([i]), v) for i, v in cases.values()]
+    )
+    assert end(states).tolist() == [False, True, True, True, True]

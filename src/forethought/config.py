@@ -408,14 +408,17 @@ class TrainConfig:
 
     def resumed(self, given: TrainConfig) -> TrainConfig:
         """This saved config with the settings `given` on the command line next to --resume
-        (those that differ from the defaults); only settings that leave the run's past valid
-        may change, anything else is refused rather than silently ignored."""
+        (those that differ from the defaults and from the saved run); only settings that leave
+        the run's past valid may change, anything else is refused rather than silently ignored."""
         defaults, changed = TrainConfig(), {}
         for f in dataclasses.fields(self):
-            if f.name not in ("resume", "out") and getattr(given, f.name) != getattr(
-                defaults, f.name
+            value = getattr(given, f.name)
+            if f.name in ("resume", "out") or value in (
+                getattr(defaults, f.name),
+                getattr(self, f.name),
             ):
-                changed[f.name] = getattr(given, f.name)
+                continue
+            changed[f.name] = value
         fixed = sorted(set(changed) - set(RESUME_OVERRIDES))
         if fixed:
             flags = ", ".join("--" + n.replace("_", "-") for n in fixed)

@@ -130,11 +130,15 @@ def write_dataset(
     check_writable(name, overwrite)
     if dataset_exists(name):
         shutil.rmtree(datasets_root() / name)
+    # Minari stores arrays in the dtypes of the env's spaces (Hopper's observations are float64)
+    spaces = gym.make(env_id)
+    obs_dtype, action_dtype = spaces.observation_space.dtype, spaces.action_space.dtype
+    spaces.close()
     buffers = [
         EpisodeBuffer(
             id=i,
-            observations=e.observations.astype(np.float32),
-            actions=e.actions.astype(np.float32),
+            observations=e.observations.astype(obs_dtype),
+            actions=e.actions.astype(action_dtype),
             rewards=e.rewards.astype(np.float64),
             terminations=e.terminations.astype(bool),
             truncations=e.truncations.astype(bool),

@@ -24,7 +24,7 @@ from forethought.tasks.discrete import (
     one_hot,
     vector_actions,
 )
-from forethought.tasks.mujoco import INVERTED_PENDULUM, inverted_pendulum_reward
+from forethought.tasks.mujoco import HOPPER, INVERTED_PENDULUM, inverted_pendulum_reward
 
 KNOWN_TASKS: dict[str, TaskSpec] = {
     t.env_id: t
@@ -36,6 +36,7 @@ KNOWN_TASKS: dict[str, TaskSpec] = {
         CARTPOLE_V1,
         ACROBOT,
         MOUNTAIN_CAR_V0,
+        HOPPER,
     )
 }
 
@@ -53,6 +54,7 @@ def get_task(env_id: str) -> TaskSpec:
 
 
 __all__ = [
+    "HOPPER",
     "INVERTED_PENDULUM",
     "KNOWN_TASKS",
     "MOUNTAIN_CAR",

@@ -175,6 +175,7 @@ class MOPOLearner:
         latest = self.refreshes[-1] if self.refreshes else {}
         return {
             **self.actor_critic.stats(),
+            "imagined_transitions": sum(r["imagined_added"] for r in self.refreshes),
             "imagined_reward": latest.get("imagined_reward"),
             "penalty": latest.get("penalty"),
         }
