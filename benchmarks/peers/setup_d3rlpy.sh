@@ -15,7 +15,7 @@ VENV="${1:-${D3RLPY_VENV:-$HERE/../.peers/d3rlpy-venv}}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import d3rlpy, mujoco" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import d3rlpy, mujoco, imageio" 2>/dev/null; then
     echo "d3rlpy venv ready: $VENV"
     exit 0
 fi
@@ -25,5 +25,5 @@ printf '*\n' > "$VENV/.gitignore"
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" "d3rlpy==2.8.1"
-"${PIP[@]}" "mujoco==4.0.0"
+"${PIP[@]}" "gymnasium[mujoco]==1.0.0" "mujoco==4.0.0"
 "$VENV/bin/python" -c "import d3rlpy, gymnasium; print('d3rlpy', d3rlpy.__version__, 'gymnasium', gymnasium.__version__, 'ready in', '$VENV')"
