@@ -220,6 +220,10 @@ def main() -> None:
         help=f"environments to run (default: {' '.join(SETTINGS)})",
     )  # fmt: skip
     parser.add_argument(
+        "--tiers", nargs="+", default=list(TIERS), choices=TIERS,
+        help=f"dataset tiers to run (default: {' '.join(TIERS)})",
+    )  # fmt: skip
+    parser.add_argument(
         "--seeds", type=int, default=3, help="seeds per method and tier (default 3)"
     )
     parser.add_argument(
@@ -243,7 +247,7 @@ def main() -> None:
     for env in args.envs:
         sac_steps, steps = (600, 200) if args.quick else SETTINGS[env]
         tiers = make_tiers(env, sac_steps, args.quick)
-        for tier in TIERS:
+        for tier in args.tiers:
             name = f"{env.split('-')[0].lower()}/{tier}-v0"
             behaviour = tiers["tiers"][name]
             _save(args.out, args.quick, env, tiers, tier, "behaviour", {
