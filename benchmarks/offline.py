@@ -30,7 +30,7 @@ Each environment's block of the JSON is replaced only when that environment is r
 the others' numbers stay; every block records the machine that ran it.
 
     python benchmarks/offline.py --envs Pendulum-v1   # ours 3 seeds, d3rlpy 1 (~2 h on one core)
-    python benchmarks/offline.py --envs Hopper-v5 --seeds 1   # SAC 100k for the tiers, then ~1 h per seed
+    python benchmarks/offline.py --envs Hopper-v5 --seeds 1   # SAC 100k for the tiers (~1 h), then ~1.7 h per seed (ours)
     python benchmarks/offline.py --quick --out /tmp/offline.json   # smoke test
 """
 
@@ -306,17 +306,23 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.2), dpi=110, squeeze=False)
     for ax, (env, data) in zip(axes[0], envs.items(), strict=True):
         tiers = list(data["scores"])
-        methods = [m for m in ("behaviour", *METHODS) if m in data["scores"][tiers[0]]]
+        methods = [m for m in ("behaviour", *METHODS) if any(m in data["scores"][t] for t in tiers)]
         width = 0.8 / len(methods)
-        for i, method in enumerate(methods):
-            means = [data["scores"][t][method]["normalized_score"]["mean"] for t in tiers]
-            stds = [data["scores"][t][method]["normalized_score"]["std"] for t in tiers]
+        for i, method in enumerate(methods):  # a method not run on a tier leaves a gap (NaN)
+            scores = [data["scores"][t].get(method, {}).get("normalized_score", {}) for t in tiers]
+            means = [score.get("mean", np.nan) for score in scores]
+            stds = [score.get("std", np.nan) for score in scores]
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(tiers))]
             ax.bar(xs, means, width, yerr=stds, capsize=3, label=method)
         ax.set_xticks(range(len(tiers)), tiers)
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_ylabel("normalised score (0 random, 100 expert)")
-        ax.set_title(f"{env}: offline, mean ± std over seeds")
+        seeds = max(
+            len(entry.get("runs", {}))
+            for table in data["scores"].values()
+            for entry in table.values()
+        )
+        ax.set_title(f"{env}: offline, mean ± std over seeds (at most {seeds})")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
