@@ -26,8 +26,9 @@ reference returns:
 Writes benchmarks/results/offline.json (every run's numbers and the machine) and offline.png.
 Runs are kept under benchmarks/.runs/offline and reused.
 
-Each environment's block of the JSON is replaced only when that environment is run (--envs), so
-the others' numbers stay; every block records the machine that ran it.
+Each method's entry is merged into the JSON on disk as soon as it finishes, so environments and
+methods not run this time (or run by another process) keep theirs; an environment's block starts
+afresh only when its datasets changed, and records the machine that ran it.
 
     python benchmarks/offline.py --envs Pendulum-v1   # ours 3 seeds, d3rlpy 1 (~2 h on one core)
     python benchmarks/offline.py --envs Hopper-v5 --seeds 1   # SAC 100k for the tiers (~1 h), then ~1.7 h per seed (ours)
