@@ -9,6 +9,8 @@ and nothing else:
 
 - MCTS (Gumbel root, learned value at the leaves) with 4 to 128 simulations;
 - MCTS without the learned value (random rollouts at the leaves instead): what the value buys;
+- MCTS in waves of 4 to 32 simulations per model call (virtual loss), against the same
+  simulation count one call each: return and time for fewer, larger calls;
 - discrete CEM at several horizons and populations, including settings whose model rows per
   action are close to the tree's.
 
@@ -16,10 +18,14 @@ Per configuration: mean and std of the evaluation return, model rows per action 
 through the ensemble: members x inputs, counted by the agents; tree search also evaluates the
 small value network once per new node, not counted), milliseconds per action (planning time over
 all steps divided by the actions taken, so amortised over the batch of running episodes), and
-the median milliseconds of one batched step while all episodes still run.
+the median milliseconds of one batched step while all episodes still run, and milliseconds
+per action planning for one episode alone (its first 100 steps; training acts this way).
+Timings compare within one invocation only (`--configs` measures a subset and merges it into
+the results file; each entry records the load average it ran under).
 
     python benchmarks/discrete_planning.py            # full (about 15 min on 2 cores)
     python benchmarks/discrete_planning.py --quick    # 2 configurations, 2 short episodes
+    python benchmarks/discrete_planning.py --configs mcts-32 mcts-32-waves-4 mcts-32-waves-8
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,6 +65,11 @@ ENV = "CartPole-v1"
 
 MCTS = {f"mcts-{n}": TreeSearchConfig(simulations=n) for n in (4, 8, 16, 32, 64, 128)}
 MCTS["mcts-32-no-value-rollouts-20"] = TreeSearchConfig(simulations=32, rollout_steps=20)
+# Waves of simulations (virtual loss): the same simulations in fewer, larger model calls.
+MCTS |= {
+    f"mcts-{n}-waves-{k}": TreeSearchConfig(simulations=n, parallel_simulations=k)
+    for n, k in ((32, 4), (32, 8), (128, 8), (128, 32))
+}
 CEM = {
     f"dcem-h{h}-p{p}-i{i}": PlannerConfig(horizon=h, population=p, elites=max(2, p // 10), iterations=i)
     for h, p, i in ((8, 4, 1), (8, 8, 2), (20, 20, 2), (40, 20, 3), (40, 100, 3))
@@ -97,13 +109,21 @@ def evaluate(run: Path, name: str, episodes: int, max_steps: int | None) -> dict
 
     returns = evaluate_batched(envs, timed, [1000 + j for j in range(episodes)])
     full = [s for s, n in zip(seconds, actions_taken, strict=True) if n == episodes]
+    rows, calls, acted = agent.compute.model_rows, agent.compute.model_calls, sum(actions_taken)
+    batched_seconds, batched_steps = sum(seconds), len(seconds)
+    seconds.clear()
+    alone = dataclasses.replace(config, max_episode_steps=min(100, max_steps or 100))
+    evaluate_batched([vector_actions(make_env(ENV, **alone.make_kwargs()))], timed, [1000])
     return {
         "returns": returns.tolist(),
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),
-        "model_rows_per_action": agent.compute.model_rows / sum(actions_taken),
-        "ms_per_action": 1000 * sum(seconds) / sum(actions_taken),
+        "model_rows_per_action": rows / acted,
+        "model_calls_per_batched_step": calls / batched_steps if calls else None,
+        "ms_per_action": 1000 * batched_seconds / acted,
         "ms_per_batched_step_all_running": 1000 * float(np.median(full)) if full else None,
+        "ms_per_action_one_episode": 1000 * float(np.mean(seconds)),
+        "load_average": os.getloadavg()[0],
         "planner": config.planner,
         "settings": dataclasses.asdict(
             config.mcts if config.planner == "mcts" else config.planning
@@ -147,6 +167,10 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="2 configurations, short episodes")
+    parser.add_argument(
+        "--configs", nargs="+", choices=[*MCTS, *CEM], default=None,
+        help="measure only these and merge them into --out (default: all)",
+    )  # fmt: skip
     parser.add_argument("--train-steps", type=int, default=1500, help="default 1500")
     parser.add_argument("--seed", type=int, default=0, help="seed of the learning run (0)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default {RESULTS}")
@@ -156,7 +180,7 @@ def main() -> int:
     console = Console()
     steps = 300 if args.quick else args.train_steps
     run = learned_run(steps, args.seed)
-    names = ["mcts-8", "dcem-h8-p8-i2"] if args.quick else [*MCTS, *CEM]
+    names = ["mcts-8", "dcem-h8-p8-i2"] if args.quick else args.configs or [*MCTS, *CEM]
     episodes, max_steps = (2, 50) if args.quick else (10, None)
     results = {
         "benchmark": "discrete_planning",
@@ -167,6 +191,10 @@ def main() -> int:
         "train_steps": steps,
         "configs": {},
     }
+    if args.configs and args.out.exists():  # a subset joins the configurations measured before
+        earlier = json.loads(args.out.read_text())
+        if (earlier["train_steps"], earlier["quick"]) == (steps, args.quick):
+            results["configs"] = earlier["configs"]
     for name in names:
         entry = evaluate(run, name, episodes, max_steps)
         results["configs"][name] = entry

@@ -136,3 +136,48 @@ def test_bad_settings_name_the_flag():
         TreeSearchConfig(simulations=0).validate()
     with pytest.raises(ConfigError, match=r"mcts\.discount"):
         TreeSearchConfig(discount=1.5).validate()
+    with pytest.raises(ConfigError, match=r"mcts\.parallel-simulations"):
+        TreeSearchConfig(parallel_simulations=0).validate()
+
+
+@pytest.mark.parametrize(("rule", "c"), RULES)
+def test_virtual_losses_keep_the_walks_of_one_wave_apart(rule, c):
+    """Four walks in one wave over four untried arms: each takes a different arm, and the
+    four new nodes are expanded in a single simulator call."""
+    tree = bandit([0.2, 0.5, 0.8, 0.4])
+    config = TreeSearchConfig(simulations=4, parallel_simulations=4, rule=rule, exploration=c)
+    result = search(tree, torch.zeros(5, 1), 4, config, torch.Generator().manual_seed(0))
+    assert tree.calls == 1
+    assert (result.visits == 1).all(), result.visits
+
+
+@pytest.mark.parametrize(
+    ("rule", "c", "walks"), [("uct", 1.5, 2), ("puct", 5.0, 4), ("gumbel", 1.25, 4)]
+)
+def test_waves_of_simulations_still_find_the_optimum(rule, c, walks):
+    """Past the greedy trap and to the best noisy arm with `walks` simulations per model call.
+    (UCT with 4 per wave falls into the trap: with two root actions, the virtual losses split
+    every wave between them, and the trap's exact 1 beats the other branch's early mean.)"""
+    tree = trap()
+    config = TreeSearchConfig(
+        simulations=24, parallel_simulations=walks, rule=rule, exploration=c, discount=1.0
+    )
+    result = search(tree, torch.zeros(4, 1), 2, config, torch.Generator().manual_seed(0))
+    assert result.action.tolist() == [1, 1, 1, 1]
+    assert tree.calls <= 24 // walks  # one call per wave
+    assert (result.visits.sum(dim=1) == 24).all()  # walks sharing a new edge are all counted
+    means = [0.2, 0.5, 0.8, 0.4]
+    config = TreeSearchConfig(simulations=96, parallel_simulations=4, rule=rule, exploration=c)
+    result = search(bandit(means, noise=0.5), torch.zeros(400, 1), 4, config, torch.Generator())
+    assert (result.action == 2).float().mean() > 0.85
+
+
+def test_waves_with_the_same_seed_give_the_same_search():
+    config = TreeSearchConfig(simulations=30, parallel_simulations=7)
+    runs = [
+        search(bandit([0.1, 0.3, 0.2], 1.0, seed=3), torch.zeros(16, 1), 3, config,
+               torch.Generator().manual_seed(5))
+        for _ in range(2)
+    ]  # fmt: skip
+    assert torch.equal(runs[0].action, runs[1].action)
+    assert torch.equal(runs[0].q.nan_to_num(), runs[1].q.nan_to_num())

@@ -107,6 +107,7 @@ class ComputeCounter:
 
     def __init__(self) -> None:
         self.model_rows = 0
+        self.model_calls = 0  # forward passes of the ensemble (counted by tree search)
 
 
 def imagine(

@@ -52,6 +52,7 @@ class ModelSimulator:
         prediction = self.model.predict(states, one_hot)  # E x N x O
         n = prediction.next_obs_mean.shape[1]
         self.compute.model_rows += prediction.next_obs_mean.shape[0] * n
+        self.compute.model_calls += 1
         rows = torch.arange(n, device=states.device)
         mean = prediction.next_obs_mean[members, rows]
         next_state = mean
@@ -123,6 +124,7 @@ class ModelSimulator:
         one_hot = self._one_hot(actions)
         prediction = self.model.predict(state, one_hot)
         self.compute.model_rows += e * n
+        self.compute.model_calls += 1
         mean = prediction.next_obs_mean
         next_state = mean
         if self.config.sample and self.model.config.probabilistic:

@@ -21,6 +21,13 @@ Selection rules (`TreeSearchConfig.rule`):
 Returns are normalised to [0, 1] per node by the minimum and maximum of its parent's value and
 its visited children's values, so c and sigma work whatever the scale of the rewards.
 
+With `parallel_simulations` K > 1, K walks descend each tree before any of them is expanded,
+and their K x B new nodes go to the simulator in one call (fewer, larger model calls: what a
+learned model on any device is fastest at). Each walk leaves a virtual loss on its path (an
+in-flight visit that counts as the worst return seen at that node), so the next walk of the
+same wave prefers other branches; two walks that still pick the same new edge share its one
+expansion.
+
 The simulator is anything with `step(states N x S, actions N) -> (next_states, rewards, done)`
 and `value(states N x S) -> N` (an estimate of the discounted return from a state): a learned
 model in the agents, known toy trees in the tests.
@@ -67,6 +74,8 @@ class TreeSearchConfig:
     """Subtract this times the members' disagreement (normalised std) from the reward of every edge of the tree; < 0 is a bonus (explore where the members disagree)."""
     sample: bool = True
     """Sample the next state from the chosen member's Gaussian instead of using its mean."""
+    parallel_simulations: int = 1
+    """Simulations per wave: this many walks descend each tree (kept apart by virtual losses) and their new nodes are expanded in one batched model call. 1 is plain sequential MCTS; more gives fewer, larger model calls for a little search quality."""
 
     def validate(self) -> None:
         require(self.simulations >= 1, "mcts.simulations", "must be at least 1")
@@ -78,6 +87,7 @@ class TreeSearchConfig:
         require(self.value_scale > 0, "mcts.value_scale", "must be positive")
         require(self.visit_offset >= 0, "mcts.visit_offset", "must be 0 or more")
         require(self.rollout_steps >= 0, "mcts.rollout_steps", "must be 0 or more")
+        require(self.parallel_simulations >= 1, "mcts.parallel_simulations", "must be at least 1")
 
 
 class Simulator(Protocol):
@@ -112,6 +122,11 @@ class Tree:
     parent: torch.Tensor  # B x N long, -1 for the root
     depth: torch.Tensor  # B x N long
     children: torch.Tensor  # B x N x A long, -1 where not expanded
+    # Walks of the current wave not yet backed up (virtual losses), through each node and
+    # through each edge that has no node yet; and which new node each such edge will get.
+    pending_node: torch.Tensor  # B x N
+    pending_edge: torch.Tensor  # B x N x A
+    claimed: torch.Tensor  # B x N x A long
 
     @classmethod
     def rooted(cls, root: torch.Tensor, nodes: int, actions: int) -> Tree:
@@ -130,6 +145,9 @@ class Tree:
             parent=long - 1,
             depth=long.clone(),
             children=torch.full((b, nodes, actions), -1, dtype=torch.long, device=device),
+            pending_node=zeros.clone(),
+            pending_edge=torch.zeros(b, nodes, actions, device=device),
+            claimed=torch.full((b, nodes, actions), -1, dtype=torch.long, device=device),
         )
 
     def at(self, field: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
@@ -148,6 +166,12 @@ class Tree:
         q = self.reward.gather(1, safe) + discount * mean
         return children, visits, q
 
+    def in_flight(self, node: torch.Tensor) -> torch.Tensor:
+        """Walks of the current wave through each of `node`'s children (B x A)."""
+        children = self.at(self.children, node)
+        through_nodes = self.pending_node.gather(1, children.clamp_min(0))
+        return torch.where(children >= 0, through_nodes, self.at(self.pending_edge, node))
+
 
 def search(
     simulator: Simulator,
@@ -164,10 +188,9 @@ def search(
     tree.visits[:, 0], tree.value_sum[:, 0] = 1.0, tree.estimate[:, 0]
     logits = torch.zeros(b, num_actions, device=device) if prior_logits is None else prior_logits
     rule = _Rule(config, num_actions, logits, generator)
-    for simulation in range(config.simulations):
-        parent, action, child = _select(tree, rule, simulation)
-        leaf, value = _expand(tree, simulator, parent, action, child, simulation + 1, config)
-        _backup(tree, leaf, value, config.discount)
+    for first in range(0, config.simulations, config.parallel_simulations):
+        walks = min(config.parallel_simulations, config.simulations - first)
+        _wave(tree, simulator, rule, first, walks, config)
     root_node = torch.zeros(b, dtype=torch.long, device=device)
     _, visits, q = tree.children_stats(root_node, config.discount)
     return SearchResult(
@@ -211,9 +234,14 @@ class _Rule:
         return scale * qn
 
     def scores(self, tree: Tree, node: torch.Tensor, simulation: int) -> torch.Tensor:
-        """B x A selection scores at `node`; the argmax is visited."""
+        """B x A selection scores at `node`; the argmax is visited. A walk of the current wave
+        still in flight through a child counts as a visit that returned the worst (0)."""
         _, visits, q = tree.children_stats(node, self.config.discount)
         qn = self.normalised(tree, node, visits, q)
+        if self.config.parallel_simulations > 1:
+            in_flight = tree.in_flight(node)
+            qn = torch.where(in_flight > 0, qn * visits / (visits + in_flight), qn)
+            visits = visits + in_flight
         total = visits.sum(dim=1, keepdim=True)
         ties = 1e-6 * self.uniform_noise(visits.shape)
         c = self.config.exploration
@@ -293,49 +321,91 @@ def _select(tree: Tree, rule: _Rule, simulation: int):
     return parent, action, child
 
 
-def _expand(tree, simulator, parent, action, child, new, config):
+def _wave(tree: Tree, simulator, rule: _Rule, first: int, walks: int, config) -> None:
+    """Simulations first .. first + walks - 1: select them one after another (each claims
+    its path), expand their new nodes in one simulator call, back them all up."""
+    b, device = tree.visits.shape[0], tree.visits.device
+    selected = []
+    for walk in range(walks):
+        parent, action, child = _select(tree, rule, first + walk)
+        shared = torch.full_like(child, -1)
+        if walks > 1:
+            shared = _claim(tree, parent, action, child, first + walk + 1)
+        selected.append((parent, action, child, shared))
+    parent, action, child, shared = (torch.cat(parts) for parts in zip(*selected, strict=True))
+    rows = torch.arange(b, device=device).repeat(walks)
+    new = torch.arange(first + 1, first + walks + 1, device=device).repeat_interleave(b)
+    leaf, value = _expand(tree, simulator, rows, parent, action, child, new, shared)
+    _backup(tree, rows, leaf, value, config.discount)
+    if walks > 1:
+        tree.pending_node.zero_()
+        tree.pending_edge.zero_()
+        tree.claimed.fill_(-1)
+
+
+def _claim(tree: Tree, parent, action, child, new: int) -> torch.Tensor:
+    """Put one in-flight visit on every node of the selected paths (and on the new edge);
+    return, per tree, the node an earlier walk of this wave already claimed for the same new
+    edge (-1 where this walk's own node `new` is to be created)."""
+    rows = torch.arange(parent.shape[0], device=parent.device)
+    edge = child < 0
+    shared = torch.where(edge, tree.claimed[rows, parent, action], -1)
+    claims = edge & (shared < 0)
+    tree.claimed[rows[claims], parent[claims], action[claims]] = new
+    tree.pending_edge[rows[edge], parent[edge], action[edge]] += 1
+    tree.pending_node[rows[~edge], child[~edge]] += 1
+    node = parent
+    while (node > 0).any():  # the roots themselves are compared with nothing
+        on = node > 0
+        tree.pending_node[rows[on], node[on]] += 1
+        node = torch.where(on, tree.parent[rows, node], node)
+    return shared
+
+
+def _expand(tree, simulator, rows, parent, action, child, new, shared):
     """Create node `new` where the selected child does not exist yet; return the leaf of each
-    simulation and the return to back up from it.
+    walk and the return to back up from it. Walk w works on tree `rows[w]`; a walk whose new
+    edge an earlier walk of its wave claimed (`shared` >= 0) backs up that walk's node.
 
     A terminal child reached again is stepped to again: its reward is a running mean over the
     visits, so a noisy final reward is averaged rather than fixed by its first sample. (Other
     edges keep the next state they were expanded with: the tree is one sampled realisation.)"""
-    rows = torch.arange(parent.shape[0], device=parent.device)
-    grow = child < 0
-    again = ~grow & tree.at(tree.terminal, child.clamp_min(0))
-    leaf = torch.where(grow, new, child)
+    grow = (child < 0) & (shared < 0)
+    again = (child >= 0) & tree.terminal[rows, child.clamp_min(0)]
+    leaf = torch.where(grow, new, torch.where(shared >= 0, shared, child))
     stepped = grow | again
     if stepped.any():
         g, p, a = rows[stepped], parent[stepped], action[stepped]
         next_state, reward, done = simulator.step(tree.state[g, p], a)
         fresh = grow[stepped]
-        gf, pf, af = g[fresh], p[fresh], a[fresh]
+        gf, pf, af, nf = g[fresh], p[fresh], a[fresh], new[stepped][fresh]
         estimate = torch.zeros(len(gf), device=tree.visits.device)
         if fresh.any():
             estimate = torch.where(done[fresh], 0.0, simulator.value(next_state[fresh]))
-        tree.state[gf, new], tree.reward[gf, new] = next_state[fresh], reward[fresh].float()
-        tree.terminal[gf, new], tree.estimate[gf, new] = done[fresh], estimate.float()
-        tree.parent[gf, new], tree.depth[gf, new] = pf, tree.depth[gf, pf] + 1
-        tree.children[gf, pf, af] = new
+        tree.state[gf, nf], tree.reward[gf, nf] = next_state[fresh], reward[fresh].float()
+        tree.terminal[gf, nf], tree.estimate[gf, nf] = done[fresh], estimate.float()
+        tree.parent[gf, nf], tree.depth[gf, nf] = pf, tree.depth[gf, pf] + 1
+        tree.children[gf, pf, af] = nf
         gr, lr = g[~fresh], leaf[again]
         seen = tree.visits[gr, lr]
         tree.reward[gr, lr] += (reward[~fresh].float() - tree.reward[gr, lr]) / (seen + 1)
     # An existing child was reached only because it is terminal (worth 0) or at the depth
     # limit (worth its current mean).
-    value = torch.where(tree.at(tree.terminal, leaf), 0.0, tree.value(leaf))
-    value = torch.where(grow, tree.at(tree.estimate, leaf), value)
+    mean = tree.value_sum[rows, leaf] / tree.visits[rows, leaf].clamp_min(1)
+    value = torch.where(tree.terminal[rows, leaf], 0.0, mean)
+    value = torch.where(child < 0, tree.estimate[rows, leaf], value)
     return leaf, value
 
 
-def _backup(tree: Tree, leaf: torch.Tensor, value: torch.Tensor, discount: float) -> None:
-    """Add the discounted return to every node from the leaf up to the root."""
-    rows = torch.arange(leaf.shape[0], device=leaf.device)
+def _backup(tree: Tree, rows: torch.Tensor, leaf: torch.Tensor, value: torch.Tensor, discount):
+    """Add each walk's discounted return to every node from its leaf up to its root (several
+    walks of a wave may share nodes, so the additions accumulate)."""
     node, ret = leaf, value
     while (node >= 0).any():
         on = node >= 0
         r, n = rows[on], node[on]
-        tree.visits[r, n] += 1
-        tree.value_sum[r, n] += ret[on]
+        tree.visits.index_put_((r, n), torch.ones_like(ret[on]), accumulate=True)
+        tree.value_sum.index_put_((r, n), ret[on], accumulate=True)
         safe = node.clamp_min(0)
-        ret = tree.at(tree.reward, safe) + discount * ret
-        node = torch.where(on, tree.at(tree.parent, safe), node)
+        ret = tree.reward[rows, safe] + discount * ret
+        node = torch.where(on, tree.parent[rows, safe], node)
