@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # sweep (Ray Tune) measured: 10 s and 245 MiB to install next to the others
-EXTRAS ?= dev,baselines,lm,sweep,offline
+EXTRAS ?= dev,baselines,lm,sweep,offline,box2d
 
 .PHONY: setup demo test test-slow lint format clean
 

@@ -164,3 +164,20 @@ def test_killed_tree_search_run_resumes_to_the_uninterrupted_result(tmp_path):
     want, got = RunDir(reference).load_checkpoint(), RunDir(out).load_checkpoint()
     for key, value in want["value"].items():
         assert torch.equal(got["value"][key], value), key
+
+
+@pytest.mark.slow  # ~20 s; needs gymnasium[box2d] (the box2d extra)
+def test_lunar_lander_plans_with_learned_reward_and_termination_heads(tmp_path):
+    """No known functions ship for LunarLander-v3: the ensemble's reward and termination heads
+    score the tree's edges, and waves of simulations run through the learned model."""
+    pytest.importorskip("Box2D")
+    tree = TreeSearchConfig(simulations=8, parallel_simulations=4, rollout_steps=2)
+    config = tiny_config(tmp_path / "run", env="LunarLander-v3", planner="mcts", mcts=tree)
+    result = train(config)
+    history = rows(result.run_dir)
+    assert [r["policy"] for r in history] == ["random", "mpc-mcts", "mpc-mcts"]
+    assert all(np.isfinite(r["eval_return"]) for r in history) and history[-1]["model_rows"] > 0
+    weights = RunDir(result.run_dir).load_checkpoint()["model"]
+    assert weights["target_mean"].shape == (8 + 1,)  # next-state change and the reward
+    last = max(k for k in weights if k.startswith("net.layers.") and k.endswith(".bias"))
+    assert weights[last].shape[-1] == 2 * (8 + 1) + 1  # mean, log-variance, termination logit
