@@ -54,3 +54,27 @@ def test_the_value_ranks_states_by_time_left():
     with torch.no_grad():
         got = value(torch.as_tensor(xs)[:, None])
     torch.testing.assert_close(got, want, atol=0.35, rtol=0.05)
+
+
+def test_values_stay_within_the_returns_the_rewards_allow():
+    """Reward -1 on every step, episodes cut by a time limit: no return is below
+    -1 / (1 - 0.9) = -10 or above 0, however far a state is from the data."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(200, 2)).astype(np.float32)
+    data = TransitionBatch(
+        obs=obs, action=np.zeros((200, 1), np.float32), reward=-np.ones(200, np.float32),
+        next_obs=obs + 0.1, terminated=np.zeros(200, bool), truncated=np.arange(200) % 20 == 19,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    value = StateValue(2, ValueConfig(rounds=20))
+    ValueTrainer(value, ValueConfig(rounds=20), 0.9).fit(data, rng)
+    far = 50.0 * torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert not ((value.unbounded(far) >= -10) & (value.unbounded(far) <= 0)).all()
+        values = value(far)
+    assert (values >= -10.0 - 1e-5).all() and (values <= 0.0).all()
+    # A checkpoint from before the bounds loads, unbounded.
+    old = {k: v for k, v in value.state_dict().items() if not k.startswith("return_")}
+    fresh = StateValue(2, ValueConfig())
+    fresh.load_state_dict(old)
+    assert fresh.return_low == -torch.inf and fresh.return_high == torch.inf

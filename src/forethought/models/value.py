@@ -9,6 +9,14 @@ bootstrapped past a termination; a time-limit truncation, or the end of the data
 It evaluates the policy that collected the data (random at first, the planner later), which is
 enough to rank states by how much future reward they still hold: how close a pole is to
 falling, a cart to the edge.
+
+Targets and predictions stay within the returns the logged rewards allow,
+[min(r_min, 0), max(r_max, 0)] / (1 - discount). Without that bound, bootstrapping from rarely
+seen states feeds on its own extrapolation: on Acrobot-v1 (reward -1 per step, so no return
+below -100) a fitted V reached -179 at fast-swinging states, and the tree search that used it
+learned to keep the pendulum still. For the same reason the first fit starts from the level
+the mean reward would give forever (mean reward / (1 - discount)) rather than from 0: a value
+that has to climb from 0 to -100 over the rounds is steeper wherever the data is sparse.
 """
 
 from __future__ import annotations
@@ -60,9 +68,21 @@ class StateValue(nn.Module):
         )
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.register_buffer("return_low", torch.tensor(-torch.inf))
+        self.register_buffer("return_high", torch.tensor(torch.inf))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> ...
+        return self.unbounded(obs).clamp(self.return_low, self.return_high)
+
+    def unbounded(self, obs: torch.Tensor) -> torch.Tensor:
+        """The network's own output (what is trained: a clamped one has no gradient)."""
         return self.net((obs - self.obs_mean) / self.obs_std).squeeze(-1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the return bounds existed load unbounded.
+        state_dict.setdefault(prefix + "return_low", torch.tensor(-torch.inf))
+        state_dict.setdefault(prefix + "return_high", torch.tensor(torch.inf))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class ValueTrainer:
@@ -78,6 +98,12 @@ class ValueTrainer:
         batch = data.to_torch(device)
         self.value.obs_mean.copy_(batch.obs.mean(0))
         self.value.obs_std.copy_(batch.obs.std(0, unbiased=False).clamp_min(1e-6))
+        horizon = 1.0 / (1.0 - self.discount) if self.discount < 1 else float(len(batch))
+        if self.discount < 1 and not torch.isfinite(self.value.return_low):  # never fitted yet
+            with torch.no_grad():
+                self.value.net[-1].bias.fill_(float(data.reward.mean()) * horizon)
+        self.value.return_low.fill_(min(float(data.reward.min()), 0.0) * horizon)
+        self.value.return_high.fill_(max(float(data.reward.max()), 0.0) * horizon)
         linked = _linked(data)
         n, size = len(batch), min(self.config.batch_size, len(batch))
         loss = torch.zeros(())
@@ -91,7 +117,7 @@ class ValueTrainer:
             order = torch.as_tensor(rng.permutation(n), device=device)
             for start in range(0, n, size):
                 rows = order[start : start + size]
-                loss = ((self.value(batch.obs[rows]) - targets[rows]) ** 2).mean()
+                loss = ((self.value.unbounded(batch.obs[rows]) - targets[rows]) ** 2).mean()
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
