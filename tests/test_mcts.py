@@ -113,8 +113,9 @@ def test_one_batched_call_per_simulation_and_independent_problems():
     assert (result.visits.sum(dim=1) == 10).all()  # every simulation passes through the root
 
 
-def test_same_seed_same_search():
-    config = TreeSearchConfig(simulations=32)
+@pytest.mark.parametrize("walks", [1, 7])  # one simulation per model call, or waves of 7
+def test_same_seed_same_search(walks):
+    config = TreeSearchConfig(simulations=32, parallel_simulations=walks)
     runs = [
         search(bandit([0.1, 0.3, 0.2], 1.0, seed=3), torch.zeros(16, 1), 3, config,
                torch.Generator().manual_seed(5))
@@ -122,6 +123,7 @@ def test_same_seed_same_search():
     ]  # fmt: skip
     assert torch.equal(runs[0].action, runs[1].action)
     assert torch.equal(runs[0].visits, runs[1].visits)
+    assert torch.equal(runs[0].q.nan_to_num(), runs[1].q.nan_to_num())
 
 
 def test_halving_schedule_spreads_simulations_evenly_then_halves():
@@ -170,14 +172,3 @@ def test_waves_of_simulations_still_find_the_optimum(rule, c, walks):
     config = TreeSearchConfig(simulations=96, parallel_simulations=4, rule=rule, exploration=c)
     result = search(bandit(means, noise=0.5), torch.zeros(400, 1), 4, config, torch.Generator())
     assert (result.action == 2).float().mean() > 0.85
-
-
-def test_waves_with_the_same_seed_give_the_same_search():
-    config = TreeSearchConfig(simulations=30, parallel_simulations=7)
-    runs = [
-        search(bandit([0.1, 0.3, 0.2], 1.0, seed=3), torch.zeros(16, 1), 3, config,
-               torch.Generator().manual_seed(5))
-        for _ in range(2)
-    ]  # fmt: skip
-    assert torch.equal(runs[0].action, runs[1].action)
-    assert torch.equal(runs[0].q.nan_to_num(), runs[1].q.nan_to_num())
