@@ -99,7 +99,9 @@ class ValueTrainer:
         self.value.obs_mean.copy_(batch.obs.mean(0))
         self.value.obs_std.copy_(batch.obs.std(0, unbiased=False).clamp_min(1e-6))
         horizon = 1.0 / (1.0 - self.discount) if self.discount < 1 else float(len(batch))
-        if self.discount < 1 and not torch.isfinite(self.value.return_low):  # never fitted yet
+        # Never trained (the optimiser, checkpointed with the value, has taken no step yet):
+        # start at the level, not at 0. A resumed or older run keeps its fitted weights.
+        if self.discount < 1 and not self.optimizer.state:
             with torch.no_grad():
                 self.value.net[-1].bias.fill_(float(data.reward.mean()) * horizon)
         self.value.return_low.fill_(min(float(data.reward.min()), 0.0) * horizon)
