@@ -127,6 +127,7 @@ class Tree:
     pending_node: torch.Tensor  # B x N
     pending_edge: torch.Tensor  # B x N x A
     claimed: torch.Tensor  # B x N x A long
+    rows: torch.Tensor  # B long: 0 .. B - 1, to index one node per tree
 
     @classmethod
     def rooted(cls, root: torch.Tensor, nodes: int, actions: int) -> Tree:
@@ -148,27 +149,28 @@ class Tree:
             pending_node=zeros.clone(),
             pending_edge=torch.zeros(b, nodes, actions, device=device),
             claimed=torch.full((b, nodes, actions), -1, dtype=torch.long, device=device),
+            rows=torch.arange(b, device=device),
         )
 
     def at(self, field: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
         """field[b, node[b]] for every problem b."""
-        return field[torch.arange(node.shape[0], device=node.device), node]
+        return field[self.rows, node]
 
     def value(self, node: torch.Tensor) -> torch.Tensor:
         return self.at(self.value_sum, node) / self.at(self.visits, node).clamp_min(1)
 
-    def children_stats(self, node: torch.Tensor, discount: float):
-        """Visits (B x A) and mean returns q = r + discount * V (B x A) of `node`'s children."""
-        children = self.at(self.children, node)  # B x A
+    def children_stats(self, node: torch.Tensor, discount: float, children=None):
+        """Visits (B x A) and mean returns q = r + discount * V (B x A) of `node`'s children
+        (`children`: their indices, B x A, when the caller has them already)."""
+        children = self.at(self.children, node) if children is None else children
         safe = children.clamp_min(0)
         visits = torch.where(children >= 0, self.visits.gather(1, safe), 0.0)
         mean = self.value_sum.gather(1, safe) / visits.clamp_min(1)
         q = self.reward.gather(1, safe) + discount * mean
         return children, visits, q
 
-    def in_flight(self, node: torch.Tensor) -> torch.Tensor:
-        """Walks of the current wave through each of `node`'s children (B x A)."""
-        children = self.at(self.children, node)
+    def in_flight(self, node: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+        """Walks of the current wave through each of `node`'s `children` (B x A)."""
         through_nodes = self.pending_node.gather(1, children.clamp_min(0))
         return torch.where(children >= 0, through_nodes, self.at(self.pending_edge, node))
 
@@ -233,16 +235,18 @@ class _Rule:
         scale = (cfg.visit_offset + visits.max(dim=1, keepdim=True).values) * cfg.value_scale
         return scale * qn
 
-    def scores(self, tree: Tree, node: torch.Tensor, simulation: int) -> torch.Tensor:
-        """B x A selection scores at `node`; the argmax is visited. A walk of the current wave
-        still in flight through a child counts as a visit that returned the worst (0)."""
-        _, visits, q = tree.children_stats(node, self.config.discount)
+    def scores(self, tree: Tree, node, children, simulation: int, at_root: bool):
+        """B x A selection scores at `node` (the roots when `at_root`, else interior nodes)
+        whose `children` are given; the argmax is visited. A walk of the current wave still in
+        flight through a child counts as a visit that returned the worst (0)."""
+        _, visits, q = tree.children_stats(node, self.config.discount, children)
         qn = self.normalised(tree, node, visits, q)
         if self.config.parallel_simulations > 1:
-            in_flight = tree.in_flight(node)
+            in_flight = tree.in_flight(node, children)
             qn = torch.where(in_flight > 0, qn * visits / (visits + in_flight), qn)
             visits = visits + in_flight
         total = visits.sum(dim=1, keepdim=True)
+        # Drawn under every rule (gumbel ignores it) so that a seed gives one random stream.
         ties = 1e-6 * self.uniform_noise(visits.shape)
         c = self.config.exploration
         if self.config.rule == "uct":
@@ -251,10 +255,10 @@ class _Rule:
         if self.config.rule == "puct":
             prior = torch.softmax(self.logits, dim=1)
             return qn + c * prior * torch.sqrt(total) / (1 + visits) + ties
+        if at_root:
+            return self.root_scores(visits, qn, simulation)
         improved = torch.softmax(self.logits + self.sigma(visits, qn), dim=1)
-        interior = improved - visits / (1 + total)
-        at_root = (tree.at(tree.depth, node) == 0).unsqueeze(1)
-        return torch.where(at_root, self.root_scores(visits, qn, simulation), interior)
+        return improved - visits / (1 + total)
 
     def root_scores(self, visits, qn, simulation: int) -> torch.Tensor:
         """Sequential halving: only considered actions with the visit count the schedule asks
@@ -301,24 +305,22 @@ def _select(tree: Tree, rule: _Rule, simulation: int):
     parents, the actions taken from them, and the children (-1 where to expand)."""
     b, device = tree.visits.shape[0], tree.visits.device
     node = torch.zeros(b, dtype=torch.long, device=device)
-    parent, action = node.clone(), node.clone()
+    action, child = node.clone(), node.clone()
     active = torch.ones(b, dtype=torch.bool, device=device)
-    while active.any():
-        chosen = rule.scores(tree, node, simulation).argmax(dim=1)
-        child = tree.at(tree.children, node).gather(1, chosen.unsqueeze(1)).squeeze(1)
-        safe = child.clamp_min(0)
-        deeper = (
-            (child >= 0)
-            & ~tree.at(tree.terminal, safe)
-            & (tree.at(tree.depth, safe) < rule.config.max_depth)
-        )
+    passable = ~tree.terminal & (tree.depth < rule.config.max_depth)  # B x N
+    at_root = True  # every walk starts at its root; below it no walk is at a root again
+    while at_root or active.any():
+        children = tree.at(tree.children, node)  # B x A
+        chosen = rule.scores(tree, node, children, simulation, at_root).argmax(dim=1)
+        picked = children.gather(1, chosen.unsqueeze(1)).squeeze(1)
+        deeper = (picked >= 0) & tree.at(passable, picked.clamp_min(0))
         stop = active & ~deeper
-        parent = torch.where(stop, node, parent)
         action = torch.where(stop, chosen, action)
-        node = torch.where(active & deeper, child, node)
+        child = torch.where(stop, picked, child)
         active = active & deeper
-    child = tree.at(tree.children, parent).gather(1, action.unsqueeze(1)).squeeze(1)
-    return parent, action, child
+        node = torch.where(active, picked, node)  # a stopped walk stays at its parent node
+        at_root = False
+    return node, action, child
 
 
 def _wave(tree: Tree, simulator, rule: _Rule, first: int, walks: int, config) -> None:
@@ -401,11 +403,12 @@ def _backup(tree: Tree, rows: torch.Tensor, leaf: torch.Tensor, value: torch.Ten
     """Add each walk's discounted return to every node from its leaf up to its root (several
     walks of a wave may share nodes, so the additions accumulate)."""
     node, ret = leaf, value
-    while (node >= 0).any():
-        on = node >= 0
-        r, n = rows[on], node[on]
-        tree.visits.index_put_((r, n), torch.ones_like(ret[on]), accumulate=True)
-        tree.value_sum.index_put_((r, n), ret[on], accumulate=True)
+    on = node >= 0
+    while on.any():
+        # Walks already past their root add 0 (to their root), which leaves every sum as is.
         safe = node.clamp_min(0)
+        tree.visits.index_put_((rows, safe), on.float(), accumulate=True)
+        tree.value_sum.index_put_((rows, safe), torch.where(on, ret, 0.0), accumulate=True)
         ret = tree.reward[rows, safe] + discount * ret
         node = torch.where(on, tree.parent[rows, safe], node)
+        on = node >= 0
