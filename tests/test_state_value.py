@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from forethought.models.value import StateValue, ValueConfig, ValueTrainer, _linked
+from forethought.models.value import StateValue, ValueConfig, ValueTrainer, _linked, logged_level
 from forethought.types import TransitionBatch
 
 
@@ -78,3 +78,28 @@ def test_values_stay_within_the_returns_the_rewards_allow():
     fresh = StateValue(2, ValueConfig())
     fresh.load_state_dict(old)
     assert fresh.return_low == -torch.inf and fresh.return_high == torch.inf
+
+
+def test_the_first_fit_starts_at_the_logged_level():
+    """The mean discounted return of the logged states, a cut episode continuing at that mean:
+    with reward -1 and only time-limit cuts it is -1 / (1 - discount) whatever the cut points."""
+    steps = 60
+    data = TransitionBatch(
+        obs=np.zeros((steps, 1), np.float32), action=np.zeros((steps, 1), np.float32),
+        reward=-np.ones(steps, np.float32), next_obs=np.zeros((steps, 1), np.float32),
+        terminated=np.zeros(steps, bool), truncated=np.arange(steps) % 25 == 24,
+    )  # fmt: skip
+    linked = np.ones(steps, bool)
+    linked[[24, 49, steps - 1]] = False
+    assert abs(logged_level(data, linked, 0.9) - (-10.0)) < 1e-9
+    # Terminating episodes: the mean of their discounted returns, 1 + 0.5 * 2 + 0.25 * 3 etc.
+    logged = episodes()
+    first = [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3]
+    # The cut episode (10, 20) continues at L: G = 10 + 0.5 * 20 + 0.25 L and 20 + 0.5 L.
+    level = (sum(first) + 10 + 0.5 * 20 + 20) / (5 - 0.25 - 0.5)
+    assert abs(logged_level(logged, _linked(logged), 0.5) - level) < 1e-9
+    value = StateValue(1, ValueConfig(rounds=1, learning_rate=1e-9))
+    ValueTrainer(value, ValueConfig(rounds=1, learning_rate=1e-9), 0.5).fit(
+        logged, np.random.default_rng(0)
+    )
+    assert abs(float(value.net[-1].bias) - level) < 1e-3

@@ -14,9 +14,13 @@ Targets and predictions stay within the returns the logged rewards allow,
 [min(r_min, 0), max(r_max, 0)] / (1 - discount). Without that bound, bootstrapping from rarely
 seen states feeds on its own extrapolation: on Acrobot-v1 (reward -1 per step, so no return
 below -100) a fitted V reached -179 at fast-swinging states, and the tree search that used it
-learned to keep the pendulum still. For the same reason the first fit starts from the level
-the mean reward would give forever (mean reward / (1 - discount)) rather than from 0: a value
-that has to climb from 0 to -100 over the rounds is steeper wherever the data is sparse.
+learned to keep the pendulum still. For the same reason the first fit starts from the mean
+discounted return of the logged episodes rather than from 0 (an episode cut by a time limit
+continuing at that same mean; with reward -1 and no termination that is -1 / (1 - discount)):
+a value that has to climb from 0 to -100 over the rounds is steeper wherever the data is sparse.
+The reward's own level (mean reward / (1 - discount)) is the same start where nothing
+terminates, and far too high where episodes end early: 100 on CartPole-v1, whose random
+episodes are worth about 14.
 """
 
 from __future__ import annotations
@@ -99,14 +103,14 @@ class ValueTrainer:
         self.value.obs_mean.copy_(batch.obs.mean(0))
         self.value.obs_std.copy_(batch.obs.std(0, unbiased=False).clamp_min(1e-6))
         horizon = 1.0 / (1.0 - self.discount) if self.discount < 1 else float(len(batch))
+        linked = _linked(data)
         # Never trained (the optimiser, checkpointed with the value, has taken no step yet):
-        # start at the level, not at 0. A resumed or older run keeps its fitted weights.
+        # start at the data's level, not at 0. A resumed or older run keeps its fitted weights.
         if self.discount < 1 and not self.optimizer.state:
             with torch.no_grad():
-                self.value.net[-1].bias.fill_(float(data.reward.mean()) * horizon)
+                self.value.net[-1].bias.fill_(logged_level(data, linked, self.discount))
         self.value.return_low.fill_(min(float(data.reward.min()), 0.0) * horizon)
         self.value.return_high.fill_(max(float(data.reward.max()), 0.0) * horizon)
-        linked = _linked(data)
         n, size = len(batch), min(self.config.batch_size, len(batch))
         loss = torch.zeros(())
         for _ in range(self.config.rounds):
@@ -138,6 +142,23 @@ class ValueTrainer:
             later = reward[t] + continues[t] * onward
             targets[t] = later
         return targets
+
+
+def logged_level(data: TransitionBatch[np.ndarray], linked: np.ndarray, discount: float) -> float:
+    """The mean over logged states of the discounted return to their episode's end, where an
+    episode that did not terminate (cut by a time limit, or the data's end) continues at this
+    same mean L: with G_t = A_t + P_t L (A_t the discounted logged rewards, P_t the discount
+    left at the cut, 0 after a termination), L = mean(A) / (1 - mean(P))."""
+    reward = data.reward.astype(np.float64)
+    returns, carried = np.empty(len(reward)), np.empty(len(reward))
+    later_return, later_carried = 0.0, 0.0
+    for t in range(len(reward) - 1, -1, -1):
+        if not linked[t]:
+            later_return, later_carried = 0.0, 0.0 if data.terminated[t] else 1.0
+        later_return = reward[t] + discount * later_return
+        later_carried = discount * later_carried
+        returns[t], carried[t] = later_return, later_carried
+    return float(returns.mean() / (1.0 - carried.mean()))
 
 
 def _linked(data: TransitionBatch[np.ndarray]) -> np.ndarray:
