@@ -23,7 +23,7 @@ per action planning for one episode alone (its first 100 steps; training acts th
 Timings compare within one invocation only (`--configs` measures a subset and merges it into
 the results file; each entry records the load average it ran under).
 
-    python benchmarks/discrete_planning.py            # full (about 15 min on 2 cores)
+    python benchmarks/discrete_planning.py            # full (about 25 min on 2 cores)
     python benchmarks/discrete_planning.py --quick    # 2 configurations, 2 short episodes
     python benchmarks/discrete_planning.py --configs mcts-32 mcts-32-waves-4 mcts-32-waves-8
 """
