@@ -123,31 +123,40 @@ def main() -> int:
 
 
 def inverted_pendulum(args, console: Console) -> None:
+    """Every InvertedPendulum run as a trial of the benchmark sweep (--workers at once); each
+    finished run is measured and merged into the results file at once."""
     env = "InvertedPendulum-v5"
+    jobs, configs = {}, {}  # trial name: (method, seed, budget), and its config
     for method in args.methods:
         for seed in args.seeds:
             steps = se.QUICK_BUDGET[method] if args.quick else se.BUDGET[env][method]
             config = se.config_for(env, method, seed, steps, se.EVERY[env], args.runs)
-            config = replace(config, device=args.device)
-            entry = se.measure(config, seed, steps, 1000.0)
-            console.print(
-                f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
-                f"steps ({entry['seconds']:.0f} s)"
-            )
+            name = config.out.name
+            jobs[name], configs[name] = (method, seed, steps), replace(config, device=args.device)
 
-            def merge(part: dict | None, method=method, entry=entry) -> dict:
-                runs = _merged_runs((part or {}).get("runs", {}), method, entry)
-                rng = np.random.default_rng(0)
-                summary = se.summarise(env, runs, rng)
-                if "mbpo" in runs and "sac" in runs:
-                    sac = [s["steps_to_threshold"] or s["budget"] for s in runs["sac"]]
-                    mbpo = [s["steps_to_threshold"] or s["budget"] for s in runs["mbpo"]]
-                    summary["sac_over_mbpo"] = se.ratio_interval(
-                        np.array(sac, float), np.array(mbpo, float), rng
-                    )
-                return {"runs": runs, "summary": summary}
+    def on_done(name: str, rows: list[dict], seconds: float) -> None:
+        method, seed, steps = jobs[name]
+        entry = se.measure(rows, seconds, seed, steps, 1000.0)
+        console.print(
+            f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
+            f"steps ({entry['seconds']:.0f} s)"
+        )
 
-            _save(args, "inverted_pendulum", merge)
+        def merge(part: dict | None) -> dict:
+            runs = _merged_runs((part or {}).get("runs", {}), method, entry)
+            rng = np.random.default_rng(0)
+            summary = se.summarise(env, runs, rng)
+            if "mbpo" in runs and "sac" in runs:
+                sac = [s["steps_to_threshold"] or s["budget"] for s in runs["sac"]]
+                mbpo = [s["steps_to_threshold"] or s["budget"] for s in runs["mbpo"]]
+                summary["sac_over_mbpo"] = se.ratio_interval(
+                    np.array(sac, float), np.array(mbpo, float), rng
+                )
+            return {"runs": runs, "summary": summary}
+
+        _save(args, "inverted_pendulum", merge)
+
+    run_all(args.runs, configs, args, on_done)
 
 
 def half_cheetah(args, console: Console) -> None:
