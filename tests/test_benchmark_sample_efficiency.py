@@ -42,11 +42,11 @@ def test_quick_sample_efficiency_writes_curves_ratios_and_a_plot(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 10_000
 
 
-def run_quick(script: str, tmp_path: Path) -> dict:
+def run_quick(script: str, tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / f"{script}.json"
     command = [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(out)]
     proc = subprocess.run(
-        [*command, "--runs", str(tmp_path / "runs")],
+        [*command, "--runs", str(tmp_path / "runs"), *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -68,12 +68,15 @@ def test_quick_matched_return_names_the_fastest_matching_setting(tmp_path):
 
 
 def test_quick_mujoco_compares_mbpo_mpc_and_sac(tmp_path):
-    data = run_quick("mujoco_tasks.py", tmp_path)
+    data = run_quick(
+        "mujoco_tasks.py", tmp_path, "--methods", "mpc", "mbpo", "sac",
+        "--cheetah-methods", "sac", "mbpo",
+    )  # fmt: skip
     pendulum = data["inverted_pendulum"]
     assert set(pendulum["runs"]) == {"mpc", "mbpo", "sac"}
     assert "sac_over_mbpo" in pendulum["summary"]
     cheetah = data["half_cheetah"]
-    assert set(cheetah["runs"]) == {"sac", "mbpo"}
-    controllers = cheetah["controllers"]["0"]
+    assert set(cheetah["budgets"]["3000"]["runs"]) == {"sac", "mbpo"}
+    controllers = cheetah["controllers"]["mbpo-3000-seed0"]
     for name in ("policy", "mpc", "guided", "switch"):
         assert controllers[name]["ms_per_action_median"] > 0
