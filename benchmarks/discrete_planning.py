@@ -9,6 +9,8 @@ and nothing else:
 
 - MCTS (Gumbel root, learned value at the leaves) with 4 to 128 simulations;
 - MCTS without the learned value (random rollouts at the leaves instead): what the value buys;
+- MCTS on the members' mean predictions instead of sampled next states, and without the Gumbel
+  noise at the root: how much of the search's choice is noise;
 - MCTS in waves of 4 to 32 simulations per model call (virtual loss), against the same
   simulation count one call each: return and time for fewer, larger calls;
 - discrete CEM at several horizons and populations, including settings whose model rows per
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -51,7 +54,7 @@ from forethought.config import TrainConfig
 from forethought.planners import PlannerConfig
 from forethought.planners.mcts import TreeSearchConfig
 from forethought.runtime import configure_threads
-from forethought.storage import atomic_write_text
+from forethought.storage import atomic_write_text, read_metrics
 from forethought.tasks import make_env, vector_actions
 from forethought.tasks.episodes import evaluate_batched
 from forethought.trainers.run_dir import RunDir
@@ -65,6 +68,10 @@ ENV = "CartPole-v1"
 
 MCTS = {f"mcts-{n}": TreeSearchConfig(simulations=n) for n in (4, 8, 16, 32, 64, 128)}
 MCTS["mcts-32-no-value-rollouts-20"] = TreeSearchConfig(simulations=32, rollout_steps=20)
+# Where the root's noise comes from: members' means instead of sampled next states, and the
+# root's choice without Gumbel noise (the prior's top actions, then the best completed q).
+MCTS["mcts-32-mean-model"] = TreeSearchConfig(simulations=32, sample=False)
+MCTS["mcts-32-no-gumbel-noise"] = TreeSearchConfig(simulations=32, gumbel_scale=0.0)
 # Waves of simulations (virtual loss): the same simulations in fewer, larger model calls.
 MCTS |= {
     f"mcts-{n}-waves-{k}": TreeSearchConfig(simulations=n, parallel_simulations=k)
@@ -84,6 +91,24 @@ def learned_run(steps: int, seed: int) -> Path:
     )
     run_once(config)  # a trial of the sweep in RUNS: reused when finished, resumed when killed
     return RUNS / "trials" / out.name
+
+
+def model_identity(run: Path) -> dict:
+    """Which model the configurations plan with: its last training row and a digest of the
+    ensemble's and the value's weights. A subset (--configs) joins earlier results only when
+    this matches, so one results file never mixes two models."""
+    checkpoint = RunDir(run).load_checkpoint()
+    digest = hashlib.sha256()
+    for part in ("model", "value"):
+        for name, tensor in sorted((checkpoint.get(part) or {}).items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    last = [r for r in read_metrics(run / "metrics.jsonl") if "eval_return" in r][-1]
+    return {
+        "env_steps": last["env_steps"],
+        "eval_return": last["eval_return"],
+        "weights_sha256": digest.hexdigest()[:16],
+    }
 
 
 def evaluate(run: Path, name: str, episodes: int, max_steps: int | None) -> dict:
@@ -189,12 +214,15 @@ def main() -> int:
         "env": ENV,
         "model_run": str(run),
         "train_steps": steps,
+        "model": model_identity(run),
         "configs": {},
     }
     if args.configs and args.out.exists():  # a subset joins the configurations measured before
         earlier = json.loads(args.out.read_text())
-        if (earlier["train_steps"], earlier["quick"]) == (steps, args.quick):
+        if earlier.get("model") == results["model"] and earlier["quick"] == args.quick:
             results["configs"] = earlier["configs"]
+        else:
+            console.print(f"{args.out} was measured on another model: starting it afresh")
     for name in names:
         entry = evaluate(run, name, episodes, max_steps)
         results["configs"][name] = entry
