@@ -11,6 +11,8 @@ and nothing else:
 - MCTS without the learned value (random rollouts at the leaves instead): what the value buys;
 - MCTS on the members' mean predictions instead of sampled next states, and without the Gumbel
   noise at the root: how much of the search's choice is noise;
+- MCTS with the state value fitted afresh on the same data, three fit seeds: the spread of the
+  value fit alone, the yardstick for every difference above;
 - MCTS in waves of 4 to 32 simulations per model call (virtual loss), against the same
   simulation count one call each: return and time for fewer, larger calls;
 - discrete CEM at several horizons and populations, including settings whose model rows per
@@ -51,6 +53,8 @@ from rich.console import Console
 
 from forethought.agents.build import build_mpc_agent
 from forethought.config import TrainConfig
+from forethought.data.buffer import ReplayBuffer
+from forethought.models.value import StateValue, ValueTrainer
 from forethought.planners import PlannerConfig
 from forethought.planners.mcts import TreeSearchConfig
 from forethought.runtime import configure_threads
@@ -72,6 +76,11 @@ MCTS["mcts-32-no-value-rollouts-20"] = TreeSearchConfig(simulations=32, rollout_
 # root's choice without Gumbel noise (the prior's top actions, then the best completed q).
 MCTS["mcts-32-mean-model"] = TreeSearchConfig(simulations=32, sample=False)
 MCTS["mcts-32-no-gumbel-noise"] = TreeSearchConfig(simulations=32, gumbel_scale=0.0)
+# The same search with the state value fitted afresh on the run's data (seed k of the fit)
+# instead of the run's own value, which was refitted from its previous weights after every
+# episode: how much of a return is the value fit's luck rather than the planner's.
+REFITS = {f"mcts-32-value-refit-{k}": k for k in range(3)}
+MCTS |= {name: TreeSearchConfig(simulations=32) for name in REFITS}
 # Waves of simulations (virtual loss): the same simulations in fewer, larger model calls.
 MCTS |= {
     f"mcts-{n}-waves-{k}": TreeSearchConfig(simulations=n, parallel_simulations=k)
@@ -122,6 +131,8 @@ def evaluate(run: Path, name: str, episodes: int, max_steps: int | None) -> dict
     model.load_state_dict(checkpoint["model"])
     if getattr(agent, "state_value", None) is not None:
         agent.state_value.load_state_dict(checkpoint["value"])
+        if name in REFITS:
+            refit_value(agent.state_value, config, checkpoint, REFITS[name])
     envs = [vector_actions(make_env(ENV, **config.make_kwargs())) for _ in range(episodes)]
     seconds, actions_taken = [], []
 
@@ -154,6 +165,17 @@ def evaluate(run: Path, name: str, episodes: int, max_steps: int | None) -> dict
             config.mcts if config.planner == "mcts" else config.planning
         ),
     }
+
+
+def refit_value(value: StateValue, config: TrainConfig, checkpoint: dict, seed: int) -> None:
+    """Fit `value` from fresh weights (torch seed `seed`) on all of the run's transitions."""
+    torch.manual_seed(seed)
+    fresh = StateValue(value.obs_mean.numel(), config.value)
+    trainer = ValueTrainer(fresh, config.value, config.mcts.discount)
+    trainer.fit(
+        ReplayBuffer.from_state_dict(checkpoint["buffer"]).all(), np.random.default_rng(seed)
+    )
+    value.load_state_dict(fresh.state_dict())
 
 
 def _configured(base: TrainConfig, name: str, max_steps: int | None) -> TrainConfig:
