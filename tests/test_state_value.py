@@ -102,4 +102,24 @@ def test_the_first_fit_starts_at_the_logged_level():
     ValueTrainer(value, ValueConfig(rounds=1, learning_rate=1e-9), 0.5).fit(
         logged, np.random.default_rng(0)
     )
-    assert abs(float(value.net[-1].bias) - level) < 1e-3
+    assert abs(float(value.net[-1].bias.detach()) - level) < 1e-3
+
+
+def test_fresh_fits_forget_the_previous_fit():
+    """With fresh_fits, a value fitted on A and then on B equals one fitted on B alone (same
+    rng state at B's fit); without it, the fit on A carries over."""
+
+    def fit_b(fresh: bool, after_a: bool) -> torch.Tensor:
+        config = ValueConfig(rounds=5, fresh_fits=fresh)
+        torch.manual_seed(0)
+        trainer = ValueTrainer(StateValue(1, config), config, 0.5)
+        if after_a:
+            shifted = episodes()
+            shifted.reward[:] = 100.0
+            trainer.fit(shifted, np.random.default_rng(7))
+        trainer.fit(episodes(), np.random.default_rng(1))
+        with torch.no_grad():
+            return trainer.value(torch.linspace(-2, 8, 11).unsqueeze(1))
+
+    torch.testing.assert_close(fit_b(True, after_a=True), fit_b(True, after_a=False))
+    assert not torch.allclose(fit_b(False, after_a=True), fit_b(False, after_a=False), atol=0.1)

@@ -52,6 +52,8 @@ class ValueConfig:
     """Adam learning rate."""
     td_lambda: float = 0.95
     """Weight of the logged episode's continuation in each target: 0 is one-step TD, 1 the logged (Monte-Carlo) return, bootstrapped only where the episode was cut."""
+    fresh_fits: bool = False
+    """Fit from fresh weights every time (a reset) instead of from the previous fit's: what a value fitted on early, narrow data extrapolated does not carry over into later fits."""
 
     def validate(self) -> None:
         require(self.hidden_size >= 1, "value.hidden_size", "must be at least 1")
@@ -104,6 +106,8 @@ class ValueTrainer:
         self.value.obs_std.copy_(batch.obs.std(0, unbiased=False).clamp_min(1e-6))
         horizon = 1.0 / (1.0 - self.discount) if self.discount < 1 else float(len(batch))
         linked = _linked(data)
+        if self.config.fresh_fits:
+            self.reset(int(rng.integers(2**62)))
         # Never trained (the optimiser, checkpointed with the value, has taken no step yet):
         # start at the data's level, not at 0. A resumed or older run keeps its fitted weights.
         if self.discount < 1 and not self.optimizer.state:
@@ -128,6 +132,16 @@ class ValueTrainer:
                 loss.backward()
                 self.optimizer.step()
         return float(loss.detach())
+
+    def reset(self, seed: int) -> None:
+        """Fresh weights (drawn from `seed`, so a resumed run redraws the same) and a fresh
+        optimiser, as if the value had never been fitted."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for layer in self.value.net:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+        self.optimizer = torch.optim.Adam(self.value.parameters(), lr=self.config.learning_rate)
 
     def _lambda_returns(
         self, data: TransitionBatch[np.ndarray], linked: np.ndarray, next_values: np.ndarray
