@@ -13,6 +13,7 @@ and nothing else:
   noise at the root: how much of the search's choice is noise;
 - MCTS with the state value fitted afresh on the same data, three fit seeds: the spread of the
   value fit alone, the yardstick for every difference above;
+- the same fresh fits with the tree's and the value's discount at 0.95 to 0.999 instead of 0.99;
 - MCTS in waves of 4 to 32 simulations per model call (virtual loss), against the same
   simulation count one call each: return and time for fewer, larger calls;
 - discrete CEM at several horizons and populations, including settings whose model rows per
@@ -81,6 +82,15 @@ MCTS["mcts-32-no-gumbel-noise"] = TreeSearchConfig(simulations=32, gumbel_scale=
 # episode: how much of a return is the value fit's luck rather than the planner's.
 REFITS = {f"mcts-32-value-refit-{k}": k for k in range(3)}
 MCTS |= {name: TreeSearchConfig(simulations=32) for name in REFITS}
+# The discount of the tree and of the freshly fitted value (default 0.99), three fit seeds each:
+# how far ahead the value should look when the task ends by a slow drift (CartPole's cart runs
+# off its rail over ~150 steps).
+DISCOUNTS = (0.95, 0.97, 0.98, 0.995, 0.999)
+for _discount in DISCOUNTS:
+    for _k in range(3):
+        _name = f"mcts-32-discount-{_discount}-refit-{_k}"
+        REFITS[_name] = _k
+        MCTS[_name] = TreeSearchConfig(simulations=32, discount=_discount)
 # Waves of simulations (virtual loss): the same simulations in fewer, larger model calls.
 MCTS |= {
     f"mcts-{n}-waves-{k}": TreeSearchConfig(simulations=n, parallel_simulations=k)

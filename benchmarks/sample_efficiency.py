@@ -21,6 +21,7 @@ spreads them over Ray (--address for a cluster).
                                           # search in waves of 8 simulations per model call
     python benchmarks/sample_efficiency.py --envs CartPole-v1 --methods mcts-fresh-value   # the
                                           # state value refitted from fresh weights every time
+    python benchmarks/sample_efficiency.py --envs CartPole-v1 --methods mcts-discount-0.98
     python benchmarks/sample_efficiency.py --envs Pendulum-v1 --seeds 0 1 2 3 4
     python benchmarks/sample_efficiency.py --quick           # Pendulum, 1 seed, short (< 5 min)
 """
@@ -84,18 +85,15 @@ BUDGET = {
     "CartPole-v1": {"mcts": 3_000, "discrete-cem": 3_000, "dqn": 50_000, "ppo": 100_000},
     "Acrobot-v1": {"mcts": 5_000, "discrete-cem": 5_000, "dqn": 100_000, "ppo": 100_000},
 }
-for _discrete in ("CartPole-v1", "Acrobot-v1"):  # not a default method: see MCTS_SETTINGS
-    BUDGET[_discrete]["mcts-waves"] = BUDGET[_discrete]["mcts"]
-    BUDGET[_discrete]["mcts-fresh-value"] = BUDGET[_discrete]["mcts"]
 DEFAULT_METHODS = {"CartPole-v1": ["mcts", "discrete-cem", "dqn", "ppo"]}
 DEFAULT_METHODS["Acrobot-v1"] = DEFAULT_METHODS["CartPole-v1"]
 # Methods in which the planner acts, with their planner: `forethought train --algo mpc --planner
 # P`, or `--algo loop` (MPC with a learned value at the horizon); the others are --algo names.
 PLANNED = {"mpc": "icem", "loop": "icem", "loop-critic": "icem", "mcts": "mcts"}
-PLANNED |= {"discrete-cem": "discrete-cem", "mcts-waves": "mcts", "mcts-fresh-value": "mcts"}
+PLANNED |= {"discrete-cem": "discrete-cem"}
 QUICK_BUDGET = {"mpc": 600, "loop": 600, "loop-critic": 600, "mbpo": 1_500, "sac": 2_000}
 QUICK_BUDGET |= {"ppo": 8_192, "dqn": 5_000}
-QUICK_BUDGET |= {"mcts": 600, "discrete-cem": 600, "mcts-waves": 600, "mcts-fresh-value": 600}
+QUICK_BUDGET |= {"mcts": 600, "discrete-cem": 600}
 # Discrete CEM plans 40 steps ahead: CartPole fails by drifting off over ~100 steps, and the
 # default 20-step horizon does not see it coming.
 LONG_HORIZON = {"planning": PlannerConfig(horizon=40)}
@@ -105,14 +103,31 @@ MPC_SETTINGS = {"MountainCarContinuous-v0": {"rollout": RolloutConfig(uncertaint
 # --algo loop: the planner's own state value at the horizon (the default), and SAC's critic
 # instead (the LOOP paper's choice), as its own row.
 LOOP_SETTINGS = {"loop": {}, "loop-critic": {"loop": LoopConfig(value="critic")}}
-# The default 32 simulations in waves of 8 (4 batched model calls per action instead of 32): on
-# one learned CartPole model (benchmarks/discrete_planning.py) 2x faster and no worse.
-MCTS_SETTINGS = {"mcts-waves": {"mcts": TreeSearchConfig(parallel_simulations=8)}}
-# The default search with its state value fitted from fresh weights after every episode rather
-# than from the previous fit's: on one learned CartPole model a fresh fit returned 183-271
-# where the run's own warm-started value returned 166 (benchmarks/discrete_planning.py); in
-# training it did worse on CartPole seed 0 (77 vs 169 at 3,000 steps), so it is not the default.
-MCTS_SETTINGS["mcts-fresh-value"] = {"value": ValueConfig(fresh_fits=True)}
+# Variants of tree search, run on request (--methods), each with the default's budget:
+# name -> (settings, plot label, colour).
+MCTS_VARIANTS = {
+    # The default 32 simulations in waves of 8 (4 batched model calls per action instead of
+    # 32): on one learned CartPole model (benchmarks/discrete_planning.py) 2x faster, no worse.
+    "mcts-waves": ({"mcts": TreeSearchConfig(parallel_simulations=8)}, "waves of 8", "tab:purple"),
+    # The state value fitted from fresh weights after every episode rather than from the
+    # previous fit's: on one learned CartPole model a fresh fit returned 183-271 where the
+    # run's own warm-started value returned 166; in training it did worse on CartPole seed 0
+    # (77 vs 169 at 3,000 steps), so it is not the default.
+    "mcts-fresh-value": (
+        {"value": ValueConfig(fresh_fits=True)},
+        "value refitted afresh",
+        "tab:pink",
+    ),
+    # Discount 0.98 in the tree and the state value (default 0.99): on the same learned
+    # CartPole model, fresh value fits at 0.98 returned 435-486 where those at 0.99 returned
+    # 183-271 (0.97: 281-422; 0.995 and 0.999: 100-147).
+    "mcts-discount-0.98": ({"mcts": TreeSearchConfig(discount=0.98)}, "discount 0.98", "tab:olive"),
+}
+MCTS_SETTINGS = {name: settings for name, (settings, _, _) in MCTS_VARIANTS.items()}
+for _discrete in ("CartPole-v1", "Acrobot-v1"):
+    BUDGET[_discrete] |= {name: BUDGET[_discrete]["mcts"] for name in MCTS_VARIANTS}
+PLANNED |= {name: "mcts" for name in MCTS_VARIANTS}
+QUICK_BUDGET |= {name: QUICK_BUDGET["mcts"] for name in MCTS_VARIANTS}
 BOOTSTRAP = 2_000
 
 
@@ -286,10 +301,8 @@ def plot(results: dict, path: Path) -> None:
         "td3": "tab:red",
         "mcts": "tab:blue",
         "discrete-cem": "tab:cyan",
-        "mcts-waves": "tab:purple",
-        "mcts-fresh-value": "tab:pink",
         "dqn": "tab:red",
-    }
+    } | {name: colour for name, (_, _, colour) in MCTS_VARIANTS.items()}
     names = {
         "mpc": "forethought MPC",
         "loop": "forethought MPC + planner's value (loop)",
@@ -297,9 +310,7 @@ def plot(results: dict, path: Path) -> None:
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",
-        "mcts-waves": "forethought MCTS, waves of 8",
-        "mcts-fresh-value": "forethought MCTS, value refitted afresh",
-    }
+    } | {name: f"forethought MCTS, {label}" for name, (_, label, _) in MCTS_VARIANTS.items()}
     for ax, env in zip(axes[0], envs, strict=False):
         for method, seeds in results["envs"][env]["runs"].items():
             grid = np.unique(np.concatenate([s["curve_steps"] for s in seeds]))
@@ -334,7 +345,7 @@ def main() -> int:
         nargs="+",
         default=None,
         help="default: mpc sac ppo; on CartPole-v1 and Acrobot-v1 mcts discrete-cem dqn ppo "
-        "(mcts-waves and mcts-fresh-value there too on request)",
+        "(there too on request: " + ", ".join(MCTS_VARIANTS) + ")",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
