@@ -179,6 +179,7 @@ def half_cheetah(args, console: Console) -> None:
                 "seed": seed,
                 "final_eval_return": float(y[-1]),
                 "seconds": seconds,  # the run's last attempt (a resumed run: after the kill)
+                "cpu_seconds": se.run_cpu_seconds(rows),
                 "ms_per_action_median": _ms_per_action(rows),
                 "curve_steps": x.tolist(),
                 "curve_returns": y.tolist(),

@@ -160,12 +160,20 @@ def measure(rows: list[dict], seconds: float, seed: int, steps: int, threshold: 
         "seed": seed,
         "budget": steps,
         "seconds": seconds,  # the run's last attempt (a resumed run: the part after the kill)
+        "cpu_seconds": run_cpu_seconds(rows),
         "curve_steps": x.tolist(),
         "curve_returns": y.tolist(),
         "steps_to_threshold": steps_to_threshold(x, y, threshold),
         "final_eval_return": float(y[-1]),
         "eval_return_at_1000": value_at(x, y, 1000),
     }
+
+
+def run_cpu_seconds(rows: list[dict]) -> float | None:
+    """The CPU time of the whole run, all attempts together (the run directory's stamp on its
+    last row; None for runs written before the stamp existed)."""
+    stamps = [r["cpu_seconds"] for r in rows if "cpu_seconds" in r]
+    return stamps[-1] if stamps else None
 
 
 def curve(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:

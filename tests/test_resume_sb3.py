@@ -48,7 +48,7 @@ ARGS = {
     # with Gaussian action noise (numpy's global generator).
     "td3": ["--algo", "td3", "--steps", "1120", "--eval-every-steps", "224"],
 }  # fmt: skip
-WALL_CLOCK = {"eval_seconds", "seconds"}
+WALL_CLOCK = {"eval_seconds", "seconds", "cpu_seconds"}
 
 
 def rows(out):

@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ class RunDirectory:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.lock = RunLock(self.path)
+        self._cpu_at_open = time.process_time()
+        self._cpu_before: float | None = None  # the run's CPU seconds when this attempt began
 
     config_path = property(lambda self: self.path / self.config_name)
     metrics_path = property(lambda self: self.path / self.metrics_name)
@@ -194,8 +197,23 @@ class RunDirectory:
         self.lock.release()
 
     def append_metrics(self, row: dict[str, Any]) -> None:
+        """Appends `row`, stamped in place (so a copy kept for the checkpoint has it too) with
+        the run's `cpu_seconds` so far unless it has its own."""
+        row.setdefault("cpu_seconds", self.cpu_seconds())
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+    def cpu_seconds(self) -> float:
+        """The CPU time this run has used, over all its attempts: this process's since the
+        directory was opened, on top of the last stamp an earlier attempt left in the metrics
+        (read at the first stamp, after a resume has dropped the rows it redoes). Unlike wall
+        time it does not count time stopped or waiting for a busy core, nor work a kill lost."""
+        if self._cpu_before is None:
+            stamps = [
+                r["cpu_seconds"] for r in read_metrics(self.metrics_path) if "cpu_seconds" in r
+            ]
+            self._cpu_before = stamps[-1] if stamps else 0.0
+        return round(self._cpu_before + time.process_time() - self._cpu_at_open, 3)
 
     def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
