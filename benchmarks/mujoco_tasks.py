@@ -144,13 +144,12 @@ def inverted_pendulum(args, console: Console) -> None:
 
         def merge(part: dict | None) -> dict:
             runs = _merged_runs((part or {}).get("runs", {}), method, entry)
-            rng = np.random.default_rng(0)
-            summary = se.summarise(env, runs, rng)
+            summary = se.summarise(env, runs)
             if "mbpo" in runs and "sac" in runs:
                 sac = [s["steps_to_threshold"] or s["budget"] for s in runs["sac"]]
                 mbpo = [s["steps_to_threshold"] or s["budget"] for s in runs["mbpo"]]
                 summary["sac_over_mbpo"] = se.ratio_interval(
-                    np.array(sac, float), np.array(mbpo, float), rng
+                    np.array(sac, float), np.array(mbpo, float)
                 )
             return {"runs": runs, "summary": summary}
 

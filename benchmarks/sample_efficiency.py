@@ -45,6 +45,7 @@ from forethought.models.value import ValueConfig
 from forethought.planners import PlannerConfig
 from forethought.planners.mcts import TreeSearchConfig
 from forethought.rollout import RolloutConfig
+from forethought.storage import atomic_write_text
 from machine import machine_info
 from runs import add_arguments, run_all, run_once  # noqa: F401 (run_once: other benchmarks)
 
@@ -202,8 +203,10 @@ def on_grid(seed_entry: dict, grid: np.ndarray) -> np.ndarray:
     return np.array([value_at(steps, returns, g) if g >= steps[0] else np.nan for g in grid])
 
 
-def iqm_with_interval(values: np.ndarray, rng: np.random.Generator) -> dict:
-    """IQM (rliable's) and median with 95% percentile-bootstrap intervals over seeds.
+def iqm_with_interval(values: np.ndarray) -> dict:
+    """IQM (rliable's) and median with 95% percentile-bootstrap intervals over seeds (drawn
+    from a generator of their own, so the same seeds give the same interval whatever else the
+    file holds or in which order it was filled in).
 
     The intervals are resampled here: rliable 1.2's `get_interval_estimates` lives in
     rliable.library, which imports arch; the arch versions rliable allows (<8) fail to import
@@ -214,7 +217,7 @@ def iqm_with_interval(values: np.ndarray, rng: np.random.Generator) -> dict:
         scores = x.reshape(-1, 1).astype(float)  # runs x tasks, one task
         return np.array([metrics.aggregate_iqm(scores), np.median(x)])
 
-    point = aggregates(values)
+    point, rng = aggregates(values), np.random.default_rng(0)
     draws = np.array([aggregates(rng.choice(values, len(values))) for _ in range(BOOTSTRAP)])
     lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
     return {
@@ -225,10 +228,10 @@ def iqm_with_interval(values: np.ndarray, rng: np.random.Generator) -> dict:
     }
 
 
-def ratio_interval(peer: np.ndarray, ours: np.ndarray, rng: np.random.Generator) -> dict:
+def ratio_interval(peer: np.ndarray, ours: np.ndarray) -> dict:
     """Ratio of mean steps-to-threshold (peer / ours) with a 95% bootstrap interval, resampling
-    the seeds of each method independently."""
-    point = float(peer.mean() / ours.mean())
+    the seeds of each method independently (own generator, as in `iqm_with_interval`)."""
+    point, rng = float(peer.mean() / ours.mean()), np.random.default_rng(0)
     draws = [
         rng.choice(peer, len(peer)).mean() / rng.choice(ours, len(ours)).mean()
         for _ in range(BOOTSTRAP)
@@ -237,7 +240,7 @@ def ratio_interval(peer: np.ndarray, ours: np.ndarray, rng: np.random.Generator)
     return {"ratio": point, "ci95": [float(lo), float(hi)]}
 
 
-def summarise(env: str, runs: dict[str, list[dict]], rng: np.random.Generator) -> dict:
+def summarise(env: str, runs: dict[str, list[dict]]) -> dict:
     threshold = THRESHOLD[env]
     out: dict = {"threshold": threshold, "methods": {}}
     for method, seeds in runs.items():
@@ -253,15 +256,15 @@ def summarise(env: str, runs: dict[str, list[dict]], rng: np.random.Generator) -
             "reached": sum(r is not None for r in reached),
             "final_eval_return": [s["final_eval_return"] for s in seeds],
             "eval_return_at_1000_steps": [s["eval_return_at_1000"] for s in seeds],
-            "steps_to_threshold_aggregate": iqm_with_interval(values, rng),
+            "steps_to_threshold_aggregate": iqm_with_interval(values),
         }
         out["methods"][method] = entry
     for planned in (m for m in PLANNED if m in runs):
-        ratios(out, runs, planned, rng)
+        ratios(out, runs, planned)
     return out
 
 
-def ratios(out: dict, runs: dict[str, list[dict]], planned: str, rng) -> None:
+def ratios(out: dict, runs: dict[str, list[dict]], planned: str) -> None:
     """Steps-to-threshold of every model-free method over the planned method `planned`."""
     if planned in runs:
         ours = np.array(
@@ -272,7 +275,7 @@ def ratios(out: dict, runs: dict[str, list[dict]], planned: str, rng) -> None:
             theirs = np.array(
                 [s["steps_to_threshold"] or s["budget"] for s in runs[peer]], dtype=float
             )
-            entry = ratio_interval(theirs, ours, rng)
+            entry = ratio_interval(theirs, ours)
             notes = []
             if any(s["steps_to_threshold"] is None for s in runs[peer]):
                 notes.append(
@@ -365,14 +368,20 @@ def main() -> int:
     parser.add_argument(
         "--runs", type=Path, default=RUNS, help=f"the runs' sweep directory (default {RUNS})"
     )
+    parser.add_argument(
+        "--summarise",
+        action="store_true",
+        help="only recompute every summary (intervals, ratios) from the runs in --out",
+    )
     add_arguments(parser)
     args = parser.parse_args()
+    if args.summarise:
+        return resummarise(args.out or RESULTS, Console())
     if args.quick:
         args.envs, args.seeds = ["Pendulum-v1"], [0]
     if args.out is None:
         args.out = RUNS / "quick.json" if args.quick else RESULTS
     console = Console()
-    rng = np.random.default_rng(0)
 
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     results = {
@@ -412,12 +421,17 @@ def main() -> int:
         )
         # Written after every run (merged with what the file holds), so a killed benchmark
         # keeps what it finished and separate invocations can fill in different environments.
-        results = record(args.out, results, env, method, entry, rng)
+        results = record(args.out, results, env, method, entry)
         plot(results, plot_path)
 
     console.print(f"{len(configs)} runs in {args.runs}")
     run_all(args.runs, configs, args, on_done)
+    print_ratios(results, console)
+    console.print(f"results: {args.out}\nplot: {plot_path}")
+    return 0
 
+
+def print_ratios(results: dict, console: Console) -> None:
     for env, data in results["envs"].items():
         summary = data["summary"]
         for planned in PLANNED:
@@ -426,11 +440,24 @@ def main() -> int:
                     f"{env}: steps to {summary['threshold']:g}, {peer} / {planned} = "
                     f"{ratio['ratio']:.1f}x (95% CI {ratio['ci95'][0]:.1f}-{ratio['ci95'][1]:.1f})"
                 )
-    console.print(f"results: {args.out}\nplot: {plot_path}")
+
+
+def resummarise(path: Path, console: Console) -> int:
+    """Recompute every environment's summary from the runs the results file holds."""
+    if not path.exists():
+        console.print(f"error: {path} does not exist; run the benchmark first")
+        return 2
+    results = json.loads(path.read_text())
+    for env, data in results["envs"].items():
+        data["summary"] = summarise(env, data["runs"])
+    atomic_write_text(path, json.dumps(results, indent=1))
+    plot(results, path.with_suffix(".png"))
+    print_ratios(results, console)
+    console.print(f"results: {path}")
     return 0
 
 
-def record(path: Path, results: dict, env: str, method: str, entry: dict, rng) -> dict:
+def record(path: Path, results: dict, env: str, method: str, entry: dict) -> dict:
     """Merge one run into the results file (replacing an older entry for the same seed)."""
     on_disk = json.loads(path.read_text()) if path.exists() else {}
     envs = on_disk.get("envs", {}) | {
@@ -439,7 +466,7 @@ def record(path: Path, results: dict, env: str, method: str, entry: dict, rng) -
     runs = dict(envs.get(env, {}).get("runs", {}))
     seeds = [s for s in runs.get(method, []) if s["seed"] != entry["seed"]]
     runs[method] = sorted([*seeds, entry], key=lambda s: s["seed"])
-    envs[env] = {"runs": runs, "summary": summarise(env, runs, rng)}
+    envs[env] = {"runs": runs, "summary": summarise(env, runs)}
     merged = {**results, "envs": envs}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

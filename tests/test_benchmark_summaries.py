@@ -1,0 +1,45 @@
+"""The sample-efficiency summaries: an interval is a function of its own seeds, so adding a
+method, a seed elsewhere or another environment to the results file never moves it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import sample_efficiency as se  # noqa: E402
+
+
+def seeds(steps: list[int | None], budget: int = 3_000) -> list[dict]:
+    return [
+        {"seed": i, "budget": budget, "steps_to_threshold": s, "final_eval_return": 500.0,
+         "eval_return_at_1000": 100.0, "curve_steps": [500, budget], "curve_returns": [100.0, 500.0]}
+        for i, s in enumerate(steps)
+    ]  # fmt: skip
+
+
+def test_an_interval_depends_on_its_own_seeds_only():
+    alone = {"mcts": seeds([2175, 849, 1752]), "dqn": seeds([14_000, 15_000, 21_000], 50_000)}
+    crowded = {"discrete-cem": seeds([2096, None, 753]), **alone}
+    first, second = se.summarise("CartPole-v1", alone), se.summarise("CartPole-v1", crowded)
+    assert second["ratio_vs_mcts"] == first["ratio_vs_mcts"]
+    assert second["methods"]["mcts"] == first["methods"]["mcts"]
+    lo, hi = first["ratio_vs_mcts"]["dqn"]["ci95"]
+    assert lo < first["ratio_vs_mcts"]["dqn"]["ratio"] < hi  # 50,000 / 4,776: about 10.5x
+
+
+def test_summarise_rewrites_every_summary_from_the_runs(tmp_path):
+    runs = {"mcts": seeds([2175, 849, 1752]), "ppo": seeds([12_000, 22_000, 24_000], 100_000)}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"envs": {"CartPole-v1": {"runs": runs, "summary": {}}}}))
+    command = [sys.executable, str(BENCHMARKS / "sample_efficiency.py"), "--summarise"]
+    proc = subprocess.run([*command, "--out", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ppo / mcts = 12.1x" in proc.stdout
+    written = json.loads(path.read_text())["envs"]["CartPole-v1"]["summary"]
+    assert written == json.loads(json.dumps(se.summarise("CartPole-v1", runs)))
+    assert path.with_suffix(".png").stat().st_size > 0
+    missing = subprocess.run([*command, "--out", str(tmp_path / "none.json")], capture_output=True)
+    assert missing.returncode == 2
