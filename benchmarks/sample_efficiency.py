@@ -345,7 +345,7 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -374,7 +374,11 @@ def main() -> int:
         help="only recompute every summary (intervals, ratios) from the runs in --out",
     )
     add_arguments(parser)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     if args.summarise:
         return resummarise(args.out or RESULTS, Console())
     if args.quick:
