@@ -27,8 +27,10 @@ Writes benchmarks/results/offline.json (every run's numbers and the machine) and
 Runs are kept under benchmarks/.runs/offline and reused.
 
 Each method's entry is merged into the JSON on disk as soon as it finishes, so environments and
-methods not run this time (or run by another process) keep theirs; an environment's block starts
-afresh only when its datasets changed, and records the machine that ran it.
+methods not run this time (or run by another process) keep theirs; every block records the
+machine that ran it. Datasets rebuilt since an environment's results were written (the tiers'
+SAC run differs across library versions) are refused in one line: --replace starts that
+environment's block afresh on them, so no table mixes runs on two sets of data.
 
     python benchmarks/offline.py --envs Pendulum-v1   # ours 3 seeds, d3rlpy 1 (~2 h on one core)
     python benchmarks/offline.py --envs Hopper-v5 --seeds 1   # SAC 100k for the tiers (~1 h), then ~1.7 h per seed (ours)
@@ -238,6 +240,10 @@ def main() -> None:
         help="default: every method on Pendulum-v1; bc, mopo, mopo-p0, morel and d3rlpy's on Hopper-v5",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--replace", action="store_true",
+        help="start an environment's results afresh when its datasets differ from those they were measured on (default: refuse)",
+    )  # fmt: skip
     args = parser.parse_args()
     global RUNS, DATASETS
     if args.quick:
@@ -248,6 +254,8 @@ def main() -> None:
     for env in args.envs:
         sac_steps, steps = (600, 200) if args.quick else SETTINGS[env]
         tiers = make_tiers(env, sac_steps, args.quick)
+        if not args.replace and (problem := datasets_changed(args.out, env, tiers)):
+            raise SystemExit(f"error: {problem}; pass --replace to measure every method afresh")
         for tier in args.tiers:
             name = f"{env.split('-')[0].lower()}/{tier}-v0"
             behaviour = tiers["tiers"][name]
@@ -280,6 +288,19 @@ def score_method(env: str, tier: str, method: str, seeds: int, steps: int, args)
         "return": summarise([r["eval_return"] for r in runs.values()]),
         "runs": runs,
     }
+
+
+def datasets_changed(path: Path, env: str, tiers: dict) -> str | None:
+    """Why `env`'s results in `path` were measured on other datasets than `tiers`, or None."""
+    block = json.loads(path.read_text())["environments"].get(env) if path.exists() else None
+    if block is None or block["tiers"] == tiers:
+        return None
+    old, new = block["tiers"], tiers
+    return (
+        f"{env}'s datasets differ from those of its results in {path} (reference returns "
+        f"{old['ref_min_score']:.1f} to {old['ref_max_score']:.1f} there, "
+        f"{new['ref_min_score']:.1f} to {new['ref_max_score']:.1f} now)"
+    )
 
 
 def _save(path: Path, quick: bool, env: str, tiers: dict, tier: str, method: str, entry: dict):

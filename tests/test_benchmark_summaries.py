@@ -43,3 +43,17 @@ def test_summarise_rewrites_every_summary_from_the_runs(tmp_path):
     assert path.with_suffix(".png").stat().st_size > 0
     missing = subprocess.run([*command, "--out", str(tmp_path / "none.json")], capture_output=True)
     assert missing.returncode == 2
+
+
+def test_offline_refuses_to_mix_results_of_rebuilt_datasets(tmp_path):
+    import offline
+
+    tiers = {"ref_min_score": -1182.4, "ref_max_score": -120.8, "tiers": {}}
+    path = tmp_path / "offline.json"
+    assert offline.datasets_changed(path, "Pendulum-v1", tiers) is None  # nothing published
+    offline._save(path, False, "Pendulum-v1", tiers, "medium", "bc", {"normalized_score": {}})
+    assert offline.datasets_changed(path, "Pendulum-v1", tiers) is None
+    assert offline.datasets_changed(path, "Hopper-v5", tiers) is None
+    rebuilt = {**tiers, "ref_max_score": -121.6}
+    problem = offline.datasets_changed(path, "Pendulum-v1", rebuilt)
+    assert "-120.8 there, -1182.4 to -121.6 now" in problem and "\n" not in problem
