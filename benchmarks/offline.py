@@ -32,7 +32,7 @@ machine that ran it. Datasets rebuilt since an environment's results were writte
 SAC run differs across library versions) are refused in one line: --replace starts that
 environment's block afresh on them, so no table mixes runs on two sets of data.
 
-    python benchmarks/offline.py --envs Pendulum-v1   # ours 3 seeds, d3rlpy 1 (~2 h on one core)
+    python benchmarks/offline.py --envs Pendulum-v1 --peer-seeds 3   # ~1.6 h on 2 cores (two processes, --methods split)
     python benchmarks/offline.py --envs Hopper-v5 --seeds 1   # SAC 100k for the tiers (~1 h), then ~1.7 h per seed (ours)
     python benchmarks/offline.py --quick --out /tmp/offline.json   # smoke test
 """
