@@ -175,7 +175,9 @@ def test_behaviour_cloning_copies_the_behaviour(tmp_path):
 
     train_offline(config)
     act, label = load_offline_policy(config.out)
-    obs = np.stack([gym.make("Pendulum-v1").observation_space.sample() for _ in range(200)])
+    space = gym.make("Pendulum-v1").observation_space
+    space.seed(0)  # the same probe states every run: an unseeded draw made the test flaky
+    obs = np.stack([space.sample() for _ in range(200)])
     obs[:, 2] += np.sign(obs[:, 2]) * 0.5  # away from the sign flip at zero velocity
     agree = np.mean(np.sign(act(obs)) == np.sign(energy_policy(obs)))
     assert label == "bc (run-bc)" and agree > 0.95
