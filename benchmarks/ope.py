@@ -9,7 +9,12 @@ shared seeds. Reported per estimator: mean absolute error and Spearman rank corr
 Writes benchmarks/results/ope.json and ope-<tier>.png. Needs the datasets and behaviour run of
 benchmarks/offline.py (run that first; it makes them).
 
+--selection asks the question a user with logs only faces: which of the policies trained
+offline on pendulum/medium (every MOPO variant and BC, every seed benchmarks/offline.py ran)
+should be deployed? It estimates each from that dataset and writes ope-selection-medium.json.
+
     python benchmarks/ope.py                                  # ~10 min on 2 cores
+    python benchmarks/ope.py --selection                      # ~15 min
     python benchmarks/ope.py --quick --out /tmp/ope.json      # smoke test (after offline --quick)
 """
 
@@ -36,10 +41,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--selection",
+        action="store_true",
+        help="estimate the policies trained offline on pendulum/medium instead "
+        "(writes ope-selection-medium.json next to --out)",
+    )
     args = parser.parse_args()
     root = args.out.parent if args.quick else HERE
     runs = root / (".runs-offline" if args.quick else ".runs/offline")
     os.environ["MINARI_DATASETS_PATH"] = str(root / ".datasets")
+    if args.selection:
+        select_among_offline_policies(args, runs / "Pendulum-v1" / "medium")
+        return
     policies_dir = runs / "Pendulum-v1" / "behaviour-sac" / "policies"
     snapshots = sorted(policies_dir.glob("step-*.pt"))
     wanted = {f"step-{s:09d}.pt" for s in STEPS}
@@ -66,6 +80,30 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
+
+
+def select_among_offline_policies(args, runs: Path) -> None:
+    """Every policy benchmarks/offline.py trained on pendulum/medium, estimated from it."""
+    from rich.console import Console
+
+    from forethought.tools.ope import OPEArgs, run_ope
+
+    trained = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.startswith(("mopo", "bc-")))
+    if len(trained) < 2:
+        raise SystemExit(f"no offline runs in {runs}: run benchmarks/offline.py first")
+    ope = OPEArgs(
+        dataset="pendulum/medium-v0",
+        policy=tuple(map(str, trained)),
+        out=args.out.with_name("ope-selection-medium.json"),
+        quiet=True,
+        fqe_steps=200 if args.quick else 10_000,
+        true_episodes=2 if args.quick else 10,
+    )
+    report = {"machine": machine_info(), "quick": args.quick, **run_ope(ope, Console())}
+    ope.out.write_text(json.dumps(report, indent=2))
+    for name, summary in report["summary"].items():
+        print(f"selection {name}: {summary}", flush=True)
+    print(f"wrote {ope.out}")
 
 
 if __name__ == "__main__":

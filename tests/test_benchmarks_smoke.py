@@ -146,6 +146,14 @@ def test_offline_and_ope_quick(tmp_path):
     ope = run_quick("ope.py", tmp_path / "ope.json")
     for tier in ("medium-expert", "medium"):
         assert set(ope["datasets"][tier]["summary"]) == {"model", "fqe"}
+    command = [sys.executable, str(BENCHMARKS / "ope.py"), "--quick", "--selection",
+               "--out", str(tmp_path / "ope.json")]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    selection = json.loads((tmp_path / "ope-selection-medium.json").read_text())
+    labels = {Path(p["policy"]).name for p in selection["policies"]}
+    assert labels == {"bc-seed0", "mopo-seed0", "mopo-h25-seed0"}
+    assert selection["summary"]["model"]["policies"] == 3 and selection["machine"]
 
 
 def test_lm_arms_quick(tmp_path):
