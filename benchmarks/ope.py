@@ -14,7 +14,7 @@ offline on pendulum/medium (every MOPO variant and BC, every seed benchmarks/off
 should be deployed? It estimates each from that dataset and writes ope-selection-medium.json.
 
     python benchmarks/ope.py                                  # ~10 min on 2 cores
-    python benchmarks/ope.py --selection                      # ~15 min
+    python benchmarks/ope.py --selection                      # ~8 min
     python benchmarks/ope.py --quick --out /tmp/ope.json      # smoke test (after offline --quick)
 """
 
