@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from forethought.config import TrainConfig
-from forethought.storage import read_metrics
+from forethought.storage import RunDirBusy, read_metrics
 from forethought.sweep import SweepArgs, run_configs
 
 Rows = list[dict]
@@ -59,7 +59,11 @@ def run_all(
         if on_done is not None:
             on_done(record["name"], rows_of(record), record["seconds"])
 
-    records = run_configs(runs, configs, sweep_options(args), done)
+    try:
+        records = run_configs(runs, configs, sweep_options(args), done)
+    except RunDirBusy as busy:  # another benchmark holds the sweep: one line, not a traceback
+        hint = " (or give this one its own --runs)" if hasattr(args, "runs") else ""
+        raise SystemExit(f"error: {busy}{hint}") from None
     return {name: (rows_of(record), record["seconds"]) for name, record in records.items()}
 
 

@@ -1,6 +1,7 @@
 """The sample-efficiency summaries: an interval is a function of its own seeds, so adding a
 method, a seed elsewhere or another environment to the results file never moves it."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,11 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import pytest  # noqa: E402
+
+import runs  # noqa: E402
 import sample_efficiency as se  # noqa: E402
+from forethought.storage import RunLock  # noqa: E402
 
 
 def seeds(steps: list[int | None], budget: int = 3_000) -> list[dict]:
@@ -57,3 +62,16 @@ def test_offline_refuses_to_mix_results_of_rebuilt_datasets(tmp_path):
     rebuilt = {**tiers, "ref_max_score": -121.6}
     problem = offline.datasets_changed(path, "Pendulum-v1", rebuilt)
     assert "-120.8 there, -1182.4 to -121.6 now" in problem and "\n" not in problem
+
+
+def test_a_benchmark_on_a_busy_sweep_stops_with_one_line(tmp_path):
+    """Two benchmarks on one runs directory: the second is refused, naming the holder."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=Path, default=tmp_path)
+    runs.add_arguments(parser)
+    with RunLock(tmp_path):
+        with pytest.raises(SystemExit) as stop:
+            runs.run_all(tmp_path, {}, parser.parse_args([]))
+    message = str(stop.value)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "in use by process" in message and "its own --runs" in message
