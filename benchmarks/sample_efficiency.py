@@ -165,6 +165,7 @@ def measure(rows: list[dict], seconds: float, seed: int, steps: int, threshold: 
         "curve_steps": x.tolist(),
         "curve_returns": y.tolist(),
         "steps_to_threshold": steps_to_threshold(x, y, threshold),
+        "learning_cpu_seconds_to_threshold": learning_cpu_seconds_to_threshold(rows, threshold),
         "final_eval_return": float(y[-1]),
         "eval_return_at_1000": value_at(x, y, 1000),
     }
@@ -175,6 +176,23 @@ def run_cpu_seconds(rows: list[dict]) -> float | None:
     last row; None for runs written before the stamp existed)."""
     stamps = [r["cpu_seconds"] for r in rows if "cpu_seconds" in r]
     return stamps[-1] if stamps else None
+
+
+def learning_cpu_seconds_to_threshold(rows: list[dict], threshold: float) -> float | None:
+    """The CPU time the agent spent learning (acting, fitting, planning) until its first
+    evaluation at the threshold: the run's CPU stamp on that row less every evaluation's own
+    CPU time up to it. None when the threshold was never reached, or for runs that do not record
+    their evaluations' CPU time (model-free runs, and planner runs written before it was)."""
+    evaluating = 0.0
+    for row in rows:
+        if row.get("eval_return") is None or row.get("event") not in (None, "evaluation"):
+            continue
+        if row.get("eval_cpu_seconds") is None or row.get("cpu_seconds") is None:
+            return None
+        evaluating += row["eval_cpu_seconds"]
+        if row["eval_return"] >= threshold:
+            return round(row["cpu_seconds"] - evaluating, 3)
+    return None
 
 
 def curve(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:

@@ -75,3 +75,16 @@ def test_a_benchmark_on_a_busy_sweep_stops_with_one_line(tmp_path):
     message = str(stop.value)
     assert message.startswith("error: ") and "\n" not in message
     assert "in use by process" in message and "its own --runs" in message
+
+
+def test_learning_cpu_leaves_out_the_evaluations_up_to_the_threshold():
+    rows = [
+        {"eval_return": 20.0, "eval_cpu_seconds": 1.0, "cpu_seconds": 3.0},
+        {"event": "model_refit", "cpu_seconds": 4.0},
+        {"event": "evaluation", "eval_return": 480.0, "eval_cpu_seconds": 5.0, "cpu_seconds": 12.0},
+        {"eval_return": 500.0, "eval_cpu_seconds": 9.0, "cpu_seconds": 30.0},
+    ]
+    assert se.learning_cpu_seconds_to_threshold(rows, 475) == 6.0  # 12 - (1 + 5)
+    assert se.learning_cpu_seconds_to_threshold(rows, 501) is None  # never reached
+    older = [{k: v for k, v in r.items() if k != "eval_cpu_seconds"} for r in rows]
+    assert se.learning_cpu_seconds_to_threshold(older, 475) is None  # not recorded

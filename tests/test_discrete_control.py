@@ -39,6 +39,7 @@ def test_a_discrete_run_logs_one_hot_actions_and_evaluates(tmp_path, planner):
     history = rows(result.run_dir)
     assert [r["policy"] for r in history] == ["random", f"mpc-{planner}", f"mpc-{planner}"]
     assert all(r["eval_return"] >= 1 for r in history) and history[-1]["model_rows"] > 0
+    assert all(0 < r["eval_cpu_seconds"] <= r["cpu_seconds"] for r in history)
     log = TransitionLog(RunDir(result.run_dir).log_path, 4, 2)
     _, _, records = log.read(0)
     assert np.array_equal(records.action.sum(axis=1), np.ones(len(records)))  # one-hot rows

@@ -27,6 +27,7 @@ counts it instead, for systems that cannot be replayed).
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -392,19 +393,23 @@ def _evaluation_due(config: TrainConfig, episode: int, env_steps: int) -> bool:
     return (episode + 1) % config.eval_every == 0 or last
 
 
-def _evaluate(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """Returns and constraint costs of the evaluation episodes (fixed seeds, one batch)."""
+def _evaluate(run: Run) -> tuple[np.ndarray, np.ndarray, float]:
+    """Returns and constraint costs of the evaluation episodes (fixed seeds, one batch), and
+    the CPU seconds they took: measuring is not learning, so a benchmark can take it out of
+    the run's CPU time."""
     config = run.config
+    start = time.process_time()
     run.eval_agent.reset()
     seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
     costs = np.zeros(len(seeds))
-    return evaluate_batched(run.eval_envs, run.eval_agent.act, seeds, costs), costs
+    returns = evaluate_batched(run.eval_envs, run.eval_agent.act, seeds, costs)
+    return returns, costs, time.process_time() - start
 
 
 def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
     """An evaluation on the step schedule (`eval_every_steps`), recorded as an event row."""
     bar.status("evaluating")
-    returns, costs = _evaluate(run)
+    returns, costs, cpu_seconds = _evaluate(run)
     event = {
         "event": "evaluation",
         "episode": episode,
@@ -412,6 +417,7 @@ def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
         "eval_return": float(returns.mean()),
         "eval_return_std": float(returns.std()),
         "eval_returns": returns.tolist(),
+        "eval_cpu_seconds": cpu_seconds,
     }
     if run.config.safety.constraint is not None:
         event.update(eval_cost=float(costs.mean()), eval_costs=costs.tolist())
@@ -423,7 +429,7 @@ def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
 def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
     warming_up = episode < run.config.warmup_episodes
     disagreement = run.agent.plan_disagreement
-    eval_returns, eval_costs = (None, None) if evaluation is None else evaluation
+    eval_returns, eval_costs, eval_cpu = (None, None, None) if evaluation is None else evaluation
 
     def stat(values, fn):
         return None if values is None or len(values) == 0 else float(fn(values))
@@ -436,6 +442,7 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
         "eval_return": stat(eval_returns, np.mean),
         "eval_return_std": stat(eval_returns, np.std),
         "eval_returns": None if eval_returns is None else eval_returns.tolist(),
+        "eval_cpu_seconds": eval_cpu,
         "holdout_error": None if report is None else report.holdout_error,
         "fit_seconds": None if report is None else report.seconds,
         "fit_epochs": None if report is None else report.epochs,
