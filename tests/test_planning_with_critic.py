@@ -105,7 +105,7 @@ EPISODES, STEPS = 3, 30
 
 def rows_of(out):
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    timing = {"fit_seconds", "ms_per_action", "cpu_seconds"}
+    timing = {"fit_seconds", "ms_per_action", "cpu_seconds", "eval_cpu_seconds"}
     return [
         {k: v for k, v in json.loads(x).items() if k not in timing}
         for x in lines
