@@ -15,7 +15,12 @@ from helpers import TINY_ARGS, kill_when, start_cli
 
 EPISODES, STEPS = 4, 30
 ARGS = [*TINY_ARGS, "--episodes", str(EPISODES), "--eval-every-steps", "25", "--monitor.enabled"]
-TIMING = {"fit_seconds", "ms_per_action", "cpu_seconds", "eval_cpu_seconds"}  # differ between any two runs
+TIMING = {
+    "fit_seconds",
+    "ms_per_action",
+    "cpu_seconds",
+    "eval_cpu_seconds",
+}  # differ between any two runs
 
 
 def last_record(log_path):
