@@ -292,3 +292,20 @@ def test_run_configs_grows_one_sweep_reuses_finished_runs_and_refuses_changed_on
     del data["trials"][0]["config"]["safety"]["shield_lookahead"]
     sweep_json.write_text(json.dumps(data))
     assert run_configs(tmp_path / "s", first)["a-seed0"] == records["a-seed0"]
+
+
+def test_a_finished_trial_whose_run_directory_was_deleted_runs_again(tmp_path):
+    """Deleting a run directory is how a user asks for that run again: its stale record in
+    finished/ must not stand in for it (its metrics would be gone)."""
+    import shutil
+
+    from forethought.sweep import run_configs
+
+    configs = {"a-seed0": tiny_config(tmp_path / "ignored", episodes=1, seed=0)}
+    first = run_configs(tmp_path / "s", configs)["a-seed0"]
+    shutil.rmtree(first["run_dir"])
+    again = run_configs(tmp_path / "s", configs)["a-seed0"]
+    assert (Path(again["run_dir"]) / "metrics.jsonl").exists()
+    assert again["final_score"] == first["final_score"]  # same seed, same result
+    events = [(e["trial"], e["event"]) for e in read_events(tmp_path / "s")]
+    assert events.count(("a-seed0", "train")) == 2

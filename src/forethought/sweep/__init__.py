@@ -193,7 +193,7 @@ def run_configs(
     lock = RunLock(sweep_dir).acquire()
     try:
         trials = _merge_trials(sweep_dir, configs)
-        todo = [t for t in trials if not execute.finished_path(sweep_dir, t["name"]).exists()]
+        todo = [t for t in trials if not execute.is_finished(sweep_dir, t)]
 
         def done(trial: dict[str, Any]) -> None:
             path = execute.finished_path(sweep_dir, trial["name"])

@@ -40,6 +40,19 @@ def finished_path(sweep_dir: Path, name: str) -> Path:
     return Path(sweep_dir) / "finished" / f"{name}.json"
 
 
+def is_finished(sweep_dir: Path, trial: Trial) -> bool:
+    """True when the trial's record is in finished/ and its run directory is still there; a
+    record whose run directory was deleted (to run it again) is dropped."""
+    done = finished_path(sweep_dir, trial["name"])
+    if not done.exists():
+        return False
+    if Path(read_json(done, "a finished trial's record")["run_dir"]).is_dir():
+        return True
+    log_event(sweep_dir, trial["name"], "run directory gone: run again")
+    done.unlink()
+    return False
+
+
 def failed_path(sweep_dir: Path, name: str) -> Path:
     return Path(sweep_dir) / "failed" / f"{name}.txt"
 
@@ -65,7 +78,7 @@ def run_trial(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
     """Run one trial to its end (skip it if finished, continue it if interrupted) and write its
     record to finished/NAME.json; returns the record."""
     name, done = trial["name"], finished_path(sweep_dir, trial["name"])
-    if done.exists():
+    if is_finished(sweep_dir, trial):
         return read_json(done, "a finished trial's record")
     kind = get_kind(trial.get("command", "train"))
     config = kind.from_dict(trial["config"], source=f"{sweep_dir}/sweep.json")
