@@ -267,6 +267,7 @@ class TrainConfig:
             raise ConfigError(
                 "keep_policies", f"is implemented for sac, td3 and mbpo, not {self.algo}"
             )
+        self._validate_imagined_value()
         self._validate_safety()
         self.drift.validate()
         self.mbpo.validate()
@@ -332,6 +333,20 @@ class TrainConfig:
             raise ConfigError(
                 "rollout.discount",
                 "is --loop.gamma for --algo loop (the critic's discount); leave it at 1.0",
+            )
+
+    def _validate_imagined_value(self) -> None:
+        if self.value.imagined_horizon == 0:
+            return
+        if self.algo != "mpc" or self.planner != "mcts":
+            raise ConfigError(
+                "value.imagined_horizon",
+                "is for tree search (--planner mcts), whose discrete choices it distils into "
+                "a policy to imagine with; leave it at 0 here",
+            )
+        if not self.value.enabled:
+            raise ConfigError(
+                "value.imagined_horizon", "trains the learned leaf value: it needs --value.enabled"
             )
 
     def _validate_safety(self) -> None:

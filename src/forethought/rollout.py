@@ -281,3 +281,62 @@ def _rotate_members(state, totals, generator):
     index = (torch.arange(groups, device=state.device).unsqueeze(1) + shift) % groups
     state = state.gather(0, index.unsqueeze(-1).expand_as(state))
     return state, [x if x is None else x.gather(0, index) for x in totals]
+
+
+@dataclass
+class PolicyImagination:
+    """States visited by imagined closed-loop rollouts, each with its discounted return-to-go."""
+
+    states: torch.Tensor  # V x O: every state a rollout reached before terminating
+    returns: torch.Tensor  # V: discounted reward from there on, plus the value at the horizon
+    model_rows: int
+
+
+@torch.no_grad()
+def imagine_policy(
+    model: DynamicsModel,
+    starts: torch.Tensor,
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    horizon: int,
+    discount: float,
+    reward_fn: RewardFn | None,
+    termination_fn: TerminationFn | None,
+    value_fn: Callable[[torch.Tensor], torch.Tensor],
+    generator: torch.Generator,
+) -> PolicyImagination:
+    """Play a discrete-action policy (states -> logits; actions sampled from them) for `horizon`
+    steps in the model from E x M start states, member e moving block e (tsinf with one
+    particle per start: one batched pass per step). Rewards and terminations come from the
+    task's known functions where given, else from the model's learned heads; a rollout alive
+    at the horizon is worth value_fn(final state)."""
+    e, m, _ = starts.shape
+    num_actions = model.action_dim
+    state = starts
+    alive = torch.ones(e, m, dtype=torch.bool, device=starts.device)
+    visited, rewards, alive_at = [], [], []
+    for _ in range(horizon):
+        logits = policy(state)
+        draws = torch.multinomial(logits.reshape(e * m, -1).softmax(-1), 1, generator=generator)
+        action = torch.nn.functional.one_hot(draws.view(e, m), num_actions).float()
+        prediction = model.predict(state, action)
+        next_state = prediction.next_obs_mean
+        if model.config.probabilistic:
+            noise = torch.randn(next_state.shape, generator=generator, device=starts.device)
+            next_state = next_state + prediction.next_obs_var.sqrt() * noise
+        visited.append(state)
+        alive_at.append(alive)
+        reward = prediction.reward if reward_fn is None else reward_fn(state, action, next_state)
+        done = prediction.terminated_logit > 0 if termination_fn is None else None
+        done = termination_fn(next_state) if termination_fn is not None else done
+        rewards.append(torch.where(alive, reward, 0.0))
+        alive = alive & ~done
+        state = next_state
+    onward = torch.where(alive, value_fn(state), 0.0)
+    returns = []
+    for t in reversed(range(horizon)):  # alive_at[t + 1] == False where step t terminated
+        continues = alive_at[t + 1] if t + 1 < horizon else alive
+        onward = rewards[t] + discount * torch.where(continues, onward, 0.0)
+        returns.append(onward)
+    keep = torch.stack(alive_at)  # H x E x M
+    states = torch.stack(visited)[keep]
+    return PolicyImagination(states, torch.stack(returns[::-1])[keep], horizon * e * m)

@@ -52,6 +52,8 @@ class ValueConfig:
     """Adam learning rate."""
     td_lambda: float = 0.95
     """Weight of the logged episode's continuation in each target: 0 is one-step TD, 1 the logged (Monte-Carlo) return, bootstrapped only where the episode was cut."""
+    imagined_horizon: int = 0
+    """Tree search only: also fit V on the returns of imagined rollouts this many steps long, played in the model by a policy distilled from the planner's logged actions from logged states, as many imagined states as logged ones (0: logged transitions only). They show V where the planner's habits lead in the long run (a cart drifting off its track) before real episodes end there."""
     fresh_fits: bool = False
     """Fit from fresh weights every time (a reset) instead of from the previous fit's: what a value fitted on early, narrow data extrapolated does not carry over into later fits."""
 
@@ -61,6 +63,7 @@ class ValueConfig:
         require(self.batch_size >= 1, "value.batch_size", "must be at least 1")
         require(self.learning_rate > 0, "value.learning_rate", "must be positive")
         require(0.0 <= self.td_lambda <= 1.0, "value.td_lambda", "must be in [0, 1]")
+        require(self.imagined_horizon >= 0, "value.imagined_horizon", "must be 0 or more")
 
 
 class StateValue(nn.Module):
@@ -98,8 +101,15 @@ class ValueTrainer:
         self.value, self.config, self.discount = value, config, discount
         self.optimizer = torch.optim.Adam(value.parameters(), lr=config.learning_rate)
 
-    def fit(self, data: TransitionBatch[np.ndarray], rng: np.random.Generator) -> float:
-        """Returns the last round's mean squared TD error."""
+    def fit(
+        self,
+        data: TransitionBatch[np.ndarray],
+        rng: np.random.Generator,
+        imagined: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> float:
+        """Returns the last round's mean squared error. `imagined` (states, returns), if given,
+        are fixed regression targets fitted alongside the TD(lambda) ones in every round:
+        returns of imagined rollouts that reach where the logged episodes rarely went."""
         device = self.value.obs_mean.device
         batch = data.to_torch(device)
         self.value.obs_mean.copy_(batch.obs.mean(0))
@@ -115,19 +125,21 @@ class ValueTrainer:
                 self.value.net[-1].bias.fill_(logged_level(data, linked, self.discount))
         self.value.return_low.fill_(min(float(data.reward.min()), 0.0) * horizon)
         self.value.return_high.fill_(max(float(data.reward.max()), 0.0) * horizon)
-        n, size = len(batch), min(self.config.batch_size, len(batch))
+        states, fixed = batch.obs, batch.obs.new_zeros(0)
+        if imagined is not None:
+            states, fixed = torch.cat([batch.obs, imagined[0]]), imagined[1].float()
+        n, size = len(states), min(self.config.batch_size, len(states))
         loss = torch.zeros(())
         for _ in range(self.config.rounds):
             frozen = copy.deepcopy(self.value)
             with torch.no_grad():
                 next_values = frozen(batch.next_obs).cpu().numpy()
-            targets = torch.as_tensor(
-                self._lambda_returns(data, linked, next_values), device=device
-            )
+            logged = torch.as_tensor(self._lambda_returns(data, linked, next_values), device=device)
+            targets = torch.cat([logged, fixed])
             order = torch.as_tensor(rng.permutation(n), device=device)
             for start in range(0, n, size):
                 rows = order[start : start + size]
-                loss = ((self.value.unbounded(batch.obs[rows]) - targets[rows]) ** 2).mean()
+                loss = ((self.value.unbounded(states[rows]) - targets[rows]) ** 2).mean()
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()

@@ -61,6 +61,7 @@ from forethought.tasks.drift import DynamicsDrift
 from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
 from forethought.trainers.actor_critic import ActorCritic
 from forethought.trainers.adaptation import Adaptation
+from forethought.trainers.imagined_value import imagined_returns
 from forethought.trainers.mbpo import MixedReplayBuffer
 from forethought.trainers.run_dir import Progress, RunDir, RunResult
 
@@ -363,11 +364,19 @@ def _fit(run: Run, from_scratch: bool = False) -> FitReport:
     report = run.trainer.fit(data, run.rng, keep_normalization=keep)
     run.adaptation.fitted(report.holdout_surprise, step)
     if run.value is not None:  # the value of states, on the same data as the model
-        run.value.fit(data, run.rng)
+        run.value.fit(data, run.rng, _imagined_targets(run, data))
     loop = run.config.loop
     if run.actor_critic is not None and loop.imagined_ratio > 0:  # MBPO's data for SAC
         run.actor_critic.imagine(run.model, run.task, data.obs, loop.branches, loop.branch_length)
     return report
+
+
+def _imagined_targets(run: Run, data) -> tuple[torch.Tensor, torch.Tensor] | None:
+    horizon = run.config.value.imagined_horizon
+    if horizon == 0 or run.config.planner != "mcts":
+        return None
+    discount = _value_discount(run.config)
+    return imagined_returns(run.model, run.task, run.value.value, data, horizon, discount, run.rng)
 
 
 def _refit_after_forgetting(run: Run, episode: int, bar: RunProgress) -> None:
