@@ -1,6 +1,7 @@
 """Discrete actions through the whole stack: one-hot actions in the log, tree search and
 discrete CEM in the loop, the learned leaf value, resume, determinism and clear refusals."""
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -12,6 +13,7 @@ from forethought.cli import main
 from forethought.config import TrainConfig
 from forethought.data import TransitionLog
 from forethought.models import DynamicsModel, ModelConfig
+from forethought.models.value import ValueConfig
 from forethought.planners import PlannerConfig
 from forethought.planners.discrete_cem import DiscreteCEM
 from forethought.planners.mcts import TreeSearchConfig
@@ -23,9 +25,8 @@ TINY_TREE = TreeSearchConfig(simulations=6, rollout_steps=2)
 
 
 def cartpole(out, planner="mcts", **changes):
-    return tiny_config(
-        out, env="CartPole-v1", planner=planner, mcts=TINY_TREE, max_episode_steps=40, **changes
-    )
+    changes = {"mcts": TINY_TREE, **changes}
+    return tiny_config(out, env="CartPole-v1", planner=planner, max_episode_steps=40, **changes)
 
 
 def rows(out):
@@ -64,6 +65,22 @@ def test_resume_continues_a_tree_search_run_exactly(tmp_path):
     keys = ("return", "eval_returns", "model_rows")
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]
     assert "value" in RunDir(tmp_path / "part").load_checkpoint()  # the leaf value is saved
+
+
+def test_resume_is_exact_with_the_adaptive_horizon_and_the_imagined_value(tmp_path):
+    """Both change what a fit leaves behind (the discount of the tree and the value; a
+    distilled policy and imagined targets drawn from the run's random state)."""
+    tree = dataclasses.replace(TINY_TREE, discount=0.9, adaptive_horizon=2.0, rollout_steps=0)
+    value = ValueConfig(imagined_horizon=20)
+    whole = rows(train(cartpole(tmp_path / "whole", episodes=4, mcts=tree, value=value)).run_dir)
+    train(cartpole(tmp_path / "part", episodes=2, mcts=tree, value=value))
+    resume(tmp_path / "part", given=TrainConfig(episodes=4))
+    keys = ("return", "eval_returns", "model_rows")
+    assert [[r[k] for k in keys] for r in rows(tmp_path / "part")] == [
+        [r[k] for k in keys] for r in whole
+    ]
+    # Episodes of 9-40 steps: the horizon is 18-80 steps, above 0.9's 10.
+    assert 0.94 < RunDir(tmp_path / "part").load_checkpoint()["tree_discount"] < 0.99
 
 
 @pytest.mark.parametrize(

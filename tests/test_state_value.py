@@ -1,9 +1,17 @@
 """The learned state value's targets: TD(lambda) through logged episodes, exact on small data."""
 
 import numpy as np
+import pytest
 import torch
 
-from forethought.models.value import StateValue, ValueConfig, ValueTrainer, _linked, logged_level
+from forethought.models.value import (
+    StateValue,
+    ValueConfig,
+    ValueTrainer,
+    _linked,
+    episode_discount,
+    logged_level,
+)
 from forethought.types import TransitionBatch
 
 
@@ -123,3 +131,19 @@ def test_fresh_fits_forget_the_previous_fit():
 
     torch.testing.assert_close(fit_b(True, after_a=True), fit_b(True, after_a=False))
     assert not torch.allclose(fit_b(False, after_a=True), fit_b(False, after_a=False), atol=0.1)
+
+
+def test_the_episode_discount_looks_as_far_as_recent_episodes_last():
+    """Horizon 1 / (1 - discount) = scale x the mean length of the last 5 episodes, at least
+    the base discount's."""
+    lengths = [3, 10, 20, 30, 40, 50, 60]  # the last 5 average 40
+    done = np.zeros(sum(lengths), bool)
+    done[np.cumsum(lengths) - 1] = True
+    n = len(done)
+    data = TransitionBatch(
+        np.zeros((n, 1), np.float32), np.zeros((n, 1), np.float32), np.ones(n, np.float32),
+        np.zeros((n, 1), np.float32), done, np.zeros(n, bool),
+    )  # fmt: skip
+    assert episode_discount(data, 0.9, 2.0) == pytest.approx(1 - 1 / 80)
+    assert episode_discount(data, 0.999, 2.0) == 0.999  # never below the base
+    assert episode_discount(data[:2], 0.9, 2.0) == 0.9  # no complete episode yet

@@ -12,6 +12,8 @@ rollouts stop: the search looks a few steps ahead, the value function beyond.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -162,6 +164,11 @@ class TreeSearchAgent:
 
     def reset(self) -> None:
         """Nothing carries over between steps: every search starts from a fresh tree."""
+
+    def set_discount(self, discount: float) -> None:
+        """Search with another discount from the next action on (--mcts.adaptive-horizon)."""
+        self.config = dataclasses.replace(self.config, discount=discount)
+        self.simulator.config = self.config
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

@@ -194,3 +194,15 @@ def _linked(data: TransitionBatch[np.ndarray]) -> np.ndarray:
     linked[:-1] &= same
     linked[-1:] = False
     return linked
+
+
+def episode_discount(
+    data: TransitionBatch[np.ndarray], base: float, scale: float, episodes: int = 5
+) -> float:
+    """The discount whose horizon 1 / (1 - discount) is `scale` times the mean length of the
+    last `episodes` complete logged episodes, never below `base`'s."""
+    ends = np.flatnonzero(data.terminated.astype(bool) | data.truncated.astype(bool))
+    if len(ends) == 0:
+        return base
+    lengths = np.diff(np.concatenate([[-1], ends]))[-episodes:]
+    return max(base, 1.0 - 1.0 / (scale * float(lengths.mean())))

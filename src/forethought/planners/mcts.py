@@ -58,6 +58,8 @@ class TreeSearchConfig:
     """Exploration constant c of uct and puct."""
     discount: float = 0.99
     """Discount on rewards inside the tree and in the leaf value (the learned value is fitted with it too). It sets how far the value looks: on CartPole-v1, 0.98 learned all 3 seeds within 2,175 steps where 0.99 left one on a plateau at 169; on Acrobot-v1, whose reward comes only at a goal often further away, 0.98 left one seed short of -100 in 5,000 steps (benchmarks/sample_efficiency.py)."""
+    adaptive_horizon: float = 0.0
+    """When > 0, after every model fit the discount (tree and value) rises so that its horizon 1 / (1 - discount) is this many times the mean length of the last 5 logged episodes, never below 1 / (1 - --mcts.discount): a short-sighted value while episodes are short, a far-sighted one once the pole stays up and what ends episodes is slow."""
     max_depth: int = 50
     """Deepest node a simulation may descend to."""
     gumbel_scale: float = 1.0
@@ -81,6 +83,7 @@ class TreeSearchConfig:
         require(self.simulations >= 1, "mcts.simulations", "must be at least 1")
         require(self.exploration >= 0, "mcts.exploration", "must be 0 or more")
         require(0.0 < self.discount <= 1.0, "mcts.discount", "must be in (0, 1]")
+        require(self.adaptive_horizon >= 0, "mcts.adaptive_horizon", "must be 0 or more")
         require(self.max_depth >= 1, "mcts.max_depth", "must be at least 1")
         require(self.gumbel_scale >= 0, "mcts.gumbel_scale", "must be 0 or more")
         require(self.considered_actions >= 2, "mcts.considered_actions", "must be at least 2")

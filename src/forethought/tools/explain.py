@@ -202,6 +202,8 @@ def _load_snapshot(run: RunDir, episode: int, model: DynamicsModel, agent: MPCAg
     agent.generator.set_state(snapshot["planner"])
     if isinstance(agent, TreeSearchAgent) and agent.state_value is not None:
         agent.state_value.load_state_dict(snapshot["value"])
+    if "tree_discount" in snapshot:  # --mcts.adaptive-horizon: the discount of that episode
+        agent.set_discount(snapshot["tree_discount"])
     agent.reset()
 
 

@@ -43,7 +43,7 @@ from forethought.config import TrainConfig
 from forethought.data import ReplayBuffer, TransitionLog
 from forethought.errors import DataError
 from forethought.models import DynamicsModel, FitReport, ModelTrainer
-from forethought.models.value import ValueTrainer
+from forethought.models.value import ValueTrainer, episode_discount
 from forethought.reporting import RunProgress, plot_learning_curve, summary_table
 from forethought.runtime import configure_threads
 from forethought.storage import read_metrics, restore_rng_states, rng_states
@@ -219,6 +219,8 @@ def _load_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
         if run.value is not None:
             run.value.value.load_state_dict(checkpoint["value"])
             run.value.optimizer.load_state_dict(checkpoint["value_optimizer"])
+        if "tree_discount" in checkpoint:
+            _set_tree_discount(run, checkpoint["tree_discount"])
         if run.actor_critic is not None:
             run.actor_critic.load_state_dict(checkpoint["actor_critic"])
             run.actor_critic.refill(run.buffer.all())
@@ -363,12 +365,22 @@ def _fit(run: Run, from_scratch: bool = False) -> FitReport:
     keep = run.adaptation.keep_normalization(len(data), step)
     report = run.trainer.fit(data, run.rng, keep_normalization=keep)
     run.adaptation.fitted(report.holdout_surprise, step)
+    if run.config.planner == "mcts" and run.config.mcts.adaptive_horizon > 0:
+        mcts = run.config.mcts
+        _set_tree_discount(run, episode_discount(data, mcts.discount, mcts.adaptive_horizon))
     if run.value is not None:  # the value of states, on the same data as the model
         run.value.fit(data, run.rng, _imagined_targets(run, data))
     loop = run.config.loop
     if run.actor_critic is not None and loop.imagined_ratio > 0:  # MBPO's data for SAC
         run.actor_critic.imagine(run.model, run.task, data.obs, loop.branches, loop.branch_length)
     return report
+
+
+def _set_tree_discount(run: Run, discount: float) -> None:
+    for agent in (run.agent, run.eval_agent):
+        agent.set_discount(discount)
+    if run.value is not None:
+        run.value.discount = discount
 
 
 def _imagined_targets(run: Run, data) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -510,6 +522,8 @@ def _checkpoint(run: Run) -> None:
     # What the next episode starts from, kept per episode so `forethought explain` can replay
     # any step: the model and the planner's random state (warm starts reset at episode start).
     value = {} if run.value is None else {"value": run.value.value.state_dict()}
+    if isinstance(run.agent, TreeSearchAgent):
+        value["tree_discount"] = run.agent.config.discount
     run.dir.save_snapshot(
         run.progress.episode,
         {"model": run.model.state_dict(), "planner": run.agent.generator.get_state(), **value},
