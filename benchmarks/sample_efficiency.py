@@ -128,7 +128,8 @@ MCTS_VARIANTS = {
     # The 0.98 setting with the value also fitted on 150-step imagined rollouts of a policy
     # distilled from the planner's choices (--value.imagined-horizon): on snapshots of the
     # 0.98 run's slow seed 0, where every episode drifted off the track, 6 evaluation episodes
-    # lasted 500 / 500 / 200 / 195 steps with it against 118 / 130 / 140 / 156 without.
+    # lasted 500 / 500 / 200 / 195 steps with it against 118 / 130 / 140 / 156 without; in
+    # training it did worse (2,357 / 940 / not within 3,000 steps against 2,175 / 849 / 1,752).
     # Discount 0.98 while episodes are short, rising with them (--mcts.adaptive-horizon 2: the
     # horizon 1 / (1 - discount) twice the mean length of the last 5 episodes): on snapshots
     # of the 0.98 run's slow seed 0, once its episodes lasted 110-150 steps and all ended with
