@@ -81,6 +81,7 @@ def test_resume_is_exact_with_the_adaptive_horizon_and_the_imagined_value(tmp_pa
     ]
     # Episodes of 9-40 steps: the horizon is 18-80 steps, above 0.9's 10.
     assert 0.94 < RunDir(tmp_path / "part").load_checkpoint()["tree_discount"] < 0.99
+    assert all(0.94 < r["tree_discount"] < 0.99 for r in whole)  # fitted after each episode
 
 
 @pytest.mark.parametrize(

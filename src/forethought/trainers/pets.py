@@ -474,6 +474,8 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
     }
     if run.actor_critic is not None:
         row.update(run.actor_critic.stats())
+    if isinstance(run.agent, TreeSearchAgent):  # moves with --mcts.adaptive-horizon
+        row["tree_discount"] = run.agent.config.discount
     if run.config.safety.constraint is not None:  # constrained task: what the run violated
         row.update(
             cost=result.cost,
