@@ -134,7 +134,9 @@ MCTS_VARIANTS = {
     # horizon 1 / (1 - discount) twice the mean length of the last 5 episodes): on snapshots
     # of the 0.98 run's slow seed 0, once its episodes lasted 110-150 steps and all ended with
     # the cart off the track, values refitted at 0.99 / 0.995 kept 6 evaluation episodes up for
-    # 294 / 500 (after 11 episodes) and 493 / 500 steps (after 13), at 0.98 133 and 165.
+    # 294 / 500 (after 11 episodes) and 493 / 500 steps (after 13), at 0.98 133 and 165. In
+    # training, 5 seeds: 1,145 / 1,133 / 1,120 / 1,065 / never (0.98 alone: 2,175 / 849 / 1,752 /
+    # never / never); on Acrobot-v1 no seed within 5,000 steps.
     "mcts-adaptive-horizon": (
         {"mcts": TreeSearchConfig(discount=0.98, adaptive_horizon=2.0)},
         "discount rising with episodes",
