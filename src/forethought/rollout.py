@@ -326,8 +326,10 @@ def imagine_policy(
         visited.append(state)
         alive_at.append(alive)
         reward = prediction.reward if reward_fn is None else reward_fn(state, action, next_state)
-        done = prediction.terminated_logit > 0 if termination_fn is None else None
-        done = termination_fn(next_state) if termination_fn is not None else done
+        if termination_fn is None:
+            done = prediction.terminated_logit > 0
+        else:
+            done = termination_fn(next_state)
         rewards.append(torch.where(alive, reward, 0.0))
         alive = alive & ~done
         state = next_state

@@ -57,7 +57,7 @@ class TreeSearchConfig:
     exploration: float = 1.25
     """Exploration constant c of uct and puct."""
     discount: float = 0.99
-    """Discount on rewards inside the tree and in the leaf value (the learned value is fitted with it too). It sets how far the value looks: on CartPole-v1, 0.98 learned all 3 seeds within 2,175 steps where 0.99 left one on a plateau at 169; on Acrobot-v1, whose reward comes only at a goal often further away, 0.98 left one seed short of -100 in 5,000 steps (benchmarks/sample_efficiency.py)."""
+    """Discount on rewards inside the tree and in the leaf value (the learned value is fitted with it too). It sets how far the value looks: on CartPole-v1, 0.98 learned 3 of 5 seeds within 2,175 steps where 0.99 left one of 3 on a plateau at 169; on Acrobot-v1, whose reward comes only at a goal often further away, 0.98 left one seed short of -100 in 5,000 steps (benchmarks/sample_efficiency.py)."""
     adaptive_horizon: float = 0.0
     """When > 0, after every model fit the discount (tree and value) rises so that its horizon 1 / (1 - discount) is this many times the mean length of the last 5 logged episodes, never below 1 / (1 - --mcts.discount): a short-sighted value while episodes are short, a far-sighted one once what ends them is slow (a cart drifting off its track). On CartPole-v1 with --mcts.discount 0.98, 2 took 4 of 5 seeds to 475 within 1,145 steps (0.98 alone: 3 of 5, within 2,175); on Acrobot-v1, whose failing episodes last the full 500 steps, no seed reached -100 in 5,000 steps with it (0.99 alone: all 3 within 4,530) (benchmarks/sample_efficiency.py --methods mcts-adaptive-horizon)."""
     max_depth: int = 50

@@ -387,7 +387,7 @@ def _imagined_targets(run: Run, data) -> tuple[torch.Tensor, torch.Tensor] | Non
     horizon = run.config.value.imagined_horizon
     if horizon == 0 or run.config.planner != "mcts":
         return None
-    discount = _value_discount(run.config)
+    discount = run.value.discount  # the value's own: --mcts.adaptive-horizon moves it
     return imagined_returns(run.model, run.task, run.value.value, data, horizon, discount, run.rng)
 
 
