@@ -30,7 +30,8 @@ def episodes():
 def targets(td_lambda, next_values):
     trainer = ValueTrainer(StateValue(1, ValueConfig()), ValueConfig(td_lambda=td_lambda), 0.5)
     data = episodes()
-    return trainer._lambda_returns(data, _linked(data), np.asarray(next_values, np.float32))
+    values = np.asarray(next_values, np.float32)[None]  # one member
+    return trainer._lambda_returns(data, _linked(data), values)[0]
 
 
 def test_lambda_one_is_the_logged_return_bootstrapped_only_where_cut():
@@ -62,6 +63,45 @@ def test_the_value_ranks_states_by_time_left():
     with torch.no_grad():
         got = value(torch.as_tensor(xs)[:, None])
     torch.testing.assert_close(got, want, atol=0.35, rtol=0.05)
+
+
+def test_value_members_each_learn_the_chain_and_disagree_off_the_data():
+    """Three networks fitted side by side on the chain: each one (not only their mean) learns
+    V(x), each bootstrapping from itself, and far from the data they extrapolate apart."""
+    xs = np.arange(10, dtype=np.float32)
+    data = TransitionBatch(
+        obs=xs[:, None], action=np.zeros((10, 1), np.float32), reward=np.ones(10, np.float32),
+        next_obs=(xs + 1)[:, None], terminated=xs == 9, truncated=np.zeros(10, bool),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = ValueConfig(rounds=150, learning_rate=3e-3, members=3)
+    value = StateValue(1, config)
+    ValueTrainer(value, config, 0.9).fit(data, np.random.default_rng(0))
+    want = torch.tensor([(1 - 0.9 ** (10 - x)) / (1 - 0.9) for x in xs])
+    with torch.no_grad():
+        each = value.by_member(torch.as_tensor(xs)[:, None])
+        far = value.by_member(torch.tensor([[-40.0], [60.0]]))
+        mean = value(torch.as_tensor(xs)[:, None])
+    assert each.shape == (3, 10)
+    for member in each:
+        torch.testing.assert_close(member, want, atol=0.5, rtol=0.05)
+    torch.testing.assert_close(mean, each.mean(0).clamp(0, 10))
+    assert (far.std(0) > 5 * each.std(0).max()).all()
+
+
+def test_one_member_is_the_plain_network():
+    """members=1 keeps the single network's parameters and draws (old checkpoints load)."""
+    torch.manual_seed(0)
+    one = StateValue(3, ValueConfig(members=1))
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(
+        torch.nn.Linear(3, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64), torch.nn.SiLU(),
+        torch.nn.Linear(64, 1),
+    )  # fmt: skip
+    for (name, a), b in zip(one.net.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    with pytest.raises(Exception, match="members"):
+        ValueConfig(members=0).validate()
 
 
 def test_values_stay_within_the_returns_the_rewards_allow():
@@ -110,7 +150,7 @@ def test_the_first_fit_starts_at_the_logged_level():
     ValueTrainer(value, ValueConfig(rounds=1, learning_rate=1e-9), 0.5).fit(
         logged, np.random.default_rng(0)
     )
-    assert abs(float(value.net[-1].bias.detach()) - level) < 1e-3
+    assert abs(float(value.output_bias().detach()) - level) < 1e-3
 
 
 def test_fresh_fits_forget_the_previous_fit():

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from forethought.errors import require
+from forethought.models.ensemble import EnsembleLinear, EnsembleMLP
 from forethought.types import TransitionBatch
 
 
@@ -56,6 +57,8 @@ class ValueConfig:
     """Tree search only: also fit V on the returns of imagined rollouts this many steps long, played in the model by a policy distilled from the planner's logged actions from logged states, as many imagined states as logged ones (0: logged transitions only). They show V where the planner's habits lead in the long run (a cart drifting off its track) before real episodes end there. On CartPole-v1 (discount 0.98, 150 steps) it did worse than without: 2,357 / 940 / not within 3,000 steps to 475 against 2,175 / 849 / 1,752 (benchmarks/sample_efficiency.py --methods mcts-imagined-value)."""
     fresh_fits: bool = False
     """Fit from fresh weights every time (a reset) instead of from the previous fit's: what a value fitted on early, narrow data extrapolated does not carry over into later fits."""
+    members: int = 1
+    """Independent value networks fitted side by side (own initial weights, own TD targets, each warm-started from its own previous fit); the search uses their mean. Where the data leaves V undetermined each network extrapolates its own way, and the mean does not commit to one of those guesses."""
 
     def validate(self) -> None:
         require(self.hidden_size >= 1, "value.hidden_size", "must be at least 1")
@@ -64,28 +67,45 @@ class ValueConfig:
         require(self.learning_rate > 0, "value.learning_rate", "must be positive")
         require(0.0 <= self.td_lambda <= 1.0, "value.td_lambda", "must be in [0, 1]")
         require(self.imagined_horizon >= 0, "value.imagined_horizon", "must be 0 or more")
+        require(self.members >= 1, "value.members", "must be at least 1")
 
 
 class StateValue(nn.Module):
-    """V(s) with the inputs standardised by the statistics of the data it was last fitted on."""
+    """V(s) with the inputs standardised by the statistics of the data it was last fitted on;
+    with `members` > 1, the mean of that many networks evaluated in one batched pass."""
 
     def __init__(self, obs_dim: int, config: ValueConfig):
         super().__init__()
-        h = config.hidden_size
-        self.net = nn.Sequential(
-            nn.Linear(obs_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, 1)
-        )
+        h, self.members = config.hidden_size, config.members
+        if self.members == 1:
+            self.net = nn.Sequential(
+                nn.Linear(obs_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, 1)
+            )
+        else:
+            self.net = EnsembleMLP(self.members, obs_dim, 1, h, num_hidden_layers=2)
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
         self.register_buffer("return_low", torch.tensor(-torch.inf))
         self.register_buffer("return_high", torch.tensor(torch.inf))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> ...
-        return self.unbounded(obs).clamp(self.return_low, self.return_high)
+        return self.by_member(obs).mean(0).clamp(self.return_low, self.return_high)
+
+    def by_member(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> members x ...
+        """Every network's own output (what is trained: a clamped one has no gradient)."""
+        x = (obs - self.obs_mean) / self.obs_std
+        if self.members == 1:
+            return self.net(x).squeeze(-1).unsqueeze(0)
+        flat = x.reshape(1, -1, x.shape[-1]).expand(self.members, -1, -1)
+        return self.net(flat).reshape(self.members, *x.shape[:-1])
 
     def unbounded(self, obs: torch.Tensor) -> torch.Tensor:
-        """The network's own output (what is trained: a clamped one has no gradient)."""
-        return self.net((obs - self.obs_mean) / self.obs_std).squeeze(-1)
+        """The members' mean, unclamped."""
+        return self.by_member(obs).mean(0)
+
+    def output_bias(self) -> torch.Tensor:
+        """The last layer's bias (every member's): where a first fit starts."""
+        return self.net[-1].bias if self.members == 1 else self.net.layers[-1].bias
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the return bounds existed load unbounded.
@@ -122,7 +142,7 @@ class ValueTrainer:
         # start at the data's level, not at 0. A resumed or older run keeps its fitted weights.
         if self.discount < 1 and not self.optimizer.state:
             with torch.no_grad():
-                self.value.net[-1].bias.fill_(logged_level(data, linked, self.discount))
+                self.value.output_bias().fill_(logged_level(data, linked, self.discount))
         self.value.return_low.fill_(min(float(data.reward.min()), 0.0) * horizon)
         self.value.return_high.fill_(max(float(data.reward.max()), 0.0) * horizon)
         states, fixed = batch.obs, batch.obs.new_zeros(0)
@@ -132,14 +152,16 @@ class ValueTrainer:
         loss = torch.zeros(())
         for _ in range(self.config.rounds):
             frozen = copy.deepcopy(self.value)
-            with torch.no_grad():
-                next_values = frozen(batch.next_obs).cpu().numpy()
-            logged = torch.as_tensor(self._lambda_returns(data, linked, next_values), device=device)
-            targets = torch.cat([logged, fixed])
+            with torch.no_grad():  # each member bootstraps from its own frozen copy
+                next_values = frozen.by_member(batch.next_obs)
+                next_values = next_values.clamp(frozen.return_low, frozen.return_high)
+            logged = self._lambda_returns(data, linked, next_values.cpu().numpy())
+            logged = torch.as_tensor(logged, device=device)
+            targets = torch.cat([logged, fixed.expand(len(logged), -1)], dim=1)
             order = torch.as_tensor(rng.permutation(n), device=device)
             for start in range(0, n, size):
                 rows = order[start : start + size]
-                loss = ((self.value.unbounded(states[rows]) - targets[rows]) ** 2).mean()
+                loss = ((self.value.by_member(states[rows]) - targets[:, rows]) ** 2).mean()
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
@@ -150,23 +172,25 @@ class ValueTrainer:
         optimiser, as if the value had never been fitted."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for layer in self.value.net:
-                if isinstance(layer, nn.Linear):
+            for layer in self.value.net.modules():
+                if isinstance(layer, (nn.Linear, EnsembleLinear)):
                     layer.reset_parameters()
         self.optimizer = torch.optim.Adam(self.value.parameters(), lr=self.config.learning_rate)
 
     def _lambda_returns(
         self, data: TransitionBatch[np.ndarray], linked: np.ndarray, next_values: np.ndarray
     ) -> np.ndarray:
-        """TD(lambda) targets, computed backwards through the time-ordered transitions."""
+        """TD(lambda) targets (members x N) from each member's values of the next states
+        (members x N), computed backwards through the time-ordered transitions."""
         lam, reward = self.config.td_lambda, data.reward.astype(np.float64)
         continues = self.discount * (~data.terminated.astype(bool))
-        targets = np.empty(len(reward), dtype=np.float32)
-        later = 0.0
+        targets = np.empty(next_values.shape, dtype=np.float32)
+        later = np.zeros(len(next_values))
         for t in range(len(reward) - 1, -1, -1):
-            onward = (1 - lam) * next_values[t] + lam * later if linked[t] else next_values[t]
+            bootstrap = next_values[:, t]
+            onward = (1 - lam) * bootstrap + lam * later if linked[t] else bootstrap
             later = reward[t] + continues[t] * onward
-            targets[t] = later
+            targets[:, t] = later
         return targets
 
 
