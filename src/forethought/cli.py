@@ -143,7 +143,7 @@ def _run_demo(command: DemoArgs, console: Console) -> int:
     config = demo_config(command)
     console.print(
         f"[bold]forethought demo[/]: {config.env}, planner {config.planner}, "
-        f"{config.episodes} episodes, run directory {config.out}"
+        f"{config.episode_limit} episodes, run directory {config.out}"
     )
     return _run_train(config, console)
 

@@ -168,6 +168,9 @@ class LoopConfig:
         require(self.proposals >= 0, "loop.proposals", "must be 0 or more")
 
 
+DEFAULT_EPISODES = 10  # training episodes when neither --episodes nor --steps is given
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A model-based control run: warm-up with random actions, then per episode collect with
@@ -179,10 +182,10 @@ class TrainConfig:
     """mpc: learn a dynamics model and plan with it. loop: the same, while SAC learns from the planner's transitions; its critic values the end of every plan and its actor proposes plans (see --loop.*). mbpo: SAC trained on short imagined rollouts from the same model (see --mbpo.*). sac, td3, ppo, dqn: the Stable-Baselines3 algorithm with rl-baselines3-zoo settings, same evaluation protocol and run directory (the model-free baselines)."""
     planner: PlannerName = "icem"
     """Planner. Box actions: random, cem, icem or mppi (trajectory optimisers). Discrete actions: mcts (tree search, see --mcts.*) or discrete-cem (CEM over categorical action sequences, see --planning.*)."""
-    episodes: int = 10
-    """Total training episodes, warm-up included."""
+    episodes: int | None = None
+    """Total training episodes, warm-up included. None: 10 without --steps; with --steps, as many as the step budget takes (when both are given, whichever ends first)."""
     steps: int | None = None
-    """Environment-step budget. MPC stops after the episode in which it is reached, SAC and TD3 exactly there, PPO after the rollout that crosses it (default for the model-free algorithms: episodes x the environment's time limit)."""
+    """Environment-step budget. MPC stops after the episode in which it is reached, SAC and TD3 exactly there, PPO after the rollout that crosses it (default for the model-free algorithms: --episodes, 10 when not given, x the environment's time limit)."""
     warmup_episodes: int = 1
     """Initial episodes with uniformly random actions (no model yet)."""
     seed: int = 0
@@ -227,9 +230,18 @@ class TrainConfig:
     mbpo: MBPOConfig = field(default_factory=MBPOConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
+    @property
+    def episode_limit(self) -> int | None:
+        """The episodes the run may take: --episodes when given; otherwise none beyond the step
+        budget when there is one (a run asked for 3,000 steps runs them, however many episodes
+        that takes), and DEFAULT_EPISODES when neither is given."""
+        if self.episodes is not None:
+            return self.episodes
+        return None if self.steps is not None else DEFAULT_EPISODES
+
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
-        require(self.episodes >= 1, "episodes", "must be at least 1")
+        require(self.episodes is None or self.episodes >= 1, "episodes", "must be at least 1")
         if self.steps is not None:
             require(self.steps >= 1, "steps", "must be at least 1")
         require(
@@ -237,10 +249,11 @@ class TrainConfig:
             "warmup_episodes",
             "must be at least 1 (the model needs data)",
         )
+        limit = self.episode_limit
         require(
-            self.warmup_episodes <= self.episodes,
+            limit is None or self.warmup_episodes <= limit,
             "warmup_episodes",
-            f"({self.warmup_episodes}) cannot exceed episodes ({self.episodes})",
+            f"({self.warmup_episodes}) cannot exceed episodes ({limit})",
         )
         require(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         require(self.eval_every >= 1, "eval_every", "must be at least 1")
@@ -455,7 +468,8 @@ def _check_types(defaults: Any, data: dict[str, Any], source: str, prefix: str =
                 raise DataError(f"{source}: '{prefix}{key}' should be an object, got {value!r}")
             _check_types(default, value, source, f"{prefix}{key}.")
             continue
-        expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        declared = _declared_type(defaults, key)
+        expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(declared)
         if (
             expected
             and value is not None
@@ -465,9 +479,22 @@ def _check_types(defaults: Any, data: dict[str, Any], source: str, prefix: str =
             )
         ):
             raise DataError(
-                f"{source}: '{prefix}{key}' is {value!r}, expected {type(default).__name__}; "
+                f"{source}: '{prefix}{key}' is {value!r}, expected {declared.__name__}; "
                 "the file was edited or written by another forethought version"
             )
+
+
+def _declared_type(defaults: Any, key: str) -> type | None:
+    """A field's type: its default's, or for an optional field (default None) the type its
+    annotation names first (`int | None` -> int)."""
+    default = getattr(defaults, key, None)
+    if default is not None:
+        return type(default)
+    field = {f.name: f for f in dataclasses.fields(defaults)}.get(key)
+    if field is None:
+        return None
+    first = str(field.type).split("|")[0].strip()
+    return {"bool": bool, "int": int, "float": float, "str": str}.get(first)
 
 
 # Settings a resumed run may change: how long it runs and how it uses the machine.

@@ -49,7 +49,7 @@ class RunProgress:
     def start_episode(self, episode: int) -> None:
         self._progress.update(
             self._task,
-            description=f"episode {episode + 1}/{self.config.episodes}",
+            description=episode_count(episode, self.config.episode_limit),
             status=f"acting {self._last_eval}",
         )
 
@@ -64,15 +64,20 @@ class RunProgress:
             self._last_eval = f"(last eval {row['eval_return']:.1f})"
         self._progress.update(self._task, status=self._last_eval)
         if self.lines:
-            self.console.print(episode_line(row, self.config.episodes), soft_wrap=True)
+            self.console.print(episode_line(row, self.config.episode_limit), soft_wrap=True)
 
 
-def episode_line(row: dict[str, Any], episodes: int) -> str:
+def episode_count(episode: int, episodes: int | None) -> str:
+    """'episode 3/10', or 'episode 3' when only a step budget ends the run."""
+    return f"episode {episode + 1}" + ("" if episodes is None else f"/{episodes}")
+
+
+def episode_line(row: dict[str, Any], episodes: int | None) -> str:
     """One finished episode (or evaluation point) as a line of text."""
     if "policy_updates" in row:  # a model-free run: rows are evaluation points, not episodes
         parts = [f"evaluation {row['episode'] + 1}", f"steps {row['env_steps']}"]
     else:
-        parts = [f"episode {row['episode'] + 1}/{episodes}", f"steps {row['env_steps']}"]
+        parts = [episode_count(row["episode"], episodes), f"steps {row['env_steps']}"]
     if row.get("return") is not None:
         parts.append(f"return {row['return']:.1f}")
     if row.get("eval_return") is not None:

@@ -26,6 +26,7 @@ counts it instead, for systems that cannot be replayed).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from dataclasses import dataclass
@@ -270,12 +271,16 @@ def _execute(run: Run, console: Console | None, resumed: EpisodeResult | None) -
     if console is None or config.quiet:
         console = Console(quiet=config.quiet)
     steps_per_episode = run.env.spec.max_episode_steps if run.env.spec else None
-    total_steps = config.episodes * steps_per_episode if steps_per_episode else None
+    limit = config.episode_limit
+    total_steps = limit * steps_per_episode if limit and steps_per_episode else None
     if config.steps is not None:
         total_steps = min(total_steps or config.steps, config.steps)
 
     with RunProgress(console, config, total_steps, progress.env_steps) as bar:
-        for episode in range(progress.episode, config.episodes):
+        episodes = (
+            itertools.count(progress.episode) if limit is None else range(progress.episode, limit)
+        )
+        for episode in episodes:
             if resumed is not None:  # --on-resume keep: the interrupted episode counts as is
                 result, resumed = resumed, None
             elif config.steps is not None and progress.env_steps >= config.steps:
@@ -408,7 +413,7 @@ def _refit_after_forgetting(run: Run, episode: int, bar: RunProgress) -> None:
 
 
 def _evaluation_due(config: TrainConfig, episode: int, env_steps: int) -> bool:
-    last = episode + 1 == config.episodes or (
+    last = episode + 1 == config.episode_limit or (
         config.steps is not None and env_steps >= config.steps
     )
     return (episode + 1) % config.eval_every == 0 or last

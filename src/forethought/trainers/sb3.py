@@ -282,7 +282,7 @@ def _algorithm(config, inner, venv, settings, checkpoint, loop):
 def step_budget(config: TrainConfig, time_limit: int | None) -> int:
     if config.steps is not None:
         return config.steps
-    return config.episodes * (time_limit or 1000)
+    return config.episode_limit * (time_limit or 1000)
 
 
 def check(config: TrainConfig) -> None:
