@@ -143,6 +143,13 @@ MCTS_VARIANTS = {
     # 0.98 run's slow seed 0, where every episode drifted off the track, 6 evaluation episodes
     # lasted 500 / 500 / 200 / 195 steps with it against 118 / 130 / 140 / 156 without; in
     # training it did worse (2,357 / 940 / not within 3,000 steps against 2,175 / 849 / 1,752).
+    # The same with the horizon once the mean episode length instead of twice (K = 1): seeds 4
+    # and 3 both trapped (126.8 and 101.3 at 3,000 steps; K = 2 took seed 3 to 475 in 1,065).
+    "mcts-adaptive-horizon-1": (
+        {"mcts": TreeSearchConfig(discount=0.98, adaptive_horizon=1.0)},
+        "discount rising with episodes (K = 1)",
+        "teal",
+    ),
     "mcts-imagined-value": (
         {"mcts": TreeSearchConfig(discount=0.98), "value": ValueConfig(imagined_horizon=150)},
         "0.98 + imagined value",
