@@ -47,14 +47,19 @@ def test_lambda_zero_is_one_step_td():
     np.testing.assert_allclose(got, [1 + 0.5 * 4, 2 + 0.5 * 6, 3, 10 + 0.5 * 2, 20 + 0.5 * 8])
 
 
-def test_the_value_ranks_states_by_time_left():
-    """A chain that ends at position 10, walking right one step at a time, reward 1 per step:
-    V(x) = sum of discount^t over the 10 - x steps left."""
+def chain():
+    """A chain that ends at position 10, walking right one step at a time, reward 1 per step."""
     xs = np.arange(10, dtype=np.float32)
     data = TransitionBatch(
         obs=xs[:, None], action=np.zeros((10, 1), np.float32), reward=np.ones(10, np.float32),
         next_obs=(xs + 1)[:, None], terminated=xs == 9, truncated=np.zeros(10, bool),
     )  # fmt: skip
+    return xs, data
+
+
+def test_the_value_ranks_states_by_time_left():
+    """On the chain, V(x) = sum of discount^t over the 10 - x steps left."""
+    xs, data = chain()
     torch.manual_seed(0)
     config = ValueConfig(rounds=150, learning_rate=3e-3)
     value = StateValue(1, config)
@@ -68,11 +73,7 @@ def test_the_value_ranks_states_by_time_left():
 def test_value_members_each_learn_the_chain_and_disagree_off_the_data():
     """Three networks fitted side by side on the chain: each one (not only their mean) learns
     V(x), each bootstrapping from itself, and far from the data they extrapolate apart."""
-    xs = np.arange(10, dtype=np.float32)
-    data = TransitionBatch(
-        obs=xs[:, None], action=np.zeros((10, 1), np.float32), reward=np.ones(10, np.float32),
-        next_obs=(xs + 1)[:, None], terminated=xs == 9, truncated=np.zeros(10, bool),
-    )  # fmt: skip
+    xs, data = chain()
     torch.manual_seed(0)
     config = ValueConfig(rounds=150, learning_rate=3e-3, members=3)
     value = StateValue(1, config)
