@@ -25,6 +25,7 @@ spreads them over Ray (--address for a cluster).
     python benchmarks/sample_efficiency.py --envs CartPole-v1 --methods mcts-imagined-value
     python benchmarks/sample_efficiency.py --envs CartPole-v1 --methods mcts-adaptive-horizon
     python benchmarks/sample_efficiency.py --envs CartPole-v1 --methods mcts-value-members
+    python benchmarks/sample_efficiency.py --envs CartPole-v1 --methods discrete-cem-value
     python benchmarks/sample_efficiency.py --envs Pendulum-v1 --seeds 0 1 2 3 4
     python benchmarks/sample_efficiency.py --quick           # Pendulum, 1 seed, short (< 5 min)
 """
@@ -176,6 +177,23 @@ for _discrete in ("CartPole-v1", "Acrobot-v1"):
     BUDGET[_discrete] |= {name: BUDGET[_discrete]["mcts"] for name in MCTS_VARIANTS}
 PLANNED |= {name: "mcts" for name in MCTS_VARIANTS}
 QUICK_BUDGET |= {name: QUICK_BUDGET["mcts"] for name in MCTS_VARIANTS}
+# Discrete CEM over 40 steps with the learned state value at its horizon (--value.at-horizon,
+# the plan's rewards and the value discounted at 0.98 alike): tree search's value, with a
+# search that sees 40 steps ahead instead of a few. A hand-built version of it (the same
+# value bolted on from outside) reached 500 on CartPole seed 1 in 1,057 steps, where
+# discrete CEM alone never reached 475 in 3,000, and 467 on seed 4 in 168 steps.
+CEM_VARIANTS = {
+    "discrete-cem-value": (
+        LONG_HORIZON
+        | {"value": ValueConfig(at_horizon=True), "rollout": RolloutConfig(discount=0.98)},
+        "discrete CEM + learned value at the horizon",
+        "tab:green",
+    ),
+}
+for _discrete in ("CartPole-v1", "Acrobot-v1"):
+    BUDGET[_discrete] |= {name: BUDGET[_discrete]["discrete-cem"] for name in CEM_VARIANTS}
+PLANNED |= {name: "discrete-cem" for name in CEM_VARIANTS}
+QUICK_BUDGET |= {name: QUICK_BUDGET["discrete-cem"] for name in CEM_VARIANTS}
 BOOTSTRAP = 2_000
 
 
@@ -184,6 +202,7 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
     planned = method in PLANNED
     settings = MPC_SETTINGS.get(env, {}) if method == "mpc" else {}
     settings = LONG_HORIZON if method == "discrete-cem" else settings
+    settings = CEM_VARIANTS[method][0] if method in CEM_VARIANTS else settings
     settings = LOOP_SETTINGS.get(method, MCTS_SETTINGS.get(method, settings))
     return TrainConfig(
         env=env,
@@ -378,7 +397,7 @@ def plot(results: dict, path: Path) -> None:
         "mcts": "tab:blue",
         "discrete-cem": "tab:cyan",
         "dqn": "tab:red",
-    } | {name: colour for name, (_, _, colour) in MCTS_VARIANTS.items()}
+    } | {name: colour for name, (_, _, colour) in (MCTS_VARIANTS | CEM_VARIANTS).items()}
     names = {
         "mpc": "forethought MPC",
         "loop": "forethought MPC + planner's value (loop)",
@@ -387,6 +406,7 @@ def plot(results: dict, path: Path) -> None:
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",
     } | {name: f"forethought MCTS, {label}" for name, (_, label, _) in MCTS_VARIANTS.items()}
+    names |= {name: f"forethought {label}" for name, (_, label, _) in CEM_VARIANTS.items()}
     for ax, env in zip(axes[0], envs, strict=False):
         for method, seeds in results["envs"][env]["runs"].items():
             grid = np.unique(np.concatenate([s["curve_steps"] for s in seeds]))
@@ -421,7 +441,7 @@ def parse_args() -> argparse.Namespace:
         nargs="+",
         default=None,
         help="default: mpc sac ppo; on CartPole-v1 and Acrobot-v1 mcts discrete-cem dqn ppo "
-        "(there too on request: " + ", ".join(MCTS_VARIANTS) + ")",
+        "(there too on request: " + ", ".join(MCTS_VARIANTS | CEM_VARIANTS) + ")",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(

@@ -281,6 +281,7 @@ class TrainConfig:
                 "keep_policies", f"is implemented for sac, td3 and mbpo, not {self.algo}"
             )
         self._validate_imagined_value()
+        self._validate_value_at_horizon()
         self._validate_safety()
         self.drift.validate()
         self.mbpo.validate()
@@ -346,6 +347,22 @@ class TrainConfig:
             raise ConfigError(
                 "rollout.discount",
                 "is --loop.gamma for --algo loop (the critic's discount); leave it at 1.0",
+            )
+
+    def _validate_value_at_horizon(self) -> None:
+        if not self.value.at_horizon:
+            return
+        if self.algo != "mpc" or self.planner == "mcts":
+            raise ConfigError(
+                "value.at_horizon",
+                "is for the shooting planners of --algo mpc (tree search always has its value at "
+                "the leaves: --value.enabled; --algo loop has --loop.terminal-value)",
+            )
+        if self.rollout.discount >= 1:
+            raise ConfigError(
+                "value.at_horizon",
+                "needs --rollout.discount below 1 (e.g. 0.98): V is a discounted return, and "
+                "the plan's own rewards must be discounted the same way",
             )
 
     def _validate_imagined_value(self) -> None:

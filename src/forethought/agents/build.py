@@ -48,13 +48,15 @@ def dynamics_model(config: TrainConfig, env: gym.Env) -> DynamicsModel:
 
 def make_state_value(config: TrainConfig, obs_dim: int) -> StateValue | None:
     """The learned state value at the leaves of tree search, or at the horizon of --algo loop's
-    plans with --loop.value behaviour, where the run uses one."""
+    plans with --loop.value behaviour and of other plans with --value.at-horizon, where the
+    run uses one."""
     if config.algo == "loop":
-        behaviour = config.loop.terminal_value and config.loop.value == "behaviour"
-        return StateValue(obs_dim, config.value).to(config.device) if behaviour else None
-    if config.planner != "mcts" or not config.value.enabled:
-        return None
-    return StateValue(obs_dim, config.value).to(config.device)
+        used = config.loop.terminal_value and config.loop.value == "behaviour"
+    elif config.planner == "mcts":
+        used = config.value.enabled
+    else:
+        used = config.value.at_horizon
+    return StateValue(obs_dim, config.value).to(config.device) if used else None
 
 
 def planning_agent(
@@ -99,4 +101,5 @@ def planning_agent(
         device=config.device,
         seed=seed,
         safety=config.safety,
+        state_value=state_value,
     )

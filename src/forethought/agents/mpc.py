@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from forethought.models.dynamics import DynamicsModel
+from forethought.models.value import StateValue
 from forethought.planners.base import Planner, shift_plan
 from forethought.rollout import ComputeCounter, RolloutConfig, imagine
 from forethought.tasks.base import TaskSpec
@@ -33,6 +34,7 @@ class MPCAgent:
         seed: int = 0,
         track_disagreement: bool = True,
         safety: SafetyConfig | None = None,
+        state_value: StateValue | None = None,
     ):
         rollout.validate(model.ensemble_size)
         self.model, self.planner, self.task, self.rollout = model, planner.to(device), task, rollout
@@ -48,6 +50,7 @@ class MPCAgent:
         self.cost_fn = CONSTRAINTS[self.safety.constraint].cost_fn if self.safety else None
         self.vetoed_steps = 0  # acts whose chosen plan was itself vetoed (the fallback acted)
         self.plan_cost: list[float] = []  # per act() call: expected imagined cost of the plan
+        self.state_value = state_value  # --value.at-horizon: what lies past the plan's end
 
     def reset(self) -> None:
         """Forget warm starts; call at the start of every episode."""
@@ -123,8 +126,13 @@ class MPCAgent:
         return None
 
     def terminal_value(self, imagined) -> torch.Tensor | None:
-        """A B x P estimate of the return after the horizon, added to each candidate's score."""
-        return None
+        """A B x P estimate of the return after the horizon, added to each candidate's score:
+        with a learned value (--value.at-horizon), discount^H x V(s_H) per particle, zero
+        where the imagined episode ended, averaged over the particles."""
+        if self.state_value is None:
+            return None
+        value = self.state_value(imagined.final_state) * imagined.final_alive  # B x P x K
+        return self.rollout.discount**self.planner.config.horizon * value.mean(dim=-1)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

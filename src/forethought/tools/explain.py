@@ -200,7 +200,7 @@ def _load_snapshot(run: RunDir, episode: int, model: DynamicsModel, agent: MPCAg
     snapshot = load_torch(path)
     model.load_state_dict(snapshot["model"])
     agent.generator.set_state(snapshot["planner"])
-    if isinstance(agent, TreeSearchAgent) and agent.state_value is not None:
+    if agent.state_value is not None and "value" in snapshot:  # the value of that episode
         agent.state_value.load_state_dict(snapshot["value"])
     if "tree_discount" in snapshot:  # --mcts.adaptive-horizon: the discount of that episode
         agent.set_discount(snapshot["tree_discount"])

@@ -38,7 +38,7 @@ import torch
 from rich.console import Console
 
 from forethought.agents.build import PlanningAgent, build_mpc_agent, planning_agent
-from forethought.agents.guided import GuidedMPCAgent, PolicyPrior
+from forethought.agents.guided import PolicyPrior
 from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.data import ReplayBuffer, TransitionLog
@@ -137,8 +137,7 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
                                    config.buffer_capacity, config.seed, config.device, **mixed)  # fmt: skip
         prior = PolicyPrior(actor_critic.sac)
     task, model, agent = build_mpc_agent(config, env, prior)
-    learns_value = isinstance(agent, TreeSearchAgent | GuidedMPCAgent)
-    state_value = agent.state_value if learns_value else None
+    state_value = agent.state_value  # tree search, --algo loop, --value.at-horizon
     return Run(
         config=config,
         dir=directory,
@@ -510,7 +509,9 @@ def _record(run: Run, event: dict[str, Any]) -> None:
 
 
 def _value_discount(config: TrainConfig) -> float:
-    return config.loop.gamma if config.algo == "loop" else config.mcts.discount
+    if config.algo == "loop":
+        return config.loop.gamma
+    return config.mcts.discount if config.planner == "mcts" else config.rollout.discount
 
 
 def _policy_name(config: TrainConfig) -> str:

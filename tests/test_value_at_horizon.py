@@ -1,0 +1,85 @@
+"""--value.at-horizon: a shooting planner adds discount^H x V(s_H) to each imagined return, with
+V fitted on the real transitions as tree search fits it. Known optimum with the true value, the
+fitted value saved and used end to end, and the settings it refuses."""
+
+import numpy as np
+import pytest
+import torch
+
+from forethought.agents.mpc import MPCAgent
+from forethought.config import TrainConfig
+from forethought.errors import ConfigError
+from forethought.models.value import ValueConfig
+from forethought.planners import PlannerConfig, make_planner
+from forethought.rollout import RolloutConfig
+from forethought.storage import load_torch
+from forethought.tasks.base import TaskSpec
+from forethought.trainers import train
+from helpers import tiny_config
+from test_planning_with_critic import GAMMA, riccati
+from test_rollout import OffsetEnsemble
+
+
+class TrueStateValue(torch.nn.Module):
+    """V*(x) = -P x^2 of the discounted scalar LQR x' = x + a, reward -(x^2 + a^2)."""
+
+    def forward(self, obs):
+        return -riccati() * obs[..., 0] ** 2
+
+
+def lqr_agent(state_value) -> MPCAgent:
+    cost = lambda obs, action, next_obs: -(obs[..., 0] ** 2 + action[..., 0] ** 2)  # noqa: E731
+    planner = make_planner(
+        "cem",
+        PlannerConfig(horizon=1, population=200, elites=20, iterations=6),
+        np.array([-2.0]),
+        np.array([2.0]),
+    )
+    return MPCAgent(
+        OffsetEnsemble(1),  # one member, offset 0: exactly x' = x + a
+        planner,
+        TaskSpec("lqr", cost, None),
+        RolloutConfig(particles=2, sample=False, discount=GAMMA),
+        seed=0,
+        track_disagreement=False,
+        state_value=state_value,
+    )
+
+
+def test_a_horizon_one_plan_with_the_true_value_is_optimal():
+    p = riccati()
+    x = np.array([[1.0], [-0.5]], np.float32)
+    optimal = -GAMMA * p / (1.0 + GAMMA * p) * x[:, 0]  # argmax of -(x^2+a^2) + gamma V*(x+a)
+    np.testing.assert_allclose(lqr_agent(TrueStateValue()).act(x)[:, 0], optimal, atol=0.02)
+    np.testing.assert_allclose(lqr_agent(None).act(x)[:, 0], 0.0, atol=0.02)  # myopic
+    assert np.all(np.abs(optimal) > 0.25)
+
+
+def test_discrete_cem_fits_and_saves_the_value_it_plans_with(tmp_path):
+    config = tiny_config(
+        tmp_path / "run", env="CartPole-v1", planner="discrete-cem", episodes=3,
+        max_episode_steps=None, value=ValueConfig(at_horizon=True, rounds=3),
+        rollout=RolloutConfig(particles=2, discount=0.95),
+    )  # fmt: skip
+    result = train(config)
+    assert len([r for r in result.history if "event" not in r]) == 3
+    checkpoint = load_torch(tmp_path / "run" / "checkpoint.pt")
+    snapshot = load_torch(tmp_path / "run" / "snapshots" / "episode_2.pt")
+    assert "value" in checkpoint and "value" in snapshot
+    fitted = checkpoint["value"]["net.0.weight"]
+    assert not torch.equal(fitted, snapshot["value"]["net.0.weight"])  # refitted after episode 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"planner": "mcts"}, "shooting planners"),
+        ({"algo": "loop", "env": "InvertedPendulum-v5"}, "shooting planners"),
+        ({"rollout": RolloutConfig(discount=1.0)}, "--rollout.discount below 1"),
+    ],
+)
+def test_it_is_refused_where_it_cannot_apply(changes, message):
+    base = {"env": "CartPole-v1", "planner": "discrete-cem", "value": ValueConfig(at_horizon=True),
+            "rollout": RolloutConfig(discount=0.98)}  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**(base | changes)).validate()
