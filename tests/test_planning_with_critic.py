@@ -41,15 +41,20 @@ class TrueValue:
         return -self.p * obs[..., 0] ** 2
 
 
-def lqr_agent(bootstrap: bool, model=None, pessimistic: bool = False) -> GuidedMPCAgent:
+def lqr_task_and_planner():
+    """The LQR reward -(x^2 + a^2) and a horizon-1 CEM over a in [-2, 2]."""
     cost = lambda obs, action, next_obs: -(obs[..., 0] ** 2 + action[..., 0] ** 2)  # noqa: E731
-    task = TaskSpec("lqr", cost, None)
     planner = make_planner(
         "cem",
         PlannerConfig(horizon=1, population=200, elites=20, iterations=6),
         np.array([-2.0]),
         np.array([2.0]),
     )
+    return TaskSpec("lqr", cost, None), planner
+
+
+def lqr_agent(bootstrap: bool, model=None, pessimistic: bool = False) -> GuidedMPCAgent:
+    task, planner = lqr_task_and_planner()
     return GuidedMPCAgent(
         model or OffsetEnsemble(1),  # one member, offset 0: exactly x' = x + a
         planner,

@@ -10,13 +10,11 @@ from forethought.agents.mpc import MPCAgent
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError
 from forethought.models.value import ValueConfig
-from forethought.planners import PlannerConfig, make_planner
 from forethought.rollout import RolloutConfig
 from forethought.storage import load_torch
-from forethought.tasks.base import TaskSpec
 from forethought.trainers import train
 from helpers import tiny_config
-from test_planning_with_critic import GAMMA, riccati
+from test_planning_with_critic import GAMMA, lqr_task_and_planner, riccati
 from test_rollout import OffsetEnsemble
 
 
@@ -28,17 +26,11 @@ class TrueStateValue(torch.nn.Module):
 
 
 def lqr_agent(state_value) -> MPCAgent:
-    cost = lambda obs, action, next_obs: -(obs[..., 0] ** 2 + action[..., 0] ** 2)  # noqa: E731
-    planner = make_planner(
-        "cem",
-        PlannerConfig(horizon=1, population=200, elites=20, iterations=6),
-        np.array([-2.0]),
-        np.array([2.0]),
-    )
+    task, planner = lqr_task_and_planner()
     return MPCAgent(
         OffsetEnsemble(1),  # one member, offset 0: exactly x' = x + a
         planner,
-        TaskSpec("lqr", cost, None),
+        task,
         RolloutConfig(particles=2, sample=False, discount=GAMMA),
         seed=0,
         track_disagreement=False,
