@@ -92,7 +92,7 @@ def test_pessimistic_value_takes_the_worst_member():
     member_means = torch.tensor([-p * 1.0, -p * (9.0 + 1.0) / 2])
     pessimistic = agent.terminal_value(Imagined)
     torch.testing.assert_close(pessimistic[0, 0], GAMMA * member_means.min())
-    agent.pessimistic = False
+    agent.pessimistic_value = False
     torch.testing.assert_close(agent.terminal_value(Imagined)[0, 0], GAMMA * member_means.mean())
 
 

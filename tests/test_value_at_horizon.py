@@ -2,6 +2,8 @@
 V fitted on the real transitions as tree search fits it. Known optimum with the true value, the
 fitted value saved and used end to end, and the settings it refuses."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from forethought.errors import ConfigError
 from forethought.models.value import ValueConfig
 from forethought.rollout import RolloutConfig
 from forethought.storage import load_torch
+from forethought.tools.explain import ExplainArgs, explain
 from forethought.trainers import train
 from helpers import tiny_config
 from test_planning_with_critic import GAMMA, lqr_task_and_planner, riccati
@@ -60,6 +63,13 @@ def test_discrete_cem_fits_and_saves_the_value_it_plans_with(tmp_path):
     assert "value" in checkpoint and "value" in snapshot
     fitted = checkpoint["value"]["net.0.weight"]
     assert not torch.equal(fitted, snapshot["value"]["net.0.weight"])  # refitted after episode 2
+    # explain replays a late decision with that episode's value and shows what it added.
+    last_step = result.history[-1]["env_steps"] - 2
+    explained = explain(ExplainArgs(run_dir=config.out, step=last_step, top_k=2))
+    assert explained.reproduced and "valued beyond its horizon" in explained.summary
+    report = json.loads(explained.json_path.read_text())
+    assert len(report["chosen"]["member_values_at_horizon"]) == 2  # tiny_config's members
+    assert all(np.isfinite(plan["value_at_horizon"]) for plan in report["runners_up"])
 
 
 @pytest.mark.parametrize(

@@ -87,13 +87,14 @@ class GuidedMPCAgent(MPCAgent):
         state_value: StateValue | None = None,
         **kw,
     ):
-        super().__init__(*args, **kw)
-        self.prior, self.n_proposals, self.bootstrap = prior, proposals, bootstrap
+        super().__init__(*args, state_value=state_value, **kw)
+        self.prior, self.n_proposals = prior, proposals
         # The value at the horizon: the critic's, unless a state value of the planner's own
-        # behaviour is given.
-        self.state_value = state_value
-        self.value = prior.value if state_value is None else state_value
-        self.pessimistic = pessimistic  # needs one member per particle (not "mean" propagation)
+        # behaviour is given; either at the critic's discount.
+        critic_or_own = prior.value if state_value is None else state_value
+        self.horizon_value = critic_or_own if bootstrap else None
+        self.value_discount = prior.gamma
+        self.pessimistic_value = pessimistic
 
     def propose(self, obs: torch.Tensor) -> torch.Tensor | None:
         """S policy trajectories per problem, imagined through the ensemble mean: B x S x H x A
@@ -111,21 +112,6 @@ class GuidedMPCAgent(MPCAgent):
             state = prediction.mean(dim=0).view(b, s, -1)
             self.compute.model_rows += self.model.ensemble_size * b * s
         return torch.stack(steps, dim=2)
-
-    def terminal_value(self, imagined) -> torch.Tensor | None:
-        """gamma^H x V(s_H) per particle, zero where the episode already ended; averaged over
-        the particles, or (pessimistic) averaged per ensemble member, then the worst member.
-        Particle k follows member k mod E (see rollout._Layout)."""
-        if not self.bootstrap:
-            return None
-        value = self.value(imagined.final_state) * imagined.final_alive  # B x P x K
-        if self.pessimistic:
-            b, p, k = value.shape
-            members = self.model.ensemble_size
-            value = value.view(b, p, k // members, members).mean(dim=2).min(dim=-1).values
-        else:
-            value = value.mean(dim=-1)
-        return self.prior.gamma**self.planner.config.horizon * value
 
 
 def one_step_disagreement(

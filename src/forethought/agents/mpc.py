@@ -50,7 +50,12 @@ class MPCAgent:
         self.cost_fn = CONSTRAINTS[self.safety.constraint].cost_fn if self.safety else None
         self.vetoed_steps = 0  # acts whose chosen plan was itself vetoed (the fallback acted)
         self.plan_cost: list[float] = []  # per act() call: expected imagined cost of the plan
-        self.state_value = state_value  # --value.at-horizon: what lies past the plan's end
+        # What lies past the plan's end (--value.at-horizon): the learned state value, which the
+        # trainer fits; subclasses may bootstrap from another estimate, at their own discount.
+        self.state_value = state_value
+        self.horizon_value = state_value
+        self.value_discount = rollout.discount
+        self.pessimistic_value = False  # needs one member per particle (not "mean" propagation)
 
     def reset(self) -> None:
         """Forget warm starts; call at the start of every episode."""
@@ -127,12 +132,19 @@ class MPCAgent:
 
     def terminal_value(self, imagined) -> torch.Tensor | None:
         """A B x P estimate of the return after the horizon, added to each candidate's score:
-        with a learned value (--value.at-horizon), discount^H x V(s_H) per particle, zero
-        where the imagined episode ended, averaged over the particles."""
-        if self.state_value is None:
+        discount^H x V(s_H) per particle, zero where the imagined episode ended, averaged over
+        the particles, or (pessimistic) averaged per ensemble member, then the worst member.
+        Particle k follows member k mod E (see rollout._Layout)."""
+        if self.horizon_value is None:
             return None
-        value = self.state_value(imagined.final_state) * imagined.final_alive  # B x P x K
-        return self.rollout.discount**self.planner.config.horizon * value.mean(dim=-1)
+        value = self.horizon_value(imagined.final_state) * imagined.final_alive  # B x P x K
+        if self.pessimistic_value:
+            b, p, k = value.shape
+            members = self.model.ensemble_size
+            value = value.view(b, p, k // members, members).mean(dim=2).min(dim=-1).values
+        else:
+            value = value.mean(dim=-1)
+        return self.value_discount**self.planner.config.horizon * value
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

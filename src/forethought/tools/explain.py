@@ -126,15 +126,23 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
     }
     if cost_fn is not None:
         _mark_vetoes(report, imagined, config.safety)
+    if agent.horizon_value is not None:
+        _mark_horizon_values(report, imagined, agent, task)
     return _explanation(run, report, imagined, _plot, _mpc_summary(report), episode, t)
 
 
 def _mpc_summary(report: dict[str, Any]) -> str:
     verdict = "the action the run took" if report["reproduced"] else "NOT the action the run took"
+    chosen = report["chosen"]
+    beyond = (
+        f" (+ {chosen['value_at_horizon']:.1f} valued beyond its horizon)"
+        if "value_at_horizon" in chosen
+        else ""
+    )
     return (
         f"step {report['step']} (episode {report['episode']}, t={report['t']}): replayed action "
         f"{[round(a, 4) for a in report['action']]}, {verdict}; predicted return of the plan "
-        f"{report['chosen']['predicted_return']:.1f}, real {report['real']['return']:.1f}"
+        f"{chosen['predicted_return']:.1f}{beyond}, real {report['real']['return']:.1f}"
     )
 
 
@@ -437,6 +445,24 @@ def _summary(imagined: dict[str, np.ndarray], i: int, sequence: torch.Tensor) ->
         "epistemic": imagined["epistemic"][i].tolist(),
         "aleatoric": imagined["aleatoric"][i].tolist(),
     }
+
+
+@torch.no_grad()
+def _mark_horizon_values(report: dict[str, Any], imagined, agent: MPCAgent, task: TaskSpec) -> None:
+    """Each shown plan's learned value past its horizon, as the planner adds it to the plan's
+    score: discount^H x V(final state), zero for a member whose imagined episode ended, then
+    the members' mean (per member under "member_values_at_horizon")."""
+    states = torch.as_tensor(imagined["states"])  # E x S x (H+1) x O
+    alive = torch.ones(states.shape[:2], dtype=torch.bool)
+    if task.termination_fn is not None:
+        alive = ~task.termination_fn(states[:, :, 1:]).any(dim=-1)
+    device = agent.model.input_mean.device
+    final = states[:, :, -1].to(device)
+    horizon = states.shape[2] - 1
+    values = agent.value_discount**horizon * agent.horizon_value(final).cpu() * alive  # E x S
+    for i, plan in enumerate([report["chosen"], *report["runners_up"]]):
+        plan["value_at_horizon"] = float(values[:, i].mean())
+        plan["member_values_at_horizon"] = values[:, i].tolist()
 
 
 def _mark_vetoes(report: dict[str, Any], imagined: dict[str, np.ndarray], safety) -> None:
