@@ -190,6 +190,11 @@ CEM_VARIANTS = {
         "tab:green",
     ),
 }
+# Methods whose runs end at the first evaluation that reaches the threshold
+# (--stop-at-return): steps- and CPU-to-threshold are what they would be in a full run, and the
+# curve ends there. Discrete CEM over 40 steps plans 10 evaluation episodes of 500 steps after
+# every training episode once it balances (minutes each on 2 cores), which is why.
+STOPS_AT_THRESHOLD = {"discrete-cem-value"}
 for _discrete in ("CartPole-v1", "Acrobot-v1"):
     BUDGET[_discrete] |= {name: BUDGET[_discrete]["discrete-cem"] for name in CEM_VARIANTS}
 PLANNED |= {name: "discrete-cem" for name in CEM_VARIANTS}
@@ -216,15 +221,20 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
         eval_every_steps=every if method in LOOP_SETTINGS or not planned else 0,
         out=run_dir,
         quiet=True,
+        stop_at_return=THRESHOLD[env] if method in STOPS_AT_THRESHOLD else None,
         **settings,
     )
 
 
-def measure(rows: list[dict], seconds: float, seed: int, steps: int, threshold: float) -> dict:
-    """One run's metrics rows reduced to the benchmark's per-seed entry."""
+def measure(
+    rows: list[dict], seconds: float, seed: int, steps: int, threshold: float, stops: bool = False
+) -> dict:
+    """One run's metrics rows reduced to the benchmark's per-seed entry (`stops`: the run was
+    told to end at the threshold)."""
     x, y = curve(rows)
     return {
         "seed": seed,
+        "stopped_at_threshold": bool(stops and len(y) and y[-1] >= threshold),
         "budget": steps,
         "seconds": seconds,  # the run's last attempt (a resumed run: the part after the kill)
         "cpu_seconds": run_cpu_seconds(rows),
@@ -232,7 +242,7 @@ def measure(rows: list[dict], seconds: float, seed: int, steps: int, threshold: 
         "curve_returns": y.tolist(),
         "steps_to_threshold": steps_to_threshold(x, y, threshold),
         "learning_cpu_seconds_to_threshold": learning_cpu_seconds_to_threshold(rows, threshold),
-        "final_eval_return": float(y[-1]),
+        "final_eval_return": float(y[-1]),  # with stopped_at_threshold: the threshold's row
         "eval_return_at_1000": value_at(x, y, 1000),
     }
 
@@ -282,9 +292,11 @@ def value_at(steps: np.ndarray, returns: np.ndarray, at: float) -> float | None:
 
 
 def on_grid(seed_entry: dict, grid: np.ndarray) -> np.ndarray:
-    """One run's curve as a step function sampled at `grid` (NaN before its first evaluation)."""
+    """One run's curve as a step function sampled at `grid` (NaN before its first evaluation,
+    and after its last one when the run stopped at the threshold)."""
     steps, returns = np.array(seed_entry["curve_steps"]), np.array(seed_entry["curve_returns"])
-    return np.array([value_at(steps, returns, g) if g >= steps[0] else np.nan for g in grid])
+    end = steps[-1] if seed_entry.get("stopped_at_threshold") else np.inf
+    return np.array([value_at(steps, returns, g) if steps[0] <= g <= end else np.nan for g in grid])
 
 
 def iqm_with_interval(values: np.ndarray) -> dict:
@@ -502,7 +514,7 @@ def main() -> int:
     def on_done(name: str, rows: list[dict], seconds: float) -> None:
         nonlocal results
         env, method, seed, steps = jobs[name]
-        entry = measure(rows, seconds, seed, steps, THRESHOLD[env])
+        entry = measure(rows, seconds, seed, steps, THRESHOLD[env], method in STOPS_AT_THRESHOLD)
         finished.append(name)
         console.print(
             f"[{len(finished)}/{len(jobs)}] {env} {method} seed {seed}: threshold at {entry['steps_to_threshold']} steps, "

@@ -1,8 +1,11 @@
 """What ends a training run: --steps, --episodes, or whichever of the two comes first."""
 
+import pytest
+
 from forethought.config import DEFAULT_EPISODES, TrainConfig
+from forethought.errors import ConfigError
 from forethought.reporting.progress import episode_line
-from forethought.trainers import train
+from forethought.trainers import resume, train
 from helpers import tiny_config
 
 
@@ -23,3 +26,28 @@ def test_a_step_budget_alone_runs_past_the_default_episode_count(tmp_path):
     assert rows[-1]["eval_return"] is not None  # the last episode is evaluated
     assert episode_line(rows[-1], config.episode_limit).startswith("episode 12  steps 60")
     assert episode_line(rows[-1], 20).startswith("episode 12/20  steps 60")
+
+
+def test_stop_at_return_ends_a_planning_run_at_the_first_evaluation_that_reaches_it(tmp_path):
+    """Pendulum returns are negative: a threshold of -1e9 is reached by the first evaluation,
+    one of +1e9 never; a stopped run stays stopped when resumed with a larger budget."""
+    stopped = tiny_config(tmp_path / "stop", episodes=4, stop_at_return=-1e9)
+    assert [r["episode"] for r in train(stopped).history] == [0]
+    resumed = resume(stopped.out, given=TrainConfig(episodes=8))
+    assert [r["episode"] for r in resumed.history] == [0]
+    never = tiny_config(tmp_path / "never", episodes=2, stop_at_return=1e9)
+    assert [r["episode"] for r in train(never).history] == [0, 1]
+
+
+def test_stop_at_return_stops_a_model_free_run_after_that_evaluation(tmp_path):
+    config = TrainConfig(env="CartPole-v1", algo="ppo", steps=2000, eval_every_steps=200,
+                         eval_episodes=2, out=tmp_path / "ppo", quiet=True, threads=1,
+                         stop_at_return=1.0)  # fmt: skip
+    rows = train(config).history
+    assert [r["env_steps"] for r in rows] == [200]  # CartPole returns are at least 8
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_stop_at_return_must_be_finite(bad):
+    with pytest.raises(ConfigError, match="--stop-at-return: must be a finite number"):
+        TrainConfig(stop_at_return=bad).validate()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -186,6 +187,8 @@ class TrainConfig:
     """Total training episodes, warm-up included. None: 10 without --steps; with --steps, as many as the step budget takes (when both are given, whichever ends first)."""
     steps: int | None = None
     """Environment-step budget. MPC stops after the episode in which it is reached, SAC and TD3 exactly there, PPO after the rollout that crosses it (default for the model-free algorithms: --episodes, 10 when not given, x the environment's time limit)."""
+    stop_at_return: float | None = None
+    """End the run at the first evaluation whose mean return reaches this (e.g. 475 on CartPole-v1), as if its budget were spent; a run that stopped there stays stopped on --resume."""
     warmup_episodes: int = 1
     """Initial episodes with uniformly random actions (no model yet)."""
     seed: int = 0
@@ -239,11 +242,20 @@ class TrainConfig:
             return self.episodes
         return None if self.steps is not None else DEFAULT_EPISODES
 
+    def reached_stop_return(self, history: list[dict]) -> bool:
+        """Whether the latest evaluation in `history` reached --stop-at-return."""
+        if self.stop_at_return is None:
+            return False
+        evaluated = [row["eval_return"] for row in history if row.get("eval_return") is not None]
+        return bool(evaluated) and evaluated[-1] >= self.stop_at_return
+
     def validate(self) -> None:
         require(bool(self.env), "env", "must name a Gymnasium environment, e.g. Pendulum-v1")
         require(self.episodes is None or self.episodes >= 1, "episodes", "must be at least 1")
         if self.steps is not None:
             require(self.steps >= 1, "steps", "must be at least 1")
+        if self.stop_at_return is not None:
+            require(math.isfinite(self.stop_at_return), "stop_at_return", "must be a finite number")
         require(
             self.warmup_episodes >= 1,
             "warmup_episodes",

@@ -284,6 +284,8 @@ def _execute(run: Run, console: Console | None, resumed: EpisodeResult | None) -
                 result, resumed = resumed, None
             elif config.steps is not None and progress.env_steps >= config.steps:
                 break  # the step budget is spent
+            elif config.reached_stop_return(progress.history):
+                break  # --stop-at-return: solved
             else:
                 result = _collect(run, episode, bar)  # act in the real environment
             report = _fit_if_due(run, episode, bar)  # learn the model
@@ -295,6 +297,8 @@ def _execute(run: Run, console: Console | None, resumed: EpisodeResult | None) -
 
     title = _title(config)
     console.print(summary_table(progress.history, title))
+    if config.reached_stop_return(progress.history):
+        console.print(f"stopped: the evaluation reached --stop-at-return {config.stop_at_return:g}")
     console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
     run.log.close()
     return RunResult(run.dir.path, progress.history, run.dir.plot_path)

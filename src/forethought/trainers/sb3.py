@@ -366,7 +366,7 @@ def _execute(run: ModelFreeRun, console: Console | None) -> RunResult:
     done = run.model.num_timesteps
     with RunProgress(console, config, run.budget, done) as bar:
         callback = _EvaluateAndCheckpoint(run, bar, title, task.solved_return)
-        if done < run.budget:
+        if done < run.budget and not config.reached_stop_return(run.history):
             bar.status("acting")
             callbacks = [callback] if run.rollouts is None else [run.rollouts, callback]
             run.model.learn(
@@ -379,6 +379,8 @@ def _execute(run: ModelFreeRun, console: Console | None) -> RunResult:
         if callback.unsaved:
             _checkpoint(run, callback)  # the final state
     console.print(summary_table(run.history, title))
+    if config.reached_stop_return(run.history):
+        console.print(f"stopped: the evaluation reached --stop-at-return {config.stop_at_return:g}")
     console.print(f"run directory: {run.dir.path}\nlearning curve: {run.dir.plot_path}")
     return RunResult(run.dir.path, run.history, run.dir.plot_path)
 
@@ -453,6 +455,7 @@ class _EvaluateAndCheckpoint(BaseCallback):
             self.evaluate_and_record()
             while self.next_eval <= self.num_timesteps:
                 self.next_eval += self.run.eval_every
+            return not self.run.config.reached_stop_return(self.run.history)  # False: stop
         return True
 
     def evaluate_and_record(self) -> None:
