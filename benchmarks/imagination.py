@@ -131,7 +131,7 @@ def forethought_side(warmup: int, repeats: int, variants: list[str]) -> dict:
     return out
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -142,96 +142,82 @@ def main() -> int:
     )
     parser.add_argument("--mbrl-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--skip-peer", action="store_true", help="measure forethought only")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    warmup, repeats = (1, 2) if args.quick else (1, 7)
-    variants = ["ts1", "predict"] if args.quick else ["ts1", "tsinf", "predict"]
-    started = time.perf_counter()
+    return parser.parse_args()
 
-    macs = macs_per_row(OBS_DIM + ACTION_DIM, HIDDEN, LAYERS, 2 * (OBS_DIM + 1))
-    results: dict = {
-        "benchmark": "imagination",
-        "machine": machine_info(),
-        "quick": args.quick,
-        "command": " ".join(["python", "benchmarks/imagination.py", *sys.argv[1:]]),
-        "threads": {"forethought": torch.get_num_threads(), "mbrl": None},
-        "config": {
-            "batch_start_states": BATCH,
-            "obs_dim": OBS_DIM,
-            "action_dim": ACTION_DIM,
-            "learned_reward": True,
-            "ensemble_size": ENSEMBLE,
-            "hidden_layers": LAYERS,
-            "hidden_size": HIDDEN,
-            "activation": ACTIVATION,
-            "horizons": list(HORIZONS),
-            "sample": True,
-            "mbrl_propagation": "random_model",
-            "mbrl_num_elites": NUM_ELITES,
-            "mbrl_normalize_double_precision": True,
-            "forethought_imagine_particles": ENSEMBLE,
-            "forethought_imagine_start_states": -(-BATCH // ENSEMBLE),
-            "warmup": warmup,
-            "repeats": repeats,
-        },
-        "macs_per_row": macs,
+
+def config_record(warmup: int, repeats: int) -> dict:
+    return {
+        "batch_start_states": BATCH,
+        "obs_dim": OBS_DIM,
+        "action_dim": ACTION_DIM,
+        "learned_reward": True,
+        "ensemble_size": ENSEMBLE,
+        "hidden_layers": LAYERS,
+        "hidden_size": HIDDEN,
+        "activation": ACTIVATION,
+        "horizons": list(HORIZONS),
+        "sample": True,
+        "mbrl_propagation": "random_model",
+        "mbrl_num_elites": NUM_ELITES,
+        "mbrl_normalize_double_precision": True,
+        "forethought_imagine_particles": ENSEMBLE,
+        "forethought_imagine_start_states": -(-BATCH // ENSEMBLE),
+        "warmup": warmup,
+        "repeats": repeats,
     }
 
-    results["load_average_1min"] = {"start": os.getloadavg()[0]}
+
+def matmul_floor(quick: bool, macs: int) -> tuple[dict, dict]:
+    """This machine's matmul throughput, and the transitions per second it would allow."""
     log("matmul throughput")
     m = -(-BATCH // ENSEMBLE)
     shapes = {"mm_2048": (0, 2048, 2048, 2048), "config_bmm": (ENSEMBLE, m, HIDDEN, HIDDEN)}
-    results["matmul"] = matmul_throughput(3 if args.quick else 7, shapes)
-    peak = results["matmul"]["mm_2048"]["median_gflops"]
-    layer = results["matmul"]["config_bmm"]["median_gflops"]
+    matmul = matmul_throughput(3 if quick else 7, shapes)
+    peak = matmul["mm_2048"]["median_gflops"]
+    layer = matmul["config_bmm"]["median_gflops"]
     log(f"  {peak:.1f} GFLOP/s (2048^2 mm), {layer:.1f} GFLOP/s (config's bmm)")
-    floor = peak * 1e9 / (2 * macs)
-    results["floor"] = {
-        "transitions_per_s": floor,
+    floor = {
+        "transitions_per_s": peak * 1e9 / (2 * macs),
         "transitions_per_s_at_config_bmm": layer * 1e9 / (2 * macs),
         "gflops_used": peak,
         "how": "matmul GFLOP/s (2048^2 mm median) / (2 x multiply-adds per row); one row per transition",
     }
+    return matmul, floor
 
-    log("forethought")
-    results["forethought"] = forethought_side(warmup, repeats, variants)
-    results["load_average_1min"]["after_forethought"] = os.getloadavg()[0]
 
+def mbrl_side(args: argparse.Namespace, warmup: int, repeats: int) -> dict:
+    """mbrl-lib's rollouts at the same config, in its own virtual environment."""
     if args.skip_peer:
-        results["mbrl"] = {"error": "skipped (--skip-peer)"}
-    else:
-        log("mbrl-lib")
-        python, error = ensure_mbrl(args.mbrl_venv, log)
-        if error:
-            results["mbrl"] = {"error": error}
-        else:
-            spec = {
-                "obs_dim": OBS_DIM,
-                "action_dim": ACTION_DIM,
-                "batch": BATCH,
-                "ensemble_size": ENSEMBLE,
-                "num_hidden_layers": LAYERS,
-                "hidden_size": HIDDEN,
-                "propagation": "random_model",
-                "num_elites": NUM_ELITES,
-                "double_norm": True,
-                "horizons": list(HORIZONS),
-                "warmup": warmup,
-                "repeats": repeats,
-            }
-            peer = run_peer(python, "imagination", spec, args.threads, timeout=3600)
-            if "error" not in peer:
-                for row in peer["horizons"].values():
-                    row["transitions_per_s"] = [
-                        row["transitions_per_call"] / s for s in row["seconds"]
-                    ]
-                    row["median_transitions_per_s"] = median(row["transitions_per_s"])
-                results["threads"]["mbrl"] = peer["torch_threads"]
-            results["mbrl"] = peer
-            log(f"  {peer.get('error') or 'ok'}")
+        return {"error": "skipped (--skip-peer)"}
+    log("mbrl-lib")
+    python, error = ensure_mbrl(args.mbrl_venv, log)
+    if error:
+        return {"error": error}
+    spec = {
+        "obs_dim": OBS_DIM,
+        "action_dim": ACTION_DIM,
+        "batch": BATCH,
+        "ensemble_size": ENSEMBLE,
+        "num_hidden_layers": LAYERS,
+        "hidden_size": HIDDEN,
+        "propagation": "random_model",
+        "num_elites": NUM_ELITES,
+        "double_norm": True,
+        "horizons": list(HORIZONS),
+        "warmup": warmup,
+        "repeats": repeats,
+    }
+    peer = run_peer(python, "imagination", spec, args.threads, timeout=3600)
+    if "error" not in peer:
+        for row in peer["horizons"].values():
+            row["transitions_per_s"] = [row["transitions_per_call"] / s for s in row["seconds"]]
+            row["median_transitions_per_s"] = median(row["transitions_per_s"])
+    log(f"  {peer.get('error') or 'ok'}")
+    return peer
 
-    results["load_average_1min"]["end"] = os.getloadavg()[0]
+
+def summarise(results: dict, variants: list[str], floor: float) -> dict:
+    """Per horizon: each side's transitions per second, over the floor and over each other."""
     summary: dict = {}
     for horizon in map(str, HORIZONS):
         row: dict = {"floor_transitions_per_s": floor}
@@ -248,11 +234,42 @@ def main() -> int:
         if peer_rate is not None:
             row["mbrl_over_floor"] = peer_rate / floor
         summary[horizon] = row
-    results["summary"] = summary
+    return summary
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    warmup, repeats = (1, 2) if args.quick else (1, 7)
+    variants = ["ts1", "predict"] if args.quick else ["ts1", "tsinf", "predict"]
+    started = time.perf_counter()
+    macs = macs_per_row(OBS_DIM + ACTION_DIM, HIDDEN, LAYERS, 2 * (OBS_DIM + 1))
+    results: dict = {
+        "benchmark": "imagination",
+        "machine": machine_info(),
+        "quick": args.quick,
+        "command": " ".join(["python", "benchmarks/imagination.py", *sys.argv[1:]]),
+        "threads": {"forethought": torch.get_num_threads(), "mbrl": None},
+        "config": config_record(warmup, repeats),
+        "macs_per_row": macs,
+        "load_average_1min": {"start": os.getloadavg()[0]},
+    }
+    results["matmul"], results["floor"] = matmul_floor(args.quick, macs)
+
+    log("forethought")
+    results["forethought"] = forethought_side(warmup, repeats, variants)
+    results["load_average_1min"]["after_forethought"] = os.getloadavg()[0]
+    results["mbrl"] = mbrl_side(args, warmup, repeats)
+    if "error" not in results["mbrl"]:
+        results["threads"]["mbrl"] = results["mbrl"]["torch_threads"]
+    results["load_average_1min"]["end"] = os.getloadavg()[0]
+
+    results["summary"] = summarise(results, variants, results["floor"]["transitions_per_s"])
     results["wall_s"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(results["summary"], indent=1))
     print(f"wrote {args.out}")
     return 0
 
