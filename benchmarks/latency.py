@@ -118,7 +118,7 @@ def time_actions(agent: MPCAgent, states: np.ndarray) -> list[float]:
     return seconds
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -130,81 +130,37 @@ def main() -> int:
     )
     parser.add_argument("--mbrl-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--skip-peer", action="store_true", help="measure forethought only")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    warmup = 1 if args.quick else 3
-    rounds = 1 if args.quick else 5
-    actions = args.actions or (3 if args.quick else 50)
-    started = time.perf_counter()
-    # The same states for both sides: small perturbations around upright, as in a balanced episode.
-    states = (np.random.default_rng(0).standard_normal((warmup + actions, OBS_DIM)) * 0.05).astype(
-        np.float32
-    )
-    rows_per_action = POPULATION * ITERATIONS * PARTICLES * HORIZON
-    macs = macs_per_row(OBS_DIM + ACTION_DIM, HIDDEN, LAYERS, 2 * OBS_DIM)
-    results: dict = {
-        "benchmark": "latency",
-        "machine": machine_info(),
-        "quick": args.quick,
-        "command": " ".join(["python", "benchmarks/latency.py", *sys.argv[1:]]),
-        "threads": {"forethought": torch.get_num_threads(), "mbrl": None},
-        "config": {
-            "obs_dim": OBS_DIM,
-            "action_dim": ACTION_DIM,
-            "ensemble_size": ENSEMBLE,
-            "hidden_layers": LAYERS,
-            "hidden_size": HIDDEN,
-            "activation": ACTIVATION,
-            "propagation": "tsinf (mbrl-lib: fixed_model)",
-            "particles": PARTICLES,
-            "planner": "cem",
-            "population": POPULATION,
-            "iterations": ITERATIONS,
-            "elite_ratio": ELITE_RATIO,
-            "elites": ELITES,
-            "alpha": ALPHA,
-            "horizon": HORIZON,
-            "init_std_fraction_of_range": INIT_STD,
-            "reward": "mbrl-lib cartpole (1 while not terminated)",
-            "warmup_actions": warmup,
-            "timed_actions": actions,
-            "rounds": rounds,
-        },
-        "rows_per_action": rows_per_action,
-        "macs_per_row": macs,
-        "matched_return": "not measured: needs a continuous-cartpole task in forethought",
+    return parser.parse_args()
+
+
+def config_record(warmup: int, actions: int, rounds: int) -> dict:
+    return {
+        "obs_dim": OBS_DIM,
+        "action_dim": ACTION_DIM,
+        "ensemble_size": ENSEMBLE,
+        "hidden_layers": LAYERS,
+        "hidden_size": HIDDEN,
+        "activation": ACTIVATION,
+        "propagation": "tsinf (mbrl-lib: fixed_model)",
+        "particles": PARTICLES,
+        "planner": "cem",
+        "population": POPULATION,
+        "iterations": ITERATIONS,
+        "elite_ratio": ELITE_RATIO,
+        "elites": ELITES,
+        "alpha": ALPHA,
+        "horizon": HORIZON,
+        "init_std_fraction_of_range": INIT_STD,
+        "reward": "mbrl-lib cartpole (1 while not terminated)",
+        "warmup_actions": warmup,
+        "timed_actions": actions,
+        "rounds": rounds,
     }
 
-    results["load_average_1min"] = {"start": os.getloadavg()[0]}
-    log("matmul throughput")
-    shapes = {
-        "mm_2048": (0, 2048, 2048, 2048),
-        "config_bmm": (ENSEMBLE, POPULATION * PARTICLES // ENSEMBLE, HIDDEN, HIDDEN),
-    }
-    results["matmul"] = matmul_throughput(3 if args.quick else 7, shapes)
-    peak = results["matmul"]["mm_2048"]["median_gflops"]
-    layer = results["matmul"]["config_bmm"]["median_gflops"]
-    log(f"  {peak:.1f} GFLOP/s (2048^2 mm), {layer:.1f} GFLOP/s (config's bmm)")
-    flops = 2.0 * rows_per_action * macs
-    floor_ms = flops / (peak * 1e9) * 1e3
-    results["floor"] = {
-        "ms_per_action": floor_ms,
-        "ms_per_action_at_config_bmm": flops / (layer * 1e9) * 1e3,
-        "gflops_used": peak,
-        "flops_per_action": flops,
-        "how": "rows per action x 2 x multiply-adds per row / matmul GFLOP/s (2048^2 mm median)",
-    }
 
-    # Rounds alternate the two sides, so a change in the machine's load hits both alike.
-    sizes = [actions // rounds + (i < actions % rounds) for i in range(rounds)]
-    log(f"forethought: {warmup} warm-up actions")
-    agent = forethought_agent()
-    time_actions(agent, states[:warmup])
-    python, peer_error = None, "skipped (--skip-peer)" if args.skip_peer else None
-    if not args.skip_peer:
-        python, peer_error = ensure_mbrl(args.mbrl_venv, log)
-    spec = {
+def peer_spec(warmup: int) -> dict:
+    """The same config in mbrl-lib's terms."""
+    return {
         "obs_dim": OBS_DIM,
         "action_dim": ACTION_DIM,
         "ensemble_size": ENSEMBLE,
@@ -219,6 +175,58 @@ def main() -> int:
         "particles": PARTICLES,
         "warmup": warmup,  # each round is a fresh process, so each warms up
     }
+
+
+def matmul_floor(quick: bool, rows_per_action: int, macs: int) -> tuple[dict, dict]:
+    """This machine's matmul throughput, and the milliseconds per action it would allow."""
+    log("matmul throughput")
+    shapes = {
+        "mm_2048": (0, 2048, 2048, 2048),
+        "config_bmm": (ENSEMBLE, POPULATION * PARTICLES // ENSEMBLE, HIDDEN, HIDDEN),
+    }
+    matmul = matmul_throughput(3 if quick else 7, shapes)
+    peak = matmul["mm_2048"]["median_gflops"]
+    layer = matmul["config_bmm"]["median_gflops"]
+    log(f"  {peak:.1f} GFLOP/s (2048^2 mm), {layer:.1f} GFLOP/s (config's bmm)")
+    flops = 2.0 * rows_per_action * macs
+    floor = {
+        "ms_per_action": flops / (peak * 1e9) * 1e3,
+        "ms_per_action_at_config_bmm": flops / (layer * 1e9) * 1e3,
+        "gflops_used": peak,
+        "flops_per_action": flops,
+        "how": "rows per action x 2 x multiply-adds per row / matmul GFLOP/s (2048^2 mm median)",
+    }
+    return matmul, floor
+
+
+def peer_round(python, chunk: np.ndarray, spec: dict, threads: int, peer: dict) -> str | None:
+    """One round of mbrl-lib's side in a fresh process, appended to `peer`; its error if any."""
+    n = len(chunk)
+    out = run_peer(python, "latency", {**spec, "states": chunk.tolist(), "actions": n},
+                   threads, timeout=3600)  # fmt: skip
+    if "error" in out:
+        log(f"  mbrl-lib: {out['error']}")
+        return out["error"]
+    peer["seconds"] += out["seconds"]
+    peer["rounds"].append(
+        {"actions": n, "median_ms": median(out["seconds"]) * 1e3, "load_1min": os.getloadavg()[0]}
+    )
+    for key in ("torch_threads", "versions", "python"):
+        peer[key] = out[key]
+    return None
+
+
+def alternate_sides(args, states: np.ndarray, warmup: int, rounds: int) -> tuple[dict, dict]:
+    """Time both sides over the same states, alternating in rounds so that a change in the
+    machine's load hits both alike: forethought's timings and mbrl-lib's (or its error)."""
+    actions = len(states) - warmup
+    sizes = [actions // rounds + (i < actions % rounds) for i in range(rounds)]
+    log(f"forethought: {warmup} warm-up actions")
+    agent = forethought_agent()
+    time_actions(agent, states[:warmup])
+    python, peer_error = None, "skipped (--skip-peer)" if args.skip_peer else None
+    if not args.skip_peer:
+        python, peer_error = ensure_mbrl(args.mbrl_venv, log)
     fore = {"seconds": [], "rounds": []}
     peer: dict = {"seconds": [], "rounds": []}
     rows_before, offset = agent.compute.model_rows, warmup
@@ -231,50 +239,67 @@ def main() -> int:
         )
         log(f"  round {r + 1}/{rounds}: forethought {median(seconds) * 1e3:.0f} ms")
         if peer_error is None:
-            out = run_peer(
-                python, "latency", {**spec, "states": chunk.tolist(), "actions": n},
-                args.threads, timeout=3600,
-            )  # fmt: skip
-            if "error" in out:
-                peer_error = out["error"]
-                log(f"  mbrl-lib: {peer_error}")
-            else:
-                peer["seconds"] += out["seconds"]
-                peer["rounds"].append(
-                    {
-                        "actions": n,
-                        "median_ms": median(out["seconds"]) * 1e3,
-                        "load_1min": os.getloadavg()[0],
-                    }
-                )
-                for key in ("torch_threads", "versions", "python"):
-                    peer[key] = out[key]
-                log(f"  round {r + 1}/{rounds}: mbrl-lib {median(out['seconds']) * 1e3:.0f} ms")
+            peer_error = peer_round(python, chunk, peer_spec(warmup), args.threads, peer)
+            if peer_error is None:
+                ms = peer["rounds"][-1]["median_ms"]
+                log(f"  round {r + 1}/{rounds}: mbrl-lib {ms:.0f} ms")
         offset += n
     fore["model_rows_per_action"] = (agent.compute.model_rows - rows_before) / actions
     fore["ms"] = [s * 1e3 for s in fore["seconds"]]
     fore["median_ms"] = median(fore["ms"])
-    results["forethought"] = fore
     log(f"forethought: {fore['median_ms']:.1f} ms per action")
     if peer_error is not None:
-        results["mbrl"] = {"error": peer_error}
-    else:
-        peer["ms"] = [s * 1e3 for s in peer["seconds"]]
-        peer["median_ms"] = median(peer["ms"])
-        results["threads"]["mbrl"] = peer["torch_threads"]
-        results["mbrl"] = peer
-        log(f"mbrl-lib: {peer['median_ms']:.1f} ms per action")
+        return fore, {"error": peer_error}
+    peer["ms"] = [s * 1e3 for s in peer["seconds"]]
+    peer["median_ms"] = median(peer["ms"])
+    log(f"mbrl-lib: {peer['median_ms']:.1f} ms per action")
+    return fore, peer
 
-    results["load_average_1min"]["end"] = os.getloadavg()[0]
+
+def summarise(fore: dict, peer: dict, floor_ms: float) -> dict:
     summary = {
         "forethought_ms": fore["median_ms"],
         "floor_ms": floor_ms,
         "forethought_over_floor": fore["median_ms"] / floor_ms,
     }
+    if "error" not in peer:
+        summary["mbrl_ms"] = peer["median_ms"]
+        summary["mbrl_over_forethought"] = peer["median_ms"] / fore["median_ms"]
+        summary["mbrl_over_floor"] = peer["median_ms"] / floor_ms
+    return summary
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    warmup = 1 if args.quick else 3
+    rounds = 1 if args.quick else 5
+    actions = args.actions or (3 if args.quick else 50)
+    started = time.perf_counter()
+    # The same states for both sides: small perturbations around upright, as in a balanced episode.
+    noise = np.random.default_rng(0).standard_normal((warmup + actions, OBS_DIM))
+    states = (noise * 0.05).astype(np.float32)
+    rows_per_action = POPULATION * ITERATIONS * PARTICLES * HORIZON
+    macs = macs_per_row(OBS_DIM + ACTION_DIM, HIDDEN, LAYERS, 2 * OBS_DIM)
+    results: dict = {
+        "benchmark": "latency",
+        "machine": machine_info(),
+        "quick": args.quick,
+        "command": " ".join(["python", "benchmarks/latency.py", *sys.argv[1:]]),
+        "threads": {"forethought": torch.get_num_threads(), "mbrl": None},
+        "config": config_record(warmup, actions, rounds),
+        "rows_per_action": rows_per_action,
+        "macs_per_row": macs,
+        "matched_return": "not measured: needs a continuous-cartpole task in forethought",
+        "load_average_1min": {"start": os.getloadavg()[0]},
+    }
+    results["matmul"], results["floor"] = matmul_floor(args.quick, rows_per_action, macs)
+    results["forethought"], results["mbrl"] = alternate_sides(args, states, warmup, rounds)
     if "error" not in results["mbrl"]:
-        summary["mbrl_ms"] = results["mbrl"]["median_ms"]
-        summary["mbrl_over_forethought"] = results["mbrl"]["median_ms"] / fore["median_ms"]
-        summary["mbrl_over_floor"] = results["mbrl"]["median_ms"] / floor_ms
+        results["threads"]["mbrl"] = results["mbrl"]["torch_threads"]
+    results["load_average_1min"]["end"] = os.getloadavg()[0]
+    summary = summarise(results["forethought"], results["mbrl"], results["floor"]["ms_per_action"])
     results["summary"] = summary
     results["wall_s"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
