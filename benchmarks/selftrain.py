@@ -74,36 +74,19 @@ def corr_at(row: dict, which: str, key: str, kind: str = "pooled") -> float | No
     return None if c is None else c[key][kind]
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 seed, 2 iterations, 200 prompts")
     ap.add_argument("--seeds", default=None, help="comma list (default 0,1,2; quick: 0)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default="runs/selftrain_bench", help="run directories")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "selftrain.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
+    return ap.parse_args()
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
-    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
-    if args.quick:
-        base = SelfTrainConfig(iterations=2, train_prompts=200, eval_prompts=100, value_prompts=100)
-    else:
-        base = SelfTrainConfig(iterations=3, train_prompts=500, eval_prompts=200, value_prompts=300)
-    runs = Path(args.runs) / ("quick" if args.quick else "full")
-    start = time.time()
-    per_seed, paths = {}, {}
-    for s in seeds:
-        cfg = SelfTrainConfig(**{**asdict(base), "seed": s}).validate()
-        paths[s] = runs / f"seed_{s}"
-        t = time.time()
-        per_seed[s] = {"rows": run_seed(cfg, paths[s]), "wall_s": round(time.time() - t, 1)}
-    last = base.iterations
-    key = str(base.prefix_tokens)
-
+def improvement_by_seed(seeds, paths, per_seed, last: int) -> dict:
+    """Per seed: plain sampling's gold after the last iteration less before the first, paired
+    by prompt, against the first iteration's own interval."""
     improvement = {}
     for s in seeds:
         first, final = per_prompt(paths[s], 0, "plain"), per_prompt(paths[s], last, "plain")
@@ -113,7 +96,11 @@ def main() -> int:
         d["ci_excludes_zero"] = d["ci"][0] > 0
         d["delta_exceeds_iteration0_ci"] = d["delta"] > d["iteration0_ci_half_width"]
         improvement[str(s)] = d
+    return improvement
 
+
+def across_seeds(seeds, paths, per_seed, last: int) -> list[dict]:
+    """Per iteration and method: gold over seeds with a prompt-bootstrap interval."""
     across = []
     for k in range(last + 1):
         row = {"iteration": k}
@@ -133,7 +120,12 @@ def main() -> int:
             )
             row["plain_delta_vs_0"] = paired_delta(np.zeros(pairs.shape[1]), pairs.mean(0))
         across.append(row)
+    return across
 
+
+def predictor_rows(seeds, per_seed, last: int, key: str) -> list[dict]:
+    """Per iteration: the value predictor's correlation before and after its refit, and how
+    much the policy's change cost the old predictor."""
     predictor = []
     for k in range(last + 1):
         row = {"iteration": k}
@@ -155,7 +147,49 @@ def main() -> int:
             row["rmse_drop"] = row["before_rmse"] - row["old_on_old_rmse"]
             row["rmse_recovery"] = row["before_rmse"] - row["after_rmse"]
         predictor.append(row)
+    return predictor
 
+
+def show(result: dict, out: Path) -> None:
+    for row in result["across_seeds"]:
+        cells = [f"iter {row['iteration']}"]
+        for m in METHODS:
+            lo, hi = row[m]["gold_ci"]
+            cells.append(
+                f"{m} {row[m]['gold']:.3f} [{lo:.3f},{hi:.3f}] pass@1 {row[m]['pass1']:.0%}"
+            )
+        print("  ".join(cells))
+    for row in result["predictor_correlation"]["rows"]:
+        print("predictor", {k: round(v, 3) for k, v in row.items()})
+    for s, d in result["improvement_plain_gold"].items():
+        print(f"seed {s}: plain gold +{d['delta']:.3f} CI [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}]")
+    print(f"goal met: {result['goal_met']}; wrote {out} in {result['wall_s']:.0f}s")
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+    if args.quick:
+        base = SelfTrainConfig(iterations=2, train_prompts=200, eval_prompts=100, value_prompts=100)
+    else:
+        base = SelfTrainConfig(iterations=3, train_prompts=500, eval_prompts=200, value_prompts=300)
+    runs = Path(args.runs) / ("quick" if args.quick else "full")
+    start = time.time()
+    per_seed, paths = {}, {}
+    for s in seeds:
+        cfg = SelfTrainConfig(**{**asdict(base), "seed": s}).validate()
+        paths[s] = runs / f"seed_{s}"
+        t = time.time()
+        per_seed[s] = {"rows": run_seed(cfg, paths[s]), "wall_s": round(time.time() - t, 1)}
+    last = base.iterations
+    improvement = improvement_by_seed(seeds, paths, per_seed, last)
+    predictor = predictor_rows(seeds, per_seed, last, str(base.prefix_tokens))
     result = {
         "machine": machine_info(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -168,26 +202,14 @@ def main() -> int:
         "goal_met": all(
             d["ci_excludes_zero"] and d["delta_exceeds_iteration0_ci"] for d in improvement.values()
         ),
-        "across_seeds": across,
+        "across_seeds": across_seeds(seeds, paths, per_seed, last),
         "predictor_correlation": {"prefix_tokens": base.prefix_tokens, "rows": predictor},
         "per_seed": {str(s): v for s, v in per_seed.items()},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    for row in across:
-        cells = [f"iter {row['iteration']}"]
-        for m in METHODS:
-            lo, hi = row[m]["gold_ci"]
-            cells.append(
-                f"{m} {row[m]['gold']:.3f} [{lo:.3f},{hi:.3f}] pass@1 {row[m]['pass1']:.0%}"
-            )
-        print("  ".join(cells))
-    for row in predictor:
-        print("predictor", {k: round(v, 3) for k, v in row.items()})
-    for s, d in improvement.items():
-        print(f"seed {s}: plain gold +{d['delta']:.3f} CI [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}]")
-    print(f"goal met: {result['goal_met']}; wrote {out} in {result['wall_s']:.0f}s")
+    show(result, out)
     return 0
 
 
