@@ -187,7 +187,7 @@ CEM_VARIANTS = {
         LONG_HORIZON
         | {"value": ValueConfig(at_horizon=True), "rollout": RolloutConfig(discount=0.98)},
         "discrete CEM + learned value at the horizon",
-        "tab:green",
+        "black",
     ),
 }
 # Methods whose runs end at the first evaluation that reaches the threshold
@@ -397,7 +397,7 @@ def ratios(out: dict, runs: dict[str, list[dict]], planned: str) -> None:
 
 def plot(results: dict, path: Path) -> None:
     envs = list(results["envs"])
-    fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 6), dpi=110, squeeze=False)
     colors = {
         "mpc": "tab:blue",
         "loop": "tab:brown",
@@ -427,15 +427,19 @@ def plot(results: dict, path: Path) -> None:
             lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
             name = names.get(method, f"SB3 {method.upper()}")
             label = f"{name} ({len(seeds)} seeds)"
-            ax.plot(grid, mean, color=colors.get(method), label=label, drawstyle="steps-post")
-            ax.fill_between(grid, lo, hi, color=colors.get(method), alpha=0.2, step="post")
+            # Tree-search variants as thin lines, so the main methods stay readable.
+            variant = method in MCTS_VARIANTS
+            ax.plot(grid, mean, color=colors.get(method), label=label, drawstyle="steps-post",
+                    lw=0.8 if variant else 1.8, alpha=0.6 if variant else 1.0)  # fmt: skip
+            if not variant:
+                ax.fill_between(grid, lo, hi, color=colors.get(method), alpha=0.15, step="post")
         ax.axhline(THRESHOLD[env], color="0.3", ls=":", label=f"threshold {THRESHOLD[env]:g}")
         ax.set_xscale("log")
         ax.set_xlabel("environment steps (log)")
         ax.set_ylabel("evaluation return (10 episodes)")
         ax.set_title(env)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.suptitle("Sample efficiency: mean over seeds, shaded min-max", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
