@@ -115,7 +115,7 @@ def tokens_to_match(rows: list[dict], bon16: dict) -> dict:
     return out
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer prompts and budgets")
     ap.add_argument(
@@ -151,7 +151,56 @@ def main() -> int:
         default=str(Path(__file__).parent / "results" / "lm_search.png"),
         help="reward-vs-tokens plot path",
     )
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def evaluator_settings():
+    """The default search settings; learned evaluators only (the value predictor ranks every
+    partial answer, no legality check); and the control: the legality rule at the final pick."""
+    learned = compare.SearchSettings(
+        lookahead_scorer="value", prune_scorer="value", process="value"
+    )
+    return compare.SearchSettings(), learned, compare.SearchSettings(final="legal+proxy")
+
+
+def timed(result: dict, part: str, run):
+    """run(), its seconds recorded under result["timings_s"][part]."""
+    started = time.time()
+    value = run()
+    result["timings_s"][part] = round(time.time() - started, 1)
+    print(f"{part} done", flush=True)
+    return value
+
+
+def budget_sweep(suite, prompts: list[str], budgets: list[int], settings, learned, control):
+    """Every method at every budget with the default evaluators, the guided ones again with
+    learned evaluators only, and Best-of-N with the legality rule at its pick (the control),
+    all on the same seeds so that only the evaluators differ."""
+    records = compare.evaluate(suite, compare.METHODS, prompts, budgets, settings, seed=2)
+    guided = [m for m in compare.METHODS if m != "bon"]
+    for label, methods, s in (
+        (" (learned)", guided, learned),
+        (" (legal final)", ["bon"], control),
+    ):
+        for r in compare.evaluate(suite, methods, prompts, budgets, s, seed=2):
+            r.method += label
+            records.append(r)
+    return records
+
+
+def show(result: dict, rows: list[dict], out: Path, plot: Path) -> None:
+    for r in rows:
+        print(
+            f"{r['budget']:5d} {r['method']:18s} gold {r['mean_gold']:.3f} proxy {r['mean_proxy']:.3f} "
+            f"win {r['win_rate']:.2f} W/T/L {r['wins']}/{r['ties']}/{r['losses']} "
+            f"tokens {r['mean_tokens']:.0f} calls {r['mean_reward_calls']:.1f}"
+        )
+    print(json.dumps(result["tokens_to_match_bon16"], indent=1))
+    print(f"wrote {out} and {plot}")
+
+
+def main() -> int:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 
@@ -166,12 +215,7 @@ def main() -> int:
     n_prompts = 40 if args.quick else 100
     budgets = [64, 128, 256, 512, 1024] if args.quick else [32, 64, 128, 256, 512, 1024]
     ns = [1, 2, 4, 8, 16, 32] if args.quick else [1, 2, 4, 8, 16, 32, 64]
-    settings = compare.SearchSettings()
-    # Learned evaluators only: the value predictor ranks every partial answer, no legality check.
-    learned = compare.SearchSettings(
-        lookahead_scorer="value", prune_scorer="value", process="value"
-    )
-    control = compare.SearchSettings(final="legal+proxy")
+    settings, learned, control = evaluator_settings()
     root = Path(args.assets)
     suite = load_countdown(root, value=args.value)
     problems = countdown.make_problems(n_prompts, seed=HELD_OUT_SEED)
@@ -188,34 +232,16 @@ def main() -> int:
         "held_out_seed": HELD_OUT_SEED,
         "timings_s": {},
     }
-    meta = root / "meta.json"
-    if meta.exists():
-        result["assets_meta"] = json.loads(meta.read_text())
-
-    t = time.time()
-    result["value_correlation"] = value_correlation(
-        suite, root, problems[: n_prompts // 2], 16, settings.max_new_tokens
-    )
-    result["timings_s"]["value_correlation"] = round(time.time() - t, 1)
-    print("value correlation done", flush=True)
-
-    t = time.time()
-    result["bon_sweep"] = compare.bon_sweep(suite, prompts, ns, settings, seed=1)
-    result["timings_s"]["bon_sweep"] = round(time.time() - t, 1)
-    print("bon sweep done", flush=True)
-
-    t = time.time()
-    records = compare.evaluate(suite, compare.METHODS, prompts, budgets, settings, seed=2)
-    guided = [m for m in compare.METHODS if m != "bon"]
-    for label, methods, s in (
-        (" (learned)", guided, learned),
-        (" (legal final)", ["bon"], control),
-    ):
-        for r in compare.evaluate(suite, methods, prompts, budgets, s, seed=2):
-            r.method += label  # same seeds as the main run: only the evaluators differ
-            records.append(r)
+    if (root / "meta.json").exists():
+        result["assets_meta"] = json.loads((root / "meta.json").read_text())
+    held_out = problems[: n_prompts // 2]
+    result["value_correlation"] = timed(result, "value_correlation", lambda: value_correlation(
+        suite, root, held_out, 16, settings.max_new_tokens))  # fmt: skip
+    result["bon_sweep"] = timed(result, "bon_sweep", lambda: compare.bon_sweep(
+        suite, prompts, ns, settings, seed=1))  # fmt: skip
+    records = timed(result, "budget_sweep", lambda: budget_sweep(
+        suite, prompts, budgets, settings, learned, control))  # fmt: skip
     rows = compare.summarize(records)
-    result["timings_s"]["budget_sweep"] = round(time.time() - t, 1)
     result["budget_sweep"] = rows
     bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
     result["best_of_16"] = bon16
@@ -229,14 +255,7 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=1))
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     plot = compare.plot_reward_vs_budget(rows, args.plot)
-    for r in rows:
-        print(
-            f"{r['budget']:5d} {r['method']:18s} gold {r['mean_gold']:.3f} proxy {r['mean_proxy']:.3f} "
-            f"win {r['win_rate']:.2f} W/T/L {r['wins']}/{r['ties']}/{r['losses']} "
-            f"tokens {r['mean_tokens']:.0f} calls {r['mean_reward_calls']:.1f}"
-        )
-    print(json.dumps(result["tokens_to_match_bon16"], indent=1))
-    print(f"wrote {out} and {plot}")
+    show(result, rows, out, plot)
     return 0
 
 

@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from forethought.lm import Account, Budget, compare
 from forethought.lm.artifacts.shipped import load_countdown, shipped_root
 from forethought.lm.artifacts.train_prm import step_ends
-from lm_search import tokens_to_match
+from lm_search import timed, tokens_to_match
 
 HELD_OUT_SEED = 20_000
 RESULTS = Path(__file__).parent / "results"
@@ -98,6 +98,25 @@ def learned_vs_bon(rows: list[dict], budgets: list[int]) -> list[dict]:
     return out
 
 
+def run_searches(suite, searches, prompts, budgets, settings, timings: dict) -> list:
+    """Every (search, process scorer) pair at every budget, each answer re-picked by every
+    final judge but the proxy; the same seeds for every search, so only the method and its
+    scorer differ."""
+    finals = [f for f in compare.FINALS if f != "proxy"]
+    records = []
+    for method, process in searches:
+        t = time.time()
+        s = replace(settings, process=process or settings.process)
+        found = compare.evaluate(suite, [method], prompts, budgets, s, seed=2, finals=finals)
+        label = method if process is None else f"{method}({process})"
+        for r in found:
+            r.method = r.method.replace(method, label, 1)
+        records += found
+        timings[label] = round(time.time() - t, 1)
+        print(f"{label} done in {time.time() - t:.0f}s", flush=True)
+    return records
+
+
 def run_steps(args, machine: dict) -> int:
     task_name = args.task
     root = Path(args.assets) if args.assets else shipped_root(task_name)
@@ -125,29 +144,14 @@ def run_steps(args, machine: dict) -> int:
     for name in ("meta.json", "prm.json"):
         if (root / name).exists():
             result[name.removesuffix(".json")] = json.loads((root / name).read_text())
-    t = time.time()
-    result["correlation_by_step"] = correlation_by_step(
-        suite, problems[: n_prompts // 2], 16, max_new
-    )
-    result["timings_s"]["correlation_by_step"] = round(time.time() - t, 1)
-    print("correlation by step done", flush=True)
-    t = time.time()
-    result["bon_sweep"] = compare.bon_sweep(suite, prompts, [1, 4, 16, 32], settings, seed=1)
-    result["timings_s"]["bon_sweep"] = round(time.time() - t, 1)
-    finals = [f for f in compare.FINALS if f != "proxy"]
-    records = []
+    held_out = problems[: n_prompts // 2]
+    result["correlation_by_step"] = timed(result, "correlation_by_step", lambda: (
+        correlation_by_step(suite, held_out, 16, max_new)))  # fmt: skip
+    result["bon_sweep"] = timed(result, "bon_sweep", lambda: compare.bon_sweep(
+        suite, prompts, [1, 4, 16, 32], settings, seed=1))  # fmt: skip
     searches = _chosen(args.searches)
     result["searches"] = [m if p is None else f"{m}({p})" for m, p in searches]
-    for method, process in searches:
-        t = time.time()
-        s = replace(settings, process=process or settings.process)
-        found = compare.evaluate(suite, [method], prompts, budgets, s, seed=2, finals=finals)
-        label = method if process is None else f"{method}({process})"
-        for r in found:  # same seeds for every search: only the method and scorer differ
-            r.method = r.method.replace(method, label, 1)
-        records += found
-        result["timings_s"][label] = round(time.time() - t, 1)
-        print(f"{label} done in {time.time() - t:.0f}s", flush=True)
+    records = run_searches(suite, searches, prompts, budgets, settings, result["timings_s"])
     rows = compare.summarize(records)
     result["budget_sweep"] = rows
     result["learned_vs_bon"] = learned_vs_bon(rows, budgets)
