@@ -142,3 +142,21 @@ def test_resume_can_extend_a_run_but_not_change_it(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--episodes", "3", "--quiet"]) == 0
     assert [r["episode"] for r in episode_rows(out)] == [0, 1, 2]
     assert json.loads((out / "config.json").read_text())["episodes"] == 3
+
+
+def test_a_row_checkpointed_just_before_a_kill_keeps_its_cpu_stamp(tmp_path):
+    """A kill between the checkpoint and the metrics append: the resume writes the row back
+    from the checkpoint, stamp included (learning CPU to a threshold needs every stamp)."""
+    from forethought.config import TrainConfig
+    from forethought.trainers import resume, train
+    from helpers import tiny_config
+
+    out = tmp_path / "run"
+    train(tiny_config(out, episodes=2))
+    metrics = out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines[:-1]) + "\n")  # the last append never happened
+    rows = resume(out, given=TrainConfig(episodes=2)).history
+    assert [r["episode"] for r in rows] == [0, 1]
+    assert all(r["cpu_seconds"] > 0 for r in rows)
+    assert json.loads(metrics.read_text().splitlines()[-1])["cpu_seconds"] > 0

@@ -196,10 +196,15 @@ class RunDirectory:
     def close(self) -> None:
         self.lock.release()
 
-    def append_metrics(self, row: dict[str, Any]) -> None:
-        """Appends `row`, stamped in place (so a copy kept for the checkpoint has it too) with
-        the run's `cpu_seconds` so far unless it has its own."""
+    def stamp_cpu(self, row: dict[str, Any]) -> None:
+        """Stamps `row` in place with the run's `cpu_seconds` so far unless it has its own; a
+        trainer that checkpoints a row before appending it stamps it first, so that the
+        checkpoint's copy, which a resume writes back, carries the stamp too."""
         row.setdefault("cpu_seconds", self.cpu_seconds())
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Appends `row`, stamped in place (see `stamp_cpu`)."""
+        self.stamp_cpu(row)
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
 

@@ -497,6 +497,7 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
 
 def _finish_episode(run: Run, row: dict[str, Any], bar: RunProgress) -> None:
     """Record the episode's row, then checkpoint: the checkpoint is the commit point."""
+    run.dir.stamp_cpu(row)  # before the checkpoint: a resume writes its rows back
     run.progress.history.append(row)
     run.progress.episode = row["episode"] + 1
     _checkpoint(run)
