@@ -136,7 +136,7 @@ def inverted_pendulum(args, console: Console) -> None:
 
     def on_done(name: str, rows: list[dict], seconds: float) -> None:
         method, seed, steps = jobs[name]
-        entry = se.measure(rows, seconds, seed, steps, 1000.0)
+        entry = se.measure(rows, seconds, seed, steps, 1000.0, method in se.STOPS_AT_THRESHOLD)
         console.print(
             f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
             f"steps ({entry['seconds']:.0f} s)"
