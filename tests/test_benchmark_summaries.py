@@ -101,3 +101,17 @@ def test_a_run_stopped_at_the_threshold_has_no_curve_after_it():
     assert str(se.on_grid(stopped, grid).tolist()) == "[nan, 50.0, 480.0, nan]"
     told_but_short = se.measure(rows[:1], 1.0, seed=0, steps=3_000, threshold=475, stops=True)
     assert not told_but_short["stopped_at_threshold"]  # a run that never got there
+
+
+def test_every_benchmark_method_makes_a_valid_config(tmp_path):
+    """Each environment's methods turn into a config that `forethought train` accepts; iCEM with
+    the value at its horizon evaluates on the step schedule only and stops at the threshold."""
+    for env, budgets in se.BUDGET.items():
+        for method in budgets:
+            config = se.config_for(env, method, 0, 600, se.EVERY[env], tmp_path)
+            config.validate()
+    config = se.config_for("InvertedPendulum-v5", "mpc-value", 0, 600, 500, tmp_path)
+    assert (config.algo, config.planner, config.planning.horizon) == ("mpc", "icem", 40)
+    assert config.value.at_horizon and config.rollout.discount == 0.98
+    assert (config.eval_every_steps, config.eval_every) == (500, 10_000)
+    assert config.stop_at_return == 1000.0
