@@ -80,7 +80,7 @@ class EvaluateArgs:
     switch_quantile: float = 0.95
     """Switching hybrid: consult the planner above this quantile of real-data disagreement."""
     shield: str | None = None
-    """Also evaluate the SAC policy under a shield for this constraint (pendulum-speed, pendulum-zone, cartpole-position): the policy's next steps are imagined with the ensemble and a constrained planner acts where they would break it; every controller's constraint cost is reported."""
+    """Also evaluate the SAC policy under a shield for this constraint (pendulum-speed, pendulum-zone, cartpole-position or cheetah-velocity): the policy's next steps are imagined with the ensemble and a constrained planner acts where they would break it; every controller's constraint cost is reported."""
     shield_lookahead: int = 20
     """Shield: steps imagined before each action (the proposed action, then the policy's); they must reach past the point where the constraint can no longer be kept."""
     shield_planner: Literal["guided", "mpc"] = "mpc"
