@@ -13,6 +13,7 @@
     python benchmarks/mujoco_tasks.py --quick         # tiny budgets, 1 seed (a smoke test)
     python benchmarks/mujoco_tasks.py --skip pendulum --cheetah-methods loop-imagined \
         --cheetah-seeds 0 1 2 --workers 2             # the planner with MBPO's data for its SAC
+    python benchmarks/mujoco_tasks.py --skip cheetah --methods mpc-value --workers 2
 """
 
 from __future__ import annotations
@@ -94,10 +95,14 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--cheetah-seeds", nargs="+", type=int, default=[0])
     parser.add_argument(
-        "--methods", nargs="+", default=["mpc", "loop", "loop-critic", "mbpo", "sac"]
-    )
+        "--methods", nargs="+", default=["mpc", "loop", "loop-critic", "mbpo", "sac"],
+        choices=list(se.BUDGET["InvertedPendulum-v5"]),
+        help="InvertedPendulum runs; also ppo, and mpc-value (iCEM over 40 steps with the "
+        "learned value at its horizon) (default: mpc loop loop-critic mbpo sac)",
+    )  # fmt: skip
     parser.add_argument(
         "--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"],
+        choices=["sac", "mbpo", "loop", "loop-imagined"],
         help="sac, mbpo, loop, loop-imagined (loop whose SAC also learns from MBPO's imagined "
         "data) (default: sac mbpo loop)",
     )  # fmt: skip
