@@ -107,6 +107,15 @@ def main() -> int:
         "data) (default: sac mbpo loop)",
     )  # fmt: skip
     parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
+    parser.add_argument(
+        "--cheetah-shield", choices=["cheetah-velocity"], default=None,
+        help="also evaluate each MBPO and loop policy under the shield for this constraint "
+        "(forethought evaluate --shield; every controller's cost is reported) (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shield-planner", choices=["mpc", "guided"], default="mpc",
+        help="the constrained planner that acts when the shield overrides (default mpc)",
+    )  # fmt: skip
     parser.add_argument("--skip", choices=["pendulum", "cheetah"], default=None)
     parser.add_argument("--device", default="cpu", help="torch device for every learner")
     parser.add_argument("--runs", type=Path, default=se.RUNS)
@@ -195,10 +204,12 @@ def half_cheetah(args, console: Console) -> None:
 
 def _controllers(args, method: str, run_dir: Path) -> dict | None:
     """What `forethought evaluate` measures on an MBPO or loop run: the policy alone, plain and
-    guided MPC and the switching hybrid (loop-imagined: the policy alone)."""
+    guided MPC and the switching hybrid (loop-imagined: the policy alone); with
+    --cheetah-shield also the policy under the shield, and every controller's cost."""
     if method not in ("mbpo", "loop", "loop-imagined"):
         return None
-    evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True)
+    evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True, shield=args.cheetah_shield,
+                            shield_planner=args.shield_planner)  # fmt: skip
     if method == "loop-imagined":
         evaluate = replace(evaluate, controllers=("policy",))
     if args.quick:  # the smoke test checks the schema, not the numbers
