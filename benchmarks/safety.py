@@ -7,8 +7,9 @@ Three constrained tasks (`--task`), cost limit 0 violating steps per episode:
     cartpole-position  the continuous cart-pole (200 steps) with the cart kept within 1 m of
                        the centre (the episode itself only ends at 2.4 m)
     cheetah-velocity   HalfCheetah-v5 (1,000 steps) no faster than 3.2096 m/s forward
-                       (Safety-Gymnasium's velocity task; MPC episodes of 1,000 steps, SAC
-                       20,000 steps; not run on the 2-core CPU yet)
+                       (Safety-Gymnasium's velocity task; MPC episodes of 1,000 steps, evaluated
+                       after the last one only; SAC 50,000 steps, as the limit binds only once
+                       the cheetah runs well)
 
 Per seed, with the cost measured by the environment wrapper in every run:
 
@@ -28,7 +29,8 @@ Per seed, with the cost measured by the environment wrapper in every run:
                      exploration shielded too, evaluations of the shielded policy
                      (--mbpo-steps; not in the default methods)
 
-MPC runs 5 episodes, SAC 20,000 steps on Pendulum and 10,000 on the cart-pole (--sac-steps).
+MPC runs 5 episodes; SAC 20,000 steps on Pendulum, 10,000 on the cart-pole and 50,000 on the
+cheetah (--sac-steps).
 Reported: evaluation return and evaluation cost (violating steps per episode, 10 episodes on the
 shared seeds) after every MPC episode and every 1,000 SAC steps, training-time violations, vetoed
 steps. Writes benchmarks/results/safety.json (every raw number and the machine, one block per
@@ -79,12 +81,16 @@ class Task:
     sac_steps: int  # default --sac-steps
     trial_prefix: str  # the sweep's trial names; Pendulum's runs predate other tasks and have none
     episode_steps: int = 200
+    mpc_eval_every: int = 1  # MPC evaluates after every this many episodes (and after the last)
 
 
 TASKS = {
     "pendulum-zone": Task("Pendulum-v1", 20_000, ""),
     "cartpole-position": Task(CARTPOLE_ID, 10_000, "cartpole-"),
-    "cheetah-velocity": Task("HalfCheetah-v5", 20_000, "cheetah-", episode_steps=1_000),
+    # One MPC evaluation plans 10 x 1,000 steps (~10 CPU-min here): after the last episode only.
+    "cheetah-velocity": Task(
+        "HalfCheetah-v5", 50_000, "cheetah-", episode_steps=1_000, mpc_eval_every=5
+    ),
 }
 
 
@@ -121,7 +127,7 @@ def config_for(
     planning = replace(TrainConfig().planning, horizon=horizon)
     return TrainConfig(
         planner="icem", episodes=episodes, steps=spec.episode_steps * episodes,
-        planning=planning, **common,
+        eval_every=spec.mpc_eval_every, planning=planning, **common,
     )  # fmt: skip
 
 
@@ -307,7 +313,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5, help="episodes per MPC run (default 5)")
     parser.add_argument(
         "--sac-steps", type=int, default=None,
-        help="steps per SAC run (default: 20000 on Pendulum, 10000 on the cart-pole)",
+        help="steps per SAC run (default: 20000 on Pendulum, 10000 on the cart-pole, 50000 on the "
+        "cheetah)",
     )  # fmt: skip
     parser.add_argument(
         "--mpc-horizon", type=int, default=DEFAULT_HORIZON,
