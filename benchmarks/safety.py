@@ -25,6 +25,9 @@ Per seed, with the cost measured by the environment wrapper in every run:
                      --shield-planner mpc`): constrained iCEM acts where the policy's imagined
                      next steps would break the constraint; one row per --shield-lookahead
                      (--mbpo-steps, default 3,000; not in the default methods)
+    sac-shield       the sac runs' policy under the same shield, with an ensemble fitted on the
+                     run's own replay buffer (`forethought evaluate` on a SAC run): a shield
+                     over a policy that learned no model (not in the default methods)
     shielded-mbpo    MBPO with the shield on from its first model fit (`--safety.shield`):
                      exploration shielded too, evaluations of the shielded policy
                      (--mbpo-steps; not in the default methods)
@@ -41,12 +44,15 @@ per task). Runs are trials of the sweep in benchmarks/.runs/safety/{full,quick}
     python benchmarks/safety.py --workers 2    # Pendulum: 3 seeds x 4 methods (~45 min on 2 cores)
     python benchmarks/safety.py --task cartpole-position --workers 2
     python benchmarks/safety.py --task cartpole-position --workers 2 --methods mpc mpc-constrained --mpc-horizon 40
+    python benchmarks/safety.py --task cheetah-velocity --workers 2
+    python benchmarks/safety.py --task cheetah-velocity --workers 2 --methods sac-shield --shield-planner guided
     python benchmarks/safety.py --quick --out /tmp/safety.json   # 1 seed, 2 episodes (smoke test)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from dataclasses import dataclass, replace
@@ -66,7 +72,10 @@ from runs import add_arguments, run_all
 
 RESULTS = Path(__file__).parent / "results" / "safety.json"
 RUNS = Path(__file__).parent / ".runs" / "safety"
-METHOD_NAMES = ["mpc", "mpc-constrained", "sac", "sac-lagrangian", "mbpo-shield", "shielded-mbpo"]
+METHOD_NAMES = [
+    "mpc", "mpc-constrained", "sac", "sac-lagrangian", "mbpo-shield", "sac-shield", "shielded-mbpo"
+]  # fmt: skip
+SHIELDS = {"mbpo-shield": "mbpo-shield", "sac-shield": "sac"}  # shield rows: the trial they use
 DEFAULT_METHODS = ["mpc", "mpc-constrained", "sac", "sac-lagrangian"]
 SAC_EVERY = 1_000
 DEFAULT_HORIZON = TrainConfig().planning.horizon
@@ -114,6 +123,7 @@ def config_for(
     task: str, method: str, seed: int, episodes: int, steps: dict, out: Path, horizon: int
 ) -> TrainConfig:
     spec = TASKS[task]
+    method = "sac" if method == "sac-shield" else method  # the sac trial, evaluated shielded
     name = f"{spec.trial_prefix}{method_key(method, horizon)}-seed{seed}"
     common = dict(env=spec.env, seed=seed, quiet=True, safety=safety_for(method, task),
                   out=out / name)  # fmt: skip
@@ -158,19 +168,22 @@ def summary(entries: list[dict]) -> dict:
     }
 
 
-def shielded(entry: dict, run_dir: Path, constraint: str, episodes: int, lookahead: int) -> dict:
+def shielded(
+    entry: dict, run_dir: Path, constraint: str, episodes: int, lookahead: int, planner: str
+) -> dict:
     """The run's SAC policy evaluated alone and under the shield (the entry's final numbers
     become the shielded ones; the policy's own are kept beside them)."""
     from forethought.tools.evaluate import EvaluateArgs, evaluate_controllers
 
     args = EvaluateArgs(run_dir=run_dir, controllers=("policy",), shield=constraint,
-                        shield_lookahead=lookahead, shield_planner="mpc", episodes=episodes,
+                        shield_lookahead=lookahead, shield_planner=planner, episodes=episodes,
                         quiet=True)  # fmt: skip
     report = evaluate_controllers(args)
     policy, shield = report["policy"], report["shielded"]
     return {
         **entry,
         "shield_lookahead": lookahead,
+        "shield_planner": planner,
         "policy_eval_return": policy["eval_return"],
         "policy_eval_cost": policy["eval_cost"],
         "final_eval_return": shield["eval_return"],
@@ -289,15 +302,20 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
             entry_of(*runs[f"{spec.trial_prefix}{key}-seed{seed}"], seed) for seed in range(seeds)
         ]
         for method in args.methods
-        if method != "mbpo-shield" and (key := method_key(method, args.mpc_horizon))
+        if method not in SHIELDS and (key := method_key(method, args.mpc_horizon))
     }
-    for lookahead in args.shield_lookahead if "mbpo-shield" in args.methods else ():
-        methods[f"mbpo-shield-{lookahead}"] = [
-            shielded(
-                entry_of(*runs[name], seed), out / "trials" / name, task, EVAL_EPISODES, lookahead
-            )
-            for seed in range(seeds)
-            if (name := f"{spec.trial_prefix}mbpo-shield-seed{seed}")
+    planner = args.shield_planner
+    for method, lookahead in itertools.product(args.methods, args.shield_lookahead):
+        if method not in SHIELDS:
+            continue
+        trials = [f"{spec.trial_prefix}{SHIELDS[method]}-seed{seed}" for seed in range(seeds)]
+        key = f"{method}-{lookahead}" + ("-guided" if planner == "guided" else "")
+        run = [
+            (entry_of(*runs[name], seed), out / "trials" / name) for seed, name in enumerate(trials)
+        ]
+        methods[key] = [
+            shielded(entry, run_dir, task, EVAL_EPISODES, lookahead, planner)
+            for entry, run_dir in run
         ]
     return {"env": spec.env, "constraint": task, "episodes": episodes, "sac_steps": steps["sac"],
             "mbpo_steps": steps["mbpo"], "cost_limit": 0, "methods": methods}  # fmt: skip
@@ -326,7 +344,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--shield-lookahead", type=int, nargs="+", default=[20],
-        help="mbpo-shield: steps the shield imagines; each value is a row (default 20)",
+        help="mbpo-shield, sac-shield: steps the shield imagines; each value is a row (default 20)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shield-planner", choices=["mpc", "guided"], default="mpc",
+        help="mbpo-shield, sac-shield: the constrained planner that takes over: iCEM over 20 "
+        "steps, or the policy-guided planner (rows end in -guided) (default mpc)",
     )  # fmt: skip
     parser.add_argument(
         "--methods", nargs="+", default=DEFAULT_METHODS, choices=METHOD_NAMES,

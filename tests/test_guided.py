@@ -17,6 +17,7 @@ from forethought.tools.evaluate import (
 )
 from forethought.trainers import train
 from test_mbpo import tiny_mbpo
+from test_model_free import sac_config
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def mbpo_run(tmp_path_factory) -> Path:
 
 def controllers(run: Path, **changes):
     args = EvaluateArgs(run_dir=run, quiet=True, **changes)
-    config, parts = _load(args)
+    config, parts = _load(args, None)
     return build_controllers(args, config, parts)
 
 
@@ -125,3 +126,42 @@ def test_the_shield_hands_overrides_to_the_chosen_constrained_planner(mbpo_run, 
     assert isinstance(fallback, GuidedMPCAgent) == (planner == "guided")
     assert fallback.planner.config.horizon == horizon
     assert fallback.safety is not None and fallback.safety.constraint == "pendulum-zone"
+
+
+def test_a_sac_run_gets_a_model_fitted_on_its_replay_buffer_and_a_shield(tmp_path, capsys):
+    from forethought.config import FitConfig, ModelConfig
+    from forethought.tools.evaluate import SAC_MODEL
+
+    run = tmp_path / "sac"
+    model = ModelConfig(ensemble_size=2, hidden_size=32, num_hidden_layers=2)
+    train(sac_config(run, steps=400, model=model, fit=FitConfig(max_epochs=30)))
+    args = EvaluateArgs(run_dir=run, quiet=True, controllers=("policy",), shield="pendulum-zone")
+    config, parts = _load(args, None)
+    # Every real transition, in order: within an episode each next state is the next row's state.
+    real = parts.real_obs
+    assert len(real) == 400
+    transitions = parts.sac.replay_buffer.next_observations[:400, 0]
+    np.testing.assert_array_equal(transitions[:49], real[1:50])  # episodes of 50 steps
+    # The fitted ensemble predicts the run's own transitions better than an unfitted one.
+    fresh = _load(args, None)[1].model  # read back from RUN_DIR/evaluate_model.pt
+    assert (run / SAC_MODEL).exists()
+    obs = torch.as_tensor(real[:300])
+    action = torch.as_tensor(parts.sac.policy.unscale_action(
+        parts.sac.replay_buffer.actions[:300, 0]))  # fmt: skip
+    target = torch.as_tensor(transitions[:300])
+    from forethought.trainers.mbpo import attach
+
+    unfitted = attach(config, parts.sac.action_space, 3, "cpu").dynamics.eval()
+    with torch.inference_mode():
+        errors = [
+            float((m.predict(obs.expand(2, -1, -1), action.expand(2, -1, -1)).next_obs_mean
+                   - target).square().mean())
+            for m in (parts.model, fresh, unfitted)
+        ]  # fmt: skip
+    assert errors[0] == errors[1] and errors[0] < errors[2] / 10
+    assert main(["evaluate", str(run), "--episodes", "2", "--controllers", "policy",
+                 "--shield", "pendulum-zone"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "fitting" not in out and "shielded" in out  # the saved model, not a second fit
+    report = json.loads((run / "controllers.json").read_text())
+    assert 0.0 <= report["shielded"]["override_share"] <= 1.0

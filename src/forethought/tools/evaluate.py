@@ -1,8 +1,11 @@
-"""`forethought evaluate RUN_DIR`: every controller a finished MBPO or loop run can field, side
-by side.
+"""`forethought evaluate RUN_DIR`: every controller a finished MBPO, loop or SAC run can field,
+side by side.
 
 From one run's SAC policy, critic and dynamics ensemble (and, for a loop run that learned one,
-the planner's own state value, which the guided planner then uses at the horizon):
+the planner's own state value, which the guided planner then uses at the horizon). A SAC run
+learned no model: one is fitted on its replay buffer, every real transition the run saw (the
+ensemble of the run's --model/--fit settings, as MBPO would have fitted it), once, and kept in
+RUN_DIR/evaluate_model.pt:
 
     policy   the SAC policy alone (mean action)
     mpc      plain iCEM MPC with the run's model (the PETS-style planner, default settings)
@@ -47,20 +50,23 @@ from forethought.tasks import TaskSpec, get_task, make_env
 from forethought.tasks.constraints import SafetyConfig, with_costs
 from forethought.tasks.episodes import evaluate_batched, run_episode
 from forethought.trainers.run_dir import RunDir
+from forethought.trainers.sb3_state import transitions_of
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC
 
 Controller = Literal["policy", "mpc", "guided", "switch"]
+SAC_MODEL = "evaluate_model.pt"  # a SAC run's ensemble, fitted on its replay buffer
 
 
 @dataclass(frozen=True)
 class EvaluateArgs:
-    """Evaluate a finished `--algo mbpo` or `--algo loop` run's controllers (policy, MPC,
-    policy-guided MPC, switching hybrid): evaluation return and milliseconds per action for each."""
+    """Evaluate a finished `--algo mbpo`, `loop` or `sac` run's controllers (policy, MPC,
+    policy-guided MPC, switching hybrid, a shield over the policy): evaluation return and
+    milliseconds per action for each; a SAC run's model is first fitted on its replay buffer."""
 
     run_dir: tyro.conf.Positional[Path]
-    """The MBPO or loop run directory."""
+    """The MBPO, loop or SAC run directory."""
     controllers: tuple[Controller, ...] = ("policy", "mpc", "guided", "switch")
     """Which controllers to evaluate."""
     episodes: int | None = None
@@ -102,14 +108,17 @@ class LearnedParts:
     state_value: StateValue | None = None  # --algo loop --loop.value behaviour
 
 
-def _load(args: EvaluateArgs) -> tuple[TrainConfig, LearnedParts]:
+def _load(args: EvaluateArgs, console: Console | None) -> tuple[TrainConfig, LearnedParts]:
     _, config = RunDir.open(args.run_dir, flag="RUN_DIR", lock=False)
     require(
-        config.algo in ("mbpo", "loop"),
+        config.algo in ("mbpo", "loop", "sac"),
         "RUN_DIR",
-        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo or loop "
-        "run (it uses the run's policy, critic and dynamics model)",
+        f"{args.run_dir} is an --algo {config.algo} run; evaluate needs an --algo mbpo, loop "
+        "or sac run (it uses the run's SAC policy and critic)",
     )
+    if config.algo == "sac":
+        say = console.print if console is not None and not args.quiet else lambda *_: None
+        return config, load_sac(args.run_dir, config, say)
     load = load_mbpo if config.algo == "mbpo" else load_loop
     return config, load(args.run_dir, config)
 
@@ -130,6 +139,40 @@ def load_mbpo(run_dir: Path, config: TrainConfig) -> LearnedParts:
     rollouts.dynamics.eval()
     real_obs = sac.replay_buffer.real_transitions().obs
     return LearnedParts(sac, rollouts.dynamics, rollouts.task, real_obs)
+
+
+def load_sac(run_dir: Path, config: TrainConfig, say=print) -> LearnedParts:
+    """A SAC run's policy, critics and replay buffer, and the dynamics ensemble fitted on that
+    buffer (read from RUN_DIR/evaluate_model.pt when it was fitted on the same transitions)."""
+    from stable_baselines3 import SAC
+
+    from forethought.trainers import mbpo, sb3
+
+    checkpoint = RunDir(run_dir).load_checkpoint()
+    if checkpoint is None:
+        raise ConfigError("RUN_DIR", f"{run_dir} has no checkpoint yet (no evaluation happened)")
+    if "normalizer" in checkpoint:
+        raise ConfigError("RUN_DIR", f"{run_dir} normalises observations; evaluate needs raw ones")
+    sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
+    sb3.load_replay_buffer(sac, checkpoint["replay_buffer"])
+    real = transitions_of(sac.replay_buffer)
+    real = replace(real, action=sac.policy.unscale_action(real.action))
+    rollouts = mbpo.attach(config, sac.action_space, real.obs.shape[1], "cpu")
+    model, saved = rollouts.dynamics, run_dir / SAC_MODEL
+    fitted = torch.load(saved, weights_only=True) if saved.exists() else None
+    if fitted is not None and fitted["transitions"] == len(real.obs):
+        model.load_state_dict(fitted["dynamics"])
+    else:
+        say(f"fitting the ensemble on the run's {len(real.obs):,} real transitions (once)")
+        report = rollouts.trainer.fit(real, np.random.default_rng([config.seed, 1]))
+        state = {"dynamics": model.state_dict(), "transitions": len(real.obs),
+                 "holdout_error": report.holdout_error, "epochs": report.epochs}  # fmt: skip
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        with RunLock(run_dir):
+            atomic_write_bytes(saved, buffer.getvalue())
+        say(f"model fitted in {report.seconds:.0f} s, held-out error {report.holdout_error:.4f}")
+    return LearnedParts(sac, model.eval(), rollouts.task, real.obs)
 
 
 def load_loop(run_dir: Path, config: TrainConfig) -> LearnedParts:
@@ -231,7 +274,7 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
     require(args.guided_horizon >= 1, "guided_horizon", "must be at least 1")
     if args.episodes is not None:
         require(args.episodes >= 1, "episodes", "must be at least 1")
-    config, parts = _load(args)
+    config, parts = _load(args, console)
     configure_threads(config.threads)
     episodes = config.eval_episodes if args.episodes is None else args.episodes
     seeds = [config.eval_seed + j for j in range(episodes)]

@@ -36,6 +36,7 @@ from forethought.config import MBPOConfig, TrainConfig
 from forethought.models import DynamicsModel, ModelTrainer
 from forethought.planners import make_planner
 from forethought.tasks import TaskSpec
+from forethought.trainers.sb3_state import transitions_of
 from forethought.types import TransitionBatch
 
 
@@ -111,16 +112,7 @@ class MixedReplayBuffer(ReplayBuffer):
 
     def real_transitions(self) -> TransitionBatch[np.ndarray]:
         """Every real transition so far (actions still in SAC's [-1, 1] scale)."""
-        n = self.size()
-        terminated = self.dones[:n, 0] * (1 - self.timeouts[:n, 0])
-        return TransitionBatch(
-            obs=self.observations[:n, 0],
-            action=self.actions[:n, 0],
-            reward=self.rewards[:n, 0],
-            next_obs=self.next_observations[:n, 0],
-            terminated=terminated.astype(bool),
-            truncated=self.timeouts[:n, 0].astype(bool),
-        )
+        return transitions_of(self)
 
 
 def sac_settings(config: MBPOConfig) -> dict[str, Any]:

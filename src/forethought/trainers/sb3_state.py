@@ -19,7 +19,28 @@ from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from forethought.types import TransitionBatch
+
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def transitions_of(buffer: SB3ReplayBuffer) -> TransitionBatch[np.ndarray]:
+    """Every transition an SB3 replay buffer holds (each environment's rows one after another
+    within a step; actions in the policy's [-1, 1] scale, as SB3 stores them)."""
+    n = buffer.size()
+
+    def rows(array: np.ndarray) -> np.ndarray:
+        return array[:n].reshape(n * array.shape[1], *array.shape[2:])
+
+    timeouts = rows(buffer.timeouts)
+    return TransitionBatch(
+        obs=rows(buffer.observations),
+        action=rows(buffer.actions),
+        reward=rows(buffer.rewards),
+        next_obs=rows(buffer.next_observations),
+        terminated=(rows(buffer.dones) * (1 - timeouts)).astype(bool),
+        truncated=timeouts.astype(bool),
+    )
 
 
 def filled_part(buffer):
