@@ -88,7 +88,7 @@ CASES = [
     ("diagnose on an MBPO run", lambda r: edit_config(r, algo="mbpo"),
      ["diagnose", "RUN"], "diagnose reads the dynamics model of an --algo mpc run"),
     ("evaluate on an MPC run", lambda r: None,
-     ["evaluate", "RUN"], "is an --algo mpc run; evaluate needs an --algo mbpo or loop run"),
+     ["evaluate", "RUN"], "is an --algo mpc run; evaluate needs an --algo mbpo, loop or sac run"),
     ("evaluate --episodes -1", lambda r: None,
      ["evaluate", "RUN", "--episodes", "-1"], "--episodes: must be at least 1"),
     ("evaluate --episodes 0", lambda r: None,
