@@ -115,3 +115,19 @@ def test_every_benchmark_method_makes_a_valid_config(tmp_path):
     assert config.value.at_horizon and config.rollout.discount == 0.98
     assert (config.eval_every_steps, config.eval_every) == (500, 10_000)
     assert config.stop_at_return == 1000.0
+
+
+def test_safety_sac_shield_rows_reuse_the_sac_trials_and_cheetah_mpc_evaluates_once():
+    import safety
+
+    def config(task, method):
+        steps = {"sac": 50_000, "mbpo": 3_000}
+        return safety.config_for(task, method, 1, 5, steps, Path("/tmp/runs"), 20)
+
+    shielded, sac = config("cheetah-velocity", "sac-shield"), config("cheetah-velocity", "sac")
+    assert shielded == sac and sac.out.name == "cheetah-sac-seed1"  # one trial, two rows
+    assert safety.SHIELDS["sac-shield"] == "sac" and safety.SHIELDS["mbpo-shield"] == "mbpo-shield"
+    mpc = config("cheetah-velocity", "mpc-constrained")
+    assert (mpc.episodes, mpc.eval_every, mpc.steps) == (5, 5, 5_000)  # evaluated after the last
+    assert config("pendulum-zone", "mpc").eval_every == 1
+    assert config("pendulum-zone", "mbpo-shield").out.name == "mbpo-shield-seed1"
