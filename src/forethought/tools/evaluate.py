@@ -123,18 +123,24 @@ def _load(args: EvaluateArgs, console: Console | None) -> tuple[TrainConfig, Lea
     return config, load(args.run_dir, config)
 
 
-def load_mbpo(run_dir: Path, config: TrainConfig) -> LearnedParts:
-    """An MBPO run's SAC (policy, critics, replay buffer) and dynamics model, from its checkpoint."""
+def _sac_and_rollouts(checkpoint: dict, config: TrainConfig):
+    """The checkpoint's SAC with its replay buffer, and MBPO's dynamics ensemble and trainer for
+    the run's settings (fresh weights from the run's seed)."""
     from stable_baselines3 import SAC
 
     from forethought.trainers import mbpo, sb3
 
+    sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
+    sb3.load_replay_buffer(sac, checkpoint["replay_buffer"])
+    return sac, mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
+
+
+def load_mbpo(run_dir: Path, config: TrainConfig) -> LearnedParts:
+    """An MBPO run's SAC (policy, critics, replay buffer) and dynamics model, from its checkpoint."""
     checkpoint = RunDir(run_dir).load_checkpoint()
     if checkpoint is None or "dynamics" not in checkpoint:
         raise ConfigError("RUN_DIR", f"{run_dir} has no checkpoint with a fitted model yet")
-    sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
-    sb3.load_replay_buffer(sac, checkpoint["replay_buffer"])
-    rollouts = mbpo.attach(config, sac.action_space, sac.observation_space.shape[0], "cpu")
+    sac, rollouts = _sac_and_rollouts(checkpoint, config)
     rollouts.dynamics.load_state_dict(checkpoint["dynamics"])
     rollouts.dynamics.eval()
     real_obs = sac.replay_buffer.real_transitions().obs
@@ -144,20 +150,14 @@ def load_mbpo(run_dir: Path, config: TrainConfig) -> LearnedParts:
 def load_sac(run_dir: Path, config: TrainConfig, say=print) -> LearnedParts:
     """A SAC run's policy, critics and replay buffer, and the dynamics ensemble fitted on that
     buffer (read from RUN_DIR/evaluate_model.pt when it was fitted on the same transitions)."""
-    from stable_baselines3 import SAC
-
-    from forethought.trainers import mbpo, sb3
-
     checkpoint = RunDir(run_dir).load_checkpoint()
     if checkpoint is None:
         raise ConfigError("RUN_DIR", f"{run_dir} has no checkpoint yet (no evaluation happened)")
     if "normalizer" in checkpoint:
         raise ConfigError("RUN_DIR", f"{run_dir} normalises observations; evaluate needs raw ones")
-    sac = SAC.load(io.BytesIO(checkpoint["model"]), device="cpu")
-    sb3.load_replay_buffer(sac, checkpoint["replay_buffer"])
+    sac, rollouts = _sac_and_rollouts(checkpoint, config)  # a fresh ensemble, as MBPO's
     real = transitions_of(sac.replay_buffer)
     real = replace(real, action=sac.policy.unscale_action(real.action))
-    rollouts = mbpo.attach(config, sac.action_space, real.obs.shape[1], "cpu")
     model, saved = rollouts.dynamics, run_dir / SAC_MODEL
     fitted = torch.load(saved, weights_only=True) if saved.exists() else None
     if fitted is not None and fitted["transitions"] == len(real.obs):
