@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forethought.cli import main
-from forethought.data import ReplayBuffer
+from forethought.data import ReplayBuffer, TransitionLog
 from forethought.trainers import train
 from forethought.trainers.run_dir import RunDir
 from helpers import TINY_ARGS, tiny_config
@@ -65,6 +65,9 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
         (["--warmup-episodes", "0"], "--warmup-episodes"),
         (["--device", "cuda:7"], "device"),
         (["--device", "banana"], "device"),
+        (["--explore-std", "-0.1"], "--explore-std: must be 0 (off) or more"),
+        (["--algo", "sac", "--explore-std", "0.1"], "--explore-std: applies to the planner's"),
+        (["--env", "CartPole-v1", "--planner", "mcts", "--explore-std", "0.1"], "continuous"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
@@ -115,3 +118,22 @@ def test_step_schedule_evaluations_are_events(tmp_path):
     events = [r for r in result.history if r.get("event") == "evaluation"]
     assert [e["env_steps"] for e in events] == [20, 40, 60]
     assert all(len(e["eval_returns"]) == 2 for e in events)
+
+
+def test_explore_std_perturbs_training_actions_and_not_evaluation(tmp_path):
+    def run(name: str, std: float):
+        result = train(tiny_config(tmp_path / name, seed=3, episodes=2, explore_std=std))
+        _, _, records = TransitionLog(RunDir(result.run_dir).log_path, 3, 1).read(0)
+        return result.history, records.action
+
+    plain_rows, plain = run("plain", 0.0)
+    noisy_rows, noisy = run("noisy", 0.3)
+    again_rows, again = run("again", 0.3)
+    warmup = 30  # episode 0 acts at random, the same in all three
+    assert np.array_equal(plain[:warmup], noisy[:warmup])
+    assert np.abs(noisy[warmup:] - plain[warmup:]).max() > 0.1  # the planned episode
+    assert np.abs(noisy).max() <= 2.0  # clipped to Pendulum's bounds
+    # Evaluation after episode 0 acts with the same model and no noise.
+    assert noisy_rows[0]["eval_return"] == plain_rows[0]["eval_return"]
+    returns = lambda rows: [(r["return"], r["eval_return"]) for r in rows]  # noqa: E731
+    assert np.array_equal(noisy, again) and returns(noisy_rows) == returns(again_rows)

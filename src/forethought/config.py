@@ -191,6 +191,8 @@ class TrainConfig:
     """End the run at the first evaluation whose mean return reaches this (e.g. 475 on CartPole-v1), as if its budget were spent; a run that stopped there stays stopped on --resume."""
     warmup_episodes: int = 1
     """Initial episodes with uniformly random actions (no model yet)."""
+    explore_std: float = 0.0
+    """Training episodes of --algo mpc and loop only: add Gaussian noise of this std (a fraction of each action's range) to every planned action, clipped to the bounds, as TD-MPC samples its training actions; evaluation acts without it. 0: the planner's action as it is (continuous actions only)."""
     seed: int = 0
     """Seed for the model, planner, random actions and training-episode resets."""
     out: Path | None = None
@@ -266,6 +268,12 @@ class TrainConfig:
             limit is None or self.warmup_episodes <= limit,
             "warmup_episodes",
             f"({self.warmup_episodes}) cannot exceed episodes ({limit})",
+        )
+        require(self.explore_std >= 0, "explore_std", "must be 0 (off) or more")
+        require(
+            self.explore_std == 0 or self.algo in ("mpc", "loop"),
+            "explore_std",
+            "applies to the planner's training actions: --algo mpc or loop",
         )
         require(self.eval_episodes >= 1, "eval_episodes", "must be at least 1")
         require(self.eval_every >= 1, "eval_every", "must be at least 1")

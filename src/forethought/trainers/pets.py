@@ -42,7 +42,7 @@ from forethought.agents.guided import PolicyPrior
 from forethought.agents.tree import TreeSearchAgent
 from forethought.config import TrainConfig
 from forethought.data import ReplayBuffer, TransitionLog
-from forethought.errors import DataError
+from forethought.errors import ConfigError, DataError
 from forethought.models import DynamicsModel, FitReport, ModelTrainer
 from forethought.models.value import ValueTrainer, episode_discount
 from forethought.reporting import RunProgress, plot_learning_curve, summary_table
@@ -94,6 +94,12 @@ class Run:
 def check(config: TrainConfig) -> None:
     """Everything that can be checked before a run directory is created."""
     check_env(config.env, *config.acting(), **config.make_kwargs())
+    if config.explore_std > 0:
+        env = make_env(config.env, **config.make_kwargs())
+        discrete = is_discrete(env)
+        env.close()
+        if discrete:
+            raise ConfigError("explore_std", "applies to continuous actions only")
     if config.drift.at_step is not None:  # a bad drift parameter fails before the run dir exists
         DynamicsDrift(make_env(config.env, **config.make_kwargs()), config.drift).close()
 
@@ -348,10 +354,26 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
     run.adaptation.start_episode()
     bar.start_episode(episode)
     seed = TRAIN_SEED_STRIDE * config.seed + episode
-    policy = random_policy if warming_up else run.agent.act
+    policy = random_policy if warming_up else _exploring(run, run.agent.act)
     result = run_episode(run.env, policy, seed, on_step, run.buffer.total_added)
     run.progress.env_steps = run.buffer.total_added
     return result
+
+
+def _exploring(run: Run, act):
+    """The planner's action with --explore-std's Gaussian noise (from the run's generator, so a
+    resumed run draws the same) added and clipped to the bounds; `act` itself without it."""
+    std = run.config.explore_std
+    if std == 0:
+        return act
+    low, high = run.env.action_space.low, run.env.action_space.high
+
+    def noisy(obs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        action = act(obs, rows)
+        noise = run.rng.normal(0.0, std, size=action.shape) * (high - low)
+        return np.clip(action + noise, low, high).astype(action.dtype)
+
+    return noisy
 
 
 def _fit_if_due(run: Run, episode: int, bar: RunProgress) -> FitReport | None:
