@@ -13,6 +13,8 @@
     python benchmarks/mujoco_tasks.py --quick         # tiny budgets, 1 seed (a smoke test)
     python benchmarks/mujoco_tasks.py --skip pendulum --cheetah-methods loop-imagined \
         --cheetah-seeds 0 1 2 --workers 2             # the planner with MBPO's data for its SAC
+    python benchmarks/mujoco_tasks.py --skip pendulum --cheetah-methods loop-explore \
+        --cheetah-steps 50000 --runs benchmarks/.runs/cheetah_explore  # noisy planned actions
     python benchmarks/mujoco_tasks.py --skip cheetah --methods mpc-value --workers 2
 """
 
@@ -48,12 +50,16 @@ CHEETAH_LOOP_PLANNING = PlannerConfig(horizon=5)
 # loop-imagined: its SAC also learns from MBPO's data (the MBPO settings above: 1-step branches
 # from 10,000 real states per model fit, 95% imagined rows, 5 updates per real step).
 CHEETAH_LOOP_IMAGINED = LoopConfig(imagined_ratio=0.95, branches=10_000, gradient_steps=5)
+# loop-explore: loop-imagined whose planned actions get Gaussian noise (std 0.1 x the action
+# range) in training episodes, as SAC's stochastic policy gives MBPO's data.
+CHEETAH_EXPLORE_STD = 0.1
+LOOP_METHODS = ("loop", "loop-imagined", "loop-explore")
 
 
 def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) -> TrainConfig:
     config = TrainConfig(
         env="HalfCheetah-v5",
-        algo="loop" if method == "loop-imagined" else method,
+        algo="loop" if method in LOOP_METHODS else method,
         eval_every=10_000,  # the planner's runs evaluate on the step schedule only, like SB3's
         seed=seed,
         steps=steps,
@@ -66,9 +72,10 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
     )
     if method == "loop":
         return replace(config, planning=CHEETAH_LOOP_PLANNING)
-    if method == "loop-imagined":
+    if method in ("loop-imagined", "loop-explore"):
+        explore = CHEETAH_EXPLORE_STD if method == "loop-explore" else 0.0
         return replace(
-            config, algo="loop", planning=CHEETAH_LOOP_PLANNING, loop=CHEETAH_LOOP_IMAGINED
+            config, planning=CHEETAH_LOOP_PLANNING, loop=CHEETAH_LOOP_IMAGINED, explore_std=explore
         )
     if method == "mbpo":
         quick = steps < CHEETAH_BUDGET
@@ -102,9 +109,10 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument(
         "--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"],
-        choices=["sac", "mbpo", "loop", "loop-imagined"],
+        choices=["sac", "mbpo", *LOOP_METHODS],
         help="sac, mbpo, loop, loop-imagined (loop whose SAC also learns from MBPO's imagined "
-        "data) (default: sac mbpo loop)",
+        f"data), loop-explore (loop-imagined with --explore-std {CHEETAH_EXPLORE_STD}) "
+        "(default: sac mbpo loop)",
     )  # fmt: skip
     parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
     parser.add_argument(
@@ -204,13 +212,13 @@ def half_cheetah(args, console: Console) -> None:
 
 def _controllers(args, method: str, run_dir: Path) -> dict | None:
     """What `forethought evaluate` measures on an MBPO or loop run: the policy alone, plain and
-    guided MPC and the switching hybrid (loop-imagined: the policy alone); with
+    guided MPC and the switching hybrid (loop-imagined, loop-explore: the policy alone); with
     --cheetah-shield also the policy under the shield, and every controller's cost."""
-    if method not in ("mbpo", "loop", "loop-imagined"):
+    if method not in ("mbpo", *LOOP_METHODS):
         return None
     evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True, shield=args.cheetah_shield,
                             shield_planner=args.shield_planner)  # fmt: skip
-    if method == "loop-imagined":
+    if method in ("loop-imagined", "loop-explore"):
         evaluate = replace(evaluate, controllers=("policy",))
     if args.quick:  # the smoke test checks the schema, not the numbers
         evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
