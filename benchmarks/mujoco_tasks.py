@@ -26,8 +26,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from rich.console import Console
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 import sample_efficiency as se
 from forethought.config import LoopConfig, MBPOConfig, TrainConfig
@@ -276,6 +280,49 @@ def _save(args, part: str, merge) -> None:
     tmp = args.out.with_suffix(f".{part}.tmp")
     tmp.write_text(json.dumps(results, indent=1, default=str))
     tmp.replace(args.out)
+    if results["half_cheetah"]:
+        plot_half_cheetah(
+            results["half_cheetah"], args.out.with_name(args.out.stem + "_cheetah.png")
+        )
+
+
+CHEETAH_COLOURS = {
+    "sac": "tab:orange",
+    "mbpo": "tab:purple",
+    "loop": "tab:brown",
+    "loop-imagined": "tab:blue",
+    "loop-explore": "tab:green",
+}
+
+
+def plot_half_cheetah(part: dict, path: Path) -> None:
+    """One panel per step budget: every run's evaluation curve as a thin line and each
+    method's mean over the seeds that reached that step as a thick one."""
+    budgets = sorted(part.get("budgets", {}), key=int)
+    if not budgets:
+        return
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.6), dpi=110,
+                             squeeze=False)  # fmt: skip
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        for method, seeds in part["budgets"][budget]["runs"].items():
+            colour = CHEETAH_COLOURS.get(method)
+            for run in seeds:
+                ax.plot(run["curve_steps"], run["curve_returns"], color=colour, lw=0.7, alpha=0.5)
+            grid = sorted(set.intersection(*(set(run["curve_steps"]) for run in seeds)))
+            mean = [
+                np.mean([r["curve_returns"][r["curve_steps"].index(x)] for r in seeds])
+                for x in grid
+            ]
+            ax.plot(grid, mean, color=colour, lw=2.0, label=f"{method} ({len(seeds)} seeds)")
+        ax.set_title(f"HalfCheetah-v5, {int(budget):,} steps")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return (5 episodes)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle("thin: one seed; thick: mean over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _ms_per_action(rows: list[dict]) -> float | None:
