@@ -80,3 +80,4 @@ def test_quick_mujoco_compares_mbpo_mpc_and_sac(tmp_path):
     controllers = cheetah["controllers"]["mbpo-3000-seed0"]
     for name in ("policy", "mpc", "guided", "switch"):
         assert controllers[name]["ms_per_action_median"] > 0
+    assert (tmp_path / "mujoco_tasks.py_cheetah.png").stat().st_size > 10_000
