@@ -57,7 +57,8 @@ CHEETAH_LOOP_IMAGINED = LoopConfig(imagined_ratio=0.95, branches=10_000, gradien
 # loop-explore: loop-imagined whose planned actions get Gaussian noise (std 0.1 x the action
 # range) in training episodes, as SAC's stochastic policy gives MBPO's data.
 CHEETAH_EXPLORE_STD = 0.1
-LOOP_METHODS = ("loop", "loop-imagined", "loop-explore")
+IMAGINED_LOOP_METHODS = ("loop-imagined", "loop-explore")  # evaluated by their policy alone
+LOOP_METHODS = ("loop", *IMAGINED_LOOP_METHODS)
 
 
 def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) -> TrainConfig:
@@ -76,7 +77,7 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
     )
     if method == "loop":
         return replace(config, planning=CHEETAH_LOOP_PLANNING)
-    if method in ("loop-imagined", "loop-explore"):
+    if method in IMAGINED_LOOP_METHODS:
         explore = CHEETAH_EXPLORE_STD if method == "loop-explore" else 0.0
         return replace(
             config, planning=CHEETAH_LOOP_PLANNING, loop=CHEETAH_LOOP_IMAGINED, explore_std=explore
@@ -222,7 +223,7 @@ def _controllers(args, method: str, run_dir: Path) -> dict | None:
         return None
     evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True, shield=args.cheetah_shield,
                             shield_planner=args.shield_planner)  # fmt: skip
-    if method in ("loop-imagined", "loop-explore"):
+    if method in IMAGINED_LOOP_METHODS:
         evaluate = replace(evaluate, controllers=("policy",))
     if args.quick:  # the smoke test checks the schema, not the numbers
         evaluate = replace(evaluate, episodes=2, mpc_horizon=10)
@@ -297,7 +298,7 @@ CHEETAH_COLOURS = {
 
 def plot_half_cheetah(part: dict, path: Path) -> None:
     """One panel per step budget: every run's evaluation curve as a thin line and each
-    method's mean over the seeds that reached that step as a thick one."""
+    method's mean over seeds (each run's latest evaluation at that step) as a thick one."""
     budgets = sorted(part.get("budgets", {}), key=int)
     if not budgets:
         return
@@ -308,11 +309,8 @@ def plot_half_cheetah(part: dict, path: Path) -> None:
             colour = CHEETAH_COLOURS.get(method)
             for run in seeds:
                 ax.plot(run["curve_steps"], run["curve_returns"], color=colour, lw=0.7, alpha=0.5)
-            grid = sorted(set.intersection(*(set(run["curve_steps"]) for run in seeds)))
-            mean = [
-                np.mean([r["curve_returns"][r["curve_steps"].index(x)] for r in seeds])
-                for x in grid
-            ]
+            grid = np.unique(np.concatenate([run["curve_steps"] for run in seeds]))
+            mean = np.nanmean([se.on_grid(run, grid) for run in seeds], axis=0)
             ax.plot(grid, mean, color=colour, lw=2.0, label=f"{method} ({len(seeds)} seeds)")
         ax.set_title(f"HalfCheetah-v5, {int(budget):,} steps")
         ax.set_xlabel("environment steps")
