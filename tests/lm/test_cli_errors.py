@@ -146,6 +146,16 @@ CASES = {
         None,
         "error: --out: {shipped} holds the models shipped with forethought",
     ),
+    "train-prm with negative outcome samples": (
+        ["train-prm", "--out", "{tmp}/models", "--outcomes", "-1"],
+        lambda run: _assets_without_prm(run.parent / "models"),
+        "error: --outcomes: must be 0 (none) or more, got -1",
+    ),
+    "train-prm with no samples for the pick check": (
+        ["train-prm", "--out", "{tmp}/models", "--pick-samples", "0"],
+        lambda run: _assets_without_prm(run.parent / "models"),
+        "error: --pick-samples: must be at least 1, got 0",
+    ),
     "compare with a PRM scorer but no PRM": (
         ["compare", "--assets", "{tmp}/models", "--process", "prm"],
         lambda run: _assets_without_prm(run.parent / "models"),

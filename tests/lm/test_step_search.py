@@ -221,7 +221,8 @@ def tiny_prm_assets(tiny_dirs, tmp_path_factory):
     shutil.copytree(rm_dir, root / "proxy")
     shutil.copytree(rm_dir, root / "value_model")
     args = ["--problems", "6", "--samples", "2", "--rollouts", "2", "--steps", "3"]
-    code = main(["lm", "train-prm", "--out", str(root), *args, "--eval-problems", "3"])
+    args += ["--outcomes", "2", "--pick-samples", "4", "--eval-problems", "3"]
+    code = main(["lm", "train-prm", "--out", str(root), *args])
     assert code == 0
     return root
 
@@ -232,6 +233,10 @@ def test_train_prm_writes_a_loadable_prm_and_its_report(tiny_prm_assets):
     assert {"accuracy", "brier", "ece", "spearman", "auroc_any_solved"} <= set(held)
     assert 0.0 <= held["accuracy"] <= 1.0 and held["steps"] > 0
     assert report["config"]["rollouts"] == 2 and report["task"] == "countdown"
+    pick = report["pick"]
+    assert pick["prompts"] == 3 and pick["samples"] == 4
+    assert 0.0 <= pick["random_pick_solved"] <= pick["any_solved"] <= 1.0
+    assert pick["pick_solved"] <= pick["any_solved"]  # a pick is solved only if some sample is
     prm = ProcessRewardModel.from_pretrained(str(tiny_prm_assets / "prm"), step_delimiter=";")
     assert prm.model.config.num_labels == 1
 
@@ -275,3 +280,31 @@ def test_mcts_passes_its_backup_rule_to_the_tree(tiny):
     with pytest.raises(ConfigError, match="backup"):
         mcts(gen, rm, value, "2,9>11:", Budget(100), max_new_tokens=10,
              step_delimiters=delims, backup="median")  # fmt: skip
+
+
+def test_outcome_labels_sit_where_the_prm_reads_an_answers_last_score(tiny, tiny_dirs):
+    """An exact outcome label is put on the token whose head `step_scores` reads last (with or
+    without end-of-sequence, with or without a final delimiter), so the PRM learns the very
+    score that a final pick by its last step uses."""
+    from dataclasses import replace
+
+    from forethought.lm.artifacts.train_prm import outcome_label, outcome_labels
+
+    gen, _ = tiny
+    prm = ProcessRewardModel.from_pretrained(tiny_dirs[1], step_delimiter=";")
+    task, prompt = countdown.DEFAULT, "1,2,4>12:"
+    start = gen.start(prompt, 1, 24)[0]
+    for text, eos, solved in [("1+2=3;3*4=12;", True, True), ("1+2=3;3*4=12", False, True),
+                              ("5+2=7;7+5=12;", True, False), ("1+2=3;3*", False, False)]:  # fmt: skip
+        ids = tuple(gen.tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids += (gen.eos_id,) if eos else ()
+        row = outcome_label(replace(start, token_ids=ids, text=text), task, gen.eos_id)
+        assert row.labels == [float(solved)] and row.solved == solved
+        trained_on = list(start.prompt_ids + ids[: row.ends[0]])
+        with torch.no_grad():
+            hidden = prm.model.transformer(input_ids=torch.tensor([trained_on])).last_hidden_state
+            logit = prm.model.score(hidden)[0, -1, 0]
+        read = prm.step_scores([row.sample])[0][-1]
+        assert read == pytest.approx(torch.sigmoid(logit).item(), abs=1e-5)
+    rows = outcome_labels(gen, task, [prompt] * 3, samples=2, max_new_tokens=8, eos_id=gen.eos_id)
+    assert len(rows) == 6 and all(len(r.labels) == 1 for r in rows)

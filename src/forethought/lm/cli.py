@@ -183,6 +183,10 @@ class TrainPrmCommand:
     """Held-out problems for accuracy and calibration."""
     solutions: bool = PRMConfig.solutions
     """Also label the step prefixes of each training problem's known solution (policy samples rarely solve, so without them few labelled prefixes lead anywhere)."""
+    outcomes: int = PRMConfig.outcomes
+    """Further policy samples per training problem, labelled at their last step by the verifier's exact outcome (no rollouts): the near misses a final pick meets among many samples."""
+    pick_samples: int = PRMConfig.pick_samples
+    """Samples per held-out problem for the pick check (how often the PRM's top answer is solved)."""
     seed: int = 0
     """Seed for problems, sampling and initialisation."""
     half: bool = False

@@ -82,9 +82,11 @@ def train_prm(cmd, console: Console) -> int:
     out = _models_out(cmd)
     if not (out / "generator").is_dir():
         raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
-    for name in ("problems", "samples", "rollouts", "steps", "eval_problems"):
+    for name in ("problems", "samples", "rollouts", "steps", "eval_problems", "pick_samples"):
         if getattr(cmd, name) < 1:
             raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
+    if cmd.outcomes < 0:
+        raise ConfigError("outcomes", f"must be 0 (none) or more, got {cmd.outcomes}")
     configure_threads(cmd.threads)
     cfg = PRMConfig(
         problems=cmd.problems,
@@ -93,6 +95,8 @@ def train_prm(cmd, console: Console) -> int:
         steps=cmd.steps,
         eval_problems=cmd.eval_problems,
         solutions=cmd.solutions,
+        outcomes=cmd.outcomes,
+        pick_samples=cmd.pick_samples,
         seed=cmd.seed,
     )
     start = time.time()
@@ -104,6 +108,13 @@ def train_prm(cmd, console: Console) -> int:
         f"accuracy {held['accuracy']:.3f} (majority {held['majority_baseline']:.3f}), Brier "
         f"{held['brier']:.4f}, ECE {held['ece']:.4f}, Spearman {held['spearman']:.3f} "
         f"({out / 'prm.json'})",
+    )
+    pick = report["pick"]
+    say(
+        console,
+        f"pick check on {pick['prompts']} held-out prompts x {pick['samples']} samples: the PRM's "
+        f"top answer is solved on {pick['pick_solved']:.3f} of prompts (any sample solved: "
+        f"{pick['any_solved']:.3f}; a random pick: {pick['random_pick_solved']:.3f})",
     )
     return 0
 

@@ -47,6 +47,13 @@ class PRMConfig:
     """Held-out problems labelled the same way (policy samples only), for accuracy and calibration."""
     solutions: bool = True
     """Also label the step prefixes of each training problem's known solution."""
+    outcomes: int = 0
+    """Further policy samples per training problem, labelled at their last step only, by the
+    verifier's exact outcome (no rollouts): the near misses a final pick meets among many
+    samples, such as answers that reach the target with numbers the prompt does not have."""
+    pick_samples: int = 64
+    """Samples per held-out problem for the pick check: how often the PRM's top answer by its
+    last step is solved, next to how often any sample is."""
     seed: int = 0
 
 
@@ -110,6 +117,57 @@ def label_steps(
         out[i].labels.append(float(label))
     log(f"PRM labels made in {time.time() - start:.0f}s, mean label {per_prefix.mean():.3f}")
     return out
+
+
+def outcome_label(answer: Candidate, task: CountdownTask, eos_id: int) -> StepLabels:
+    """`answer` labelled once, with whether the verifier calls it solved, at its last token
+    before end-of-sequence: where `ProcessRewardModel.step_scores` reads its last score."""
+    ids = answer.token_ids
+    end = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
+    solved = task.solved(answer.prompt, answer.text)
+    return StepLabels(answer, [end] if end else [], [float(solved)], solved)
+
+
+def outcome_labels(
+    generator: Generator,
+    task: CountdownTask,
+    prompts: list[str],
+    *,
+    samples: int,
+    max_new_tokens: int,
+    eos_id: int,
+) -> list[StepLabels]:
+    """`samples` policy answers per prompt with exact outcome labels (`outcome_label`): one
+    verifier call each, no rollouts, so cheap enough for many samples per problem."""
+    unlimited = Account(Budget(max_tokens=2**62))
+    rows = [c for p in prompts for c in generator.start(p, samples, max_new_tokens)]
+    return [
+        outcome_label(a, task, eos_id) for a in generator.extend(rows, max_new_tokens, unlimited)
+    ]
+
+
+def pick_check(prm, generator: Generator, task: CountdownTask, prompts: list[str], n: int) -> dict:
+    """Best-of-n picked by the PRM's last-step score on each prompt: the fraction of prompts
+    whose pick is solved, next to the fraction with any solved sample (a perfect judge) and the
+    mean over samples (a random pick)."""
+    unlimited = Account(Budget(max_tokens=2**62))
+    picked, present, mean = [], [], []
+    for prompt in prompts:
+        answers = generator.extend(
+            generator.start(prompt, n, task.max_new_tokens), task.max_new_tokens, unlimited
+        )
+        solved = np.array([task.solved(prompt, a.text) for a in answers])
+        last = np.array([s[-1] for s in prm.step_scores(answers)])
+        picked.append(solved[int(last.argmax())])
+        present.append(solved.any())
+        mean.append(solved.mean())
+    return {
+        "prompts": len(prompts),
+        "samples": n,
+        "pick_solved": float(np.mean(picked)),
+        "any_solved": float(np.mean(present)),
+        "random_pick_solved": float(np.mean(mean)),
+    }
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -194,13 +252,20 @@ def _calibration(p: np.ndarray, y: np.ndarray, bins: int) -> dict:
     }
 
 
+def _timed(times: dict, key: str, fn):
+    start = time.time()
+    out = fn()
+    times[key] = round(time.time() - start, 1)
+    return out
+
+
 def config_dict(cfg: PRMConfig) -> dict:
     return asdict(cfg)
 
 
 def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
     """Label, train and evaluate a PRM on the generator under `root`: writes root/prm/ and
-    root/prm.json (config, timings, held-out accuracy and calibration); returns that report."""
+    root/prm.json (config, timings, held-out accuracy, calibration and the pick check)."""
     from forethought.lm.artifacts.shipped import task_of
     from forethought.lm.prm import ProcessRewardModel
     from forethought.storage import write_json
@@ -208,35 +273,34 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
     task = task_of(root)
     gen = Generator.from_pretrained(str(root / "generator"), flag="out", batch_size=512)
     delimiter = gen.tokenizer.convert_tokens_to_ids(task.step_delimiter)
-    times = {}
+    train_prompts, held_prompts, times = [], [], {}
 
-    def labels(problems: int, seed: int, solutions: bool) -> list[StepLabels]:
+    def labels(problems: int, seed: int, solutions: bool, prompts: list) -> list[StepLabels]:
         torch.manual_seed(seed)
         made = task.make_problems(problems, seed=seed)
-        prompts = [p.prompt for p in made]
+        prompts += [p.prompt for p in made]
         known = [";".join(p.solution) + task.step_delimiter for p in made] if solutions else None
         return label_steps(
-            gen,
-            task,
-            prompts,
-            samples=cfg.samples,
-            rollouts=cfg.rollouts,
-            max_new_tokens=task.max_new_tokens,
-            delimiter_id=delimiter,
-            solutions=known,
-            log=log,
-        )
+            gen, task, prompts, samples=cfg.samples, rollouts=cfg.rollouts,
+            max_new_tokens=task.max_new_tokens, delimiter_id=delimiter, solutions=known, log=log,
+        )  # fmt: skip
 
-    t = time.time()
-    train = labels(cfg.problems, cfg.seed + 5, cfg.solutions)  # seeds 0..4: other models' data
-    held_out = labels(cfg.eval_problems, 30_000 + cfg.seed, False)
-    times["labels_s"] = round(time.time() - t, 1)
-    t = time.time()
-    train_prm(root / "generator", train, root / "prm", cfg, half=half, log=log)
-    times["train_s"] = round(time.time() - t, 1)
+    def all_labels() -> tuple[list[StepLabels], list[StepLabels]]:
+        train = labels(cfg.problems, cfg.seed + 5, cfg.solutions, train_prompts)  # 0..4: others'
+        if cfg.outcomes:  # after the step labels, which stay the same with or without them
+            train += outcome_labels(
+                gen, task, train_prompts, samples=cfg.outcomes,
+                max_new_tokens=task.max_new_tokens, eos_id=gen.eos_id,
+            )  # fmt: skip
+        return train, labels(cfg.eval_problems, 30_000 + cfg.seed, False, held_prompts)
+
+    train, held_out = _timed(times, "labels_s", all_labels)
+    _timed(times, "train_s", lambda: train_prm(root / "generator", train, root / "prm", cfg,
+                                               half=half, log=log))  # fmt: skip
     prm = ProcessRewardModel.from_pretrained(
         str(root / "prm"), step_delimiter=task.step_delimiter, flag="out"
     )
+    torch.manual_seed(40_000 + cfg.seed)
     report = {
         "task": task.name,
         "config": config_dict(cfg),
@@ -245,6 +309,9 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
         "train_steps_labelled": sum(len(d.ends) for d in train),
         "train_mean_label": float(np.mean([y for d in train for y in d.labels])),
         "held_out": evaluate_prm(prm, held_out),
+        "pick": _timed(
+            times, "pick_s", lambda: pick_check(prm, gen, task, held_prompts, cfg.pick_samples)
+        ),
         "made_by": "forethought lm train-prm --out DIR (config above)",
     }
     write_json(root / "prm.json", report)
