@@ -237,6 +237,7 @@ def test_train_prm_writes_a_loadable_prm_and_its_report(tiny_prm_assets):
     assert pick["prompts"] == 3 and pick["samples"] == 4
     assert 0.0 <= pick["random_pick_solved"] <= pick["any_solved"] <= 1.0
     assert pick["pick_solved"] <= pick["any_solved"]  # a pick is solved only if some sample is
+    assert pick["pick_solved"] + pick["pick_on_target_unsolved"] <= 1.0
     prm = ProcessRewardModel.from_pretrained(str(tiny_prm_assets / "prm"), step_delimiter=";")
     assert prm.model.config.num_labels == 1
 

@@ -26,6 +26,7 @@ from transformers import AutoTokenizer, GPT2ForSequenceClassification
 from forethought.lm.artifacts.pretrain import _save, _update
 from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate, Generator
+from forethought.lm.tasks import countdown
 from forethought.lm.tasks.countdown import CountdownTask
 
 
@@ -148,17 +149,23 @@ def outcome_labels(
 
 def pick_check(prm, generator: Generator, task: CountdownTask, prompts: list[str], n: int) -> dict:
     """Best-of-n picked by the PRM's last-step score on each prompt: the fraction of prompts
-    whose pick is solved, next to the fraction with any solved sample (a perfect judge) and the
-    mean over samples (a random pick)."""
+    whose pick is solved, next to the fraction with any solved sample (a perfect judge), the
+    mean over samples (a random pick), and how often the pick ends on the target unsolved (it
+    broke the rules on the way)."""
     unlimited = Account(Budget(max_tokens=2**62))
-    picked, present, mean = [], [], []
+    picked, present, mean, false_target = [], [], [], []
     for prompt in prompts:
         answers = generator.extend(
             generator.start(prompt, n, task.max_new_tokens), task.max_new_tokens, unlimited
         )
         solved = np.array([task.solved(prompt, a.text) for a in answers])
         last = np.array([s[-1] for s in prm.step_scores(answers)])
-        picked.append(solved[int(last.argmax())])
+        best = int(last.argmax())
+        picked.append(solved[best])
+        target = countdown.parse_prompt(prompt)[1]
+        false_target.append(
+            not solved[best] and countdown.final_answer(answers[best].text) == target
+        )
         present.append(solved.any())
         mean.append(solved.mean())
     return {
@@ -167,6 +174,7 @@ def pick_check(prm, generator: Generator, task: CountdownTask, prompts: list[str
         "pick_solved": float(np.mean(picked)),
         "any_solved": float(np.mean(present)),
         "random_pick_solved": float(np.mean(mean)),
+        "pick_on_target_unsolved": float(np.mean(false_target)),
     }
 
 
@@ -292,6 +300,7 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
                 gen, task, train_prompts, samples=cfg.outcomes,
                 max_new_tokens=task.max_new_tokens, eos_id=gen.eos_id,
             )  # fmt: skip
+            log(f"PRM outcome labels: {cfg.outcomes} samples x {len(train_prompts)} problems")
         return train, labels(cfg.eval_problems, 30_000 + cfg.seed, False, held_prompts)
 
     train, held_out = _timed(times, "labels_s", all_labels)
