@@ -49,12 +49,9 @@ class PRMConfig:
     solutions: bool = True
     """Also label the step prefixes of each training problem's known solution."""
     outcomes: int = 0
-    """Further policy samples per training problem, labelled at their last step only, by the
-    verifier's exact outcome (no rollouts): the near misses a final pick meets among many
-    samples, such as answers that reach the target with numbers the prompt does not have."""
+    """Further policy samples per training problem, labelled at their last step only by the verifier's exact outcome (no rollouts): the near misses a final pick meets among many samples."""
     pick_samples: int = 64
-    """Samples per held-out problem for the pick check: how often the PRM's top answer by its
-    last step is solved, next to how often any sample is."""
+    """Samples per held-out problem for the pick check (how often the PRM's top answer is solved)."""
     seed: int = 0
 
 
