@@ -11,6 +11,7 @@ shipped one. Writes benchmarks/results/prm_outcomes_<task>.json.
     python benchmarks/prm_outcomes.py                       # countdown, K=8: ~25 min on one core
     python benchmarks/prm_outcomes.py --work DIR --reuse    # report a DIR that train-prm filled
     python benchmarks/prm_outcomes.py --task countdown-hard --pick-only   # shipped PRM only, 1 min
+    python benchmarks/prm_outcomes.py --outcomes 32 --json benchmarks/results/prm_outcomes32_countdown.json
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> None:
                     help="copy of the task models the new PRM is trained in")  # fmt: skip
     ap.add_argument("--reuse", action="store_true", help="report --work's prm.json, no training")
     ap.add_argument("--pick-only", action="store_true", help="the shipped PRM's pick check only")
+    ap.add_argument("--json", type=Path, help="output (default: results/prm_outcomes_<task>.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.pick_only:
@@ -65,7 +67,7 @@ def main() -> None:
         report = {"machine": machine_info(), "task": args.task, "shipped": {
             "config": shipped["config"], "held_out": shipped["held_out"],
             "pick": pick(shipped_root(args.task), PRMConfig.pick_samples)}}  # fmt: skip
-        _write(report, args.task)
+        _write(report, args.json or _default_json(args.task))
         return
     if not args.reuse:
         shutil.rmtree(args.work, ignore_errors=True)
@@ -87,13 +89,16 @@ def main() -> None:
             "pick": pick(shipped_root(args.task), samples),
         },
     }
-    _write(report, args.task)
+    _write(report, args.json or _default_json(args.task))
 
 
-def _write(report: dict, task: str) -> None:
+def _default_json(task: str) -> Path:
+    return HERE / "results" / f"prm_outcomes_{task}.json"
+
+
+def _write(report: dict, path: Path) -> None:
     from forethought.storage import write_json
 
-    path = HERE / "results" / f"prm_outcomes_{task}.json"
     write_json(path, report)
     for name in [n for n in ("shipped", "with_outcomes") if n in report]:
         picked, held = report[name]["pick"], report[name]["held_out"]["all"]
