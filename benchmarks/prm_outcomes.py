@@ -27,20 +27,14 @@ HERE = Path(__file__).parent
 
 
 def pick(root: Path, samples: int) -> dict:
-    """train-prm's pick check on the PRM under `root`, seeded as train-prm seeds its own, so
-    every PRM judges the same samples."""
-    import torch
-
+    """train-prm's held-out pick check on the PRM under `root` (the same samples for every PRM)."""
     from forethought.lm.artifacts.shipped import load_prm, task_of
-    from forethought.lm.artifacts.train_prm import PRMConfig, pick_check
+    from forethought.lm.artifacts.train_prm import PRMConfig, held_out_pick
     from forethought.lm.generator import Generator
 
-    task, cfg = task_of(root), PRMConfig()
     gen = Generator.from_pretrained(str(root / "generator"), flag="out", batch_size=512)
-    prompts = [p.prompt for p in task.make_problems(cfg.eval_problems, seed=30_000 + cfg.seed)]
-    torch.manual_seed(40_000 + cfg.seed)
     start = time.time()
-    out = pick_check(load_prm(root), gen, task, prompts, samples)
+    out = held_out_pick(load_prm(root), gen, task_of(root), PRMConfig(pick_samples=samples))
     return {**out, "seconds": round(time.time() - start, 1)}
 
 

@@ -148,31 +148,33 @@ def pick_check(prm, generator: Generator, task: CountdownTask, prompts: list[str
     """Best-of-n picked by the PRM's last-step score on each prompt: the fraction of prompts
     whose pick is solved, next to the fraction with any solved sample (a perfect judge), the
     mean over samples (a random pick), and how often the pick ends on the target unsolved (it
-    broke the rules on the way)."""
+    broke the rules on the way). All prompts' samples are drawn and scored in one batch."""
     unlimited = Account(Budget(max_tokens=2**62))
-    picked, present, mean, false_target = [], [], [], []
-    for prompt in prompts:
-        answers = generator.extend(
-            generator.start(prompt, n, task.max_new_tokens), task.max_new_tokens, unlimited
-        )
-        solved = np.array([task.solved(prompt, a.text) for a in answers])
-        last = np.array([s[-1] for s in prm.step_scores(answers)])
-        best = int(last.argmax())
-        picked.append(solved[best])
-        target = countdown.parse_prompt(prompt)[1]
-        false_target.append(
-            not solved[best] and countdown.final_answer(answers[best].text) == target
-        )
-        present.append(solved.any())
-        mean.append(solved.mean())
+    rows = [c for p in prompts for c in generator.start(p, n, task.max_new_tokens)]
+    answers = generator.extend(rows, task.max_new_tokens, unlimited)
+    solved = np.array([task.solved(a.prompt, a.text) for a in answers]).reshape(len(prompts), n)
+    best = np.asarray(prm(answers)).reshape(len(prompts), n).argmax(1)
+    picks = [answers[i * n + b] for i, b in enumerate(best)]
+    on_target = np.array(
+        [countdown.final_answer(a.text) == countdown.parse_prompt(a.prompt)[1] for a in picks]
+    )
+    picked = solved[np.arange(len(prompts)), best]
     return {
         "prompts": len(prompts),
         "samples": n,
-        "pick_solved": float(np.mean(picked)),
-        "any_solved": float(np.mean(present)),
-        "random_pick_solved": float(np.mean(mean)),
-        "pick_on_target_unsolved": float(np.mean(false_target)),
+        "pick_solved": float(picked.mean()),
+        "any_solved": float(solved.any(1).mean()),
+        "random_pick_solved": float(solved.mean()),
+        "pick_on_target_unsolved": float((on_target & ~picked).mean()),
     }
+
+
+def held_out_pick(prm, generator: Generator, task: CountdownTask, cfg: PRMConfig) -> dict:
+    """`pick_check` on train-prm's held-out problems, seeded alike for every PRM so that any
+    two PRMs judge the very same samples."""
+    prompts = [p.prompt for p in task.make_problems(cfg.eval_problems, seed=30_000 + cfg.seed)]
+    torch.manual_seed(40_000 + cfg.seed)
+    return pick_check(prm, generator, task, prompts, cfg.pick_samples)
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -278,12 +280,12 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
     task = task_of(root)
     gen = Generator.from_pretrained(str(root / "generator"), flag="out", batch_size=512)
     delimiter = gen.tokenizer.convert_tokens_to_ids(task.step_delimiter)
-    train_prompts, held_prompts, times = [], [], {}
+    times = {}
 
-    def labels(problems: int, seed: int, solutions: bool, prompts: list) -> list[StepLabels]:
+    def labels(problems: int, seed: int, solutions: bool) -> list[StepLabels]:
         torch.manual_seed(seed)
         made = task.make_problems(problems, seed=seed)
-        prompts += [p.prompt for p in made]
+        prompts = [p.prompt for p in made]
         known = [";".join(p.solution) + task.step_delimiter for p in made] if solutions else None
         return label_steps(
             gen, task, prompts, samples=cfg.samples, rollouts=cfg.rollouts,
@@ -291,14 +293,15 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
         )  # fmt: skip
 
     def all_labels() -> tuple[list[StepLabels], list[StepLabels]]:
-        train = labels(cfg.problems, cfg.seed + 5, cfg.solutions, train_prompts)  # 0..4: others'
+        train = labels(cfg.problems, cfg.seed + 5, cfg.solutions)  # seeds 0..4: others' data
         if cfg.outcomes:  # after the step labels, which stay the same with or without them
+            made = task.make_problems(cfg.problems, seed=cfg.seed + 5)  # the same problems again
             train += outcome_labels(
-                gen, task, train_prompts, samples=cfg.outcomes,
+                gen, task, [p.prompt for p in made], samples=cfg.outcomes,
                 max_new_tokens=task.max_new_tokens, eos_id=gen.eos_id,
             )  # fmt: skip
-            log(f"PRM outcome labels: {cfg.outcomes} samples x {len(train_prompts)} problems")
-        return train, labels(cfg.eval_problems, 30_000 + cfg.seed, False, held_prompts)
+            log(f"PRM outcome labels: {cfg.outcomes} samples x {len(made)} problems")
+        return train, labels(cfg.eval_problems, 30_000 + cfg.seed, False)
 
     train, held_out = _timed(times, "labels_s", all_labels)
     _timed(times, "train_s", lambda: train_prm(root / "generator", train, root / "prm", cfg,
@@ -306,7 +309,6 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
     prm = ProcessRewardModel.from_pretrained(
         str(root / "prm"), step_delimiter=task.step_delimiter, flag="out"
     )
-    torch.manual_seed(40_000 + cfg.seed)
     report = {
         "task": task.name,
         "config": config_dict(cfg),
@@ -315,9 +317,7 @@ def run_train_prm(root: Path, cfg: PRMConfig, *, half: bool, log=print) -> dict:
         "train_steps_labelled": sum(len(d.ends) for d in train),
         "train_mean_label": float(np.mean([y for d in train for y in d.labels])),
         "held_out": evaluate_prm(prm, held_out),
-        "pick": _timed(
-            times, "pick_s", lambda: pick_check(prm, gen, task, held_prompts, cfg.pick_samples)
-        ),
+        "pick": _timed(times, "pick_s", lambda: held_out_pick(prm, gen, task, cfg)),
         "made_by": "forethought lm train-prm --out DIR (config above)",
     }
     write_json(root / "prm.json", report)
