@@ -24,7 +24,9 @@ reference returns:
                 makes it) on the same dataset exported to .npz, scored on the same seeds
 
 Writes benchmarks/results/offline.json (every run's numbers and the machine) and offline.png.
-Runs are kept under benchmarks/.runs/offline and reused.
+Runs are kept under benchmarks/.runs/offline and reused, and a seed the results file already
+holds for the same datasets is read from it, not redone (--rerun redoes it): raising --seeds adds
+seeds on a fresh machine without repeating the first ones.
 
 Each method's entry is merged into the JSON on disk as soon as it finishes, so environments and
 methods not run this time (or run by another process) keep theirs; every block records the
@@ -241,6 +243,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
     parser.add_argument(
+        "--rerun", action="store_true",
+        help="run again the seeds the results file already holds for these datasets (default: "
+        "read them back, so --seeds 3 adds seeds to a method measured on fewer)",
+    )  # fmt: skip
+    parser.add_argument(
         "--replace", action="store_true",
         help="start an environment's results afresh when its datasets differ from those they were measured on (default: refuse)",
     )  # fmt: skip
@@ -264,17 +271,23 @@ def main() -> None:
                 "return": summarise([behaviour["return_mean"]]),
             })  # fmt: skip
             for method in args.methods or DEFAULT_METHODS[env]:
-                entry = score_method(env, tier, method, seeds, steps, args)
+                recorded = {} if args.rerun else recorded_runs(args.out, env, tiers, tier, method)
+                entry = score_method(env, tier, method, seeds, steps, args, recorded)
                 _save(args.out, args.quick, env, tiers, tier, method, entry)
     plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
     print(f"wrote {args.out}")
 
 
-def score_method(env: str, tier: str, method: str, seeds: int, steps: int, args) -> dict:
-    """One method's runs on one tier (finished runs are read back, not redone)."""
+def score_method(
+    env: str, tier: str, method: str, seeds: int, steps: int, args, recorded: dict
+) -> dict:
+    """One method's runs on one tier. Seeds in `recorded` (the results file's runs on these same
+    datasets) and finished run directories are read back, not redone."""
     runs = {}
     for seed in range(min(seeds, args.peer_seeds) if method in PEERS else seeds):
-        if method in PEERS:
+        if seed in recorded:
+            runs[seed] = recorded[seed]
+        elif method in PEERS:
             runs[seed] = run_peer(env, tier, method, seed, steps, args.quick)
         else:
             runs[seed] = run(offline_config(env, tier, method, seed, steps, args.quick))
@@ -288,6 +301,15 @@ def score_method(env: str, tier: str, method: str, seeds: int, steps: int, args)
         "return": summarise([r["eval_return"] for r in runs.values()]),
         "runs": runs,
     }
+
+
+def recorded_runs(path: Path, env: str, tiers: dict, tier: str, method: str) -> dict:
+    """The runs by seed that `path` holds for one method on one tier of these datasets."""
+    block = json.loads(path.read_text())["environments"].get(env) if path.exists() else None
+    if block is None or block["tiers"] != tiers:
+        return {}
+    entry = block["scores"].get(tier, {}).get(method, {})
+    return {int(seed): run for seed, run in entry.get("runs", {}).items()}
 
 
 def datasets_changed(path: Path, env: str, tiers: dict) -> str | None:
