@@ -12,6 +12,8 @@ shipped one. Writes benchmarks/results/prm_outcomes_<task>.json.
     python benchmarks/prm_outcomes.py --work DIR --reuse    # report a DIR that train-prm filled
     python benchmarks/prm_outcomes.py --task countdown-hard --pick-only   # shipped PRM only, 1 min
     python benchmarks/prm_outcomes.py --outcomes 32 --json benchmarks/results/prm_outcomes32_countdown.json
+    python benchmarks/prm_outcomes.py --outcomes 32 --steps 10000 --work benchmarks/.runs/prm_long \
+        --json benchmarks/results/prm_outcomes32_long_countdown.json   # 4x the training
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="countdown", help="built-in task (default: countdown)")
     ap.add_argument("--outcomes", type=int, default=8, help="outcome samples (default: 8)")
+    ap.add_argument("--steps", type=int, default=PRMConfig.steps,
+                    help=f"PRM optimiser steps (default: {PRMConfig.steps})")  # fmt: skip
     ap.add_argument("--work", type=Path, default=HERE / ".runs" / "prm_outcomes",
                     help="copy of the task models the new PRM is trained in")  # fmt: skip
     ap.add_argument("--reuse", action="store_true", help="report --work's prm.json, no training")
@@ -66,7 +70,8 @@ def main() -> None:
     if not args.reuse:
         shutil.rmtree(args.work, ignore_errors=True)
         shutil.copytree(shipped_root(args.task), args.work, ignore=shutil.ignore_patterns("prm*"))
-        run_train_prm(args.work, PRMConfig(outcomes=args.outcomes), half=False)
+        config = PRMConfig(outcomes=args.outcomes, steps=args.steps)
+        run_train_prm(args.work, config, half=False)
     trained = json.loads((args.work / "prm.json").read_text())
     shipped = json.loads((shipped_root(args.task) / "prm.json").read_text())
     samples = trained["config"]["pick_samples"]
