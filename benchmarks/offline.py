@@ -28,7 +28,7 @@ Runs are kept under benchmarks/.runs/offline and reused, and a seed the results 
 holds for the same datasets is read from it, not redone (--rerun redoes it): raising --seeds adds
 seeds on a fresh machine without repeating the first ones.
 
-Each method's entry is merged into the JSON on disk as soon as it finishes, so environments and
+Each method's entry is merged into the JSON on disk as soon as one of its seeds finishes, so environments and
 methods not run this time (or run by another process) keep theirs; every block records the
 machine that ran it. Datasets rebuilt since an environment's results were written (the tiers'
 SAC run differs across library versions) are refused in one line: --replace starts that
@@ -42,11 +42,13 @@ environment's block afresh on them, so no table mixes runs on two sets of data.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -272,17 +274,18 @@ def main() -> None:
             })  # fmt: skip
             for method in args.methods or DEFAULT_METHODS[env]:
                 recorded = {} if args.rerun else recorded_runs(args.out, env, tiers, tier, method)
-                entry = score_method(env, tier, method, seeds, steps, args, recorded)
-                _save(args.out, args.quick, env, tiers, tier, method, entry)
+                save = partial(_save, args.out, args.quick, env, tiers, tier, method)
+                score_method(env, tier, method, seeds, steps, args, recorded, save)
     plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
     print(f"wrote {args.out}")
 
 
 def score_method(
-    env: str, tier: str, method: str, seeds: int, steps: int, args, recorded: dict
-) -> dict:
-    """One method's runs on one tier. Seeds in `recorded` (the results file's runs on these same
-    datasets) and finished run directories are read back, not redone."""
+    env: str, tier: str, method: str, seeds: int, steps: int, args, recorded: dict, save
+) -> None:
+    """One method's runs on one tier, `save`d after every seed so that a killed benchmark keeps
+    the seeds it finished. Seeds in `recorded` (the results file's runs on these same datasets)
+    and finished run directories are read back, not redone."""
     runs = {}
     for seed in range(min(seeds, args.peer_seeds) if method in PEERS else seeds):
         if seed in recorded:
@@ -296,11 +299,11 @@ def score_method(
             f"{env} {tier} {method} seed {seed}: {runs[seed]['eval_return']:.1f} ({score:.1f})",
             flush=True,
         )
-    return {
-        "normalized_score": summarise([r["normalized_score"] for r in runs.values()]),
-        "return": summarise([r["eval_return"] for r in runs.values()]),
-        "runs": runs,
-    }
+        save({
+            "normalized_score": summarise([r["normalized_score"] for r in runs.values()]),
+            "return": summarise([r["eval_return"] for r in runs.values()]),
+            "runs": runs,
+        })  # fmt: skip
 
 
 def recorded_runs(path: Path, env: str, tiers: dict, tier: str, method: str) -> dict:
@@ -327,22 +330,25 @@ def datasets_changed(path: Path, env: str, tiers: dict) -> str | None:
 
 def _save(path: Path, quick: bool, env: str, tiers: dict, tier: str, method: str, entry: dict):
     """Put one method's entry into the results file as it is on disk now, so that runs of other
-    environments or methods (earlier, or in another process) keep theirs. An environment whose
-    datasets changed starts a fresh block; every block records the machine that ran it."""
+    environments or methods (earlier, or in another process: the read and write hold a lock)
+    keep theirs. An environment whose datasets changed starts a fresh block; every block
+    records the machine that ran it."""
     from forethought.storage import write_json
 
-    results = json.loads(path.read_text()) if path.exists() else {"environments": {}}
-    machine = results.pop("machine", None)  # a file from before the blocks had their own
-    for other in results["environments"].values():
-        other.setdefault("machine", machine)
-    results["quick"] = quick
-    block = results["environments"].get(env)
-    if block is None or block.get("tiers") != tiers:
-        block = results["environments"][env] = {"tiers": tiers, "scores": {}}
-    block["machine"] = machine_info()
-    block["scores"].setdefault(tier, {})[method] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, results)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.exists() else {"environments": {}}
+        machine = results.pop("machine", None)  # a file from before the blocks had their own
+        for other in results["environments"].values():
+            other.setdefault("machine", machine)
+        results["quick"] = quick
+        block = results["environments"].get(env)
+        if block is None or block.get("tiers") != tiers:
+            block = results["environments"][env] = {"tiers": tiers, "scores": {}}
+        block["machine"] = machine_info()
+        block["scores"].setdefault(tier, {})[method] = entry
+        write_json(path, results)
 
 
 def plot(results: dict, path: Path) -> None:
