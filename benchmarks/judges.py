@@ -78,7 +78,6 @@ def vote_pick(answers: list, weights: np.ndarray, final_answer) -> np.ndarray:
 
 def main() -> None:
     from forethought.lm.artifacts.shipped import load_countdown, load_prm, shipped_root
-    from forethought.lm.tasks import countdown
     from forethought.runtime import configure_threads
     from forethought.storage import write_json
 
@@ -94,30 +93,42 @@ def main() -> None:
     suite.generator.batch_size = 512  # as train-prm's pick check draws: the same samples
     if args.prm is not None:
         suite.prm = load_prm(args.prm)
+    report = {
+        "machine": machine_info(),
+        "task": suite.task.name,
+        "prm": str(args.prm or shipped_root(args.task)),
+        **measure(suite, args.prompts, args.samples),
+    }
+    out = args.json or HERE / "results" / f"judges_{suite.task.name}.json"
+    write_json(out, report)
+    print(f"any solved {report['any_solved']:.3f}, random pick {report['random_pick_solved']:.3f}")
+    for name, row in report["judges"].items():
+        print(f"{name:24s} solved {row['pick_solved']:.3f}  gold {row['pick_gold']:.3f}  "
+              f"on target unsolved {row['pick_on_target_unsolved']:.3f}")  # fmt: skip
+    print(f"wrote {out}")
+
+
+def measure(suite, prompts: int, samples: int) -> dict:
+    """Draw the samples, pick with every judge, and score each judge's picks."""
+    from forethought.lm.tasks import countdown
+
     task = suite.task
-    prompts = [p.prompt for p in task.make_problems(args.prompts, seed=30_000)]
+    texts = [p.prompt for p in task.make_problems(prompts, seed=30_000)]
     start = time.time()
-    answers = draw(suite, prompts, args.samples, seed=40_000)
-    shape = (len(prompts), args.samples)
+    answers = draw(suite, texts, samples, seed=40_000)
+    shape = (len(texts), samples)
     solved = np.array([task.solved(a.prompt, a.text) for a in answers]).reshape(shape)
     gold = np.asarray(suite.gold(answers)).reshape(shape)
-    targets = [countdown.parse_prompt(p)[1] for p in prompts]
-    on_target = np.array(
-        [
-            countdown.final_answer(a.text) == targets[k // args.samples]
-            for k, a in enumerate(answers)
-        ]
-    ).reshape(shape)
+    targets = [countdown.parse_prompt(a.prompt)[1] for a in answers]
+    finals = [countdown.final_answer(a.text) for a in answers]
+    on_target = np.array([f == t for f, t in zip(finals, targets, strict=True)]).reshape(shape)
     scores = judge_scores(suite, answers, shape)
     picks = {name: s.argmax(1) for name, s in scores.items()}
     picks["vote (prm-last)"] = vote_pick(answers, scores["prm-last"], countdown.final_answer)
-    rows = np.arange(len(prompts))
-    report = {
-        "machine": machine_info(),
-        "task": task.name,
-        "prm": str(args.prm or shipped_root(args.task)),
-        "prompts": len(prompts),
-        "samples": args.samples,
+    rows = np.arange(len(texts))
+    return {
+        "prompts": len(texts),
+        "samples": samples,
         "any_solved": float(solved.any(1).mean()),
         "random_pick_solved": float(solved.mean()),
         "best_gold": float(gold.max(1).mean()),
@@ -132,13 +143,6 @@ def main() -> None:
             for name, pick in picks.items()
         },
     }
-    out = args.json or HERE / "results" / f"judges_{task.name}.json"
-    write_json(out, report)
-    print(f"any solved {report['any_solved']:.3f}, random pick {report['random_pick_solved']:.3f}")
-    for name, row in report["judges"].items():
-        print(f"{name:24s} solved {row['pick_solved']:.3f}  gold {row['pick_gold']:.3f}  "
-              f"on target unsolved {row['pick_on_target_unsolved']:.3f}")  # fmt: skip
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
