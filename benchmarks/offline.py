@@ -35,8 +35,8 @@ SAC run differs across library versions) are refused in one line: --replace star
 environment's block afresh on them, so no table mixes runs on two sets of data.
 
     python benchmarks/offline.py --envs Pendulum-v1 --peer-seeds 3   # ~1.6 h on 2 cores (two processes, --methods split)
-    python benchmarks/offline.py --envs Hopper-v5 --seeds 3   # SAC 100k for the tiers (35-60 min), then 1-1.7 h per seed (ours)
-    python benchmarks/offline.py --envs Hopper-v5 --tiers medium-replay --seeds 3   # a second process takes the other tier
+    python benchmarks/offline.py --envs Hopper-v5 --tiers medium   # SAC 100k for the tiers (35-60 min), then 0.5-1 h per seed (ours)
+    python benchmarks/offline.py --envs Hopper-v5 --tiers medium-replay   # once the tiers exist, a second process
     python benchmarks/offline.py --quick --out /tmp/offline.json   # smoke test
 """
 
