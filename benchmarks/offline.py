@@ -28,9 +28,9 @@ Runs are kept under benchmarks/.runs/offline and reused, and a seed the results 
 holds for the same datasets is read from it, not redone (--rerun redoes it): raising --seeds adds
 seeds on a fresh machine without repeating the first ones.
 
-Each method's entry is merged into the JSON on disk as soon as one of its seeds finishes, so environments and
-methods not run this time (or run by another process) keep theirs; every block records the
-machine that ran it. Datasets rebuilt since an environment's results were written (the tiers'
+Each method's entry is merged into the JSON on disk as soon as one of its seeds finishes, so
+environments and methods not run this time (or run by another process) keep theirs; every block
+records the machine that ran it. Datasets rebuilt since an environment's results were written (the tiers'
 SAC run differs across library versions) are refused in one line: --replace starts that
 environment's block afresh on them, so no table mixes runs on two sets of data.
 
