@@ -12,7 +12,7 @@ from forethought.errors import ConfigError
 from forethought.lm import Budget, FunctionReward, Spend, dvts, mcts
 from forethought.lm.generator import Candidate
 from forethought.lm.prm import AggregatedPRM, ProcessRewardModel
-from forethought.lm.search import SearchResult, vote
+from forethought.lm.search import SearchResult, Trace, rank_mean, vote
 from forethought.lm.search.step_tree import StepTree, best_leaf, run_rounds
 from forethought.lm.tasks import countdown
 
@@ -149,6 +149,16 @@ def test_weighted_vote_picks_the_heaviest_answer_not_the_single_best():
     )
     voted = vote(result, countdown.final_answer)
     assert voted.pick.text == "2+1=3;"  # answer 3 weighs 1.1 against answer 2's 1.0
+
+
+def test_rank_mean_weighs_judges_on_any_scale_equally():
+    """A logit judge and a probability judge disagree on the best of three; the candidate both
+    put second-or-better wins, and a judge's scale (x1000) changes nothing."""
+    logits = np.array([5.0, 1.0, -3.0])
+    probs = np.array([0.1, 0.9, 0.8])
+    assert rank_mean([logits, probs]).tolist() == [2.0, 2.5, 1.5]
+    assert rank_mean([logits * 1000, probs]).tolist() == [2.0, 2.5, 1.5]
+    assert rank_mean([np.array([1.0, 1.0, 0.0])]).tolist() == [2.5, 2.5, 1.0]  # ties share
 
 
 def test_prm_refuses_a_path_that_is_not_a_classifier(tiny_dirs):
@@ -309,3 +319,42 @@ def test_outcome_labels_sit_where_the_prm_reads_an_answers_last_score(tiny, tiny
         assert read == pytest.approx(torch.sigmoid(logit).item(), abs=1e-5)
     rows = outcome_labels(gen, task, [prompt] * 3, samples=2, max_new_tokens=8, eos_id=gen.eos_id)
     assert len(rows) == 6 and all(len(r.labels) == 1 for r in rows)
+
+
+def test_rank_pick_reads_the_whole_pool_and_books_every_judge(tiny_prm_assets):
+    """'rank' runs the proxy-picked search, then the value model and the PRM read every
+    finished answer once: tokens and reward calls as the proxy's search, 2 value calls more
+    per answer, and the pick is the best mean rank of the three judges' own scores."""
+    from dataclasses import replace
+
+    from forethought.lm import compare
+    from forethought.lm.artifacts.shipped import load_countdown
+
+    suite = load_countdown(tiny_prm_assets)
+    settings = compare.SearchSettings(max_new_tokens=10, process="prm")
+    budget = Budget(60, max_reward_calls=12)
+    torch.manual_seed(0)
+    plain = compare.run_method(suite, "beam", "2,9>11:", budget, settings)
+    torch.manual_seed(0)
+    trace = Trace("2,9>11:")
+    ranked = compare.run_method(
+        suite, "beam", "2,9>11:", budget, replace(settings, final="rank"), trace=trace
+    )
+    n = len(plain.finalists)
+    assert [c.text for c in ranked.finalists] == [c.text for c in plain.finalists]
+    assert ranked.spent.tokens == plain.spent.tokens <= 60
+    assert ranked.spent.reward_calls == plain.spent.reward_calls <= 12
+    assert ranked.spent.value_calls == plain.spent.value_calls + 2 * n
+    judges = [
+        suite.proxy(plain.finalists),
+        suite.value(plain.finalists),
+        AggregatedPRM(suite.prm, "last")(plain.finalists),
+    ]
+    best = int(np.argmax(rank_mean(judges)))
+    assert ranked.pick.text == plain.finalists[best].text
+    assert sum(node.picked for node in trace.nodes) == 1 and trace.node(ranked.pick).picked
+    with pytest.raises(ConfigError, match="value calls"):
+        compare.run_method(
+            suite, "bon", "2,9>11:", Budget(60, max_value_calls=100),
+            replace(settings, final="rank"),
+        )  # fmt: skip

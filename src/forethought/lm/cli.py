@@ -36,7 +36,7 @@ DESCRIPTION = (
 Method = Literal["bon", "lookahead", "prune", "beam", "dvts", "mcts"]
 ValueKind = Literal["model", "hidden", "minilm"]
 Process = Literal["value", "proxy", "prm", "legal+value", "legal+proxy"]
-Final = Literal["proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote"]
+Final = Literal["proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote", "rank"]
 TaskName = Literal["countdown", "countdown-hard"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
@@ -84,7 +84,7 @@ class CompareCommand(_Machine):
     process: Process = "legal+value"
     """Partial scorer of look-ahead, pruning, beam, dvts and mcts (legal+value: the value predictor behind the step-legality check; prm: the process reward model, which needs models with a prm/ from `lm train-prm`)."""
     final: Final = "proxy"
-    """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, or a weighted majority vote over final answers (PRM weights)."""
+    """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, a weighted majority vote over final answers (PRM weights), or rank: the mean within-pool rank given by the proxy, the value model and the PRM's last step (no hand-written rule)."""
     policy: Path | None = None
     """Generator: the policy of a GRPO or self-training run directory (its newest checkpoint or iteration), with the value predictor the run refitted to its samples; the run's models replace --assets and --value."""
     policy_step: int | None = None
@@ -289,7 +289,7 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     )
     for flag, wants_prm in (
         ("process", cmd.process == "prm"),
-        ("final", cmd.final.startswith("prm") or cmd.final == "vote"),
+        ("final", cmd.final.startswith("prm") or cmd.final in ("vote", "rank")),
     ):
         if wants_prm and suite.prm is None:
             compare.partial_scorer(suite, "prm", flag)  # the one-line error saying how

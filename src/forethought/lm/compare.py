@@ -31,7 +31,7 @@ from forethought.lm.search import (
     prune,
     vote,
 )
-from forethought.lm.search.common import pick_best
+from forethought.lm.search.common import pick_best, rank_mean
 from forethought.lm.tasks import countdown
 
 METHODS = ("bon", "lookahead", "prune", "beam", "dvts", "mcts")
@@ -40,10 +40,13 @@ PARTIAL_SCORERS = ("value", "proxy", "prm", "legal+value", "legal+proxy")
 text, the process reward model, or the first two behind Countdown's step-legality check
 (`steps_legal`, which reads the prompt's numbers and the completed steps only; never the target
 or a solution)."""
-FINALS = ("proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote")
+FINALS = ("proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote", "rank")
 """What picks among a search's finished answers: the proxy reward model (alone or behind the
 legality check), the value model on the whole answer, the PRM's step scores folded by min,
-last or product, or a weighted majority vote over final answers (weights: PRM last-step)."""
+last or product, a weighted majority vote over final answers (weights: PRM last-step), or
+the mean within-pool rank given by the learned judges in RANK_JUDGES."""
+RANK_JUDGES = ("proxy", "value", "prm-last")
+"""The judges whose ranks the 'rank' pick averages: no hand-written rule among them."""
 
 
 def _require_prm(suite: CountdownSuite, field: str) -> Scorer:
@@ -67,9 +70,12 @@ def partial_scorer(suite: CountdownSuite, name: str, field: str) -> Scorer:
 
 
 def final_scorer(suite: CountdownSuite, name: str) -> Scorer:
-    """The scorer behind the final pick `name` (one of FINALS; 'vote' weighs by PRM-last)."""
+    """The scorer behind the final pick `name` (one of FINALS; 'vote' weighs by PRM-last;
+    'rank' searches by the proxy, its pool is ranked afterwards)."""
     if name not in FINALS:
         raise ConfigError("final", f"must be one of {', '.join(FINALS)}, got {name!r}")
+    if name == "rank":
+        return suite.proxy
     if name in ("proxy", "legal+proxy"):
         return partial_scorer(suite, name, "final")
     if name == "value":
@@ -80,28 +86,58 @@ def final_scorer(suite: CountdownSuite, name: str) -> Scorer:
 
 def repick(suite: CountdownSuite, result: SearchResult, finals: Sequence[str]) -> dict:
     """`result`'s finished answers picked again by each final pick in `finals`: for each, the
-    search's own spending plus that judge's calls, minus the proxy's final calls it replaces.
-    The PRM reads each answer once for all its aggregates (the calls are booked to each)."""
+    search's own spending plus that judge's calls, minus the proxy's final calls it replaces
+    ('rank' keeps them: the proxy is one of its judges). Each judge reads the pool once and its
+    calls are booked to every pick that uses it."""
+    n = len(result.finalists)
     base = Spend(**result.spent.as_dict())
-    base.reward_calls -= len(result.finalists)  # the proxy's final scoring
-    steps = None
+    base.reward_calls -= n  # the proxy's final scoring
+    seen: dict[str, np.ndarray | list] = {"proxy": result.finalist_scores}
+
+    def judge(name: str, account: Account) -> np.ndarray:
+        scorer = final_scorer(suite, name)
+        account.charge_calls(scorer.kind, n)
+        if isinstance(scorer, AggregatedPRM):
+            if "steps" not in seen:
+                seen["steps"] = scorer.prm.step_scores(result.finalists)
+            return scorer.fold(seen["steps"])
+        if name not in seen:
+            seen[name] = scorer(result.finalists)  # booked above, once per pick
+        return seen[name]
+
     out = {}
     for final in finals:
         if final == "proxy":
             out[final] = result
             continue
-        scorer = final_scorer(suite, final)
         account = Account(Budget(max_tokens=max(base.tokens, 1)))
         account.spent = Spend(**base.as_dict())
-        if isinstance(scorer, AggregatedPRM):
-            steps = steps if steps is not None else scorer.prm.step_scores(result.finalists)
-            account.charge_calls(scorer.kind, len(result.finalists))
-            scores = scorer.fold(steps)
+        if final == "rank":
+            scores = rank_mean([judge(name, account) for name in RANK_JUDGES])
         else:
-            scores = scorer(result.finalists, account)
+            scores = judge(final, account)
         picked = pick_best(result.method, result.finalists, scores, account)
         out[final] = vote(picked, countdown.final_answer) if final == "vote" else picked
     return out
+
+
+def _pool_pick(suite, method, prompt, budget: Budget, s, n, trace) -> SearchResult:
+    """'vote': the search picks by PRM-last and the vote re-reads its pool. 'rank': the search
+    picks by the proxy, then the value model and the PRM score the whole pool (value calls)."""
+    if s.final == "rank" and budget.max_value_calls is not None:
+        raise ConfigError(
+            "final",
+            "'rank' scores the finished answers with the value model and the PRM after the "
+            "search, so it needs no cap on value calls; pick another final or lift the cap",
+        )
+    judge = "prm-last" if s.final == "vote" else "proxy"
+    result = run_method(suite, method, prompt, budget, replace(s, final=judge), n=n, trace=trace)
+    if s.final == "vote":
+        picked = vote(result, countdown.final_answer)
+    else:
+        picked = repick(suite, result, ["rank"])["rank"]
+    trace.repicked(result.pick, picked.pick)
+    return picked
 
 
 @dataclass(frozen=True)
@@ -111,7 +147,7 @@ class SearchSettings:
     max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
     final: str = "proxy"
-    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod' or 'vote'."""
+    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod', 'vote' or 'rank' (the mean within-pool rank given by the proxy, the value model and the PRM's last step)."""
     prefix_tokens: int = 12
     """look-ahead: length of the partial branches that are ranked (about two Countdown steps, so the legality check has two completed steps to judge)."""
     lookahead_scorer: str = "legal+value"
@@ -160,9 +196,8 @@ def run_method(
     passed as `trace` records the search tree (the search itself is unchanged)."""
     gen = suite.generator
     proxy = final_scorer(suite, s.final)
-    if s.final == "vote":  # the search's own pick is by PRM-last; the vote re-reads its pool
-        result = run_method(suite, method, prompt, budget, replace(s, final="prm-last"), n=n)
-        return vote(result, countdown.final_answer)
+    if s.final in ("vote", "rank"):  # a search by one judge, then its whole pool re-read
+        return _pool_pick(suite, method, prompt, budget, s, n, trace)
     if method == "bon":
         return best_of_n(
             gen, proxy, prompt, budget, max_new_tokens=s.max_new_tokens, n=n, trace=trace

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.stats import rankdata
 
 from forethought.errors import ConfigError
 from forethought.lm.budget import Account, Budget, Spend
@@ -119,6 +120,14 @@ def vote(result: SearchResult, answer: Callable[[str], object]) -> SearchResult:
         pick=result.finalists[best],
         score=float(result.finalist_scores[best]),
     )
+
+
+def rank_mean(judges: Sequence[np.ndarray]) -> np.ndarray:
+    """One score per candidate: the mean over `judges` (each a score per candidate of the same
+    pool) of the candidate's rank within the pool (1 = lowest, ties share the average rank).
+    Ranks make judges on different scales (logits, probabilities) count equally; they are only
+    comparable within one pool, so a pick by them must score the whole pool at once."""
+    return np.mean([rankdata(np.asarray(s, dtype=np.float64)) for s in judges], axis=0)
 
 
 def round_fits(

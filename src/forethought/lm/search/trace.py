@@ -88,6 +88,9 @@ class NullTrace:
     def picked(self, cand: Candidate) -> None:
         pass
 
+    def repicked(self, old: Candidate, new: Candidate) -> None:
+        """A later judge (a vote, ranks) chose `new` from the pool the search picked `old` from."""
+
 
 NO_TRACE = NullTrace()
 
@@ -155,6 +158,10 @@ class Trace(NullTrace):
 
     def picked(self, cand):
         self.node(cand).picked = True
+
+    def repicked(self, old, new):
+        self.node(old).picked = False
+        self.node(new).picked = True
 
     # -- after the search ---------------------------------------------------------------------
     def judge(self, gold) -> None:
