@@ -10,11 +10,13 @@ Writes benchmarks/results/ope.json and ope-<tier>.png. Needs the datasets and be
 benchmarks/offline.py (run that first; it makes them).
 
 --selection asks the question a user with logs only faces: which of the policies trained
-offline on pendulum/medium (every MOPO variant and BC, every seed benchmarks/offline.py ran)
-should be deployed? It estimates each from that dataset and writes ope-selection-medium.json.
+offline on an environment's medium tier (every MOPO variant and BC run that
+benchmarks/offline.py left on disk) should be deployed? It estimates each from that dataset and
+writes ope-selection-medium.json (Pendulum-v1) or ope-selection-hopper-medium.json (Hopper-v5).
 
     python benchmarks/ope.py                                  # ~10 min on 2 cores
-    python benchmarks/ope.py --selection                      # ~8 min
+    python benchmarks/ope.py --selection                      # Pendulum-v1, ~8 min
+    python benchmarks/ope.py --selection Hopper-v5
     python benchmarks/ope.py --quick --out /tmp/ope.json      # smoke test (after offline --quick)
 """
 
@@ -31,6 +33,10 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "ope.json"
 STEPS = (500, 1000, 1500, 2000, 2500, 3000, 4000, 6000, 10000, 20000)
 TIERS = ("medium-expert", "medium")
+SELECTION = {  # env: (its medium dataset, the selection's results file)
+    "Pendulum-v1": ("pendulum/medium-v0", "ope-selection-medium.json"),
+    "Hopper-v5": ("hopper/medium-v0", "ope-selection-hopper-medium.json"),
+}
 
 
 def main() -> None:
@@ -43,16 +49,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON path")
     parser.add_argument(
         "--selection",
-        action="store_true",
-        help="estimate the policies trained offline on pendulum/medium instead "
-        "(writes ope-selection-medium.json next to --out)",
+        nargs="?",
+        const="Pendulum-v1",
+        choices=sorted(SELECTION),
+        help="estimate the policies trained offline on this environment's medium tier instead "
+        "(default Pendulum-v1; writes ope-selection-*medium.json next to --out)",
     )
     args = parser.parse_args()
     root = args.out.parent if args.quick else HERE
     runs = root / (".runs-offline" if args.quick else ".runs/offline")
     os.environ["MINARI_DATASETS_PATH"] = str(root / ".datasets")
     if args.selection:
-        select_among_offline_policies(args, runs / "Pendulum-v1" / "medium")
+        select_among_offline_policies(args, runs / args.selection / "medium", args.selection)
         return
     policies_dir = runs / "Pendulum-v1" / "behaviour-sac" / "policies"
     snapshots = sorted(policies_dir.glob("step-*.pt"))
@@ -82,8 +90,8 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def select_among_offline_policies(args, runs: Path) -> None:
-    """Every policy benchmarks/offline.py trained on pendulum/medium, estimated from it."""
+def select_among_offline_policies(args, runs: Path, env: str) -> None:
+    """Every policy benchmarks/offline.py trained on `env`'s medium tier, estimated from it."""
     from rich.console import Console
 
     from forethought.tools.ope import OPEArgs, run_ope
@@ -91,10 +99,11 @@ def select_among_offline_policies(args, runs: Path) -> None:
     trained = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.startswith(("mopo", "bc-")))
     if len(trained) < 2:
         raise SystemExit(f"no offline runs in {runs}: run benchmarks/offline.py first")
+    dataset, results = SELECTION[env]
     ope = OPEArgs(
-        dataset="pendulum/medium-v0",
+        dataset=dataset,
         policy=tuple(map(str, trained)),
-        out=args.out.with_name("ope-selection-medium.json"),
+        out=args.out.with_name(results),
         quiet=True,
         fqe_steps=200 if args.quick else 10_000,
         true_episodes=2 if args.quick else 10,
