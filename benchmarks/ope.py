@@ -13,6 +13,8 @@ benchmarks/offline.py (run that first; it makes them).
 offline on an environment's medium tier (every MOPO variant and BC run that
 benchmarks/offline.py left on disk) should be deployed? It estimates each from that dataset and
 writes ope-selection-medium.json (Pendulum-v1) or ope-selection-hopper-medium.json (Hopper-v5).
+On Hopper, with fewer runs on disk, a random policy and five behaviour-SAC snapshots join them
+(random to expert), and the offline runs' own summary is kept apart.
 
     python benchmarks/ope.py                                  # ~10 min on 2 cores
     python benchmarks/ope.py --selection                      # Pendulum-v1, ~8 min
@@ -37,6 +39,11 @@ SELECTION = {  # env: (its medium dataset, the selection's results file)
     "Pendulum-v1": ("pendulum/medium-v0", "ope-selection-medium.json"),
     "Hopper-v5": ("hopper/medium-v0", "ope-selection-hopper-medium.json"),
 }
+# Hopper leaves fewer offline runs on disk than the 8 candidates an OPE measurement needs, so
+# the selection there also scores a random policy and the behaviour SAC at these steps (its
+# medium tier is step 97,500, its expert 100,000): a spread from random to expert. The offline
+# runs' own summary is reported apart as well.
+SELECTION_SNAPSHOTS = {"Pendulum-v1": (), "Hopper-v5": (10_000, 30_000, 60_000, 97_500, 100_000)}
 
 
 def main() -> None:
@@ -94,24 +101,35 @@ def select_among_offline_policies(args, runs: Path, env: str) -> None:
     """Every policy benchmarks/offline.py trained on `env`'s medium tier, estimated from it."""
     from rich.console import Console
 
-    from forethought.tools.ope import OPEArgs, run_ope
+    from forethought.tools.ope import OPEArgs, run_ope, summarise
 
     trained = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.startswith(("mopo", "bc-")))
     if len(trained) < 2:
         raise SystemExit(f"no offline runs in {runs}: run benchmarks/offline.py first")
+    snapshots = runs.parent / "behaviour-sac" / "policies"
+    extra = [snapshots / f"step-{step:09d}.pt" for step in SELECTION_SNAPSHOTS[env]]
+    if missing := [p for p in extra if not p.exists()]:
+        raise SystemExit(f"{missing[0]} not found: run benchmarks/offline.py --envs {env} first")
+    extra = ["random", *map(str, extra)] if extra else []
     dataset, results = SELECTION[env]
     ope = OPEArgs(
         dataset=dataset,
-        policy=tuple(map(str, trained)),
+        policy=(*map(str, trained), *extra),
         out=args.out.with_name(results),
         quiet=True,
         fqe_steps=200 if args.quick else 10_000,
         true_episodes=2 if args.quick else 10,
     )
     report = {"machine": machine_info(), "quick": args.quick, **run_ope(ope, Console())}
+    if extra:
+        offline = set(map(str, trained))
+        offline_rows = [r for r in report["policies"] if r["policy"] in offline]
+        report["summary_offline_runs"] = summarise(offline_rows, ope.estimators)
     ope.out.write_text(json.dumps(report, indent=2))
     for name, summary in report["summary"].items():
         print(f"selection {name}: {summary}", flush=True)
+    for name, summary in report.get("summary_offline_runs", {}).items():
+        print(f"selection {name}, offline runs only: {summary}", flush=True)
     print(f"wrote {ope.out}")
 
 

@@ -82,6 +82,7 @@ BUDGET = {
         "mpc": 3_000,
         "loop": 3_000,
         "loop-critic": 3_000,
+        "loop-imagined": 3_000,
         "mbpo": 5_000,
         "sac": 20_000,
         "ppo": 100_000,
@@ -95,8 +96,10 @@ DEFAULT_METHODS["Acrobot-v1"] = DEFAULT_METHODS["CartPole-v1"]
 # Methods in which the planner acts, with their planner: `forethought train --algo mpc --planner
 # P`, or `--algo loop` (MPC with a learned value at the horizon); the others are --algo names.
 PLANNED = {"mpc": "icem", "loop": "icem", "loop-critic": "icem", "mcts": "mcts"}
+PLANNED["loop-imagined"] = "icem"
 PLANNED |= {"discrete-cem": "discrete-cem"}
 QUICK_BUDGET = {"mpc": 600, "loop": 600, "loop-critic": 600, "mbpo": 1_500, "sac": 2_000}
+QUICK_BUDGET["loop-imagined"] = 600
 QUICK_BUDGET |= {"ppo": 8_192, "dqn": 5_000}
 QUICK_BUDGET |= {"mcts": 600, "discrete-cem": 600}
 # Discrete CEM plans 40 steps ahead: CartPole fails by drifting off over ~100 steps, and the
@@ -108,6 +111,12 @@ MPC_SETTINGS = {"MountainCarContinuous-v0": {"rollout": RolloutConfig(uncertaint
 # --algo loop: the planner's own state value at the horizon (the default), and SAC's critic
 # instead (the LOOP paper's choice), as its own row.
 LOOP_SETTINGS = {"loop": {}, "loop-critic": {"loop": LoopConfig(value="critic")}}
+# loop-imagined: the loop whose SAC also learns from MBPO's data, with MBPO's defaults on this
+# task (1-step branches from 5,000 real states per model fit, 95% imagined rows, 10 updates per
+# real step), so that its actor's proposals improve as fast as MBPO's policy does.
+LOOP_SETTINGS["loop-imagined"] = {
+    "loop": LoopConfig(imagined_ratio=0.95, branches=5_000, gradient_steps=10)
+}
 # Variants of tree search, run on request (--methods), each with the default's budget:
 # name -> (settings, plot label, colour).
 MCTS_VARIANTS = {
@@ -195,7 +204,7 @@ CEM_VARIANTS = {
 # curve ends there. Discrete CEM over 40 steps plans 10 evaluation episodes of 500 steps after
 # every training episode once it balances (minutes each on 2 cores), which is why. (The
 # CartPole-v1 discrete-cem rows in the results predate this and ran their full budgets.)
-STOPS_AT_THRESHOLD = {"discrete-cem-value", "discrete-cem", "mpc-value"}
+STOPS_AT_THRESHOLD = {"discrete-cem-value", "discrete-cem", "mpc-value", "loop-imagined"}
 for _discrete in ("CartPole-v1", "Acrobot-v1"):
     BUDGET[_discrete] |= {name: BUDGET[_discrete]["discrete-cem"] for name in CEM_VARIANTS}
 PLANNED |= {name: "discrete-cem" for name in CEM_VARIANTS}
@@ -415,6 +424,7 @@ def plot(results: dict, path: Path) -> None:
         "mpc": "tab:blue",
         "loop": "tab:brown",
         "loop-critic": "tab:olive",
+        "loop-imagined": "tab:pink",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -428,6 +438,7 @@ def plot(results: dict, path: Path) -> None:
         "mpc": "forethought MPC",
         "loop": "forethought MPC + planner's value (loop)",
         "loop-critic": "forethought MPC + SAC critic (loop)",
+        "loop-imagined": "forethought loop, SAC also on MBPO's data",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",

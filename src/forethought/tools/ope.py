@@ -119,7 +119,7 @@ def run_ope(args: OPEArgs, console: Console) -> dict:
             rows.append(row)
             bar.advance(task)
     result = {"dataset": args.dataset, "gamma": args.gamma, "horizon": horizon, "policies": rows}
-    result["summary"] = _summary(rows, args.estimators)
+    result["summary"] = summarise(rows, args.estimators)
     write_json(args.out, result)
     if any("true" in r for r in rows):
         _plot(rows, args.estimators, args.out.with_suffix(".png"), args.dataset)
@@ -282,7 +282,9 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def _summary(rows: list[dict], estimators) -> dict:
+def summarise(rows: list[dict], estimators) -> dict:
+    """Per estimator, over the rows with a true return: mean absolute error and Spearman rank
+    correlation of the estimates against the truth."""
     scored = [r for r in rows if "true" in r]
     if not scored:
         return {}
