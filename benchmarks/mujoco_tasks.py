@@ -16,6 +16,7 @@
     python benchmarks/mujoco_tasks.py --skip pendulum --cheetah-methods loop-explore \
         --cheetah-steps 50000 --runs benchmarks/.runs/cheetah_explore  # noisy planned actions
     python benchmarks/mujoco_tasks.py --skip cheetah --methods mpc-value --workers 2
+    python benchmarks/mujoco_tasks.py --skip cheetah --methods loop-imagined --workers 2
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ def main() -> int:
     parser.add_argument(
         "--methods", nargs="+", default=["mpc", "loop", "loop-critic", "mbpo", "sac"],
         choices=list(se.BUDGET["InvertedPendulum-v5"]),
-        help="InvertedPendulum runs; also ppo, and mpc-value (iCEM over 40 steps with the "
-        "learned value at its horizon) (default: mpc loop loop-critic mbpo sac)",
+        help="InvertedPendulum runs; also ppo, mpc-value (iCEM over 40 steps with the learned "
+        "value at its horizon) and loop-imagined (the loop whose SAC also learns from MBPO's "
+        "data; ends at the threshold) (default: mpc loop loop-critic mbpo sac)",
     )  # fmt: skip
     parser.add_argument(
         "--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"],
