@@ -221,5 +221,9 @@ def test_evaluate_fields_every_controller_of_a_loop_run(tmp_path, value):
     report = json.loads((out / "controllers.json").read_text())
     for name in ("policy", "mpc", "guided", "switch"):
         assert np.isfinite(report[name]["eval_return"])
+    # The run's own record of its actor alone, at its last evaluation, is what evaluate measures
+    # for the final policy on the same seeds.
+    actor = rows_of(out)[-1]["eval_actor_return"]
+    assert actor == pytest.approx(report["policy"]["eval_return"], rel=1e-4)
     checkpoint = RunDir(out).load_checkpoint()
     assert ("value" in checkpoint) == (value == "behaviour")  # the planner's own value, saved

@@ -69,6 +69,13 @@ def plot_learning_curve(
             alpha=0.2,
             label="evaluation ± std",
         )
+        actor = [
+            (r["env_steps"], r["eval_actor_return"])
+            for r in evals
+            if r.get("eval_actor_return") is not None
+        ]
+        if actor:  # --algo loop: its SAC policy alone on the same seeds, the planner's control
+            ax.plot(*zip(*actor, strict=True), "s:", color="tab:orange", label="its actor alone")
     if threshold is not None:
         ax.axhline(threshold, color="tab:green", ls=":", label=f"solved ({threshold:g})")
     ax.set_xlabel("environment steps")

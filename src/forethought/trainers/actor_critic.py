@@ -102,6 +102,11 @@ class ActorCritic:
             self.train(self.pending * self.config.gradient_steps)
             self.pending = 0
 
+    def act(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The actor's deterministic actions for a batch of observations (environment units);
+        `rows` (which evaluation episodes they belong to) is unused: the actor has no state."""
+        return self.sac.predict(np.asarray(obs, np.float32), deterministic=True)[0]
+
     def _add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         timeout = bool(truncated and not terminated)  # bootstrapped through, as SB3 does
         self.sac.replay_buffer.add(

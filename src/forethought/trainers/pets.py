@@ -444,23 +444,27 @@ def _evaluation_due(config: TrainConfig, episode: int, env_steps: int) -> bool:
     return (episode + 1) % config.eval_every == 0 or last
 
 
-def _evaluate(run: Run) -> tuple[np.ndarray, np.ndarray, float]:
-    """Returns and constraint costs of the evaluation episodes (fixed seeds, one batch), and
-    the CPU seconds they took: measuring is not learning, so a benchmark can take it out of
-    the run's CPU time."""
+def _evaluate(run: Run) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
+    """Returns and constraint costs of the evaluation episodes (fixed seeds, one batch), the
+    CPU seconds they took (measuring is not learning, so a benchmark can take it out of the
+    run's CPU time), and with --algo loop the returns of its actor alone on the same seeds:
+    the control that tells what the planner adds to the policy it learns beside."""
     config = run.config
     start = time.process_time()
     run.eval_agent.reset()
     seeds = [config.eval_seed + j for j in range(config.eval_episodes)]
     costs = np.zeros(len(seeds))
     returns = evaluate_batched(run.eval_envs, run.eval_agent.act, seeds, costs)
-    return returns, costs, time.process_time() - start
+    actor = None
+    if run.actor_critic is not None:  # deterministic actions: no random stream is touched
+        actor = evaluate_batched(run.eval_envs, run.actor_critic.act, seeds)
+    return returns, costs, time.process_time() - start, actor
 
 
 def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
     """An evaluation on the step schedule (`eval_every_steps`), recorded as an event row."""
     bar.status("evaluating")
-    returns, costs, cpu_seconds = _evaluate(run)
+    returns, costs, cpu_seconds, actor = _evaluate(run)
     event = {
         "event": "evaluation",
         "episode": episode,
@@ -470,6 +474,8 @@ def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
         "eval_returns": returns.tolist(),
         "eval_cpu_seconds": cpu_seconds,
     }
+    if actor is not None:
+        event["eval_actor_return"] = float(actor.mean())
     if run.config.safety.constraint is not None:
         event.update(eval_cost=float(costs.mean()), eval_costs=costs.tolist())
     _record(run, event)
@@ -480,7 +486,7 @@ def _evaluate_between(run: Run, episode: int, bar: RunProgress) -> None:
 def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
     warming_up = episode < run.config.warmup_episodes
     disagreement = run.agent.plan_disagreement
-    eval_returns, eval_costs, eval_cpu = (None, None, None) if evaluation is None else evaluation
+    eval_returns, eval_costs, eval_cpu, actor = (None,) * 4 if evaluation is None else evaluation
 
     def stat(values, fn):
         return None if values is None or len(values) == 0 else float(fn(values))
@@ -503,7 +509,7 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
         "model_rows": run.agent.compute.model_rows,
     }
     if run.actor_critic is not None:
-        row.update(run.actor_critic.stats())
+        row.update(run.actor_critic.stats(), eval_actor_return=stat(actor, np.mean))
     if isinstance(run.agent, TreeSearchAgent):  # moves with --mcts.adaptive-horizon
         row["tree_discount"] = run.agent.config.discount
     if run.config.safety.constraint is not None:  # constrained task: what the run violated
