@@ -255,6 +255,8 @@ def measure(
     """One run's metrics rows reduced to the benchmark's per-seed entry (`stops`: the run was
     told to end at the threshold)."""
     x, y = curve(rows)
+    actor_x, actor_y = curve(rows, "eval_actor_return")  # --algo loop runs only
+    actor = {"curve_actor_returns": actor_y.tolist()} if len(actor_x) == len(x) > 0 else {}
     return {
         "seed": seed,
         "stopped_at_threshold": bool(stops and len(y) and y[-1] >= threshold),
@@ -267,7 +269,7 @@ def measure(
         "learning_cpu_seconds_to_threshold": learning_cpu_seconds_to_threshold(rows, threshold),
         "final_eval_return": float(y[-1]),  # with stopped_at_threshold: the threshold's row
         "eval_return_at_1000": value_at(x, y, 1000),
-    }
+    } | actor
 
 
 def run_cpu_seconds(rows: list[dict]) -> float | None:
@@ -294,11 +296,12 @@ def learning_cpu_seconds_to_threshold(rows: list[dict], threshold: float) -> flo
     return None
 
 
-def curve(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def curve(rows: list[dict], key: str = "eval_return") -> tuple[np.ndarray, np.ndarray]:
+    """Evaluations in step order (`key`: eval_actor_return for a loop run's actor alone)."""
     evals = sorted(
-        (r["env_steps"], r["eval_return"])
+        (r["env_steps"], r[key])
         for r in rows
-        if r.get("eval_return") is not None and r.get("event") in (None, "evaluation")
+        if r.get(key) is not None and r.get("event") in (None, "evaluation")
     )
     return np.array([s for s, _ in evals]), np.array([v for _, v in evals])
 
