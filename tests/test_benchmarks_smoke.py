@@ -123,6 +123,7 @@ def test_mujoco_quick_runs_the_planner_with_a_learned_value(tmp_path):
     data = json.loads((tmp_path / "mujoco.json").read_text())
     (entry,) = data["inverted_pendulum"]["runs"]["loop"]
     assert entry["budget"] == 600 and entry["curve_steps"][-1] >= 600
+    assert len(entry["curve_actor_returns"]) == len(entry["curve_steps"])  # the actor alone
     summary = data["inverted_pendulum"]["summary"]["methods"]["loop"]
     assert summary["seeds"] == [0]
     (cheetah,) = data["half_cheetah"]["budgets"]["3000"]["runs"]["loop"]
@@ -154,6 +155,14 @@ def test_offline_and_ope_quick(tmp_path):
     labels = {Path(p["policy"]).name for p in selection["policies"]}
     assert labels == {"bc-seed0", "mopo-seed0", "mopo-h25-seed0"}
     assert selection["summary"]["model"]["policies"] == 3 and selection["machine"]
+    # Hopper's selection adds a random policy and behaviour snapshots, and keeps the offline
+    # runs' own summary apart.
+    command = [*command[:4], "Hopper-v5", *command[4:]]  # --selection Hopper-v5
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hopper = json.loads((tmp_path / "ope-selection-hopper-medium.json").read_text())
+    assert hopper["summary"]["model"]["policies"] == 6
+    assert hopper["summary_offline_runs"]["model"]["policies"] == 3
 
 
 def test_lm_arms_quick(tmp_path):
