@@ -34,6 +34,7 @@ from rich.console import Console
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+import curves
 import sample_efficiency as se
 from forethought.config import LoopConfig, MBPOConfig, TrainConfig
 from forethought.planners import PlannerConfig
@@ -167,7 +168,7 @@ def inverted_pendulum(args, console: Console) -> None:
 
     def on_done(name: str, rows: list[dict], seconds: float) -> None:
         method, seed, steps = jobs[name]
-        entry = se.measure(rows, seconds, seed, steps, 1000.0, method in se.STOPS_AT_THRESHOLD)
+        entry = curves.measure(rows, seconds, seed, steps, 1000.0, method in se.STOPS_AT_THRESHOLD)
         console.print(
             f"{env} {method} seed {seed}: 1000 reached at {entry['steps_to_threshold']} "
             f"steps ({entry['seconds']:.0f} s)"
@@ -204,12 +205,12 @@ def half_cheetah(args, console: Console) -> None:
         for method in args.cheetah_methods:
             config = cheetah_config(method, seed, steps, args.runs, args.device)
             rows, seconds = runs[config.out.name]
-            x, y = se.curve(rows)
+            x, y = curves.curve(rows)
             entry = {
                 "seed": seed,
                 "final_eval_return": float(y[-1]),
                 "seconds": seconds,  # the run's last attempt (a resumed run: after the kill)
-                "cpu_seconds": se.run_cpu_seconds(rows),
+                "cpu_seconds": curves.run_cpu_seconds(rows),
                 "ms_per_action_median": _ms_per_action(rows),
                 "curve_steps": x.tolist(),
                 "curve_returns": y.tolist(),
@@ -315,7 +316,7 @@ def plot_half_cheetah(part: dict, path: Path) -> None:
             for run in seeds:
                 ax.plot(run["curve_steps"], run["curve_returns"], color=colour, lw=0.7, alpha=0.5)
             grid = np.unique(np.concatenate([run["curve_steps"] for run in seeds]))
-            mean = np.nanmean([se.on_grid(run, grid) for run in seeds], axis=0)
+            mean = np.nanmean([curves.on_grid(run, grid) for run in seeds], axis=0)
             ax.plot(grid, mean, color=colour, lw=2.0, label=f"{method} ({len(seeds)} seeds)")
         ax.set_title(f"HalfCheetah-v5, {int(budget):,} steps")
         ax.set_xlabel("environment steps")

@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
 
+from curves import measure, on_grid
 from forethought.config import LoopConfig, TrainConfig
 from forethought.models.value import ValueConfig
 from forethought.planners import PlannerConfig
@@ -95,8 +96,8 @@ DEFAULT_METHODS = {"CartPole-v1": ["mcts", "discrete-cem", "dqn", "ppo"]}
 DEFAULT_METHODS["Acrobot-v1"] = DEFAULT_METHODS["CartPole-v1"]
 # Methods in which the planner acts, with their planner: `forethought train --algo mpc --planner
 # P`, or `--algo loop` (MPC with a learned value at the horizon); the others are --algo names.
-PLANNED = {"mpc": "icem", "loop": "icem", "loop-critic": "icem", "mcts": "mcts"}
-PLANNED["loop-imagined"] = "icem"
+PLANNED = {"mpc": "icem", "loop": "icem", "loop-critic": "icem", "loop-imagined": "icem"}
+PLANNED["mcts"] = "mcts"
 PLANNED |= {"discrete-cem": "discrete-cem"}
 QUICK_BUDGET = {"mpc": 600, "loop": 600, "loop-critic": 600, "mbpo": 1_500, "sac": 2_000}
 QUICK_BUDGET["loop-imagined"] = 600
@@ -247,82 +248,6 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
         stop_at_return=THRESHOLD[env] if method in STOPS_AT_THRESHOLD else None,
         **settings,
     )
-
-
-def measure(
-    rows: list[dict], seconds: float, seed: int, steps: int, threshold: float, stops: bool = False
-) -> dict:
-    """One run's metrics rows reduced to the benchmark's per-seed entry (`stops`: the run was
-    told to end at the threshold)."""
-    x, y = curve(rows)
-    actor_x, actor_y = curve(rows, "eval_actor_return")  # --algo loop runs only
-    actor = {"curve_actor_returns": actor_y.tolist()} if len(actor_x) == len(x) > 0 else {}
-    return {
-        "seed": seed,
-        "stopped_at_threshold": bool(stops and len(y) and y[-1] >= threshold),
-        "budget": steps,
-        "seconds": seconds,  # the run's last attempt (a resumed run: the part after the kill)
-        "cpu_seconds": run_cpu_seconds(rows),
-        "curve_steps": x.tolist(),
-        "curve_returns": y.tolist(),
-        "steps_to_threshold": steps_to_threshold(x, y, threshold),
-        "learning_cpu_seconds_to_threshold": learning_cpu_seconds_to_threshold(rows, threshold),
-        "final_eval_return": float(y[-1]),  # with stopped_at_threshold: the threshold's row
-        "eval_return_at_1000": value_at(x, y, 1000),
-    } | actor
-
-
-def run_cpu_seconds(rows: list[dict]) -> float | None:
-    """The CPU time of the whole run, all attempts together (the run directory's stamp on its
-    last row; None for runs written before the stamp existed)."""
-    stamps = [r["cpu_seconds"] for r in rows if "cpu_seconds" in r]
-    return stamps[-1] if stamps else None
-
-
-def learning_cpu_seconds_to_threshold(rows: list[dict], threshold: float) -> float | None:
-    """The CPU time the agent spent learning (acting, fitting, planning) until its first
-    evaluation at the threshold: the run's CPU stamp on that row less every evaluation's own
-    CPU time up to it. None when the threshold was never reached, or for runs that do not record
-    their evaluations' CPU time (model-free runs, and planner runs written before it was)."""
-    evaluating = 0.0
-    for row in rows:
-        if row.get("eval_return") is None or row.get("event") not in (None, "evaluation"):
-            continue
-        if row.get("eval_cpu_seconds") is None or row.get("cpu_seconds") is None:
-            return None
-        evaluating += row["eval_cpu_seconds"]
-        if row["eval_return"] >= threshold:
-            return round(row["cpu_seconds"] - evaluating, 3)
-    return None
-
-
-def curve(rows: list[dict], key: str = "eval_return") -> tuple[np.ndarray, np.ndarray]:
-    """Evaluations in step order (`key`: eval_actor_return for a loop run's actor alone)."""
-    evals = sorted(
-        (r["env_steps"], r[key])
-        for r in rows
-        if r.get(key) is not None and r.get("event") in (None, "evaluation")
-    )
-    return np.array([s for s, _ in evals]), np.array([v for _, v in evals])
-
-
-def steps_to_threshold(steps: np.ndarray, returns: np.ndarray, threshold: float) -> int | None:
-    hit = np.flatnonzero(returns >= threshold)
-    return int(steps[hit[0]]) if len(hit) else None
-
-
-def value_at(steps: np.ndarray, returns: np.ndarray, at: float) -> float | None:
-    """The evaluation in effect at `at` env steps (the latest one at or before it)."""
-    before = np.flatnonzero(steps <= at)
-    return float(returns[before[-1]]) if len(before) else None
-
-
-def on_grid(seed_entry: dict, grid: np.ndarray) -> np.ndarray:
-    """One run's curve as a step function sampled at `grid` (NaN before its first evaluation,
-    and after its last one when the run stopped at the threshold)."""
-    steps, returns = np.array(seed_entry["curve_steps"]), np.array(seed_entry["curve_returns"])
-    end = steps[-1] if seed_entry.get("stopped_at_threshold") else np.inf
-    return np.array([value_at(steps, returns, g) if steps[0] <= g <= end else np.nan for g in grid])
 
 
 def iqm_with_interval(values: np.ndarray) -> dict:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import pytest  # noqa: E402
 
+import curves  # noqa: E402
 import runs  # noqa: E402
 import sample_efficiency as se  # noqa: E402
 from forethought.storage import RunLock  # noqa: E402
@@ -84,22 +85,22 @@ def test_learning_cpu_leaves_out_the_evaluations_up_to_the_threshold():
         {"event": "evaluation", "eval_return": 480.0, "eval_cpu_seconds": 5.0, "cpu_seconds": 12.0},
         {"eval_return": 500.0, "eval_cpu_seconds": 9.0, "cpu_seconds": 30.0},
     ]
-    assert se.learning_cpu_seconds_to_threshold(rows, 475) == 6.0  # 12 - (1 + 5)
-    assert se.learning_cpu_seconds_to_threshold(rows, 501) is None  # never reached
+    assert curves.learning_cpu_seconds_to_threshold(rows, 475) == 6.0  # 12 - (1 + 5)
+    assert curves.learning_cpu_seconds_to_threshold(rows, 501) is None  # never reached
     older = [{k: v for k, v in r.items() if k != "eval_cpu_seconds"} for r in rows]
-    assert se.learning_cpu_seconds_to_threshold(older, 475) is None  # not recorded
+    assert curves.learning_cpu_seconds_to_threshold(older, 475) is None  # not recorded
 
 
 def test_a_run_stopped_at_the_threshold_has_no_curve_after_it():
     rows = [{"env_steps": s, "eval_return": r} for s, r in [(100, 50.0), (300, 480.0)]]
-    stopped = se.measure(rows, 1.0, seed=0, steps=3_000, threshold=475, stops=True)
-    full = se.measure(rows, 1.0, seed=0, steps=3_000, threshold=475)
+    stopped = curves.measure(rows, 1.0, seed=0, steps=3_000, threshold=475, stops=True)
+    full = curves.measure(rows, 1.0, seed=0, steps=3_000, threshold=475)
     assert stopped["stopped_at_threshold"] and not full["stopped_at_threshold"]
     assert stopped["steps_to_threshold"] == full["steps_to_threshold"] == 300
     grid = [50, 100, 300, 1_000]
-    assert se.on_grid(full, grid).tolist()[1:] == [50.0, 480.0, 480.0]  # carried forward
-    assert str(se.on_grid(stopped, grid).tolist()) == "[nan, 50.0, 480.0, nan]"
-    told_but_short = se.measure(rows[:1], 1.0, seed=0, steps=3_000, threshold=475, stops=True)
+    assert curves.on_grid(full, grid).tolist()[1:] == [50.0, 480.0, 480.0]  # carried forward
+    assert str(curves.on_grid(stopped, grid).tolist()) == "[nan, 50.0, 480.0, nan]"
+    told_but_short = curves.measure(rows[:1], 1.0, seed=0, steps=3_000, threshold=475, stops=True)
     assert not told_but_short["stopped_at_threshold"]  # a run that never got there
 
 
