@@ -172,12 +172,15 @@ def run_peer(env: str, tier: str, algo: str, seed: int, steps: int, quick: bool)
         spec_path.write_text(json.dumps(spec))
         python = HERE / ".peers" / "d3rlpy-venv" / "bin" / "python"
         subprocess.run(["bash", str(HERE / "peers" / "setup_d3rlpy.sh")], check=True)
-        subprocess.run(
+        # Progress lines pass through; stderr (gym's deprecation notes) is shown only on failure.
+        run = subprocess.run(
             [str(python), str(HERE / "peers" / "d3rlpy_bench.py"), str(spec_path), str(out)],
             env=thread_env(1),
-            check=True,
-            capture_output=True,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        if run.returncode != 0:
+            raise SystemExit(f"d3rlpy {algo} seed {seed} failed:\n{run.stderr[-2000:]}")
     peer = json.loads(out.read_text())
     returns = peer["curve"][-1]["eval_returns"]
     dataset = load_offline_dataset(f"{prefix}/{tier}-v0")
