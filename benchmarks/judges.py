@@ -12,6 +12,7 @@ on the target unsolved. Writes benchmarks/results/judges_<task>.json.
     python benchmarks/judges.py                          # countdown, ~3 min on one core
     python benchmarks/judges.py --task countdown-hard
     python benchmarks/judges.py --prm benchmarks/.runs/prm_long --json /tmp/judges_long.json
+    python benchmarks/judges.py --assets DIR --json /tmp/judges_dir.json   # other models
 """
 
 from __future__ import annotations
@@ -83,20 +84,22 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="countdown", help="built-in task (default: countdown)")
+    ap.add_argument("--assets", type=Path, help="models dir to load instead of the shipped one")
     ap.add_argument("--prm", type=Path, help="models dir whose prm/ replaces the shipped PRM")
     ap.add_argument("--prompts", type=int, default=150, help="held-out prompts (default: 150)")
     ap.add_argument("--samples", type=int, default=64, help="samples per prompt (default: 64)")
     ap.add_argument("--json", type=Path, help="output (default: results/judges_<task>.json)")
     args = ap.parse_args()
     configure_threads(1)
-    suite = load_countdown(shipped_root(args.task))
+    suite = load_countdown(args.assets or shipped_root(args.task))
     suite.generator.batch_size = 512  # as train-prm's pick check draws: the same samples
     if args.prm is not None:
         suite.prm = load_prm(args.prm)
     report = {
         "machine": machine_info(),
         "task": suite.task.name,
-        "prm": str(args.prm or shipped_root(args.task)),
+        "assets": str(args.assets or shipped_root(args.task)),
+        "prm": str(args.prm or args.assets or shipped_root(args.task)),
         **measure(suite, args.prompts, args.samples),
     }
     out = args.json or HERE / "results" / f"judges_{suite.task.name}.json"

@@ -136,6 +136,16 @@ CASES = {
         None,
         "error: --out: no generator/ under {tmp}; run train-generator first",
     ),
+    "train-reward with a negative ranking weight": (
+        ["train-reward", "--out", "{tmp}", "--proxy-pairwise", "-1"],
+        None,
+        "error: --proxy-pairwise: must be 0 (off) or more, got -1.0",
+    ),
+    "train-generator with no proxy steps": (
+        ["train-generator", "--out", "{tmp}/new", "--proxy-steps", "0"],
+        None,
+        "error: --proxy-steps: must be at least 1, got 0",
+    ),
     "train-prm without a generator": (
         ["train-prm", "--out", "{tmp}"],
         None,

@@ -136,8 +136,8 @@ class ExplainCommand(_Machine):
 
 
 @dataclass(frozen=True)
-class TrainRewardCommand:
-    """Retrain the proxy reward, the ridge value predictors and the value model on the generator in --out/generator/."""
+class ModelsOptions:
+    """Options shared by train-generator and train-reward."""
 
     out: Path = MODELS_OUT
     """Directory of the models (the shipped ones are written only with --overwrite-shipped)."""
@@ -147,6 +147,8 @@ class TrainRewardCommand:
     """Save the weights as float16 (half the disk; loaded back as float32 on CPU)."""
     proxy_steps: int = PretrainConfig.proxy_steps
     """Proxy reward optimiser steps."""
+    proxy_pairwise: float = PretrainConfig.proxy_pairwise
+    """Weight of a within-prompt ranking loss (Bradley-Terry over each prompt's answers) added to the proxy's regression on gold scores; 0: regression alone."""
     value_model_steps: int = PretrainConfig.value_model_steps
     """Value model optimiser steps."""
     seed: int = 0
@@ -158,7 +160,15 @@ class TrainRewardCommand:
 
 
 @dataclass(frozen=True)
-class TrainGeneratorCommand(TrainRewardCommand):
+class TrainRewardCommand(ModelsOptions):
+    """Retrain the proxy reward, the ridge value predictors and the value model on the generator in --out/generator/."""
+
+    proxy_only: bool = False
+    """Retrain the proxy reward alone, keeping the value predictors and value model in --out (meta.json records the new proxy's settings)."""
+
+
+@dataclass(frozen=True)
+class TrainGeneratorCommand(ModelsOptions):
     """Train the Countdown generator, then the proxy reward and value predictors on it (about 45 minutes on 2 CPU cores), into --out."""
 
     gen_steps: int = PretrainConfig.gen_steps

@@ -37,11 +37,17 @@ def train_models(cmd, console: Console) -> int:
     from forethought.lm.artifacts import pretrain
 
     generator = hasattr(cmd, "gen_steps")  # train-generator, not train-reward
+    for name in ("gen_steps",) * generator + ("proxy_steps", "value_model_steps"):
+        if getattr(cmd, name) < 1:
+            raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
+    if not cmd.proxy_pairwise >= 0:  # also refuses NaN
+        raise ConfigError("proxy_pairwise", f"must be 0 (off) or more, got {cmd.proxy_pairwise}")
     out = _models_out(cmd)
     if not generator and not (out / "generator").is_dir():
         raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
     configure_threads(cmd.threads)
     overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps, "half": cmd.half}
+    overrides["proxy_pairwise"] = cmd.proxy_pairwise
     overrides["task"] = cmd.task if generator else _assets_task(out, cmd.task)
     overrides["value_model_steps"] = cmd.value_model_steps
     if generator:
@@ -60,6 +66,10 @@ def train_models(cmd, console: Console) -> int:
         out.mkdir(parents=True, exist_ok=True)
         timed("generator_s", lambda: pretrain.train_generator(out / "generator", cfg))
     timed("proxy_s", lambda: pretrain.train_proxy(out / "generator", out / "proxy", cfg))
+    if getattr(cmd, "proxy_only", False):
+        _record_proxy(out / "meta.json", cfg, times["proxy_s"])
+        say(console, f"proxy reward written to {out / 'proxy'} in {time.time() - start:.0f}s")
+        return 0
     alphas = timed("values_s", lambda: pretrain.fit_values(out, cfg))
     timed(
         "value_model_s",
@@ -117,6 +127,17 @@ def train_prm(cmd, console: Console) -> int:
         f"{pick['any_solved']:.3f}; a random pick: {pick['random_pick_solved']:.3f})",
     )
     return 0
+
+
+def _record_proxy(meta_path: Path, cfg, seconds: float) -> None:
+    """Update meta.json for a proxy retrained alone: its settings and time, the rest kept."""
+    import json
+
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    config = meta.setdefault("config", {"task": cfg.task, "seed": cfg.seed})
+    config.update({k: v for k, v in cfg.__dict__.items() if k.startswith("proxy_")})
+    meta.setdefault("seconds", {})["proxy_s"] = seconds
+    write_json(meta_path, meta)
 
 
 def _assets_task(root: Path, given: str) -> str:

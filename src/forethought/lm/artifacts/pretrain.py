@@ -54,6 +54,11 @@ class PretrainConfig:
     """'generator': start the proxy from the generator's weights; 'scratch': a fresh small model of proxy_layers x proxy_width."""
     proxy_layers: int = 2
     proxy_width: int = 96
+    proxy_pairwise: float = 0.0
+    """Weight of a within-prompt ranking loss added to the proxy's regression (Bradley-Terry on
+    every pair of one prompt's answers whose gold scores differ); 0: regression alone. A final
+    pick compares answers to one prompt, while the pooled regression also spends capacity on
+    telling easy prompts from hard ones."""
     value_problems: int = 300
     """Problems (8 samples each) whose prefixes train the ridge value predictors."""
     value_model_problems: int = 8000
@@ -178,13 +183,18 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
     )
     log(f"proxy data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
     texts = [c.prompt + c.text for c in cands]
-    # Demonstrations on other problems widen coverage (solved answers are rare in samples).
-    for p in cfg.countdown.make_problems(cfg.proxy_demos, seed=cfg.seed + 3):
-        demo = cfg.countdown.demonstration(p, rng)
-        texts.append(p.prompt + demo)
-        scores.append(cfg.countdown.score(p.prompt, demo))
+    # Demonstrations on other problems widen coverage (solved answers are rare in samples); the
+    # ranking loss needs several per problem, so it takes `per_problem` on a quarter as many.
+    demos_each = per_problem if cfg.proxy_pairwise else 1
+    for p in cfg.countdown.make_problems(cfg.proxy_demos // demos_each, seed=cfg.seed + 3):
+        for _ in range(demos_each):
+            demo = cfg.countdown.demonstration(p, rng)
+            texts.append(p.prompt + demo)
+            scores.append(cfg.countdown.score(p.prompt, demo))
     tok = countdown_tokenizer()
     texts = [tok(t)["input_ids"] for t in texts]
+    # Rows i*per_problem ... (i+1)*per_problem-1 answer one prompt (samples, then demos).
+    groups = [list(range(i, i + per_problem)) for i in range(0, len(texts), per_problem)]
     if cfg.proxy_init == "generator":
         # The usual reward-model recipe: start from the policy's weights, which already encode
         # the task's format and some arithmetic; only the score head starts from scratch.
@@ -201,15 +211,32 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
     model.train()
     start = time.time()
     for step in range(cfg.proxy_steps):
-        idx = rng.sample(range(len(texts)), cfg.batch)
+        if cfg.proxy_pairwise:
+            idx = [i for g in rng.sample(groups, cfg.batch // per_problem) for i in g]
+        else:
+            idx = rng.sample(range(len(texts)), cfg.batch)
         x = _pad([texts[i] for i in idx], tok.pad_token_id)
         y = torch.tensor([scores[i] for i in idx], dtype=torch.float32)
         pred = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).logits[:, 0]
         loss = torch.nn.functional.mse_loss(pred, y)
+        if cfg.proxy_pairwise:
+            shape = (-1, per_problem)
+            loss = loss + cfg.proxy_pairwise * ranking_loss(pred.view(shape), y.view(shape))
         _update(opt, sched, loss)
         if step % 250 == 0 or step == cfg.proxy_steps - 1:
             log(f"proxy step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
     return _save(model, tok, out_dir, cfg.half)
+
+
+def ranking_loss(pred: torch.Tensor, gold: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Bradley-Terry loss over every ordered pair (i, j) of one group's answers (G x K) with
+    gold_i > gold_j: the mean of -log sigmoid((pred_i - pred_j) / temperature). Gold scores of
+    one prompt's answers lie 0.1-0.3 apart, so the temperature makes a gap of that size count."""
+    better = gold[:, :, None] > gold[:, None, :] + 1e-6  # G x K x K
+    if not better.any():
+        return pred.sum() * 0.0
+    margin = (pred[:, :, None] - pred[:, None, :]) / temperature
+    return torch.nn.functional.softplus(-margin)[better].mean()
 
 
 def train_value_model(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) -> Path:
