@@ -183,18 +183,17 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
     )
     log(f"proxy data: {len(cands)} samples, mean gold {sum(scores) / len(scores):.3f}")
     texts = [c.prompt + c.text for c in cands]
-    # Demonstrations on other problems widen coverage (solved answers are rare in samples); the
-    # ranking loss needs several per problem, so it takes `per_problem` on a quarter as many.
-    demos_each = per_problem if cfg.proxy_pairwise else 1
-    for p in cfg.countdown.make_problems(cfg.proxy_demos // demos_each, seed=cfg.seed + 3):
-        for _ in range(demos_each):
-            demo = cfg.countdown.demonstration(p, rng)
-            texts.append(p.prompt + demo)
-            scores.append(cfg.countdown.score(p.prompt, demo))
+    # Demonstrations on other problems widen coverage (solved answers are rare in samples).
+    for p in cfg.countdown.make_problems(cfg.proxy_demos, seed=cfg.seed + 3):
+        demo = cfg.countdown.demonstration(p, rng)
+        texts.append(p.prompt + demo)
+        scores.append(cfg.countdown.score(p.prompt, demo))
     tok = countdown_tokenizer()
     texts = [tok(t)["input_ids"] for t in texts]
-    # Rows i*per_problem ... (i+1)*per_problem-1 answer one prompt (samples, then demos).
-    groups = [list(range(i, i + per_problem)) for i in range(0, len(texts), per_problem)]
+    # The ranking loss reads whole prompts: rows i ... i+per_problem-1 of the samples answer one.
+    groups = [list(range(i, i + per_problem)) for i in range(0, len(cands), per_problem)]
+    demos = range(len(cands), len(texts))
+    ranked = (cfg.batch - cfg.batch // 4) // per_problem  # prompts per batch; a quarter demos
     if cfg.proxy_init == "generator":
         # The usual reward-model recipe: start from the policy's weights, which already encode
         # the task's format and some arithmetic; only the score head starts from scratch.
@@ -212,7 +211,8 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
     start = time.time()
     for step in range(cfg.proxy_steps):
         if cfg.proxy_pairwise:
-            idx = [i for g in rng.sample(groups, cfg.batch // per_problem) for i in g]
+            idx = [i for g in rng.sample(groups, ranked) for i in g]
+            idx += rng.sample(demos, cfg.batch - len(idx))
         else:
             idx = rng.sample(range(len(texts)), cfg.batch)
         x = _pad([texts[i] for i in idx], tok.pad_token_id)
@@ -220,11 +220,12 @@ def train_proxy(gen_dir: Path, out_dir: Path, cfg: PretrainConfig, log=print) ->
         pred = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).logits[:, 0]
         loss = torch.nn.functional.mse_loss(pred, y)
         if cfg.proxy_pairwise:
-            shape = (-1, per_problem)
-            loss = loss + cfg.proxy_pairwise * ranking_loss(pred.view(shape), y.view(shape))
+            rows, shape = ranked * per_problem, (ranked, per_problem)
+            pairs = ranking_loss(pred[:rows].view(shape), y[:rows].view(shape))
+            loss = loss + cfg.proxy_pairwise * pairs
         _update(opt, sched, loss)
         if step % 250 == 0 or step == cfg.proxy_steps - 1:
-            log(f"proxy step {step:5d}  mse {loss.item():.4f}  {time.time() - start:.0f}s")
+            log(f"proxy step {step:5d}  loss {loss.item():.4f}  {time.time() - start:.0f}s")
     return _save(model, tok, out_dir, cfg.half)
 
 
