@@ -17,7 +17,7 @@ from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
 from forethought.runtime import configure_threads
-from forethought.storage import write_json
+from forethought.storage import read_json, write_json
 
 RESUME_OVERRIDES = ("iterations", "device")
 """Options a resumed self-training run may change; everything else comes from its config.json."""
@@ -131,9 +131,7 @@ def train_prm(cmd, console: Console) -> int:
 
 def _record_proxy(meta_path: Path, cfg, seconds: float) -> None:
     """Update meta.json for a proxy retrained alone: its settings and time, the rest kept."""
-    import json
-
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = read_json(meta_path, "the models' settings") if meta_path.exists() else {}
     config = meta.setdefault("config", {"task": cfg.task, "seed": cfg.seed})
     config.update({k: v for k, v in cfg.__dict__.items() if k.startswith("proxy_")})
     meta.setdefault("seconds", {})["proxy_s"] = seconds
