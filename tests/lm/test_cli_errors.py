@@ -141,6 +141,11 @@ CASES = {
         None,
         "error: --proxy-pairwise: must be 0 (off) or more, got -1.0",
     ),
+    "train-reward with fewer proxy samples than one problem's": (
+        ["train-reward", "--out", "{tmp}", "--proxy-samples", "3"],
+        None,
+        "error: --proxy-samples: must be at least 4 (one problem), got 3",
+    ),
     "train-generator with no proxy steps": (
         ["train-generator", "--out", "{tmp}/new", "--proxy-steps", "0"],
         None,

@@ -79,9 +79,11 @@ def test_train_reward_proxy_only_keeps_the_value_models(tmp_path, monkeypatch, c
     monkeypatch.setattr(pretrain, "fit_values", must_not_run)
     monkeypatch.setattr(pretrain, "train_value_model", must_not_run)
     argv = ["lm", "train-reward", "--out", str(root), "--proxy-only", "--proxy-pairwise", "2"]
+    argv += ["--proxy-samples", "40"]
     assert main(argv) == 0
-    assert [cfg.proxy_pairwise for cfg in seen] == [2.0]
+    assert [(cfg.proxy_pairwise, cfg.proxy_samples) for cfg in seen] == [(2.0, 40)]
     meta = json.loads((root / "meta.json").read_text())
     assert meta["config"]["gen_steps"] == 7 and meta["config"]["proxy_pairwise"] == 2.0
+    assert meta["config"]["proxy_samples"] == 40
     assert "proxy_s" in meta["seconds"]
     assert "proxy reward written to" in capsys.readouterr().out

@@ -40,6 +40,10 @@ def train_models(cmd, console: Console) -> int:
     for name in ("gen_steps",) * generator + ("proxy_steps", "value_model_steps"):
         if getattr(cmd, name) < 1:
             raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
+    if cmd.proxy_samples < 4:
+        raise ConfigError(
+            "proxy_samples", f"must be at least 4 (one problem), got {cmd.proxy_samples}"
+        )
     if not cmd.proxy_pairwise >= 0:  # also refuses NaN
         raise ConfigError("proxy_pairwise", f"must be 0 (off) or more, got {cmd.proxy_pairwise}")
     out = _models_out(cmd)
@@ -48,6 +52,7 @@ def train_models(cmd, console: Console) -> int:
     configure_threads(cmd.threads)
     overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps, "half": cmd.half}
     overrides["proxy_pairwise"] = cmd.proxy_pairwise
+    overrides["proxy_samples"] = cmd.proxy_samples
     overrides["task"] = cmd.task if generator else _assets_task(out, cmd.task)
     overrides["value_model_steps"] = cmd.value_model_steps
     if generator:
