@@ -148,7 +148,7 @@ class ModelsOptions:
     proxy_steps: int = PretrainConfig.proxy_steps
     """Proxy reward optimiser steps."""
     proxy_samples: int = PretrainConfig.proxy_samples
-    """Generator samples (4 per problem) labelled with their gold score to train the proxy on."""
+    """Generator samples (4 per problem) labelled with their gold score to train the proxy on (32000 with 8000 steps judged better; README, judges)."""
     proxy_pairwise: float = PretrainConfig.proxy_pairwise
     """Weight of a within-prompt ranking loss (Bradley-Terry over each prompt's answers) added to the proxy's regression on gold scores; 0: regression alone, as shipped (1 lowered the countdown pick: README, judges)."""
     value_model_steps: int = PretrainConfig.value_model_steps
