@@ -139,6 +139,27 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--assets", default=None, help="Countdown model directory")
     ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--part steps: override one search setting (a field of compare.SearchSettings, "
+        "e.g. widen=2 or c_puct=1.0); repeatable",
+    )
+    ap.add_argument(
+        "--problem-seed",
+        type=int,
+        default=HELD_OUT_SEED,
+        help="--part steps: seed of the prompts (default %(default)s, the held-out ones; "
+        "choose settings on another, e.g. 15000)",
+    )
+    ap.add_argument(
+        "--budgets",
+        default=None,
+        help="--part steps: comma-separated token budgets (default 32,64,...,1024 from the "
+        "task's answer length up)",
+    )
+    ap.add_argument(
         "--value",
         default="model",
         choices=["model", "hidden", "minilm"],

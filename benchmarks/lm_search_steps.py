@@ -128,8 +128,12 @@ def run_steps(args, machine: dict) -> int:
     budgets = [b for b in [32, 64, 128, 256, 512, 1024] if b >= max_new]
     if args.quick:
         budgets = [b for b in budgets if b in (64, 256, 1024)]
-    settings = compare.SearchSettings(max_new_tokens=max_new, process="prm")
-    problems = suite.task.make_problems(n_prompts, seed=HELD_OUT_SEED)
+    if args.budgets:
+        budgets = _parse_budgets(args.budgets, max_new)
+    settings = with_overrides(
+        compare.SearchSettings(max_new_tokens=max_new, process="prm"), args.set
+    )
+    problems = suite.task.make_problems(n_prompts, seed=args.problem_seed)
     prompts = [p.prompt for p in problems]
     result = {
         "machine": machine,
@@ -138,7 +142,8 @@ def run_steps(args, machine: dict) -> int:
         "prompts": n_prompts,
         "budgets": budgets,
         "settings": settings.__dict__,
-        "held_out_seed": HELD_OUT_SEED,
+        "held_out_seed": args.problem_seed,
+        "overrides": list(args.set),
         "timings_s": {},
     }
     for name in ("meta.json", "prm.json"):
@@ -176,6 +181,35 @@ def run_steps(args, machine: dict) -> int:
     print(f"wrote {out} and {plot}")
     _write_depth_summary()
     return 0
+
+
+def with_overrides(settings, pairs: list[str]):
+    """`settings` with each 'key=value' in `pairs` applied, the value cast to the field's type."""
+    changes = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not hasattr(settings, key.strip()):
+            raise SystemExit(f"--set: expected KEY=VALUE with KEY a search setting, got {pair!r}")
+        key = key.strip()
+        kind = type(getattr(settings, key))
+        try:
+            changes[key] = kind(text) if kind is not bool else text.lower() in ("1", "true")
+        except ValueError:
+            raise SystemExit(f"--set {key}: expected a {kind.__name__}, got {text!r}") from None
+    try:
+        return replace(settings, **changes)
+    except Exception as e:  # the settings' own validation, e.g. a negative width
+        raise SystemExit(f"--set: {e}") from None
+
+
+def _parse_budgets(text: str, max_new: int) -> list[int]:
+    try:
+        budgets = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise SystemExit(f"--budgets: expected comma-separated integers, got {text!r}") from None
+    if not budgets or budgets[0] < max_new:
+        raise SystemExit(f"--budgets: each budget must be >= one answer ({max_new} tokens)")
+    return budgets
 
 
 def _default_out() -> str:
