@@ -98,6 +98,28 @@ def learned_vs_bon(rows: list[dict], budgets: list[int]) -> list[dict]:
     return out
 
 
+def win_interval(records: list[dict], method: str, budget: int, resamples: int = 2000) -> list:
+    """95% bootstrap interval (over prompts) of `method`'s win rate against plain Best-of-N at
+    `budget`, ties counting half, as in compare.summarize."""
+    gold = {}
+    for r in records:
+        if r["budget"] == budget and r["method"] in (method, "bon"):
+            gold.setdefault(r["method"], {})[r["prompt_index"]] = r["gold"]
+    prompts = sorted(gold["bon"])
+    a = np.array([gold[method][i] for i in prompts])
+    b = np.array([gold["bon"][i] for i in prompts])
+    score = (a > b) + 0.5 * (a == b)
+    picks = np.random.default_rng(0).integers(0, len(score), (resamples, len(score)))
+    return [float(x) for x in np.percentile(score[picks].mean(axis=1), [2.5, 97.5])]
+
+
+def add_intervals(summary: list[dict], records: list[dict]) -> None:
+    """Each budget's best learned search gets the interval of its win rate (selected as the best
+    of many (method, pick) pairs on these same prompts, so its own rate leans high)."""
+    for row in summary:
+        row["win_rate_ci95"] = win_interval(records, row["best_learned"], row["budget"])
+
+
 def run_searches(suite, searches, prompts, budgets, settings, timings: dict) -> list:
     """Every (search, process scorer) pair at every budget, each answer re-picked by every
     final judge but the proxy; the same seeds for every search, so only the method and its
@@ -160,6 +182,7 @@ def run_steps(args, machine: dict) -> int:
     rows = compare.summarize(records)
     result["budget_sweep"] = rows
     result["learned_vs_bon"] = learned_vs_bon(rows, budgets)
+    add_intervals(result["learned_vs_bon"], compare.records_as_dicts(records))
     bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
     result["best_of_16"] = bon16
     result["tokens_to_match_bon16"] = tokens_to_match(rows, bon16)
@@ -268,3 +291,14 @@ def _write_depth_summary() -> None:
         "gain grows with depth:",
         summary["gain_grows_with_depth"],
     )
+
+
+if __name__ == "__main__":  # add the intervals to results written before they were computed
+    import sys
+
+    for name in sys.argv[1:]:
+        data = json.loads(Path(name).read_text())
+        add_intervals(data["learned_vs_bon"], data["records"])
+        Path(name).write_text(json.dumps(data, indent=1))
+        for r in data["learned_vs_bon"]:
+            print(name, r["budget"], r["best_learned"], r["win_rate_vs_bon"], r["win_rate_ci95"])
