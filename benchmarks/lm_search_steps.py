@@ -147,30 +147,13 @@ def run_steps(args, machine: dict) -> int:
         raise SystemExit(f"no prm/ under {root}; run `forethought lm train-prm --out {root}`")
     n_prompts = args.prompts or (30 if args.quick else 100)
     max_new = suite.task.max_new_tokens
-    budgets = [b for b in [32, 64, 128, 256, 512, 1024] if b >= max_new]
-    if args.quick:
-        budgets = [b for b in budgets if b in (64, 256, 1024)]
-    if args.budgets:
-        budgets = _parse_budgets(args.budgets, max_new)
+    budgets = _budgets(args, max_new)
     settings = with_overrides(
         compare.SearchSettings(max_new_tokens=max_new, process="prm"), args.set
     )
     problems = suite.task.make_problems(n_prompts, seed=args.problem_seed)
     prompts = [p.prompt for p in problems]
-    result = {
-        "machine": machine,
-        "task": task_name,
-        "quick": args.quick,
-        "prompts": n_prompts,
-        "budgets": budgets,
-        "settings": settings.__dict__,
-        "held_out_seed": args.problem_seed,
-        "overrides": list(args.set),
-        "timings_s": {},
-    }
-    for name in ("meta.json", "prm.json"):
-        if (root / name).exists():
-            result[name.removesuffix(".json")] = json.loads((root / name).read_text())
+    result = _header(args, machine, root, n_prompts, budgets, settings)
     held_out = problems[: n_prompts // 2]
     result["correlation_by_step"] = timed(result, "correlation_by_step", lambda: (
         correlation_by_step(suite, held_out, 16, max_new)))  # fmt: skip
@@ -182,14 +165,15 @@ def run_steps(args, machine: dict) -> int:
     rows = compare.summarize(records)
     result["budget_sweep"] = rows
     result["learned_vs_bon"] = learned_vs_bon(rows, budgets)
-    add_intervals(result["learned_vs_bon"], compare.records_as_dicts(records))
-    bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
-    result["best_of_16"] = bon16
-    result["tokens_to_match_bon16"] = tokens_to_match(rows, bon16)
-    result["records"] = [
+    raw = [
         {k: v for k, v in r.items() if k not in ("prompt", "response")}
         for r in compare.records_as_dicts(records)
     ]
+    add_intervals(result["learned_vs_bon"], raw)
+    bon16 = next(r for r in result["bon_sweep"] if r["n"] == 16)
+    result["best_of_16"] = bon16
+    result["tokens_to_match_bon16"] = tokens_to_match(rows, bon16)
+    result["records"] = raw
     out = (
         Path(args.out)
         if args.out != _default_out()
@@ -223,6 +207,33 @@ def with_overrides(settings, pairs: list[str]):
         return replace(settings, **changes)
     except Exception as e:  # the settings' own validation, e.g. a negative width
         raise SystemExit(f"--set: {e}") from None
+
+
+def _header(args, machine: dict, root: Path, n_prompts: int, budgets: list, settings) -> dict:
+    """What the run was: machine, task, prompts, settings, and the models' own records."""
+    result = {
+        "machine": machine,
+        "task": args.task,
+        "quick": args.quick,
+        "prompts": n_prompts,
+        "budgets": budgets,
+        "settings": settings.__dict__,
+        "held_out_seed": args.problem_seed,
+        "overrides": list(args.set),
+        "timings_s": {},
+    }
+    for name in ("meta.json", "prm.json"):
+        if (root / name).exists():
+            result[name.removesuffix(".json")] = json.loads((root / name).read_text())
+    return result
+
+
+def _budgets(args, max_new: int) -> list[int]:
+    """--budgets when given, else 32-1024 from one answer's length up (three with --quick)."""
+    if args.budgets:
+        return _parse_budgets(args.budgets, max_new)
+    budgets = [b for b in [32, 64, 128, 256, 512, 1024] if b >= max_new]
+    return [b for b in budgets if b in (64, 256, 1024)] if args.quick else budgets
 
 
 def _parse_budgets(text: str, max_new: int) -> list[int]:
