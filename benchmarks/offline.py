@@ -51,6 +51,7 @@ import json
 import os
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -136,51 +137,31 @@ def run(config) -> dict:
     }
 
 
+@contextmanager
+def only_trainer(out: Path):
+    """Held while this process trains the d3rlpy run that writes `out`: a second process would
+    resume the same checkpoint and the two would overwrite each other's."""
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"{out.stem} of {out.parent.parent.name} {out.parent.name} is being trained by "
+                "another process; wait for it to finish (or stop it), then run again"
+            ) from None
+        yield
+
+
 def run_peer(env: str, tier: str, algo: str, seed: int, steps: int, quick: bool) -> dict:
     """One d3rlpy run in its own venv (cached: a finished run is read back, not redone)."""
-    import subprocess
-
-    from forethought.data.offline import load_episodes, load_offline_dataset
-    from peers.harness import thread_env
+    from forethought.data.offline import load_offline_dataset
 
     prefix = env.split("-")[0].lower()
     out = RUNS / env / tier / f"d3rlpy-{algo}-seed{seed}.json"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        exported = RUNS / env / tier / "dataset.npz"
-        episodes, _ = load_episodes(f"{prefix}/{tier}-v0")
-        np.savez(
-            exported,
-            observations=np.concatenate([e.observations[:-1] for e in episodes]),
-            actions=np.concatenate([e.actions for e in episodes]),
-            rewards=np.concatenate([e.rewards for e in episodes]),
-            terminals=np.concatenate([e.terminations for e in episodes]).astype(np.float32),
-            timeouts=np.concatenate([e.truncations & ~e.terminations for e in episodes]).astype(
-                np.float32
-            ),
-        )
-        spec = {
-            "dataset": str(exported),
-            "env": env,
-            "algo": algo,
-            "steps": steps,
-            "eval_every": max(1, steps // 5),
-            "seed": seed,
-            "eval_seeds": [1000 + j for j in range(2 if quick else 10)],
-        }
-        spec_path = out.with_suffix(".spec.json")
-        spec_path.write_text(json.dumps(spec))
-        python = HERE / ".peers" / "d3rlpy-venv" / "bin" / "python"
-        subprocess.run(["bash", str(HERE / "peers" / "setup_d3rlpy.sh")], check=True)
-        # Progress lines pass through; stderr (gym's deprecation notes) is shown only on failure.
-        run = subprocess.run(
-            [str(python), str(HERE / "peers" / "d3rlpy_bench.py"), str(spec_path), str(out)],
-            env=thread_env(1),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        if run.returncode != 0:
-            raise SystemExit(f"d3rlpy {algo} seed {seed} failed:\n{run.stderr[-2000:]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with only_trainer(out):
+        if not out.exists():
+            train_peer(out, env, tier, algo, seed, steps, quick)
     peer = json.loads(out.read_text())
     returns = peer["curve"][-1]["eval_returns"]
     dataset = load_offline_dataset(f"{prefix}/{tier}-v0")
@@ -194,6 +175,52 @@ def run_peer(env: str, tier: str, algo: str, seed: int, steps: int, quick: bool)
         "seconds": peer["seconds"],
         "versions": {"d3rlpy": peer["d3rlpy"], "gymnasium": peer["gymnasium"]},
     }
+
+
+def train_peer(out: Path, env: str, tier: str, algo: str, seed: int, steps: int, quick: bool):
+    """Export the tier for d3rlpy and train one run in its venv; its result lands in `out`."""
+    import subprocess
+
+    from forethought.data.offline import load_episodes
+    from peers.harness import thread_env
+
+    exported = out.parent / "dataset.npz"
+    episodes, _ = load_episodes(f"{env.split('-')[0].lower()}/{tier}-v0")
+    # Written aside and moved in whole: another run of this tier may be reading it.
+    staging = exported.with_name(f"dataset.{os.getpid()}.npz")
+    np.savez(
+        staging,
+        observations=np.concatenate([e.observations[:-1] for e in episodes]),
+        actions=np.concatenate([e.actions for e in episodes]),
+        rewards=np.concatenate([e.rewards for e in episodes]),
+        terminals=np.concatenate([e.terminations for e in episodes]).astype(np.float32),
+        timeouts=np.concatenate([e.truncations & ~e.terminations for e in episodes]).astype(
+            np.float32
+        ),
+    )
+    os.replace(staging, exported)
+    spec = {
+        "dataset": str(exported),
+        "env": env,
+        "algo": algo,
+        "steps": steps,
+        "eval_every": max(1, steps // 5),
+        "seed": seed,
+        "eval_seeds": [1000 + j for j in range(2 if quick else 10)],
+    }
+    spec_path = out.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    python = HERE / ".peers" / "d3rlpy-venv" / "bin" / "python"
+    subprocess.run(["bash", str(HERE / "peers" / "setup_d3rlpy.sh")], check=True)
+    # Progress lines pass through; stderr (gym's deprecation notes) is shown only on failure.
+    run = subprocess.run(
+        [str(python), str(HERE / "peers" / "d3rlpy_bench.py"), str(spec_path), str(out)],
+        env=thread_env(1),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if run.returncode != 0:
+        raise SystemExit(f"d3rlpy {algo} seed {seed} failed:\n{run.stderr[-2000:]}")
 
 
 def make_tiers(env: str, sac_steps: int, quick: bool) -> dict:

@@ -65,6 +65,24 @@ def test_offline_refuses_to_mix_results_of_rebuilt_datasets(tmp_path):
     assert "-120.8 there, -1182.4 to -121.6 now" in problem and "\n" not in problem
 
 
+def test_a_d3rlpy_run_in_training_elsewhere_is_refused_not_resumed_twice(tmp_path):
+    """Two offline.py processes asking for the same d3rlpy seed would both resume its checkpoint
+    and overwrite each other's; the second stops with one line, and the first keeps going."""
+    import offline
+
+    out = tmp_path / "Hopper-v5" / "medium" / "d3rlpy-cql-seed1.json"
+    out.parent.mkdir(parents=True)
+    with offline.only_trainer(out):
+        with pytest.raises(SystemExit) as stop:
+            with offline.only_trainer(out):
+                pass
+        message = str(stop.value)
+        assert "d3rlpy-cql-seed1 of Hopper-v5 medium is being trained" in message
+        assert "\n" not in message
+    with offline.only_trainer(out):  # released once the first is done
+        pass
+
+
 def test_a_benchmark_on_a_busy_sweep_stops_with_one_line(tmp_path):
     """Two benchmarks on one runs directory: the second is refused, naming the holder."""
     parser = argparse.ArgumentParser()
