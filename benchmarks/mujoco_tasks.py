@@ -62,7 +62,12 @@ CHEETAH_EXPLORE_STD = 0.1
 # loop-g10: loop-imagined with 10 SAC updates per real step (MBPO's default on InvertedPendulum,
 # where the loop with them reached 1000 in 1,000-1,500 steps), twice the MBPO row's 5.
 CHEETAH_LOOP_G10 = replace(CHEETAH_LOOP_IMAGINED, gradient_steps=10)
-IMAGINED_LOOP_METHODS = ("loop-imagined", "loop-explore", "loop-g10")  # evaluated by their policy
+# loop-anchor: loop-imagined whose every plan starts at the actor's mean trajectory with a
+# narrow search (std 0.1 x the action range), so that SAC learns from actions near its own
+# (LOOP's "actor divergence": the planner's data drifting from the actor slows its learning).
+CHEETAH_LOOP_ANCHOR = replace(CHEETAH_LOOP_IMAGINED, anchor=True)
+CHEETAH_ANCHOR_PLANNING = replace(CHEETAH_LOOP_PLANNING, init_std=0.1)
+IMAGINED_LOOP_METHODS = ("loop-imagined", "loop-explore", "loop-g10", "loop-anchor")  # policy alone
 LOOP_METHODS = ("loop", *IMAGINED_LOOP_METHODS)
 
 
@@ -84,8 +89,11 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
         return replace(config, planning=CHEETAH_LOOP_PLANNING)
     if method in IMAGINED_LOOP_METHODS:
         explore = CHEETAH_EXPLORE_STD if method == "loop-explore" else 0.0
-        loop = CHEETAH_LOOP_G10 if method == "loop-g10" else CHEETAH_LOOP_IMAGINED
-        return replace(config, planning=CHEETAH_LOOP_PLANNING, loop=loop, explore_std=explore)
+        loop = {"loop-g10": CHEETAH_LOOP_G10, "loop-anchor": CHEETAH_LOOP_ANCHOR}.get(
+            method, CHEETAH_LOOP_IMAGINED
+        )
+        planning = CHEETAH_ANCHOR_PLANNING if method == "loop-anchor" else CHEETAH_LOOP_PLANNING
+        return replace(config, planning=planning, loop=loop, explore_std=explore)
     if method == "mbpo":
         quick = steps < CHEETAH_BUDGET
         mbpo = (
@@ -122,7 +130,8 @@ def main() -> int:
         choices=["sac", "mbpo", *LOOP_METHODS],
         help="sac, mbpo, loop, loop-imagined (loop whose SAC also learns from MBPO's imagined "
         f"data), loop-explore (loop-imagined with --explore-std {CHEETAH_EXPLORE_STD}), "
-        "loop-g10 (loop-imagined with 10 SAC updates per step) (default: sac mbpo loop)",
+        "loop-g10 (loop-imagined with 10 SAC updates per step), loop-anchor (loop-imagined "
+        "whose plans start at the actor's, std 0.1) (default: sac mbpo loop)",
     )  # fmt: skip
     parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
     parser.add_argument(
@@ -222,8 +231,9 @@ def half_cheetah(args, console: Console) -> None:
 
 def _controllers(args, method: str, run_dir: Path) -> dict | None:
     """What `forethought evaluate` measures on an MBPO or loop run: the policy alone, plain and
-    guided MPC and the switching hybrid (loop-imagined, loop-explore: the policy alone); with
-    --cheetah-shield also the policy under the shield, and every controller's cost."""
+    guided MPC and the switching hybrid (the loops that learn from imagined data: the policy
+    alone); with --cheetah-shield also the policy under the shield, and every controller's
+    cost."""
     if method not in ("mbpo", *LOOP_METHODS):
         return None
     evaluate = EvaluateArgs(run_dir=run_dir, episodes=5, quiet=True, shield=args.cheetah_shield,

@@ -134,6 +134,13 @@ def test_every_benchmark_method_makes_a_valid_config(tmp_path):
     assert config.value.at_horizon and config.rollout.discount == 0.98
     assert (config.eval_every_steps, config.eval_every) == (500, 10_000)
     assert config.stop_at_return == 1000.0
+    import mujoco_tasks
+
+    for method in ("sac", "mbpo", *mujoco_tasks.LOOP_METHODS):
+        mujoco_tasks.cheetah_config(method, 0, 20_000, tmp_path, "cpu").validate()
+    anchored = mujoco_tasks.cheetah_config("loop-anchor", 0, 20_000, tmp_path, "cpu")
+    assert anchored.loop.anchor and anchored.planning.init_std == 0.1
+    assert anchored.loop.imagined_ratio == 0.95 and anchored.planning.horizon == 5
 
 
 def test_safety_sac_shield_rows_reuse_the_sac_trials_and_cheetah_mpc_evaluates_once():

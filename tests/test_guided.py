@@ -55,6 +55,32 @@ def test_proposals_follow_the_policy_and_value_ignores_ended_particles(mbpo_run)
         assert value[1, 0] == 0
 
 
+def test_an_anchored_plan_starts_at_the_actor_and_stays_near_it(mbpo_run):
+    """--loop.anchor: the search starts at the actor's mean trajectory, so with a narrow
+    sampling distribution the executed action is the actor's; unanchored, it starts at the
+    action box's centre and stays there."""
+    from dataclasses import replace
+
+    guided: GuidedMPCAgent = controllers(mbpo_run, guided_horizon=4, proposals=1)["guided"]
+    guided.planner.config = replace(guided.planner.config, init_std=1e-4, iterations=1)
+    obs = np.array([[1.0, 0.0, -4.0], [-1.0, 0.0, 4.0], [0.0, 1.0, 0.0]], np.float32)
+    actor = guided.prior.act(torch.as_tensor(obs)).numpy()
+    assert np.abs(actor).max() > 0.05  # the two cases differ on some row
+    guided.anchor = True
+    np.testing.assert_allclose(guided.act(obs), actor, atol=1e-2)
+    guided.anchor, guided._plans, guided._elites = False, None, None
+    guided.n_proposals = 0  # nothing but the search from the centre
+    np.testing.assert_allclose(guided.act(obs), np.zeros_like(actor), atol=1e-2)
+
+
+def test_anchor_needs_a_proposal():
+    from forethought.config import LoopConfig
+    from forethought.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loop.anchor"):
+        LoopConfig(anchor=True, proposals=0).validate()
+
+
 def test_switching_agent_consults_the_planner_only_beyond_its_threshold(mbpo_run):
     switch: SwitchingAgent = controllers(mbpo_run)["switch"]
     obs = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 8.0]], np.float32)

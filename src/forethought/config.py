@@ -139,6 +139,8 @@ class LoopConfig:
     """Units in each of the two hidden layers of the actor and of each critic."""
     proposals: int = 8
     """Actor trajectories (imagined through the ensemble mean) added to the planner's candidates in every iteration: the first follows the actor's mean action, the rest sample from it."""
+    anchor: bool = False
+    """Start every plan's sampling distribution at the actor's mean trajectory (the first proposal) instead of the last plan shifted, so executed actions stay near the actor's (in the spirit of LOOP's actor-regularised control); pair with a small --planning.init-std."""
     terminal_value: bool = True
     """Add gamma^H x a learned value of each particle's final state to the candidate's score (see --loop.value)."""
     value: Literal["behaviour", "critic"] = "behaviour"
@@ -167,6 +169,11 @@ class LoopConfig:
         require(self.learning_rate > 0, "loop.learning_rate", "must be positive")
         require(self.hidden_size >= 1, "loop.hidden_size", "must be at least 1")
         require(self.proposals >= 0, "loop.proposals", "must be 0 or more")
+        require(
+            not self.anchor or self.proposals >= 1,
+            "loop.anchor",
+            "needs --loop.proposals of 1 or more (the actor's mean trajectory is the first)",
+        )
 
 
 DEFAULT_EPISODES = 10  # training episodes when neither --episodes nor --steps is given

@@ -90,6 +90,7 @@ def planning_agent(
             prior=prior,
             state_value=state_value,
             proposals=loop.proposals,
+            anchor=loop.anchor,
             bootstrap=loop.terminal_value,
             pessimistic=loop.pessimistic_value,
         )

@@ -82,19 +82,24 @@ class GuidedMPCAgent(MPCAgent):
         *args,
         prior: PolicyPrior,
         proposals: int = 8,
+        anchor: bool = False,
         bootstrap: bool = True,
         pessimistic: bool = False,
         state_value: StateValue | None = None,
         **kw,
     ):
         super().__init__(*args, state_value=state_value, **kw)
-        self.prior, self.n_proposals = prior, proposals
+        self.prior, self.n_proposals, self.anchor = prior, proposals, anchor
         # The value at the horizon: the critic's, unless a state value of the planner's own
         # behaviour is given; either at the critic's discount.
         critic_or_own = prior.value if state_value is None else state_value
         self.horizon_value = critic_or_own if bootstrap else None
         self.value_discount = prior.gamma
         self.pessimistic_value = pessimistic
+
+    def warm_start(self, initial: torch.Tensor | None, proposals: torch.Tensor | None):
+        """With `anchor`, the search starts at the actor's mean trajectory (the first proposal)."""
+        return proposals[:, 0].clone() if self.anchor else initial
 
     def propose(self, obs: torch.Tensor) -> torch.Tensor | None:
         """S policy trajectories per problem, imagined through the ensemble mean: B x S x H x A

@@ -130,6 +130,11 @@ class MPCAgent:
         """Extra candidate sequences (B x S x H x A) for the planner to consider."""
         return None
 
+    def warm_start(self, initial: torch.Tensor | None, proposals: torch.Tensor | None):
+        """Where the search starts (B x H x A, or None for the action box's centre): by
+        default the last plan shifted by one step."""
+        return initial
+
     def terminal_value(self, imagined) -> torch.Tensor | None:
         """A B x P estimate of the return after the horizon, added to each candidate's score:
         discount^H x V(s_H) per particle, zero where the imagined episode ended, averaged over
@@ -164,13 +169,14 @@ class MPCAgent:
             self._elites = _grown(self._elites, rows_needed, center.expand(self._elites.shape[1:]))
         initial = self._plans[index] if self._plans is not None else None
         elites = self._elites[index] if self._elites is not None else None
+        proposals = self.propose(obs_t)
         result = self.planner.plan(
             self.objective(obs_t),
             batch=batch,
-            initial=initial,
+            initial=self.warm_start(initial, proposals),
             elites=elites,
             generator=self.generator,
-            proposals=self.propose(obs_t),
+            proposals=proposals,
         )
         actions = result.actions[:, 0]
         if self.track_disagreement or self.safety is not None:
