@@ -202,7 +202,9 @@ def with_overrides(settings, pairs: list[str]):
         try:
             changes[key] = kind(text) if kind is not bool else text.lower() in ("1", "true")
         except ValueError:
-            raise SystemExit(f"--set {key}: expected a value of type {kind.__name__}, got {text!r}") from None
+            raise SystemExit(
+                f"--set {key}: expected a value of type {kind.__name__}, got {text!r}"
+            ) from None
     try:
         return replace(settings, **changes)
     except Exception as e:  # the settings' own validation, e.g. a negative width
