@@ -34,8 +34,10 @@ seeds on a fresh machine without repeating the first ones.
 Each method's entry is merged into the JSON on disk as soon as one of its seeds finishes, so
 environments and methods not run this time (or run by another process) keep theirs; every block
 records the machine that ran it. Datasets rebuilt since an environment's results were written (the tiers'
-SAC run differs across library versions) are refused in one line: --replace starts that
-environment's block afresh on them, so no table mixes runs on two sets of data.
+SAC run differs across library versions and across machines whose floating point differs) are
+refused in one line: --replace starts that environment's block afresh on them, so no table
+mixes runs on two sets of data. To add seeds on another machine, carry benchmarks/.datasets
+and benchmarks/.runs/offline/<env>/behaviour-sac along.
 
     python benchmarks/offline.py --envs Pendulum-v1 --peer-seeds 3   # ~1.6 h on 2 cores (two processes, --methods split)
     python benchmarks/offline.py --envs Hopper-v5 --tiers medium   # SAC 100k for the tiers (35-60 min), then 0.5-1 h per seed (ours)
@@ -301,7 +303,11 @@ def main() -> None:
         sac_steps, steps = (600, 200) if args.quick else SETTINGS[env]
         tiers = make_tiers(env, sac_steps, args.quick)
         if not args.replace and (problem := datasets_changed(args.out, env, tiers)):
-            raise SystemExit(f"error: {problem}; pass --replace to measure every method afresh")
+            raise SystemExit(
+                f"error: {problem}; pass --replace to measure every method afresh, or bring "
+                "back the datasets it was measured on (benchmarks/.datasets and "
+                f"benchmarks/.runs/offline/{env}/behaviour-sac)"
+            )
         for tier in args.tiers:
             name = f"{env.split('-')[0].lower()}/{tier}-v0"
             behaviour = tiers["tiers"][name]
