@@ -58,7 +58,7 @@ from forethought.data.buffer import ReplayBuffer
 from forethought.models.value import StateValue, ValueTrainer
 from forethought.planners import PlannerConfig
 from forethought.planners.mcts import TreeSearchConfig
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import atomic_write_text, read_metrics
 from forethought.tasks import make_env, vector_actions
 from forethought.tasks.episodes import evaluate_batched
@@ -232,7 +232,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the learning run (0)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default {RESULTS}")
     args = parser.parse_args()
-    configure_threads(1)
+    configure_cpu(1)
     torch.manual_seed(0)
     console = Console()
     steps = 300 if args.quick else args.train_steps

@@ -79,7 +79,7 @@ def vote_pick(answers: list, weights: np.ndarray, final_answer) -> np.ndarray:
 
 def main() -> None:
     from forethought.lm.artifacts.shipped import load_countdown, load_prm, shipped_root
-    from forethought.runtime import configure_threads
+    from forethought.runtime import configure_cpu
     from forethought.storage import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64, help="samples per prompt (default: 64)")
     ap.add_argument("--json", type=Path, help="output (default: results/judges_<task>.json)")
     args = ap.parse_args()
-    configure_threads(1)
+    configure_cpu(1)
     suite = load_countdown(args.assets or shipped_root(args.task))
     suite.generator.batch_size = 512  # as train-prm's pick check draws: the same samples
     if args.prm is not None:

@@ -77,7 +77,7 @@ def test_anchor_needs_a_proposal():
     from forethought.config import LoopConfig
     from forethought.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="loop.anchor"):
+    with pytest.raises(ConfigError, match=r"loop\.anchor"):
         LoopConfig(anchor=True, proposals=0).validate()
 
 

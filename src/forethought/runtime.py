@@ -12,12 +12,19 @@ import torch
 from forethought.errors import ConfigError
 
 
-def configure_threads(threads: int) -> None:
-    """Use `threads` torch CPU threads; 0 keeps torch's default (one per core)."""
+def configure_cpu(threads: int) -> None:
+    """Use `threads` torch CPU threads (0 keeps torch's default, one per core) and flush
+    subnormal floats to zero.
+
+    Weight decay drives output weights that get no gradient towards zero until they are
+    subnormal, and CPU arithmetic on subnormals is tens of times slower: a HalfCheetah
+    ensemble's last layer took 77 ms per batch instead of 1.7 after 20,000 steps, tripling the
+    planner's time per action. Values that small carry nothing a network needs."""
     if threads < 0:
         raise ConfigError("threads", "must be 0 (torch default) or more")
     if threads:
         torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
 
 
 def check_device(device: str, flag: str = "device") -> torch.device:

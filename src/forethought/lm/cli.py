@@ -25,7 +25,7 @@ from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.cli_training import say
 from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
-from forethought.runtime import check_device, configure_threads
+from forethought.runtime import check_device, configure_cpu
 from forethought.storage import write_json
 
 DESCRIPTION = (
@@ -289,7 +289,7 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     from forethought.lm.artifacts.shipped import load_countdown, shipped_root
 
     check_device(cmd.device)
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     methods = [m.strip() for m in cmd.methods.split(",") if m.strip()]
     if "bon" not in methods:
         methods.insert(0, "bon")  # win rates are measured against Best-of-N
@@ -439,7 +439,7 @@ def _generate(cmd: GenerateCommand, console: Console) -> int:
     if not cmd.prompt.strip():
         raise ConfigError("PROMPT", "is empty; give the text to respond to, e.g. '3,7,12>33:'")
     check_device(cmd.device)
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     torch.manual_seed(cmd.seed)
     if cmd.model is None:  # the shipped Countdown models
         require_countdown_prompt(cmd.prompt)
@@ -512,7 +512,7 @@ def _explain(cmd: ExplainCommand, console: Console) -> int:
 
     budget = _explain_checks(cmd)
     check_device(cmd.device)
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     torch.manual_seed(cmd.seed)  # as `lm generate`: same seed and budget, same search
     suite = load_countdown(cmd.assets or shipped_root(cmd.task), value=cmd.value, device=cmd.device)
     settings = SearchSettings(cmd.max_new_tokens or suite.task.max_new_tokens)

@@ -16,7 +16,7 @@ from forethought.lm.artifacts.shipped import SHIPPED
 from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import read_json, write_json
 
 RESUME_OVERRIDES = ("iterations", "device")
@@ -49,7 +49,7 @@ def train_models(cmd, console: Console) -> int:
     out = _models_out(cmd)
     if not generator and not (out / "generator").is_dir():
         raise ConfigError("out", f"no generator/ under {out}; run train-generator first")
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     overrides = {"seed": cmd.seed, "proxy_steps": cmd.proxy_steps, "half": cmd.half}
     overrides["proxy_pairwise"] = cmd.proxy_pairwise
     overrides["proxy_samples"] = cmd.proxy_samples
@@ -102,7 +102,7 @@ def train_prm(cmd, console: Console) -> int:
             raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
     if cmd.outcomes < 0:
         raise ConfigError("outcomes", f"must be 0 (none) or more, got {cmd.outcomes}")
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     cfg = PRMConfig(
         problems=cmd.problems,
         samples=cmd.samples,
@@ -169,7 +169,7 @@ def _models_out(cmd) -> Path:
 def selftrain(cmd, console: Console) -> int:
     from forethought.lm.selftrain import RunDir, SelfTrainer
 
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     run, cfg = _open_run(cmd, RunDir, SelfTrainConfig, RESUME_OVERRIDES)
     try:
         say(
@@ -191,7 +191,7 @@ def grpo(cmd, console: Console) -> int:
     from forethought.lm.grpo import GRPORunDir, GRPORunner
     from forethought.lm.grpo.loop import training_reward
 
-    configure_threads(cmd.threads)
+    configure_cpu(cmd.threads)
     if cmd.resume is None:  # a --reward path that holds no classifier fails before --out exists
         training_reward(cmd.config.validate(), proxy=None, gold=None)
     run, cfg = _open_run(cmd, GRPORunDir, GRPOConfig, GRPO_RESUME_OVERRIDES)

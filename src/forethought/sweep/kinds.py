@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from forethought.config import TrainConfig
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 
 Row = dict[str, Any]
 
@@ -114,7 +114,7 @@ def _lm_runner(which: str) -> tuple[Callable, Callable]:
         return RunDir, SelfTrainer
 
     def finish(run, config) -> list[Row]:
-        configure_threads(1)
+        configure_cpu(1)
         try:
             return classes()[1](config, run, log=lambda _: None).run_all() or run.rows()
         finally:

@@ -35,7 +35,7 @@ from forethought.data.offline import (
     write_dataset,
 )
 from forethought.errors import ConfigError, require
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import load_torch, read_metrics, write_json
 from forethought.tasks import make_env
 from forethought.tasks.episodes import collect_episodes
@@ -114,7 +114,7 @@ class ListArgs:
 def collect(args: CollectArgs, console: Console) -> Path:
     require(args.episodes >= 1, "episodes", "must be at least 1")
     check_writable(args.name, args.overwrite)
-    configure_threads(args.threads)
+    configure_cpu(args.threads)
     env = make_env(args.env)
     policy = load_policy(
         args.policy, env.action_space, deterministic=args.deterministic, seed=args.seed

@@ -27,7 +27,7 @@ from forethought.agents.build import build_mpc_agent
 from forethought.config import TrainConfig
 from forethought.errors import ConfigError, require
 from forethought.models.uncertainty import member_variance
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import atomic_write_bytes
 from forethought.tasks import make_env, vector_actions
 from forethought.trainers.run_dir import RunDir
@@ -120,7 +120,7 @@ def _diagnose(args: DiagnoseArgs, run: RunDir, config: TrainConfig) -> Diagnosis
         raise ConfigError(
             "RUN_DIR", f"{args.run_dir} has no checkpoint yet; let it finish an episode first"
         )
-    configure_threads(config.threads)
+    configure_cpu(config.threads)
     env = vector_actions(make_env(config.env))
     _, model, agent = build_mpc_agent(config, env)
     model.load_state_dict(checkpoint["model"])

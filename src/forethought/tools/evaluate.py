@@ -44,7 +44,7 @@ from forethought.errors import ConfigError, require
 from forethought.models import DynamicsModel
 from forethought.models.value import StateValue
 from forethought.planners import PlannerConfig, make_planner
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import RunLock, atomic_write_bytes
 from forethought.tasks import TaskSpec, get_task, make_env
 from forethought.tasks.constraints import SafetyConfig, with_costs
@@ -275,7 +275,7 @@ def evaluate_controllers(args: EvaluateArgs, console: Console | None = None) -> 
     if args.episodes is not None:
         require(args.episodes >= 1, "episodes", "must be at least 1")
     config, parts = _load(args, console)
-    configure_threads(config.threads)
+    configure_cpu(config.threads)
     episodes = config.eval_episodes if args.episodes is None else args.episodes
     seeds = [config.eval_seed + j for j in range(episodes)]
     safety = SafetyConfig(constraint=args.shield)

@@ -35,7 +35,7 @@ from forethought.errors import ConfigError, DataError, require
 from forethought.models import DynamicsModel
 from forethought.models.uncertainty import member_variance, normalised_std
 from forethought.rollout import CostFn
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import atomic_write_text, load_torch
 from forethought.tasks import TaskSpec, make_env, vector_actions
 from forethought.tasks.constraints import CONSTRAINTS
@@ -88,7 +88,7 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
         f"{args.run_dir} is an --algo {config.algo} run; explain needs the model of an --algo "
         "mpc or mbpo run",
     )
-    configure_threads(config.threads)
+    configure_cpu(config.threads)
     env = vector_actions(make_env(config.env, **config.make_kwargs()))
     task, model, agent = build_mpc_agent(config, env)
     episode, t, records = _locate(args, run, config, model)

@@ -37,7 +37,7 @@ from forethought.errors import ConfigError, require
 from forethought.models import DynamicsModel, ModelConfig
 from forethought.models.fitting import FitConfig
 from forethought.reporting.plots import save_figure
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import write_json
 from forethought.tasks import get_task, make_env
 from forethought.tools.policies import BatchPolicy, LoadedPolicy, load_policy
@@ -90,7 +90,7 @@ class OPEArgs:
 
 def run_ope(args: OPEArgs, console: Console) -> dict:
     _validate(args)
-    configure_threads(args.threads)
+    configure_cpu(args.threads)
     dataset = load_offline_dataset(args.dataset)
     env_id = args.env or dataset.env_id
     if env_id is not None:

@@ -31,7 +31,7 @@ from forethought.errors import ConfigError
 from forethought.models import DynamicsModel, ModelTrainer
 from forethought.reporting.plots import plot_offline_curve
 from forethought.reporting.progress import RunProgress
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import RunDirectory, load_torch, read_json, save_torch
 from forethought.tasks import TaskSpec, get_task, make_env
 from forethought.tasks.episodes import evaluate_batched
@@ -104,7 +104,7 @@ def _dataset_and_env(config: OfflineConfig) -> tuple[OfflineDataset, str]:
 
 
 def _execute(config, directory, dataset, env_id, checkpoint, console) -> OfflineResult:
-    configure_threads(config.threads)
+    configure_cpu(config.threads)
     console = console or Console(quiet=config.quiet)
     if config.quiet:
         console = Console(quiet=True)

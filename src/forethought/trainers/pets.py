@@ -46,7 +46,7 @@ from forethought.errors import ConfigError, DataError
 from forethought.models import DynamicsModel, FitReport, ModelTrainer
 from forethought.models.value import ValueTrainer, episode_discount
 from forethought.reporting import RunProgress, plot_learning_curve, summary_table
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import read_metrics, restore_rng_states, rng_states
 from forethought.tasks import (
     TaskSpec,
@@ -119,7 +119,7 @@ def resume(directory: RunDir, config: TrainConfig, console: Console | None = Non
 # -- building and restoring --------------------------------------------------------------------
 def _build(config: TrainConfig, directory: RunDir) -> Run:
     """Environment, model, planner and agent for `config`, in their initial state."""
-    configure_threads(config.threads)
+    configure_cpu(config.threads)
     torch.manual_seed(config.seed)
     env = make_env(config.env, seed=config.seed, **config.make_kwargs())
     check_spaces(env, config.env, *config.acting())

@@ -68,7 +68,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from forethought.config import TrainConfig
 from forethought.reporting import plot_learning_curve, summary_table
 from forethought.reporting.progress import RunProgress
-from forethought.runtime import configure_threads
+from forethought.runtime import configure_cpu
 from forethought.storage import atomic_write_bytes
 from forethought.tasks import check_env, get_task, make_env
 from forethought.tasks.constraints import LagrangianPenalty, with_costs
@@ -306,7 +306,7 @@ def resume(directory: RunDir, config: TrainConfig, console: Console | None = Non
 
 
 def _build(config: TrainConfig, directory: RunDir, checkpoint: dict | None) -> ModelFreeRun:
-    configure_threads(config.threads)
+    configure_cpu(config.threads)
     settings = hyperparameters(config.algo, config.env)
     n_envs = settings.pop("n_envs", 1)
     normalize = settings.pop("normalize", False)
