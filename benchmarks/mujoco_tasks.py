@@ -309,6 +309,7 @@ CHEETAH_COLOURS = {
     "loop-imagined": "tab:blue",
     "loop-explore": "tab:green",
     "loop-g10": "tab:red",
+    "loop-anchor": "tab:cyan",
 }
 
 
