@@ -16,7 +16,7 @@ def configure_cpu(threads: int) -> None:
     """Use `threads` torch CPU threads (0 keeps torch's default, one per core) and flush
     subnormal floats to zero.
 
-    Weight decay drives output weights that get no gradient towards zero until they are
+    Weights that get little gradient can decay (the fit's weight decay) until they are
     subnormal, and CPU arithmetic on subnormals is tens of times slower: a HalfCheetah
     ensemble's last layer took 77 ms per batch instead of 1.7 after 20,000 steps, tripling the
     planner's time per action. Values that small carry nothing a network needs."""
