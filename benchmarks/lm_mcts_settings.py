@@ -7,6 +7,8 @@ pick's win rate against plain Best-of-N and its mean gold, next to the rule-gate
 Each setting's full output lands in --runs and is read back on a rerun, so a killed sweep resumes.
 
     python benchmarks/lm_mcts_settings.py            # 9 settings x 50 prompts, ~50 min on one core
+    python benchmarks/lm_mcts_settings.py --settings mix_share=0.25,mix_share=0.5 \
+        --out benchmarks/results/lm_mix_settings_countdown.json   # Best-of-N + MCTS pools
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ SETTINGS = {  # name: overrides of compare.SearchSettings (base: the shipped def
     "c_puct=1.0": ["c_puct=1.0"],
     "c_puct=0.25": ["c_puct=0.25"],
     "backup=max": ["backup=max"],
+    "mix_share=0.25": ["mix_share=0.25"],
+    "mix_share=0.5": ["mix_share=0.5"],
 }
+DEFAULT_SETTINGS = [name for name in SETTINGS if not name.startswith("mix")]
+"""The mix_share settings search with 'mix' (Best-of-N on that share, MCTS on the rest) and
+run only when named in --settings."""
+
+
+def search_of(overrides: list[str]) -> str:
+    """The search a setting runs: 'mix(value)' for a mix_share, else 'mcts(value)'."""
+    return "mix(value)" if any(o.startswith("mix_share") for o in overrides) else "mcts(value)"
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,7 +52,20 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--problem-seed", type=int, default=15_000, help="default %(default)s")
     ap.add_argument("--budgets", default="256,1024", help="default %(default)s")
     ap.add_argument("--runs", default=str(HERE / ".runs" / "mcts_settings"))
-    return ap.parse_args()
+    ap.add_argument(
+        "--settings",
+        default=",".join(DEFAULT_SETTINGS),
+        help=f"comma-separated, of: {', '.join(SETTINGS)} (default: all but the mix_share ones)",
+    )
+    ap.add_argument(
+        "--out", help="results file (default benchmarks/results/lm_mcts_settings_<task>.json)"
+    )
+    args = ap.parse_args()
+    args.settings = [name.strip() for name in args.settings.split(",") if name.strip()]
+    unknown = [name for name in args.settings if name not in SETTINGS]
+    if unknown or not args.settings:
+        ap.error(f"--settings: choose from {', '.join(SETTINGS)}; got {unknown or 'none'}")
+    return args
 
 
 def run_setting(args, name: str, overrides: list[str], out: Path) -> dict:
@@ -49,7 +74,8 @@ def run_setting(args, name: str, overrides: list[str], out: Path) -> dict:
         command = [
             sys.executable, str(HERE / "lm_search.py"), "--part", "steps", "--task", args.task,
             "--prompts", str(args.prompts), "--problem-seed", str(args.problem_seed),
-            "--budgets", args.budgets, "--searches", "bon,mcts(value)", "--out", str(out),
+            "--budgets", args.budgets, "--searches", f"bon,{search_of(overrides)}",
+            "--out", str(out),
         ]  # fmt: skip
         for pair in overrides:
             command += ["--set", pair]
@@ -66,7 +92,8 @@ def summarize(name: str, data: dict) -> list[dict]:
         picks = {
             r["method"]: {"win_rate_vs_bon": r["win_rate"], "mean_gold": r["mean_gold"]}
             for r in at
-            if r["method"].startswith("mcts") and "legal" not in r["method"]
+            if r["method"].startswith(search_of(data.get("overrides", [])))
+            and "legal" not in r["method"]
         }
         best = max(picks, key=lambda m: (picks[m]["win_rate_vs_bon"], picks[m]["mean_gold"]))
         rows.append(
@@ -79,7 +106,7 @@ def summarize(name: str, data: dict) -> list[dict]:
                 "bon_gold": next(r for r in at if r["method"] == "bon")["mean_gold"],
                 "control_gold": control["mean_gold"],
                 "picks": picks,
-                "seconds": data["timings_s"].get("mcts(value)"),
+                "seconds": data["timings_s"].get(search_of(data.get("overrides", []))),
             }
         )
     return rows
@@ -90,8 +117,8 @@ def main() -> int:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, overrides in SETTINGS.items():
-        data = run_setting(args, name, overrides, runs / f"{name}.json")
+    for name in args.settings:
+        data = run_setting(args, name, SETTINGS[name], runs / f"{name}.json")
         rows += summarize(name, data)
         for r in rows[-len(data["budgets"]) :]:
             print(
@@ -107,7 +134,7 @@ def main() -> int:
         "budgets": args.budgets,
         "rows": rows,
     }
-    out = HERE / "results" / f"lm_mcts_settings_{args.task}.json"
+    out = Path(args.out or HERE / "results" / f"lm_mcts_settings_{args.task}.json")
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return 0

@@ -32,6 +32,9 @@ SEARCHES = [  # (method, process scorer); every label names its process scorer
     ("mcts", "prm"),
     ("mcts", "value"),
 ]
+ON_REQUEST = [
+    ("mix", "value")
+]  # measured on development prompts only; run when --searches names it
 CONTROL = "bon [legal+proxy]"
 
 
@@ -268,7 +271,7 @@ def _chosen(text: str | None) -> list[tuple[str, str | None]]:
     """The searches named in `text` ('bon,mcts(value),...'; all of SEARCHES when None)."""
     if not text:
         return SEARCHES
-    labels = {m if p is None else f"{m}({p})": (m, p) for m, p in SEARCHES}
+    labels = {m if p is None else f"{m}({p})": (m, p) for m, p in SEARCHES + ON_REQUEST}
     wanted = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [x for x in wanted if x not in labels]
     if unknown or "bon" not in wanted:

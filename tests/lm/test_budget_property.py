@@ -16,6 +16,7 @@ from forethought.lm import (
     lookahead,
     mcts,
     prune,
+    sample_then_search,
 )
 from forethought.lm.rewards import RuleGated
 
@@ -23,13 +24,13 @@ MAX_NEW = 10
 
 
 @settings(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     derandomize=True,  # CI must not flake; widen max_examples locally to hunt for new cases
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    method=st.sampled_from(["bon", "lookahead", "prune", "beam", "dvts", "mcts"]),
+    method=st.sampled_from(["bon", "lookahead", "prune", "beam", "dvts", "mcts", "mix"]),
     tokens=st.integers(1, 160),
     calls=st.one_of(st.none(), st.integers(0, 30)),
     value_calls=st.one_of(st.none(), st.integers(0, 30)),
@@ -60,8 +61,8 @@ def test_no_strategy_exceeds_its_budget(
             res = prune(
                 gen, rm, prompt, budget, max_new_tokens=MAX_NEW, chunk=chunk, partial=partial
             )
-        elif method in ("dvts", "mcts"):
-            search = dvts if method == "dvts" else mcts
+        elif method in ("dvts", "mcts", "mix"):
+            search = {"dvts": dvts, "mcts": mcts, "mix": sample_then_search}[method]
             res = search(
                 gen,
                 rm,

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from forethought.cli import main
-from forethought.lm import Budget, FunctionReward, beam_search, best_of_n, lookahead, prune
+from forethought.lm import (
+    Budget,
+    FunctionReward,
+    beam_search,
+    best_of_n,
+    lookahead,
+    prune,
+    sample_then_search,
+)
 from forethought.lm.artifacts.shipped import SHIPPED, load_countdown
 from forethought.lm.compare import SearchSettings, run_method
 from forethought.lm.explain import explain, render_text
@@ -31,6 +39,10 @@ def _tiny_search(method, gen, rm, budget, trace):
     if method == "prune":
         return prune(gen, rm, PROMPT, budget, chunk=4, **kw)
     delims = {gen.tokenizer.convert_tokens_to_ids(";")}
+    if method == "mix":
+        return sample_then_search(
+            gen, rm, value, PROMPT, budget, step_delimiters=delims, step_tokens=4, **kw
+        )
     return beam_search(gen, rm, value, PROMPT, budget, step_delimiters=delims, step_tokens=4, **kw)
 
 
@@ -63,7 +75,7 @@ def _check_tree(trace: Trace, res) -> None:
     assert picked[0].final_score == res.score and tuple(picked[0].token_ids) == res.pick.token_ids
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [*METHODS, "mix"])
 def test_recording_changes_nothing_and_the_tree_adds_up(tiny, method):
     gen, rm = tiny
     budget = Budget(max_tokens=160, max_reward_calls=30)

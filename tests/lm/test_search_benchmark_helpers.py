@@ -49,3 +49,15 @@ def test_win_interval_brackets_the_win_rate_and_ties_count_half():
     assert low < win_rate < high and 0.5 < low and high < 0.85
     all_ties = steps.win_interval(rows("mcts", [0.5] * 60) + rows("bon", [0.5] * 60), "mcts", 64)
     assert all_ties == [0.5, 0.5]
+
+
+def test_the_mix_search_runs_only_when_named():
+    assert ("mix", "value") not in steps.SEARCHES  # not in the default benchmark
+    assert steps._chosen("bon,mix(value)") == [("bon", None), ("mix", "value")]
+    with pytest.raises(SystemExit, match="bon included"):
+        steps._chosen("mix(value)")
+    import lm_mcts_settings as shapes
+
+    assert shapes.search_of(["mix_share=0.25"]) == "mix(value)"
+    assert shapes.search_of(["widen=2"]) == "mcts(value)"
+    assert not any(name.startswith("mix") for name in shapes.DEFAULT_SETTINGS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from forethought.errors import ConfigError
-from forethought.lm import Budget, FunctionReward, Spend, dvts, mcts
+from forethought.lm import Budget, FunctionReward, Spend, best_of_n, dvts, mcts, sample_then_search
 from forethought.lm.generator import Candidate
 from forethought.lm.prm import AggregatedPRM, ProcessRewardModel
 from forethought.lm.search import SearchResult, Trace, rank_mean, vote
@@ -87,7 +87,7 @@ def test_step_tree_rejects_bad_knobs():
 
 
 # -- MCTS and DVTS on tiny random models from disk ---------------------------------------------
-@pytest.mark.parametrize("search", [mcts, dvts])
+@pytest.mark.parametrize("search", [mcts, dvts, sample_then_search])
 def test_step_searches_run_from_disk_and_spend_within_budget(tiny, search):
     gen, rm = tiny
     value = FunctionReward(lambda p, r: len(set(r)) / 10, kind="value", name="toy value")
@@ -103,12 +103,55 @@ def test_step_searches_run_from_disk_and_spend_within_budget(tiny, search):
     assert again.pick.text == res.pick.text and again.spent == res.spent  # same seed, same result
 
 
-@pytest.mark.parametrize("search", [mcts, dvts])
+@pytest.mark.parametrize("search", [mcts, dvts, sample_then_search])
 def test_step_searches_need_a_step_delimiter(tiny, search):
     gen, rm = tiny
     value = FunctionReward(lambda p, r: 0.0, kind="value")
     with pytest.raises(ConfigError, match="step-delimiters: give at least one"):
         search(gen, rm, value, "2,9>11:", Budget(100), max_new_tokens=10, step_delimiters=set())
+
+
+def test_mix_pools_samples_and_tree_under_one_budget(tiny):
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: len(set(r)) / 10, kind="value", name="toy value")
+    delims = {gen.tokenizer.convert_tokens_to_ids(";")}
+    prompt, budget = "2,9>11:", Budget(max_tokens=120, max_reward_calls=20)
+
+    def run(search, **kw):
+        torch.manual_seed(3)
+        return search(gen, rm, value, prompt, budget, max_new_tokens=10, **kw)
+
+    mixed = run(sample_then_search, share=0.5, step_delimiters=delims)
+    torch.manual_seed(3)
+    sampled = best_of_n(gen, rm, prompt, Budget(60, 10), max_new_tokens=10)
+    assert mixed.finalists[: len(sampled.finalists)] == sampled.finalists  # samples come first
+    assert len(mixed.finalists) > len(sampled.finalists)  # and the tree added its answers
+    assert mixed.spent.tokens <= 120 and mixed.spent.reward_calls <= 20
+    assert mixed.spent.value_calls > 0 and mixed.pick in mixed.finalists
+    assert mixed.score == mixed.finalist_scores.max()
+    tree = run(mcts, step_delimiters=delims)
+    only_tree = run(sample_then_search, share=0.0, step_delimiters=delims)
+    assert only_tree.pick.text == tree.pick.text and only_tree.spent == tree.spent
+    only_samples = run(sample_then_search, share=1.0, step_delimiters=delims)
+    torch.manual_seed(3)
+    alone = best_of_n(gen, rm, prompt, budget, max_new_tokens=10)
+    assert only_samples.pick.text == alone.pick.text and only_samples.spent == alone.spent
+
+
+def test_mix_refuses_a_share_outside_zero_to_one_and_bad_tree_settings(tiny):
+    gen, rm = tiny
+    value = FunctionReward(lambda p, r: 0.0, kind="value")
+    delims = {gen.tokenizer.convert_tokens_to_ids(";")}
+    with pytest.raises(ConfigError, match="mix-share: must be between 0 and 1"):
+        sample_then_search(
+            gen, rm, value, "2,9>11:", Budget(100), share=1.5, max_new_tokens=10,
+            step_delimiters=delims,
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="batch and step_tokens"):  # not hidden by the samples
+        sample_then_search(
+            gen, rm, value, "2,9>11:", Budget(100), max_new_tokens=10, step_delimiters=delims,
+            batch=0,
+        )  # fmt: skip
 
 
 def test_mcts_records_its_tree(tiny):

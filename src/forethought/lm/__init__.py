@@ -16,6 +16,7 @@ from forethought.lm.search import (
     lookahead,
     mcts,
     prune,
+    sample_then_search,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "lookahead",
     "mcts",
     "prune",
+    "sample_then_search",
 ]

@@ -33,7 +33,7 @@ DESCRIPTION = (
     "train the Countdown models, and self-train. `forethought lm COMMAND --help` lists every "
     "option of a command with its default."
 )
-Method = Literal["bon", "lookahead", "prune", "beam", "dvts", "mcts"]
+Method = Literal["bon", "lookahead", "prune", "beam", "dvts", "mcts", "mix"]
 ValueKind = Literal["model", "hidden", "minilm"]
 Process = Literal["value", "proxy", "prm", "legal+value", "legal+proxy"]
 Final = Literal["proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote", "rank"]
@@ -82,7 +82,7 @@ class CompareCommand(_Machine):
     value: ValueKind = "model"
     """Value predictor of look-ahead, pruning and beam: a fine-tuned transformer (model), ridge on the generator's hidden states (hidden) or on MiniLM embeddings (minilm)."""
     process: Process = "legal+value"
-    """Partial scorer of look-ahead, pruning, beam, dvts and mcts (legal+value: the value predictor behind the step-legality check; prm: the process reward model, which needs models with a prm/ from `lm train-prm`)."""
+    """Partial scorer of look-ahead, pruning, beam, dvts, mcts and mix (legal+value: the value predictor behind the step-legality check; prm: the process reward model, which needs models with a prm/ from `lm train-prm`)."""
     final: Final = "proxy"
     """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, a weighted majority vote over final answers (PRM weights), or rank: the mean within-pool rank given by the proxy, the value model and the PRM's last step (no hand-written rule)."""
     policy: Path | None = None
@@ -124,7 +124,7 @@ class ExplainCommand(_Machine):
     prompt: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROMPT")]
     """Countdown prompt, e.g. '3,7,6,5>9:'."""
     method: str = "lookahead"
-    """Search method: bon, lookahead, prune, beam, dvts or mcts."""
+    """Search method: bon, lookahead, prune, beam, dvts, mcts or mix (Best-of-N on half the budget, MCTS on the rest)."""
     budget: int = 128
     """Most tokens generated."""
     reward_calls: int | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -29,12 +30,13 @@ from forethought.lm.search import (
     lookahead,
     mcts,
     prune,
+    sample_then_search,
     vote,
 )
 from forethought.lm.search.common import pick_best, rank_mean
 from forethought.lm.tasks import countdown
 
-METHODS = ("bon", "lookahead", "prune", "beam", "dvts", "mcts")
+METHODS = ("bon", "lookahead", "prune", "beam", "dvts", "mcts", "mix")
 PARTIAL_SCORERS = ("value", "proxy", "prm", "legal+value", "legal+proxy")
 """What may score partial answers: the value predictor, the proxy reward model on the partial
 text, the process reward model, or the first two behind Countdown's step-legality check
@@ -178,6 +180,8 @@ class SearchSettings:
     """mcts: progressive widening exponent."""
     backup: str = "mean"
     """mcts: Q of a node, the mean of the scores backed up through it or their max."""
+    mix_share: float = 0.5
+    """mix: fraction of the budget spent on independent samples (Best-of-N) before an MCTS with the settings above spends the rest; the final pick reads both pools."""
     process: str = "legal+value"
     """beam, dvts and mcts: process scorer (one of PARTIAL_SCORERS).  The partial-scorer defaults were chosen on development prompts (problem seed 15000, never the benchmark's). With the ridge predictors, the learned scorers alone tied Best-of-N and the legality check carried the wins; the fine-tuned value model ('model', the default value predictor) ranks partials well enough to win on its own at some budgets, and behind the check it won at every budget tried (60 prompts, 64-256 tokens). benchmarks/lm_search.py runs both, with and without the check."""
 
@@ -226,7 +230,7 @@ def run_method(
             partial=partial_scorer(suite, s.prune_scorer, "prune_scorer"),
             trace=trace,
         )
-    if method in ("dvts", "mcts"):
+    if method in ("dvts", "mcts", "mix"):
         return _tree_method(suite, method, proxy, prompt, budget, s, trace)
     if method == "beam":
         return _beam_method(suite, proxy, prompt, budget, s, trace)
@@ -268,7 +272,10 @@ def _tree_method(suite, method, final, prompt, budget, s: SearchSettings, trace)
             expand=s.expand,
             **common,
         )
-    return mcts(
+    search = mcts
+    if method == "mix":
+        search = partial(sample_then_search, share=s.mix_share)
+    return search(
         suite.generator,
         final,
         process,
