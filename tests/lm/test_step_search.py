@@ -401,3 +401,40 @@ def test_rank_pick_reads_the_whole_pool_and_books_every_judge(tiny_prm_assets):
             suite, "bon", "2,9>11:", Budget(60, max_value_calls=100),
             replace(settings, final="rank"),
         )  # fmt: skip
+
+
+def test_policy_pick_is_the_answer_the_generator_finds_likeliest_per_token(tiny_prm_assets):
+    """'policy' re-reads the proxy-picked search's pool by the generator's own mean token
+    log-probability, which sampling recorded: no call is booked for it, the proxy's final
+    calls are given back, and 'rank+policy' books what 'rank' does."""
+    from dataclasses import replace
+
+    from forethought.lm import compare
+    from forethought.lm.artifacts.shipped import load_countdown
+    from forethought.lm.search.common import policy_likelihood
+
+    suite = load_countdown(tiny_prm_assets)
+    settings = compare.SearchSettings(max_new_tokens=10, process="prm")
+    torch.manual_seed(0)
+    plain = compare.run_method(suite, "mcts", "2,9>11:", Budget(80), settings)
+    n = len(plain.finalists)
+    gen = suite.generator
+    for cand in plain.finalists:  # the recorded log-probability is the model's, token by token
+        ids = torch.tensor([cand.prompt_ids + cand.token_ids])
+        with torch.no_grad():
+            logits = gen.model(ids).logits[0, len(cand.prompt_ids) - 1 : -1].log_softmax(-1)
+        expected = logits.gather(1, torch.tensor(cand.token_ids)[:, None]).sum().item()
+        assert cand.logprob == pytest.approx(expected, abs=1e-4)
+    picks = compare.repick(suite, plain, ["policy", "rank", "rank+policy"])
+    likely = policy_likelihood(plain.finalists)
+    assert picks["policy"].pick == plain.finalists[int(np.argmax(likely))]
+    assert picks["policy"].spent.tokens == plain.spent.tokens
+    assert picks["policy"].spent.reward_calls == plain.spent.reward_calls - n
+    assert picks["policy"].spent.value_calls == plain.spent.value_calls
+    assert picks["rank+policy"].spent == picks["rank"].spent
+    torch.manual_seed(0)
+    searched = compare.run_method(
+        suite, "mcts", "2,9>11:", Budget(80), replace(settings, final="policy")
+    )
+    assert searched.pick == picks["policy"].pick and searched.spent == picks["policy"].spent
+    assert policy_likelihood([]).shape == (0,)

@@ -36,7 +36,18 @@ DESCRIPTION = (
 Method = Literal["bon", "lookahead", "prune", "beam", "dvts", "mcts", "mix"]
 ValueKind = Literal["model", "hidden", "minilm"]
 Process = Literal["value", "proxy", "prm", "legal+value", "legal+proxy"]
-Final = Literal["proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote", "rank"]
+Final = Literal[
+    "proxy",
+    "legal+proxy",
+    "value",
+    "prm-min",
+    "prm-last",
+    "prm-prod",
+    "vote",
+    "rank",
+    "policy",
+    "rank+policy",
+]
 TaskName = Literal["countdown", "countdown-hard"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
@@ -84,7 +95,7 @@ class CompareCommand(_Machine):
     process: Process = "legal+value"
     """Partial scorer of look-ahead, pruning, beam, dvts, mcts and mix (legal+value: the value predictor behind the step-legality check; prm: the process reward model, which needs models with a prm/ from `lm train-prm`)."""
     final: Final = "proxy"
-    """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, a weighted majority vote over final answers (PRM weights), or rank: the mean within-pool rank given by the proxy, the value model and the PRM's last step (no hand-written rule)."""
+    """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, a weighted majority vote over final answers (PRM weights), rank: the mean within-pool rank given by the proxy, the value model and the PRM's last step, policy: the generator's own mean log-probability per token of the answer (free: recorded while sampling), or rank+policy: the mean rank of all four (no hand-written rule in any)."""
     policy: Path | None = None
     """Generator: the policy of a GRPO or self-training run directory (its newest checkpoint or iteration), with the value predictor the run refitted to its samples; the run's models replace --assets and --value."""
     policy_step: int | None = None
@@ -301,7 +312,7 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     )
     for flag, wants_prm in (
         ("process", cmd.process == "prm"),
-        ("final", cmd.final.startswith("prm") or cmd.final in ("vote", "rank")),
+        ("final", cmd.final.startswith("prm") or cmd.final in ("vote", "rank", "rank+policy")),
     ):
         if wants_prm and suite.prm is None:
             compare.partial_scorer(suite, "prm", flag)  # the one-line error saying how

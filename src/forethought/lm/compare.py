@@ -33,7 +33,7 @@ from forethought.lm.search import (
     sample_then_search,
     vote,
 )
-from forethought.lm.search.common import pick_best, rank_mean
+from forethought.lm.search.common import pick_best, policy_likelihood, rank_mean
 from forethought.lm.tasks import countdown
 
 METHODS = ("bon", "lookahead", "prune", "beam", "dvts", "mcts", "mix")
@@ -42,13 +42,29 @@ PARTIAL_SCORERS = ("value", "proxy", "prm", "legal+value", "legal+proxy")
 text, the process reward model, or the first two behind Countdown's step-legality check
 (`steps_legal`, which reads the prompt's numbers and the completed steps only; never the target
 or a solution)."""
-FINALS = ("proxy", "legal+proxy", "value", "prm-min", "prm-last", "prm-prod", "vote", "rank")
+FINALS = (
+    "proxy",
+    "legal+proxy",
+    "value",
+    "prm-min",
+    "prm-last",
+    "prm-prod",
+    "vote",
+    "rank",
+    "policy",
+    "rank+policy",
+)
 """What picks among a search's finished answers: the proxy reward model (alone or behind the
 legality check), the value model on the whole answer, the PRM's step scores folded by min,
-last or product, a weighted majority vote over final answers (weights: PRM last-step), or
-the mean within-pool rank given by the learned judges in RANK_JUDGES."""
+last or product, a weighted majority vote over final answers (weights: PRM last-step), the
+mean within-pool rank given by the learned judges in RANK_JUDGES, the generator's own mean
+log-probability per token of the answer ('policy': recorded while sampling, so it costs no
+call), or the mean rank of RANK_JUDGES and the policy's likelihood ('rank+policy')."""
 RANK_JUDGES = ("proxy", "value", "prm-last")
 """The judges whose ranks the 'rank' pick averages: no hand-written rule among them."""
+POOL_PICKS = ("vote", "rank", "policy", "rank+policy")
+"""Finals that read a search's whole pool after it: the search itself picks by the proxy (by
+PRM-last for 'vote')."""
 
 
 def _require_prm(suite: CountdownSuite, field: str) -> Scorer:
@@ -76,7 +92,7 @@ def final_scorer(suite: CountdownSuite, name: str) -> Scorer:
     'rank' searches by the proxy, its pool is ranked afterwards)."""
     if name not in FINALS:
         raise ConfigError("final", f"must be one of {', '.join(FINALS)}, got {name!r}")
-    if name == "rank":
+    if name in POOL_PICKS and name != "vote":
         return suite.proxy
     if name in ("proxy", "legal+proxy"):
         return partial_scorer(suite, name, "final")
@@ -97,6 +113,8 @@ def repick(suite: CountdownSuite, result: SearchResult, finals: Sequence[str]) -
     seen: dict[str, np.ndarray | list] = {"proxy": result.finalist_scores}
 
     def judge(name: str, account: Account) -> np.ndarray:
+        if name == "policy":  # the generator scored every token as it sampled it: no call
+            return policy_likelihood(result.finalists)
         scorer = final_scorer(suite, name)
         account.charge_calls(scorer.kind, n)
         if isinstance(scorer, AggregatedPRM):
@@ -114,8 +132,9 @@ def repick(suite: CountdownSuite, result: SearchResult, finals: Sequence[str]) -
             continue
         account = Account(Budget(max_tokens=max(base.tokens, 1)))
         account.spent = Spend(**base.as_dict())
-        if final == "rank":
-            scores = rank_mean([judge(name, account) for name in RANK_JUDGES])
+        if final in ("rank", "rank+policy"):
+            judges = RANK_JUDGES + (("policy",) if final == "rank+policy" else ())
+            scores = rank_mean([judge(name, account) for name in judges])
         else:
             scores = judge(final, account)
         picked = pick_best(result.method, result.finalists, scores, account)
@@ -124,9 +143,10 @@ def repick(suite: CountdownSuite, result: SearchResult, finals: Sequence[str]) -
 
 
 def _pool_pick(suite, method, prompt, budget: Budget, s, n, trace) -> SearchResult:
-    """'vote': the search picks by PRM-last and the vote re-reads its pool. 'rank': the search
-    picks by the proxy, then the value model and the PRM score the whole pool (value calls)."""
-    if s.final == "rank" and budget.max_value_calls is not None:
+    """'vote': the search picks by PRM-last and the vote re-reads its pool. The others: the
+    search picks by the proxy, then the judges re-read the whole pool (for 'rank', the value
+    model and the PRM: value calls)."""
+    if s.final.startswith("rank") and budget.max_value_calls is not None:
         raise ConfigError(
             "final",
             "'rank' scores the finished answers with the value model and the PRM after the "
@@ -137,7 +157,7 @@ def _pool_pick(suite, method, prompt, budget: Budget, s, n, trace) -> SearchResu
     if s.final == "vote":
         picked = vote(result, countdown.final_answer)
     else:
-        picked = repick(suite, result, ["rank"])["rank"]
+        picked = repick(suite, result, [s.final])[s.final]
     trace.repicked(result.pick, picked.pick)
     return picked
 
@@ -149,7 +169,7 @@ class SearchSettings:
     max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
     final: str = "proxy"
-    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod', 'vote' or 'rank' (the mean within-pool rank given by the proxy, the value model and the PRM's last step)."""
+    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod', 'vote', 'rank' (the mean within-pool rank given by the proxy, the value model and the PRM's last step), 'policy' (the generator's mean log-probability per token of the answer) or 'rank+policy' (the mean rank of all four)."""
     prefix_tokens: int = 12
     """look-ahead: length of the partial branches that are ranked (about two Countdown steps, so the legality check has two completed steps to judge)."""
     lookahead_scorer: str = "legal+value"
@@ -200,7 +220,7 @@ def run_method(
     passed as `trace` records the search tree (the search itself is unchanged)."""
     gen = suite.generator
     proxy = final_scorer(suite, s.final)
-    if s.final in ("vote", "rank"):  # a search by one judge, then its whole pool re-read
+    if s.final in POOL_PICKS:  # a search by one judge, then its whole pool re-read
         return _pool_pick(suite, method, prompt, budget, s, n, trace)
     if method == "bon":
         return best_of_n(

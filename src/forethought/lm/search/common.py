@@ -122,6 +122,12 @@ def vote(result: SearchResult, answer: Callable[[str], object]) -> SearchResult:
     )
 
 
+def policy_likelihood(cands: Sequence[Candidate]) -> np.ndarray:
+    """Each answer's mean log-probability per token under the generator that sampled it (its
+    length-normalised likelihood), a judge that costs nothing: sampling recorded it."""
+    return np.array([c.logprob / max(len(c.token_ids), 1) for c in cands], dtype=np.float64)
+
+
 def rank_mean(judges: Sequence[np.ndarray]) -> np.ndarray:
     """One score per candidate: the mean over `judges` (each a score per candidate of the same
     pool) of the candidate's rank within the pool (1 = lowest, ties share the average rank).
