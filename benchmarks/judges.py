@@ -6,8 +6,8 @@ the same 64 policy samples for each of 150 held-out prompts (train-prm's pick ch
 seed 30,000, sampling seed 40,000) are picked by every final judge of `lm compare --final`, by
 combinations of learned judges (the mean of their within-prompt ranks), and by the rule-gated
 control. Per judge: the fraction of prompts whose pick is solved, the mean gold score of the
-pick (the partial credit the search benchmark's win rates compare), and how often the pick ends
-on the target unsolved. Writes benchmarks/results/judges_<task>.json.
+pick (the partial credit the search benchmark's win rates compare), how often the pick ends
+on the target unsolved, and how well it tells those from the solved ones. Writes benchmarks/results/judges_<task>.json.
 
     python benchmarks/judges.py                          # countdown, ~3 min on one core
     python benchmarks/judges.py --task countdown-hard
@@ -27,9 +27,10 @@ from scipy.stats import rankdata
 from machine import machine_info
 
 HERE = Path(__file__).parent
-SINGLE = ("proxy", "value", "prm-last", "prm-min", "prm-prod")
+SINGLE = ("proxy", "value", "prm-last", "prm-min", "prm-prod", "policy")
 COMBINED = (("value", "prm-last"), ("proxy", "prm-last"), ("proxy", "value"))
-COMBINED += (("proxy", "value", "prm-last"),)
+COMBINED += (("proxy", "value", "prm-last"), ("proxy", "policy"))
+COMBINED += (("proxy", "value", "prm-last", "policy"),)
 CONTROL = "legal+proxy"
 
 
@@ -49,11 +50,13 @@ def draw(suite, prompts: list[str], n: int, seed: int) -> list:
 def judge_scores(suite, answers: list, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Every single judge's scores (prompts x samples), and the combinations' rank means."""
     from forethought.lm.compare import final_scorer
+    from forethought.lm.search.common import policy_likelihood
 
     scores = {}
     for name in (*SINGLE, CONTROL):
         start = time.time()
-        scores[name] = np.asarray(final_scorer(suite, name)(answers)).reshape(shape)
+        judge = policy_likelihood if name == "policy" else final_scorer(suite, name)
+        scores[name] = np.asarray(judge(answers)).reshape(shape)
         print(f"{name}: scored {len(answers)} answers in {time.time() - start:.0f}s", flush=True)
     ranks = {name: rankdata(scores[name], axis=1) for name in SINGLE}  # ties share a rank
     for combo in COMBINED:
@@ -105,6 +108,7 @@ def main() -> None:
     out = args.json or HERE / "results" / f"judges_{suite.task.name}.json"
     write_json(out, report)
     print(f"any solved {report['any_solved']:.3f}, random pick {report['random_pick_solved']:.3f}")
+    print("legality AUROC (on-target answers):", report["legality_auroc"])
     for name, row in report["judges"].items():
         print(f"{name:24s} solved {row['pick_solved']:.3f}  gold {row['pick_gold']:.3f}  "
               f"on target unsolved {row['pick_on_target_unsolved']:.3f}")  # fmt: skip
@@ -145,7 +149,18 @@ def measure(suite, prompts: int, samples: int) -> dict:
             }
             for name, pick in picks.items()
         },
+        "legality_auroc": legality_auroc(scores, solved, on_target),
     }
+
+
+def legality_auroc(scores: dict, solved: np.ndarray, on_target: np.ndarray) -> dict:
+    """Among the answers that end on the target, how well each single judge ranks the solved
+    ones (legal steps) above the unsolved (a number the prompt lacks, or one used twice): the
+    AUROC over all prompts' such answers."""
+    from sklearn.metrics import roc_auc_score
+
+    y = solved[on_target]
+    return {name: float(roc_auc_score(y, scores[name][on_target])) for name in SINGLE}
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from forethought.lm import cli_training as training
 from forethought.lm.artifacts.pretrain import PretrainConfig
 from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.cli_training import say
+from forethought.lm.compare import FinalPick
 from forethought.lm.grpo.config import GRPOConfig
 from forethought.lm.selftrain.config import SelfTrainConfig
 from forethought.runtime import check_device, configure_cpu
@@ -36,18 +37,6 @@ DESCRIPTION = (
 Method = Literal["bon", "lookahead", "prune", "beam", "dvts", "mcts", "mix"]
 ValueKind = Literal["model", "hidden", "minilm"]
 Process = Literal["value", "proxy", "prm", "legal+value", "legal+proxy"]
-Final = Literal[
-    "proxy",
-    "legal+proxy",
-    "value",
-    "prm-min",
-    "prm-last",
-    "prm-prod",
-    "vote",
-    "rank",
-    "policy",
-    "rank+policy",
-]
 TaskName = Literal["countdown", "countdown-hard"]
 DEFAULT_METHODS = "bon,lookahead,prune,beam"
 MODELS_OUT = Path("runs/countdown-models")
@@ -94,7 +83,7 @@ class CompareCommand(_Machine):
     """Value predictor of look-ahead, pruning and beam: a fine-tuned transformer (model), ridge on the generator's hidden states (hidden) or on MiniLM embeddings (minilm)."""
     process: Process = "legal+value"
     """Partial scorer of look-ahead, pruning, beam, dvts, mcts and mix (legal+value: the value predictor behind the step-legality check; prm: the process reward model, which needs models with a prm/ from `lm train-prm`)."""
-    final: Final = "proxy"
+    final: FinalPick = "proxy"
     """Final pick of every method: the proxy reward model, the proxy behind the legality rule, the value model, the PRM's step scores folded by min/last/product, a weighted majority vote over final answers (PRM weights), rank: the mean within-pool rank given by the proxy, the value model and the PRM's last step, policy: the generator's own mean log-probability per token of the answer (free: recorded while sampling), or rank+policy: the mean rank of all four (no hand-written rule in any)."""
     policy: Path | None = None
     """Generator: the policy of a GRPO or self-training run directory (its newest checkpoint or iteration), with the value predictor the run refitted to its samples; the run's models replace --assets and --value."""

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ PARTIAL_SCORERS = ("value", "proxy", "prm", "legal+value", "legal+proxy")
 text, the process reward model, or the first two behind Countdown's step-legality check
 (`steps_legal`, which reads the prompt's numbers and the completed steps only; never the target
 or a solution)."""
-FINALS = (
+FinalPick = Literal[
     "proxy",
     "legal+proxy",
     "value",
@@ -53,7 +54,8 @@ FINALS = (
     "rank",
     "policy",
     "rank+policy",
-)
+]
+FINALS: tuple[str, ...] = get_args(FinalPick)
 """What picks among a search's finished answers: the proxy reward model (alone or behind the
 legality check), the value model on the whole answer, the PRM's step scores folded by min,
 last or product, a weighted majority vote over final answers (weights: PRM last-step), the
