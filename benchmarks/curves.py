@@ -25,7 +25,7 @@ def measure(
         "curve_returns": y.tolist(),
         "steps_to_threshold": steps_to_threshold(x, y, threshold),
         "learning_cpu_seconds_to_threshold": learning_cpu_seconds_to_threshold(rows, threshold),
-        "final_eval_return": float(y[-1]),  # with stopped_at_threshold: the threshold's row
+        "final_eval_return": final_return(x, y),  # stopped_at_threshold: the threshold's row
         "eval_return_at_1000": value_at(x, y, 1000),
     } | actor
 
@@ -55,13 +55,25 @@ def learning_cpu_seconds_to_threshold(rows: list[dict], threshold: float) -> flo
 
 
 def curve(rows: list[dict], key: str = "eval_return") -> tuple[np.ndarray, np.ndarray]:
-    """Evaluations in step order (`key`: eval_actor_return for a loop run's actor alone)."""
+    """Evaluations in step order, those at one step in the order they were recorded (`key`:
+    eval_actor_return for a loop run's actor alone)."""
     evals = sorted(
-        (r["env_steps"], r[key])
-        for r in rows
-        if r.get(key) is not None and r.get("event") in (None, "evaluation")
+        (
+            (r["env_steps"], r[key])
+            for r in rows
+            if r.get(key) is not None and r.get("event") in (None, "evaluation")
+        ),
+        key=lambda e: e[0],  # never by return: at one step that would put the best one last
     )
     return np.array([s for s, _ in evals]), np.array([v for _, v in evals])
+
+
+def final_return(steps: np.ndarray, returns: np.ndarray) -> float:
+    """The mean of every evaluation at the last evaluated step. A step schedule that ends on
+    the run's last step evaluates the final agent twice (on the schedule and at the episode's
+    end); a planner acts stochastically, so the two differ, and either one alone, let alone
+    the higher, is a noisier or a biased read of the same agent."""
+    return float(np.mean(returns[steps == steps[-1]]))
 
 
 def steps_to_threshold(steps: np.ndarray, returns: np.ndarray, threshold: float) -> int | None:

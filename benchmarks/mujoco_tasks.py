@@ -217,14 +217,15 @@ def half_cheetah(args, console: Console) -> None:
             x, y = curves.curve(rows)
             entry = {
                 "seed": seed,
-                "final_eval_return": float(y[-1]),
+                "final_eval_return": curves.final_return(x, y),
                 "seconds": seconds,  # the run's last attempt (a resumed run: after the kill)
                 "cpu_seconds": curves.run_cpu_seconds(rows),
                 "ms_per_action_median": _ms_per_action(rows),
                 "curve_steps": x.tolist(),
                 "curve_returns": y.tolist(),
             }
-            console.print(f"HalfCheetah-v5 {method} seed {seed}: {y[-1]:.1f} ({seconds:.0f} s)")
+            final = entry["final_eval_return"]
+            console.print(f"HalfCheetah-v5 {method} seed {seed}: {final:.1f} ({seconds:.0f} s)")
             report = _controllers(args, method, config.out.parent / "trials" / config.out.name)
             _save(args, "half_cheetah", _cheetah_merge(steps, method, entry, report))
 

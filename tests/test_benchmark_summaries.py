@@ -122,6 +122,32 @@ def test_a_run_stopped_at_the_threshold_has_no_curve_after_it():
     assert not told_but_short["stopped_at_threshold"]  # a run that never got there
 
 
+def test_two_evaluations_at_the_last_step_are_averaged_not_the_best_one_kept():
+    """A schedule ending on the last step evaluates the final agent twice; the final return is
+    their mean whichever is higher, and the curve keeps them in the order they were made."""
+    for scheduled, closing in [(2885.9, 2782.6), (2878.3, 2893.8)]:
+        rows = [
+            {"env_steps": 45_000, "eval_return": 2871.8},
+            {"event": "evaluation", "env_steps": 50_000, "eval_return": scheduled},
+            {"event": "model_refit", "env_steps": 50_000, "eval_return": 1e9},  # not an eval
+            {"env_steps": 50_000, "eval_return": closing},
+        ]
+        x, y = curves.curve(rows)
+        assert x.tolist() == [45_000, 50_000, 50_000] and y.tolist()[1:] == [scheduled, closing]
+        entry = curves.measure(rows, 1.0, seed=0, steps=50_000, threshold=1e4)
+        assert entry["final_eval_return"] == pytest.approx((scheduled + closing) / 2)
+
+
+def test_the_sweeps_final_score_is_the_mean_at_the_last_point():
+    from forethought.sweep.execute import final_score
+    from forethought.sweep.kinds import TRAIN
+
+    assert final_score({"x": [], "y": []}) is None
+    assert final_score({"x": [1, 2, 2], "y": [5.0, 9.0, 7.0]}) == 8.0
+    rows = [{"env_steps": 2, "eval_return": 9.0}, {"env_steps": 2, "eval_return": 7.0}]
+    assert TRAIN.curve(rows)["y"] == [9.0, 7.0]  # recorded order, not sorted by score
+
+
 def test_every_benchmark_method_makes_a_valid_config(tmp_path):
     """Each environment's methods turn into a config that `forethought train` accepts; iCEM with
     the value at its horizon evaluates on the step schedule only and stops at the threshold."""

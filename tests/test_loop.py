@@ -116,8 +116,10 @@ def test_nan_observation_is_refused_naming_the_step(tmp_path, capsys):
 def test_step_schedule_evaluations_are_events(tmp_path):
     result = train(tiny_config(tmp_path / "run", episodes=2, eval_every_steps=20))
     events = [r for r in result.history if r.get("event") == "evaluation"]
-    assert [e["env_steps"] for e in events] == [20, 40, 60]
+    assert [e["env_steps"] for e in events] == [20, 40]  # 60 ends the run: evaluated there
     assert all(len(e["eval_returns"]) == 2 for e in events)
+    evaluated = [r["env_steps"] for r in result.history if r.get("eval_return") is not None]
+    assert sorted(evaluated) == sorted(set(evaluated)) and 60 in evaluated  # once per step
 
 
 def test_explore_std_perturbs_training_actions_and_not_evaluation(tmp_path):

@@ -97,7 +97,7 @@ def run_trial(sweep_dir: Path, trial: Trial) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "score_name": kind.score_name,
         "x_name": kind.x_name,
-        "final_score": points["y"][-1] if points["y"] else None,
+        "final_score": final_score(points),
         "progress": points["x"][-1] if points["x"] else 0,
         "evaluations": points,
         "seconds": time.perf_counter() - start,  # this attempt's time (less when resumed)
@@ -250,3 +250,13 @@ def run_ray(sweep_dir: Path, trials: list[Trial], ray_options: dict[str, Any], o
     finally:
         if started:
             ray.shutdown()  # stops a local Ray; only disconnects from a cluster
+
+
+def final_score(points: dict[str, list[float]]) -> float | None:
+    """The mean of the scores at the last progress point: a run whose evaluation schedule ends
+    on its last step evaluates the final agent twice, and the later or the higher of two noisy
+    reads alone would be a worse or a biased estimate of it."""
+    if not points["y"]:
+        return None
+    last = [y for x, y in zip(points["x"], points["y"], strict=True) if x == points["x"][-1]]
+    return sum(last) / len(last)

@@ -44,8 +44,9 @@ class TrialKind:
         return json.loads(json.dumps(data, default=str))
 
     def curve(self, rows: list[Row]) -> dict[str, list[float]]:
-        """Every evaluation point of a run, in progress order."""
-        points = sorted(p for p in map(self.point, rows) if p is not None)
+        """Every evaluation point of a run, in progress order (points at one step in the order
+        they were recorded: sorting by score as well would put the best one last)."""
+        points = sorted((p for p in map(self.point, rows) if p is not None), key=lambda p: p[0])
         return {"x": [x for x, _ in points], "y": [y for _, y in points]}
 
 

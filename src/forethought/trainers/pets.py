@@ -345,7 +345,10 @@ def _collect(run: Run, episode: int, bar: RunProgress) -> EpisodeResult:
         if run.adaptation.forgetting_refit_due(step):
             _refit_after_forgetting(run, episode, bar)
         if config.eval_every_steps and step % config.eval_every_steps == 0:
-            _evaluate_between(run, episode, bar)
+            if not ((terminated or truncated) and _evaluation_due(config, episode, step)):
+                _evaluate_between(run, episode, bar)
+            # else the episode-end evaluation, after this episode's fit, stands for this step:
+            # two evaluations at one step would give a threshold two chances to be crossed
 
     run.agent.reset()
     run.agent.plan_disagreement.clear()
