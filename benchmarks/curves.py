@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from forethought.sweep.execute import last_step_mean
+
 
 def measure(
     rows: list[dict], seconds: float, seed: int, steps: int, threshold: float, stops: bool = False
@@ -25,7 +27,9 @@ def measure(
         "curve_returns": y.tolist(),
         "steps_to_threshold": steps_to_threshold(x, y, threshold),
         "learning_cpu_seconds_to_threshold": learning_cpu_seconds_to_threshold(rows, threshold),
-        "final_eval_return": final_return(x, y),  # stopped_at_threshold: the threshold's row
+        "final_eval_return": last_step_mean(
+            x.tolist(), y.tolist()
+        ),  # stopped_at_threshold: the threshold's row
         "eval_return_at_1000": value_at(x, y, 1000),
     } | actor
 
@@ -66,14 +70,6 @@ def curve(rows: list[dict], key: str = "eval_return") -> tuple[np.ndarray, np.nd
         key=lambda e: e[0],  # never by return: at one step that would put the best one last
     )
     return np.array([s for s, _ in evals]), np.array([v for _, v in evals])
-
-
-def final_return(steps: np.ndarray, returns: np.ndarray) -> float:
-    """The mean of every evaluation at the last evaluated step. A step schedule that ends on
-    the run's last step evaluates the final agent twice (on the schedule and at the episode's
-    end); a planner acts stochastically, so the two differ, and either one alone, let alone
-    the higher, is a noisier or a biased read of the same agent."""
-    return float(np.mean(returns[steps == steps[-1]]))
 
 
 def steps_to_threshold(steps: np.ndarray, returns: np.ndarray, threshold: float) -> int | None:

@@ -7,7 +7,8 @@ seed 30,000, sampling seed 40,000) are picked by every final judge of `lm compar
 combinations of learned judges (the mean of their within-prompt ranks), and by the rule-gated
 control. Per judge: the fraction of prompts whose pick is solved, the mean gold score of the
 pick (the partial credit the search benchmark's win rates compare), how often the pick ends
-on the target unsolved, and how well it tells those from the solved ones. Writes benchmarks/results/judges_<task>.json.
+on the target unsolved, and how well each judge tells those from the solved ones. Writes
+benchmarks/results/judges_<task>.json.
 
     python benchmarks/judges.py                          # countdown, ~3 min on one core
     python benchmarks/judges.py --task countdown-hard

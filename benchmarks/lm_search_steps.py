@@ -32,9 +32,8 @@ SEARCHES = [  # (method, process scorer); every label names its process scorer
     ("mcts", "prm"),
     ("mcts", "value"),
 ]
-ON_REQUEST = [
-    ("mix", "value")
-]  # measured on development prompts only; run when --searches names it
+# Measured on development prompts only; run when --searches names it.
+ON_REQUEST = [("mix", "value")]
 CONTROL = "bon [legal+proxy]"
 
 

@@ -217,7 +217,7 @@ def half_cheetah(args, console: Console) -> None:
             x, y = curves.curve(rows)
             entry = {
                 "seed": seed,
-                "final_eval_return": curves.final_return(x, y),
+                "final_eval_return": curves.last_step_mean(x.tolist(), y.tolist()),
                 "seconds": seconds,  # the run's last attempt (a resumed run: after the kill)
                 "cpu_seconds": curves.run_cpu_seconds(rows),
                 "ms_per_action_median": _ms_per_action(rows),

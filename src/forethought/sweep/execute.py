@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -253,10 +253,13 @@ def run_ray(sweep_dir: Path, trials: list[Trial], ray_options: dict[str, Any], o
 
 
 def final_score(points: dict[str, list[float]]) -> float | None:
-    """The mean of the scores at the last progress point: a run whose evaluation schedule ends
-    on its last step evaluates the final agent twice, and the later or the higher of two noisy
-    reads alone would be a worse or a biased estimate of it."""
-    if not points["y"]:
-        return None
-    last = [y for x, y in zip(points["x"], points["y"], strict=True) if x == points["x"][-1]]
-    return sum(last) / len(last)
+    """A trial's final score: `last_step_mean` of its evaluation points (None without any)."""
+    return last_step_mean(points["x"], points["y"]) if points["y"] else None
+
+
+def last_step_mean(steps: Sequence[float], scores: Sequence[float]) -> float:
+    """The mean of the scores at the last step. A run whose evaluation schedule ends on its
+    last step can evaluate the final agent twice; a planner acts at random, so the reads
+    differ, and the later or the higher one alone would be a noisier or a biased estimate."""
+    last = [y for x, y in zip(steps, scores, strict=True) if x == steps[-1]]
+    return float(sum(last) / len(last))
