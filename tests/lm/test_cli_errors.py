@@ -177,6 +177,27 @@ CASES = {
         "error: --process: needs a process reward model; train one with `forethought lm "
         "train-prm --out DIR`",
     ),
+    "compare with the blend pick but no blend fitted": (
+        ["compare", "--assets", "{tmp}/models", "--final", "blend"],
+        lambda run: _assets_without_prm(run.parent / "models"),
+        "error: --final: 'blend' needs fitted judge weights; run `forethought lm train-blend "
+        "--out DIR` and pass --assets DIR",
+    ),
+    "train-blend without a PRM": (
+        ["train-blend", "--out", "{tmp}/models"],
+        lambda run: _assets_without_prm(run.parent / "models"),
+        "error: --out: no prm/ under {tmp}/models; run train-generator and train-prm first",
+    ),
+    "train-blend into the shipped models": (
+        ["train-blend", "--out", str(SHIPPED)],
+        None,
+        "error: --out: {shipped} holds the models shipped with forethought",
+    ),
+    "train-blend with empty pools": (
+        ["train-blend", "--out", "{tmp}", "--samples", "0"],
+        None,
+        "error: --samples: must be at least 1, got 0",
+    ),
     "selftrain with a negative thread count": (
         ["selftrain", "--out", "{tmp}/new", "--threads", "-1"],
         None,

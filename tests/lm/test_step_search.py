@@ -438,3 +438,40 @@ def test_policy_pick_is_the_answer_the_generator_finds_likeliest_per_token(tiny_
     )
     assert searched.pick == picks["policy"].pick and searched.spent == picks["policy"].spent
     assert policy_likelihood([]).shape == (0,)
+
+
+def test_the_blend_pick_reads_the_pool_and_books_what_rank_policy_books(tiny_prm_assets):
+    from forethought.lm import compare
+    from forethought.lm.artifacts.shipped import load_countdown
+    from forethought.lm.blend import JudgeBlend
+    from forethought.lm.search.common import policy_likelihood
+
+    suite = load_countdown(tiny_prm_assets)
+    settings = compare.SearchSettings(max_new_tokens=10, process="prm")
+    torch.manual_seed(0)
+    plain = compare.run_method(suite, "mcts", "2,9>11:", Budget(80), settings)
+    with pytest.raises(ConfigError, match="train-blend"):
+        compare.repick(suite, plain, ["blend"])
+    ones, zeros = np.ones(4), np.zeros(4)
+    suite.blend = JudgeBlend(("proxy", "value", "prm-last", "policy"), zeros, ones,
+                             np.array([0.0, 0.0, 0.0, 1.0]))  # fmt: skip
+    picks = compare.repick(suite, plain, ["blend", "rank+policy"])
+    likely = policy_likelihood(plain.finalists)
+    assert picks["blend"].pick == plain.finalists[int(np.argmax(likely))]
+    assert picks["blend"].spent == picks["rank+policy"].spent
+
+
+def test_train_blend_fits_checks_and_writes_a_loadable_blend(tiny_prm_assets, tmp_path):
+    from forethought.cli import main
+    from forethought.lm.artifacts.shipped import load_countdown
+
+    for name in ("generator", "proxy", "value_model", "prm"):
+        (tmp_path / name).symlink_to(tiny_prm_assets / name)
+    args = ["--problems", "3", "--samples", "4", "--check-problems", "2", "--steps", "20"]
+    assert main(["lm", "train-blend", "--out", str(tmp_path), *args]) == 0
+    report = json.loads((tmp_path / "blend.json").read_text())
+    assert report["blend"]["judges"] == ["proxy", "value", "prm-last", "policy"]
+    assert {"blend", "proxy", "value", "prm-last", "policy", "rank mean"} < set(report["check"])
+    for row in report["check"].values():
+        assert 0.0 <= row["pick_solved"] <= report["check"]["any solved"]["pick_solved"]
+    assert load_countdown(tmp_path).blend.judges == ("proxy", "value", "prm-last", "policy")

@@ -21,6 +21,7 @@ from rich.console import Console
 from forethought.errors import ConfigError
 from forethought.lm import cli_training as training
 from forethought.lm.artifacts.pretrain import PretrainConfig
+from forethought.lm.artifacts.train_blend import BlendConfig
 from forethought.lm.artifacts.train_prm import PRMConfig
 from forethought.lm.cli_training import say
 from forethought.lm.compare import FinalPick
@@ -210,6 +211,28 @@ class TrainPrmCommand:
 
 
 @dataclass(frozen=True)
+class TrainBlendCommand:
+    """Fit the judge blend behind `--final blend` on the models in --out: the weights of the proxy, value model, PRM last step and the generator's likelihood whose softmax pick within each prompt's pool of policy samples has the highest expected gold score, on prompts of its own; checked on train-prm's pick-check prompts against each judge alone and the mean of their ranks, into --out/blend.json."""
+
+    out: Path = MODELS_OUT
+    """Directory of the models, with a prm/ (the shipped ones are written only with --overwrite-shipped)."""
+    problems: int = BlendConfig.problems
+    """Training prompts."""
+    samples: int = BlendConfig.samples
+    """Policy samples per prompt (the pool a pick chooses from)."""
+    check_problems: int = BlendConfig.check_problems
+    """Check prompts (train-prm's pick-check prompts)."""
+    steps: int = BlendConfig.steps
+    """Full-batch optimiser steps."""
+    seed: int = 0
+    """Offset of the problem and sampling seeds."""
+    threads: int = 1
+    """Torch CPU threads (0: torch's default of one per core)."""
+    overwrite_shipped: bool = False
+    """Allow --out to be the models shipped inside the package (adds blend.json next to them)."""
+
+
+@dataclass(frozen=True)
 class SelftrainCommand:
     """Expert iteration (STaR / ReST-EM) on the built-in task: each iteration searches the training prompts with the current policy and value predictor, keeps the best responses, fine-tunes a LoRA adapter on them, refits the predictor and evaluates on held-out prompts. A killed run continues with --resume RUN_DIR (only --iterations and --device may be given again)."""
 
@@ -246,6 +269,7 @@ COMMANDS: dict[str, type] = {
     "train-generator": TrainGeneratorCommand,
     "train-reward": TrainRewardCommand,
     "train-prm": TrainPrmCommand,
+    "train-blend": TrainBlendCommand,
     "selftrain": SelftrainCommand,
     "grpo": GrpoCommand,
 }
@@ -261,6 +285,7 @@ def run(command, console: Console) -> int:
         TrainGeneratorCommand: training.train_models,
         TrainRewardCommand: training.train_models,
         TrainPrmCommand: training.train_prm,
+        TrainBlendCommand: training.train_blend,
         SelftrainCommand: training.selftrain,
         GrpoCommand: training.grpo,
     }[type(command)]
@@ -305,6 +330,8 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     ):
         if wants_prm and suite.prm is None:
             compare.partial_scorer(suite, "prm", flag)  # the one-line error saying how
+    if cmd.final == "blend":
+        compare.final_scorer(suite, "blend")  # the one-line error when no blend was fitted
     problems = suite.task.make_problems(cmd.prompts, seed=10_000 + cmd.seed)  # held-out seed
     settings = compare.SearchSettings(
         max_new_tokens=cmd.max_new_tokens or suite.task.max_new_tokens,

@@ -134,6 +134,30 @@ def train_prm(cmd, console: Console) -> int:
     return 0
 
 
+def train_blend(cmd, console: Console) -> int:
+    from forethought.lm.artifacts.train_blend import BlendConfig, run_train_blend
+
+    out = _models_out(cmd)
+    for name in ("problems", "samples", "check_problems", "steps"):
+        if getattr(cmd, name) < 1:
+            raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
+    if not (out / "prm").is_dir():
+        raise ConfigError("out", f"no prm/ under {out}; run train-generator and train-prm first")
+    configure_cpu(cmd.threads)
+    cfg = BlendConfig(cmd.problems, cmd.samples, cmd.check_problems, cmd.steps, cmd.seed)
+    start = time.time()
+    report = run_train_blend(out, cfg, log=lambda line: say(console, line))
+    blend = report["blend"]
+    weights = ", ".join(
+        f"{j} {w:+.2f}" for j, w in zip(blend["judges"], blend["weights"], strict=True)
+    )
+    say(console, f"blend written to {out / 'blend.json'} in {time.time() - start:.0f}s: {weights}")
+    for name, row in report["check"].items():
+        gold = f", gold {row['pick_gold']:.3f}" if "pick_gold" in row else ""
+        say(console, f"  check pick by {name:10s} solved {row['pick_solved']:.3f}{gold}")
+    return 0
+
+
 def _record_proxy(meta_path: Path, cfg, seconds: float) -> None:
     """Update meta.json for a proxy retrained alone: its settings and time, the rest kept."""
     meta = read_json(meta_path, "the models' settings") if meta_path.exists() else {}

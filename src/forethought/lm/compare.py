@@ -18,6 +18,7 @@ import torch
 
 from forethought.errors import ConfigError
 from forethought.lm.artifacts.shipped import CountdownSuite
+from forethought.lm.blend import JudgeBlend
 from forethought.lm.budget import Account, Budget, Spend
 from forethought.lm.prm import AggregatedPRM
 from forethought.lm.rewards import RuleGated, Scorer
@@ -54,6 +55,7 @@ FinalPick = Literal[
     "rank",
     "policy",
     "rank+policy",
+    "blend",
 ]
 FINALS: tuple[str, ...] = get_args(FinalPick)
 """What picks among a search's finished answers: the proxy reward model (alone or behind the
@@ -61,10 +63,11 @@ legality check), the value model on the whole answer, the PRM's step scores fold
 last or product, a weighted majority vote over final answers (weights: PRM last-step), the
 mean within-pool rank given by the learned judges in RANK_JUDGES, the generator's own mean
 log-probability per token of the answer ('policy': recorded while sampling, so it costs no
-call), or the mean rank of RANK_JUDGES and the policy's likelihood ('rank+policy')."""
+call), the mean rank of RANK_JUDGES and the policy's likelihood ('rank+policy'), or a learned
+weighting of those four judges' scores ('blend', fitted by `lm train-blend`)."""
 RANK_JUDGES = ("proxy", "value", "prm-last")
 """The judges whose ranks the 'rank' pick averages: no hand-written rule among them."""
-POOL_PICKS = ("vote", "rank", "policy", "rank+policy")
+POOL_PICKS = ("vote", "rank", "policy", "rank+policy", "blend")
 """Finals that read a search's whole pool after it: the search itself picks by the proxy (by
 PRM-last for 'vote')."""
 
@@ -77,6 +80,16 @@ def _require_prm(suite: CountdownSuite, field: str) -> Scorer:
             "and pass --assets DIR",
         )
     return suite.prm
+
+
+def _require_blend(suite: CountdownSuite) -> JudgeBlend:
+    if suite.blend is None:
+        raise ConfigError(
+            "final",
+            "'blend' needs fitted judge weights; run `forethought lm train-blend --out DIR` "
+            "and pass --assets DIR",
+        )
+    return suite.blend
 
 
 def partial_scorer(suite: CountdownSuite, name: str, field: str) -> Scorer:
@@ -94,6 +107,8 @@ def final_scorer(suite: CountdownSuite, name: str) -> Scorer:
     'rank' searches by the proxy, its pool is ranked afterwards)."""
     if name not in FINALS:
         raise ConfigError("final", f"must be one of {', '.join(FINALS)}, got {name!r}")
+    if name == "blend":
+        _require_blend(suite)
     if name in POOL_PICKS and name != "vote":
         return suite.proxy
     if name in ("proxy", "legal+proxy"):
@@ -137,6 +152,9 @@ def repick(suite: CountdownSuite, result: SearchResult, finals: Sequence[str]) -
         if final in ("rank", "rank+policy"):
             judges = RANK_JUDGES + (("policy",) if final == "rank+policy" else ())
             scores = rank_mean([judge(name, account) for name in judges])
+        elif final == "blend":
+            blend = _require_blend(suite)
+            scores = blend.score(np.stack([judge(name, account) for name in blend.judges], -1))
         else:
             scores = judge(final, account)
         picked = pick_best(result.method, result.finalists, scores, account)
@@ -148,10 +166,10 @@ def _pool_pick(suite, method, prompt, budget: Budget, s, n, trace) -> SearchResu
     """'vote': the search picks by PRM-last and the vote re-reads its pool. The others: the
     search picks by the proxy, then the judges re-read the whole pool (for 'rank', the value
     model and the PRM: value calls)."""
-    if s.final.startswith("rank") and budget.max_value_calls is not None:
+    if s.final.startswith(("rank", "blend")) and budget.max_value_calls is not None:
         raise ConfigError(
             "final",
-            "'rank' scores the finished answers with the value model and the PRM after the "
+            f"{s.final!r} scores the finished answers with the value model and the PRM after the "
             "search, so it needs no cap on value calls; pick another final or lift the cap",
         )
     judge = "prm-last" if s.final == "vote" else "proxy"
@@ -171,7 +189,7 @@ class SearchSettings:
     max_new_tokens: int = 24
     """Cap on a response's length in tokens."""
     final: str = "proxy"
-    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod', 'vote', 'rank' (the mean within-pool rank given by the proxy, the value model and the PRM's last step), 'policy' (the generator's mean log-probability per token of the answer) or 'rank+policy' (the mean rank of all four)."""
+    """Every method's final pick, one of FINALS: 'proxy' (the reward model), 'legal+proxy' (the reward model behind the step-legality check), 'value', 'prm-min', 'prm-last', 'prm-prod', 'vote', 'rank' (the mean within-pool rank given by the proxy, the value model and the PRM's last step), 'policy' (the generator's mean log-probability per token of the answer), 'rank+policy' (the mean rank of all four) or 'blend' (a learned weighting of those four judges' scores: `lm train-blend`)."""
     prefix_tokens: int = 12
     """look-ahead: length of the partial branches that are ranked (about two Countdown steps, so the legality check has two completed steps to judge)."""
     lookahead_scorer: str = "legal+value"

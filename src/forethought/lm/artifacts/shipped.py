@@ -8,6 +8,7 @@
     value_model/        GPT-2 sequence classifier scoring prefixes (AutoModelForSequenceClassification)
     prm/                GPT-2 sequence classifier, P(solved) after each step (optional; `train-prm`)
     prm.json            its held-out step-label accuracy and calibration
+    blend.json          the judge blend's weights and its pick check (optional; `train-blend`)
     value_hidden.npz    ridge read-out on generator hidden states
     value_minilm.npz    ridge read-out on MiniLM embeddings
     meta.json           training config, timings and held-out statistics
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forethought.errors import ConfigError
+from forethought.lm.blend import JudgeBlend, load_blend
 from forethought.lm.generator import Generator
 from forethought.lm.prm import ProcessRewardModel
 from forethought.lm.rewards import ClassifierReward, FunctionReward, Scorer
@@ -50,6 +52,8 @@ class CountdownSuite:
     """The Countdown setting the models were trained on (its gold verifier and legality rule)."""
     prm: Scorer | None = None
     """The process reward model under `root/prm`, when one was trained (`lm train-prm`)."""
+    blend: JudgeBlend | None = None
+    """The learned judges' weights for `--final blend` (`root/blend.json`, from `lm train-blend`)."""
 
 
 def shipped_root(task: str = "countdown") -> Path:
@@ -150,4 +154,5 @@ def load_countdown(
         step_delimiter_ids(gen, task),
         task,
         load_prm(root, device=device),
+        load_blend(root / "blend.json"),
     )
