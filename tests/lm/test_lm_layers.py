@@ -13,7 +13,7 @@ LAYERS = [
     {"budget", "hub", "tasks"},
     {"generator"},
     {"rewards"},
-    {"value", "prm", "search"},
+    {"value", "prm", "search", "blend"},
     {"artifacts"},
     {"compare", "selftrain"},
     {"grpo"},
