@@ -4,7 +4,8 @@ The step-level search's final pick is where the learned methods lose to the rule
 (README, "Why the PRM is a weak final judge"). This benchmark isolates the pick from the search:
 the same 64 policy samples for each of 150 held-out prompts (train-prm's pick check: prompts
 seed 30,000, sampling seed 40,000) are picked by every final judge of `lm compare --final`, by
-combinations of learned judges (the mean of their within-prompt ranks), and by the rule-gated
+combinations of learned judges (the mean of their within-prompt ranks), by the judge blend
+(`--final blend`, fitted by `lm train-blend` on prompts of its own), and by the rule-gated
 control. Per judge: the fraction of prompts whose pick is solved, the mean gold score of the
 pick (the partial credit the search benchmark's win rates compare), how often the pick ends
 on the target unsolved, and how well each judge tells those from the solved ones. Writes
@@ -35,19 +36,6 @@ COMBINED += (("proxy", "value", "prm-last", "policy"),)
 CONTROL = "legal+proxy"
 
 
-def draw(suite, prompts: list[str], n: int, seed: int) -> list:
-    """n policy samples per prompt, all prompts in one batch, seeded as train-prm's pick check."""
-    import torch
-
-    from forethought.lm.budget import Account, Budget
-
-    torch.manual_seed(seed)
-    unlimited = Account(Budget(max_tokens=2**62))
-    max_new = suite.task.max_new_tokens
-    rows = [c for p in prompts for c in suite.generator.start(p, n, max_new)]
-    return suite.generator.extend(rows, max_new, unlimited)
-
-
 def judge_scores(suite, answers: list, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Every single judge's scores (prompts x samples), and the combinations' rank means."""
     from forethought.lm.compare import final_scorer
@@ -62,6 +50,9 @@ def judge_scores(suite, answers: list, shape: tuple[int, int]) -> dict[str, np.n
     ranks = {name: rankdata(scores[name], axis=1) for name in SINGLE}  # ties share a rank
     for combo in COMBINED:
         scores["+".join(combo)] = np.mean([ranks[name] for name in combo], axis=0)
+    if suite.blend is not None:  # fitted on prompts of its own (lm train-blend), not these
+        features = np.stack([scores[name] for name in suite.blend.judges], -1)
+        scores["blend"] = suite.blend.score(features.reshape(-1, features.shape[2])).reshape(shape)
     return scores
 
 
@@ -118,12 +109,13 @@ def main() -> None:
 
 def measure(suite, prompts: int, samples: int) -> dict:
     """Draw the samples, pick with every judge, and score each judge's picks."""
+    from forethought.lm.artifacts.train_blend import draw_pools
     from forethought.lm.tasks import countdown
 
     task = suite.task
     texts = [p.prompt for p in task.make_problems(prompts, seed=30_000)]
     start = time.time()
-    answers = draw(suite, texts, samples, seed=40_000)
+    answers = draw_pools(suite, texts, samples, seed=40_000)
     shape = (len(texts), samples)
     solved = np.array([task.solved(a.prompt, a.text) for a in answers]).reshape(shape)
     gold = np.asarray(suite.gold(answers)).reshape(shape)
