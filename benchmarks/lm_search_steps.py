@@ -35,6 +35,10 @@ SEARCHES = [  # (method, process scorer); every label names its process scorer
 # Measured on development prompts only; run when --searches names it.
 ON_REQUEST = [("mix", "value")]
 CONTROL = "bon [legal+proxy]"
+# Pairs reported at every budget without being selected on these prompts: MCTS with the value
+# model at its leaves, picked by the judges' mean rank or by their blend (chosen on the judges'
+# prompts, benchmarks/judges.py).
+FIXED_PAIRS = ("mcts(value) [rank+policy]", "mcts(value) [blend]", "dvts(value) [blend]")
 
 
 def correlation_by_step(suite, problems, per_prompt: int, max_new: int) -> dict:
@@ -77,12 +81,14 @@ def correlation_by_step(suite, problems, per_prompt: int, max_new: int) -> dict:
 
 def learned_vs_bon(rows: list[dict], budgets: list[int]) -> list[dict]:
     """Per budget: the best learned-only (method, final pick) by win rate against plain
-    Best-of-N, and how its mean gold compares with the rule-gated control's."""
+    Best-of-N, and how its mean gold compares with the rule-gated control's; the learned pair
+    with the highest mean gold against the control; and each of FIXED_PAIRS (no selection)."""
     out = []
     for b in budgets:
         at = {r["method"]: r for r in rows if r["budget"] == b}
         learned = {m: r for m, r in at.items() if "legal" not in m and m != "bon"}
         best = max(learned.values(), key=lambda r: (r["win_rate"], r["mean_gold"]))
+        by_gold = max(learned.values(), key=lambda r: (r["mean_gold"], r["win_rate"]))
         control = at[CONTROL]
         out.append(
             {
@@ -95,6 +101,18 @@ def learned_vs_bon(rows: list[dict], budgets: list[int]) -> list[dict]:
                 "control_gold": control["mean_gold"],
                 "control_win_rate_vs_bon": control["win_rate"],
                 "matches_control": best["mean_gold"] >= control["mean_gold"],
+                "best_gold_learned": by_gold["method"],
+                "best_gold": by_gold["mean_gold"],
+                "best_gold_matches_control": by_gold["mean_gold"] >= control["mean_gold"],
+                "fixed_pairs": {
+                    m: {
+                        "win_rate_vs_bon": at[m]["win_rate"],
+                        "mean_gold": at[m]["mean_gold"],
+                        "matches_control": at[m]["mean_gold"] >= control["mean_gold"],
+                    }
+                    for m in FIXED_PAIRS
+                    if m in at
+                },
             }
         )
     return out
@@ -308,11 +326,12 @@ def _write_depth_summary() -> None:
     )
 
 
-if __name__ == "__main__":  # add the intervals to results written before they were computed
+if __name__ == "__main__":  # recompute the summary (and intervals) of results already written
     import sys
 
     for name in sys.argv[1:]:
         data = json.loads(Path(name).read_text())
+        data["learned_vs_bon"] = learned_vs_bon(data["budget_sweep"], data["budgets"])
         add_intervals(data["learned_vs_bon"], data["records"])
         Path(name).write_text(json.dumps(data, indent=1))
         for r in data["learned_vs_bon"]:

@@ -61,3 +61,29 @@ def test_the_mix_search_runs_only_when_named():
     assert shapes.search_of(["mix_share=0.25"]) == "mix(value)"
     assert shapes.search_of(["widen=2"]) == "mcts(value)"
     assert not any(name.startswith("mix") for name in shapes.DEFAULT_SETTINGS)
+
+
+def test_the_summary_names_the_best_by_win_rate_the_best_by_gold_and_the_fixed_pairs():
+    def row(method, win, gold):
+        return {"budget": 64, "method": method, "win_rate": win, "mean_gold": gold, "solved": 0.1}
+
+    rows = [
+        row("bon", 0.5, 0.50),
+        row(steps.CONTROL, 0.6, 0.70),
+        row("bon [blend]", 0.70, 0.65),  # most wins against Best-of-N, less gold than the control
+        row("mcts(value) [blend]", 0.62, 0.72),  # most gold: matches the control
+        row("mcts(value) [rank+policy]", 0.55, 0.60),
+        row("mcts(value) [legal+proxy]", 0.99, 0.99),  # uses the rule: never a learned row
+    ]
+    (summary,) = steps.learned_vs_bon(rows, [64])
+    assert (summary["best_learned"], summary["matches_control"]) == ("bon [blend]", False)
+    assert summary["best_gold_learned"] == "mcts(value) [blend]"
+    assert summary["best_gold_matches_control"] is True
+    fixed = summary["fixed_pairs"]
+    assert fixed["mcts(value) [blend]"]["matches_control"] is True
+    assert fixed["mcts(value) [rank+policy]"] == {
+        "win_rate_vs_bon": 0.55,
+        "mean_gold": 0.60,
+        "matches_control": False,
+    }
+    assert "dvts(value) [blend]" not in fixed  # not measured here
