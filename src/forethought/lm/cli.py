@@ -216,20 +216,11 @@ class TrainBlendCommand:
 
     out: Path = MODELS_OUT
     """Directory of the models, with a prm/ (the shipped ones are written only with --overwrite-shipped)."""
-    problems: int = BlendConfig.problems
-    """Training prompts."""
-    samples: int = BlendConfig.samples
-    """Policy samples per prompt (the pool a pick chooses from)."""
-    check_problems: int = BlendConfig.check_problems
-    """Check prompts (train-prm's pick-check prompts)."""
-    steps: int = BlendConfig.steps
-    """Full-batch optimiser steps."""
-    seed: int = 0
-    """Offset of the problem and sampling seeds."""
     threads: int = 1
     """Torch CPU threads (0: torch's default of one per core)."""
     overwrite_shipped: bool = False
     """Allow --out to be the models shipped inside the package (adds blend.json next to them)."""
+    config: Annotated[BlendConfig, tyro.conf.arg(name="")] = BlendConfig()  # noqa: RUF009 (frozen)
 
 
 @dataclass(frozen=True)

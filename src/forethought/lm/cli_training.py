@@ -135,16 +135,15 @@ def train_prm(cmd, console: Console) -> int:
 
 
 def train_blend(cmd, console: Console) -> int:
-    from forethought.lm.artifacts.train_blend import BlendConfig, run_train_blend
+    from forethought.lm.artifacts.train_blend import run_train_blend
 
-    out = _models_out(cmd)
+    out, cfg = _models_out(cmd), cmd.config
     for name in ("problems", "samples", "check_problems", "steps"):
-        if getattr(cmd, name) < 1:
-            raise ConfigError(name, f"must be at least 1, got {getattr(cmd, name)}")
+        if getattr(cfg, name) < 1:
+            raise ConfigError(name, f"must be at least 1, got {getattr(cfg, name)}")
     if not (out / "prm").is_dir():
         raise ConfigError("out", f"no prm/ under {out}; run train-generator and train-prm first")
     configure_cpu(cmd.threads)
-    cfg = BlendConfig(cmd.problems, cmd.samples, cmd.check_problems, cmd.steps, cmd.seed)
     start = time.time()
     report = run_train_blend(out, cfg, log=lambda line: say(console, line))
     blend = report["blend"]

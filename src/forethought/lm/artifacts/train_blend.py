@@ -25,10 +25,11 @@ from forethought.lm.blend import BLEND_JUDGES, JudgeBlend, fit_blend
 from forethought.lm.budget import Account, Budget
 from forethought.lm.generator import Candidate
 
-TRAIN_PROBLEM_SEED = (
-    32_000  # + seed: never the search benchmark's (15,000 / 20,000) nor the check's
-)
-CHECK_PROBLEM_SEED = 30_000  # + seed: train-prm's pick check and benchmarks/judges.py
+# Problem seeds (+ --seed): the training prompts are never the search benchmark's (15,000 for
+# development, 20,000 held out) nor the check's, which are train-prm's pick check's and
+# benchmarks/judges.py's.
+TRAIN_PROBLEM_SEED = 32_000
+CHECK_PROBLEM_SEED = 30_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class BlendConfig:
     steps: int = 500
     """Full-batch optimiser steps."""
     seed: int = 0
+    """Offset of the problem and sampling seeds."""
 
 
 def draw_pools(suite, prompts: list[str], n: int, seed: int) -> list[Candidate]:
