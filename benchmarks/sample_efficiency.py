@@ -219,6 +219,7 @@ MPC_VALUE = LONG_HORIZON | {
 }
 BUDGET["InvertedPendulum-v5"]["mpc-value"] = BUDGET["InvertedPendulum-v5"]["mpc"]
 BUDGET["Pendulum-v1"]["loop-imagined"] = BUDGET["Pendulum-v1"]["loop"]
+BUDGET["Pendulum-v1"]["loop-critic"] = BUDGET["Pendulum-v1"]["loop"]
 PLANNED["mpc-value"] = "icem"
 QUICK_BUDGET["mpc-value"] = QUICK_BUDGET["mpc"]
 STEP_SCHEDULE = {*LOOP_SETTINGS, "mpc-value"}
