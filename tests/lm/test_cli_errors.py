@@ -183,6 +183,12 @@ CASES = {
         "error: --final: 'blend' needs fitted judge weights; run `forethought lm train-blend "
         "--out DIR` and pass --assets DIR",
     ),
+    "compare with the blend pick but no PRM for it to read": (
+        ["compare", "--assets", "{tmp}/models", "--final", "blend"],
+        lambda run: _assets_without_prm(run.parent / "models", blend=True),
+        "error: --final: needs a process reward model; train one with `forethought lm "
+        "train-prm --out DIR`",
+    ),
     "train-blend without a PRM": (
         ["train-blend", "--out", "{tmp}/models"],
         lambda run: _assets_without_prm(run.parent / "models"),
@@ -206,10 +212,10 @@ CASES = {
 }
 
 
-def _assets_without_prm(root: Path) -> None:
-    """The shipped Countdown models (linked) without a prm/."""
+def _assets_without_prm(root: Path, blend: bool = False) -> None:
+    """The shipped Countdown models (linked) without a prm/ (with their blend.json if asked)."""
     root.mkdir(parents=True)
-    for name in ("generator", "proxy", "value_model", "meta.json"):
+    for name in ("generator", "proxy", "value_model", "meta.json", *(["blend.json"] * blend)):
         (root / name).symlink_to(SHIPPED / name)
 
 

@@ -315,14 +315,15 @@ def _compare(cmd: CompareCommand, console: Console) -> int:
     suite = _policy_suite(cmd) or load_countdown(
         cmd.assets or shipped_root(cmd.task), value=cmd.value, device=cmd.device
     )
+    if cmd.final == "blend":
+        compare.final_scorer(suite, "blend")  # the one-line error when no blend was fitted
+    pool_judges = ("vote", "rank", "rank+policy", "blend")  # these read PRM-last
     for flag, wants_prm in (
         ("process", cmd.process == "prm"),
-        ("final", cmd.final.startswith("prm") or cmd.final in ("vote", "rank", "rank+policy")),
+        ("final", cmd.final.startswith("prm") or cmd.final in pool_judges),
     ):
         if wants_prm and suite.prm is None:
             compare.partial_scorer(suite, "prm", flag)  # the one-line error saying how
-    if cmd.final == "blend":
-        compare.final_scorer(suite, "blend")  # the one-line error when no blend was fitted
     problems = suite.task.make_problems(cmd.prompts, seed=10_000 + cmd.seed)  # held-out seed
     settings = compare.SearchSettings(
         max_new_tokens=cmd.max_new_tokens or suite.task.max_new_tokens,
