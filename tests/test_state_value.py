@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from forethought.errors import ConfigError
 from forethought.models.value import (
     StateValue,
     ValueConfig,
@@ -188,3 +189,24 @@ def test_the_episode_discount_looks_as_far_as_recent_episodes_last():
     assert episode_discount(data, 0.9, 2.0) == pytest.approx(1 - 1 / 80)
     assert episode_discount(data, 0.999, 2.0) == 0.999  # never below the base
     assert episode_discount(data[:2], 0.9, 2.0) == 0.9  # no complete episode yet
+
+
+def test_more_passes_per_round_fit_the_chain_that_one_pass_leaves_underfitted():
+    """30 rounds of one pass each are 30 updates on the 10-transition chain: V stays near its
+    starting level. Ten passes per round against the same targets learn V(x)."""
+    xs, data = chain()
+    want = torch.tensor([(1 - 0.9 ** (10 - x)) / (1 - 0.9) for x in xs])
+    errors = {}
+    for passes in (1, 10):
+        torch.manual_seed(0)
+        config = ValueConfig(passes=passes)  # the defaults: 30 rounds, learning rate 1e-3
+        value = StateValue(1, config)
+        ValueTrainer(value, config, 0.9).fit(data, np.random.default_rng(0))
+        with torch.no_grad():
+            errors[passes] = float((value(torch.as_tensor(xs)[:, None]) - want).abs().max())
+    assert errors[10] < 0.1 < 1.0 < errors[1], errors
+
+
+def test_passes_must_be_positive():
+    with pytest.raises(ConfigError, match=r"value\.passes"):
+        ValueConfig(passes=0).validate()
