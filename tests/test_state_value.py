@@ -130,6 +130,38 @@ def test_values_stay_within_the_returns_the_rewards_allow():
     assert fresh.return_low == -torch.inf and fresh.return_high == torch.inf
 
 
+def test_beyond_its_bounds_the_value_reads_the_logged_level_when_asked():
+    """Far from the data V leaves [-10, 0]; `clamp` reads the nearer bound there, `level` the
+    logged level (-10 here: reward -1 and only time-limit cuts); inside the bounds both agree."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(200, 2)).astype(np.float32)
+    data = TransitionBatch(
+        obs=obs, action=np.zeros((200, 1), np.float32), reward=-np.ones(200, np.float32),
+        next_obs=obs + 0.1, terminated=np.zeros(200, bool), truncated=np.arange(200) % 20 == 19,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = ValueConfig(rounds=20, beyond_bounds="level")
+    value = StateValue(2, config)
+    ValueTrainer(value, config, 0.9).fit(data, rng)
+    assert float(value.level) == pytest.approx(-10.0)
+    far = 50.0 * torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        raw = value.unbounded(far)
+        outside = (raw < -10) | (raw > 0)
+        assert outside.any() and not outside.all()
+        level = value(far)
+        value.beyond_bounds = "clamp"
+        clamped = value(far)
+    torch.testing.assert_close(level[outside], torch.full_like(level[outside], -10.0))
+    torch.testing.assert_close(level[~outside], clamped[~outside])
+    assert (clamped[raw > 0] == 0).all()
+
+
+def test_beyond_bounds_must_be_clamp_or_level():
+    with pytest.raises(ConfigError, match=r"value\.beyond-bounds"):
+        ValueConfig(beyond_bounds="zero").validate()
+
+
 def test_the_first_fit_starts_at_the_logged_level():
     """The mean discounted return of the logged states, a cut episode continuing at that mean:
     with reward -1 and only time-limit cuts it is -1 / (1 - discount) whatever the cut points."""

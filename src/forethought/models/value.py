@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -61,6 +62,8 @@ class ValueConfig:
     """Fit from fresh weights every time (a reset) instead of from the previous fit's: what a value fitted on early, narrow data extrapolated does not carry over into later fits."""
     at_horizon: bool = False
     """Shooting planners of --algo mpc (discrete-cem, cem, icem, mppi, random): add discount^H x V(the state each imagined trajectory ends in) to its return, with the discount of --rollout.discount (which must then be below 1) and V fitted on the real transitions after every model fit, as tree search fits it. Without it a plan is worth only its H imagined rewards. On CartPole-v1 (discrete-cem, --planning.horizon 40, --rollout.discount 0.98) seeds 0-4 reached 475 in 330 / 1,057 / 345 / 1,570 / 599 steps, where discrete CEM alone needed 2,096 / never / 753 on seeds 0-2 (benchmarks/sample_efficiency.py --methods discrete-cem-value)."""
+    beyond_bounds: Literal["clamp", "level"] = "clamp"
+    """Where V (the members' mean) leaves the returns the rewards allow: clamp it to the nearer bound, or read the logged level (the mean discounted return of the logged states) there. A value above the highest possible return is extrapolating, and the bound it clamps to is the best any state can be worth: on Pendulum-v1 after balanced episodes only, states spinning through the top read +150 unclamped (bound 0), the planner that used the clamped value kept 5 of 10 evaluation pendulums spinning, and `level` says nothing about such states instead."""
     members: int = 1
     """Independent value networks fitted side by side (own initial weights, own TD targets, each warm-started from its own previous fit); the search uses their mean. Where the data leaves V undetermined each network extrapolates its own way, and the mean does not commit to one of those guesses. On CartPole-v1 (discount 0.98, --mcts.adaptive-horizon 2) 5 members did worse than 1: 2 of 5 seeds to 475 within 2,000 steps (792 / 1,098; 2,766; two never), against 4 of 5 (benchmarks/sample_efficiency.py --methods mcts-value-members)."""
 
@@ -73,6 +76,11 @@ class ValueConfig:
         require(0.0 <= self.td_lambda <= 1.0, "value.td_lambda", "must be in [0, 1]")
         require(self.imagined_horizon >= 0, "value.imagined_horizon", "must be 0 or more")
         require(self.members >= 1, "value.members", "must be at least 1")
+        require(
+            self.beyond_bounds in ("clamp", "level"),
+            "value.beyond_bounds",
+            "must be clamp or level",
+        )
 
 
 class StateValue(nn.Module):
@@ -82,6 +90,7 @@ class StateValue(nn.Module):
     def __init__(self, obs_dim: int, config: ValueConfig):
         super().__init__()
         h, self.members = config.hidden_size, config.members
+        self.beyond_bounds = config.beyond_bounds
         if self.members == 1:
             self.net = nn.Sequential(
                 nn.Linear(obs_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, 1)
@@ -92,9 +101,14 @@ class StateValue(nn.Module):
         self.register_buffer("obs_std", torch.ones(obs_dim))
         self.register_buffer("return_low", torch.tensor(-torch.inf))
         self.register_buffer("return_high", torch.tensor(torch.inf))
+        self.register_buffer("level", torch.tensor(0.0))  # the logged level at the last fit
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> ...
-        return self.by_member(obs).mean(0).clamp(self.return_low, self.return_high)
+        mean = self.by_member(obs).mean(0)
+        if self.beyond_bounds == "level":
+            inside = (mean >= self.return_low) & (mean <= self.return_high)
+            return torch.where(inside, mean, self.level)
+        return mean.clamp(self.return_low, self.return_high)
 
     def by_member(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> members x ...
         """Every network's own output (what is trained: a clamped one has no gradient)."""
@@ -116,6 +130,7 @@ class StateValue(nn.Module):
         # Checkpoints written before the return bounds existed load unbounded.
         state_dict.setdefault(prefix + "return_low", torch.tensor(-torch.inf))
         state_dict.setdefault(prefix + "return_high", torch.tensor(torch.inf))
+        state_dict.setdefault(prefix + "level", torch.tensor(0.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -145,9 +160,11 @@ class ValueTrainer:
             self.reset(int(rng.integers(2**62)))
         # Never trained (the optimiser, checkpointed with the value, has taken no step yet):
         # start at the data's level, not at 0. A resumed or older run keeps its fitted weights.
+        level = logged_level(data, linked, self.discount) if self.discount < 1 else 0.0
+        self.value.level.fill_(level)
         if self.discount < 1 and not self.optimizer.state:
             with torch.no_grad():
-                self.value.output_bias().fill_(logged_level(data, linked, self.discount))
+                self.value.output_bias().fill_(level)
         self.value.return_low.fill_(min(float(data.reward.min()), 0.0) * horizon)
         self.value.return_high.fill_(max(float(data.reward.max()), 0.0) * horizon)
         states, fixed = batch.obs, batch.obs.new_zeros(0)
