@@ -124,11 +124,13 @@ LOOP_SETTINGS["loop-imagined"] = {
 # updates, and the underfitted value rated a pendulum spinning through the top above one held
 # there (models/value.py, ValueConfig.passes).
 LOOP_SETTINGS["loop-fitted"] = {"value": ValueConfig(passes=10)}
-# loop-level: loop-fitted whose value reads the logged level wherever it leaves the returns the
-# rewards allow, instead of the nearer bound (--value.beyond-bounds level).
-LOOP_SETTINGS["loop-level"] = {"value": ValueConfig(passes=10, beyond_bounds="level")}
-PLANNED["loop-level"] = "icem"
-QUICK_BUDGET["loop-level"] = 600
+# loop-level: loop-fitted whose value reads the logged level where the data does not support
+# it (--value.unsupported level): beyond the returns the rewards allow; loop-support: and, with
+# five value networks, where they disagree more than on any logged state.
+LOOP_SETTINGS["loop-level"] = {"value": ValueConfig(passes=10, unsupported="level")}
+LOOP_SETTINGS["loop-support"] = {"value": ValueConfig(passes=10, members=5, unsupported="level")}
+PLANNED |= {"loop-level": "icem", "loop-support": "icem"}
+QUICK_BUDGET |= {"loop-level": 600, "loop-support": 600}
 # Variants of tree search, run on request (--methods), each with the default's budget:
 # name -> (settings, plot label, colour).
 MCTS_VARIANTS = {
@@ -232,7 +234,7 @@ BUDGET["InvertedPendulum-v5"]["mpc-value"] = BUDGET["InvertedPendulum-v5"]["mpc"
 BUDGET["Pendulum-v1"]["loop-imagined"] = BUDGET["Pendulum-v1"]["loop"]
 BUDGET["Pendulum-v1"]["loop-critic"] = BUDGET["Pendulum-v1"]["loop"]
 for _env in ("Pendulum-v1", "InvertedPendulum-v5"):
-    BUDGET[_env]["loop-fitted"] = BUDGET[_env]["loop-level"] = BUDGET[_env]["loop"]
+    BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in ("loop-fitted", "loop-level", "loop-support")}
 PLANNED["mpc-value"] = "icem"
 QUICK_BUDGET["mpc-value"] = QUICK_BUDGET["mpc"]
 STEP_SCHEDULE = {*LOOP_SETTINGS, "mpc-value"}
@@ -370,6 +372,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-imagined": "tab:pink",
         "loop-fitted": "tab:gray",
         "loop-level": "tab:cyan",
+        "loop-support": "tab:red",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -386,6 +389,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-imagined": "forethought loop, SAC also on MBPO's data",
         "loop-fitted": "forethought loop, value fitted 10 passes per round",
         "loop-level": "forethought loop, fitted value, logged level beyond its bounds",
+        "loop-support": "forethought loop, 5 fitted values, logged level where unsupported",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",

@@ -132,7 +132,8 @@ def test_values_stay_within_the_returns_the_rewards_allow():
 
 def test_beyond_its_bounds_the_value_reads_the_logged_level_when_asked():
     """Far from the data V leaves [-10, 0]; `clamp` reads the nearer bound there, `level` the
-    logged level (-10 here: reward -1 and only time-limit cuts); inside the bounds both agree."""
+    logged level (-10 here: reward -1 and only time-limit cuts) wherever V is further out than
+    its fit's error; elsewhere both read the same."""
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(200, 2)).astype(np.float32)
     data = TransitionBatch(
@@ -140,26 +141,43 @@ def test_beyond_its_bounds_the_value_reads_the_logged_level_when_asked():
         next_obs=obs + 0.1, terminated=np.zeros(200, bool), truncated=np.arange(200) % 20 == 19,
     )  # fmt: skip
     torch.manual_seed(0)
-    config = ValueConfig(rounds=20, beyond_bounds="level")
+    config = ValueConfig(rounds=20, unsupported="level")
     value = StateValue(2, config)
     ValueTrainer(value, config, 0.9).fit(data, rng)
     assert float(value.level) == pytest.approx(-10.0)
     far = 50.0 * torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        raw = value.unbounded(far)
-        outside = (raw < -10) | (raw > 0)
-        assert outside.any() and not outside.all()
+        raw, tolerance = value.unbounded(far), float(value.fit_error)
+        outside = (raw < -10 - tolerance) | (raw > tolerance)
+        assert 0 < tolerance < 1 and outside.any() and not outside.all()
         level = value(far)
-        value.beyond_bounds = "clamp"
+        value.unsupported = "clamp"
         clamped = value(far)
     torch.testing.assert_close(level[outside], torch.full_like(level[outside], -10.0))
     torch.testing.assert_close(level[~outside], clamped[~outside])
     assert (clamped[raw > 0] == 0).all()
 
 
-def test_beyond_bounds_must_be_clamp_or_level():
-    with pytest.raises(ConfigError, match=r"value\.beyond-bounds"):
-        ValueConfig(beyond_bounds="zero").validate()
+def test_where_the_members_disagree_more_than_on_the_data_the_value_reads_the_level():
+    """Three networks on the chain: on the logged states they agree and the mean is read; far
+    off, where they disagree more than on any logged state, the logged level is."""
+    xs, data = chain()
+    torch.manual_seed(0)
+    config = ValueConfig(rounds=150, learning_rate=3e-3, members=3, unsupported="level")
+    value = StateValue(1, config)
+    ValueTrainer(value, config, 0.9).fit(data, np.random.default_rng(0))
+    on_data, far = torch.as_tensor(xs)[:, None], torch.tensor([[-40.0], [60.0]])
+    with torch.no_grad():
+        limit = float(value.spread_limit)
+        assert limit == pytest.approx(float(value.by_member(on_data).std(0).max()))
+        assert (value.by_member(far).std(0) > limit).all()
+        torch.testing.assert_close(value(on_data), value.by_member(on_data).mean(0))
+        torch.testing.assert_close(value(far), value.level.expand(2))
+
+
+def test_unsupported_must_be_clamp_or_level():
+    with pytest.raises(ConfigError, match=r"value\.unsupported"):
+        ValueConfig(unsupported="zero").validate()
 
 
 def test_the_first_fit_starts_at_the_logged_level():

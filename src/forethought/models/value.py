@@ -62,8 +62,8 @@ class ValueConfig:
     """Fit from fresh weights every time (a reset) instead of from the previous fit's: what a value fitted on early, narrow data extrapolated does not carry over into later fits."""
     at_horizon: bool = False
     """Shooting planners of --algo mpc (discrete-cem, cem, icem, mppi, random): add discount^H x V(the state each imagined trajectory ends in) to its return, with the discount of --rollout.discount (which must then be below 1) and V fitted on the real transitions after every model fit, as tree search fits it. Without it a plan is worth only its H imagined rewards. On CartPole-v1 (discrete-cem, --planning.horizon 40, --rollout.discount 0.98) seeds 0-4 reached 475 in 330 / 1,057 / 345 / 1,570 / 599 steps, where discrete CEM alone needed 2,096 / never / 753 on seeds 0-2 (benchmarks/sample_efficiency.py --methods discrete-cem-value)."""
-    beyond_bounds: Literal["clamp", "level"] = "clamp"
-    """Where V (the members' mean) leaves the returns the rewards allow: clamp it to the nearer bound, or read the logged level (the mean discounted return of the logged states) there. A value above the highest possible return is extrapolating, and the bound it clamps to is the best any state can be worth: on Pendulum-v1 after balanced episodes only, states spinning through the top read +150 unclamped (bound 0), the planner that used the clamped value kept 5 of 10 evaluation pendulums spinning, and `level` says nothing about such states instead."""
+    unsupported: Literal["clamp", "level"] = "clamp"
+    """What V reads where the data does not support it. clamp: the members' mean, clamped to the returns the rewards allow. level: the logged level (the mean discounted return of the logged states) wherever that mean leaves those bounds by more than the fit's root-mean-square error on its targets or, with --value.members above 1, wherever the members disagree more than they do on any logged state. A value above the highest possible return is extrapolating, and the bound it clamps to is the best any state can be worth: on Pendulum-v1 after balanced episodes only, states spinning through the top read +150 unclamped (bound 0), and the planner that used the clamped value kept 5 of 10 evaluation pendulums spinning."""
     members: int = 1
     """Independent value networks fitted side by side (own initial weights, own TD targets, each warm-started from its own previous fit); the search uses their mean. Where the data leaves V undetermined each network extrapolates its own way, and the mean does not commit to one of those guesses. On CartPole-v1 (discount 0.98, --mcts.adaptive-horizon 2) 5 members did worse than 1: 2 of 5 seeds to 475 within 2,000 steps (792 / 1,098; 2,766; two never), against 4 of 5 (benchmarks/sample_efficiency.py --methods mcts-value-members)."""
 
@@ -77,8 +77,8 @@ class ValueConfig:
         require(self.imagined_horizon >= 0, "value.imagined_horizon", "must be 0 or more")
         require(self.members >= 1, "value.members", "must be at least 1")
         require(
-            self.beyond_bounds in ("clamp", "level"),
-            "value.beyond_bounds",
+            self.unsupported in ("clamp", "level"),
+            "value.unsupported",
             "must be clamp or level",
         )
 
@@ -90,7 +90,7 @@ class StateValue(nn.Module):
     def __init__(self, obs_dim: int, config: ValueConfig):
         super().__init__()
         h, self.members = config.hidden_size, config.members
-        self.beyond_bounds = config.beyond_bounds
+        self.unsupported = config.unsupported
         if self.members == 1:
             self.net = nn.Sequential(
                 nn.Linear(obs_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, 1)
@@ -101,14 +101,24 @@ class StateValue(nn.Module):
         self.register_buffer("obs_std", torch.ones(obs_dim))
         self.register_buffer("return_low", torch.tensor(-torch.inf))
         self.register_buffer("return_high", torch.tensor(torch.inf))
-        self.register_buffer("level", torch.tensor(0.0))  # the logged level at the last fit
+        # Set by every fit: the logged level, the fit's root-mean-square error on its last
+        # targets, and the members' largest disagreement (standard deviation) on logged states.
+        self.register_buffer("level", torch.tensor(0.0))
+        self.register_buffer("fit_error", torch.tensor(0.0))
+        self.register_buffer("spread_limit", torch.tensor(torch.inf))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> ...
-        mean = self.by_member(obs).mean(0)
-        if self.beyond_bounds == "level":
-            inside = (mean >= self.return_low) & (mean <= self.return_high)
-            return torch.where(inside, mean, self.level)
-        return mean.clamp(self.return_low, self.return_high)
+        each = self.by_member(obs)
+        mean = each.mean(0)
+        if self.unsupported == "clamp":
+            return mean.clamp(self.return_low, self.return_high)
+        # Within its fit's own error of the bounds a mean is noise about them, not extrapolation.
+        low, high = self.return_low - self.fit_error, self.return_high + self.fit_error
+        supported = (mean >= low) & (mean <= high)
+        if self.members > 1:
+            supported &= each.std(0) <= self.spread_limit
+        bounded = mean.clamp(self.return_low, self.return_high)
+        return torch.where(supported, bounded, self.level)
 
     def by_member(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> members x ...
         """Every network's own output (what is trained: a clamped one has no gradient)."""
@@ -131,6 +141,8 @@ class StateValue(nn.Module):
         state_dict.setdefault(prefix + "return_low", torch.tensor(-torch.inf))
         state_dict.setdefault(prefix + "return_high", torch.tensor(torch.inf))
         state_dict.setdefault(prefix + "level", torch.tensor(0.0))
+        state_dict.setdefault(prefix + "fit_error", torch.tensor(0.0))
+        state_dict.setdefault(prefix + "spread_limit", torch.tensor(torch.inf))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -182,6 +194,11 @@ class ValueTrainer:
             targets = torch.cat([logged, fixed.expand(len(logged), -1)], dim=1)
             for _ in range(self.config.passes):
                 loss = self._one_pass(states, targets, size, rng)
+        with torch.no_grad():
+            each = self.value.by_member(states)
+            self.value.fit_error.fill_(((each - targets) ** 2).mean().sqrt())
+            if self.value.members > 1:
+                self.value.spread_limit.fill_(each[:, : len(batch)].std(0).max())
         return float(loss.detach())
 
     def _one_pass(
