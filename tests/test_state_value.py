@@ -106,15 +106,20 @@ def test_one_member_is_the_plain_network():
         ValueConfig(members=0).validate()
 
 
+def penalty_per_step(rng: np.random.Generator) -> TransitionBatch:
+    """200 random 2-d states, reward -1 on every step, episodes cut by a time limit every 20."""
+    obs = rng.normal(size=(200, 2)).astype(np.float32)
+    return TransitionBatch(
+        obs=obs, action=np.zeros((200, 1), np.float32), reward=-np.ones(200, np.float32),
+        next_obs=obs + 0.1, terminated=np.zeros(200, bool), truncated=np.arange(200) % 20 == 19,
+    )  # fmt: skip
+
+
 def test_values_stay_within_the_returns_the_rewards_allow():
     """Reward -1 on every step, episodes cut by a time limit: no return is below
     -1 / (1 - 0.9) = -10 or above 0, however far a state is from the data."""
     rng = np.random.default_rng(0)
-    obs = rng.normal(size=(200, 2)).astype(np.float32)
-    data = TransitionBatch(
-        obs=obs, action=np.zeros((200, 1), np.float32), reward=-np.ones(200, np.float32),
-        next_obs=obs + 0.1, terminated=np.zeros(200, bool), truncated=np.arange(200) % 20 == 19,
-    )  # fmt: skip
+    data = penalty_per_step(rng)
     torch.manual_seed(0)
     value = StateValue(2, ValueConfig(rounds=20))
     ValueTrainer(value, ValueConfig(rounds=20), 0.9).fit(data, rng)
@@ -135,11 +140,7 @@ def test_beyond_its_bounds_the_value_reads_the_logged_level_when_asked():
     logged level (-10 here: reward -1 and only time-limit cuts) wherever V is further out than
     its fit's error; elsewhere both read the same."""
     rng = np.random.default_rng(0)
-    obs = rng.normal(size=(200, 2)).astype(np.float32)
-    data = TransitionBatch(
-        obs=obs, action=np.zeros((200, 1), np.float32), reward=-np.ones(200, np.float32),
-        next_obs=obs + 0.1, terminated=np.zeros(200, bool), truncated=np.arange(200) % 20 == 19,
-    )  # fmt: skip
+    data = penalty_per_step(rng)
     torch.manual_seed(0)
     config = ValueConfig(rounds=20, unsupported="level")
     value = StateValue(2, config)
