@@ -194,11 +194,12 @@ class ValueTrainer:
             targets = torch.cat([logged, fixed.expand(len(logged), -1)], dim=1)
             for _ in range(self.config.passes):
                 loss = self._one_pass(states, targets, size, rng)
-        with torch.no_grad():
-            each = self.value.by_member(states)
-            self.value.fit_error.fill_(((each - targets) ** 2).mean().sqrt())
-            if self.value.members > 1:
-                self.value.spread_limit.fill_(each[:, : len(batch)].std(0).max())
+        if self.config.unsupported == "level":  # what `forward` needs to tell support apart
+            with torch.no_grad():
+                each = self.value.by_member(states)
+                self.value.fit_error.fill_(((each - targets) ** 2).mean().sqrt())
+                if self.value.members > 1:
+                    self.value.spread_limit.fill_(each[:, : len(batch)].std(0).max())
         return float(loss.detach())
 
     def _one_pass(
