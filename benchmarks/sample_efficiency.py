@@ -131,8 +131,11 @@ LOOP_SETTINGS["loop-support"] = {"value": ValueConfig(passes=10, members=5, unsu
 # loop-gamma-0.95: the loop with a shorter discount (--loop.gamma 0.95): the value weighs 0.36
 # at a 20-step horizon instead of 0.82, and its range is a fifth as wide.
 LOOP_SETTINGS["loop-gamma-0.95"] = {"loop": LoopConfig(gamma=0.95)}
-PLANNED |= {"loop-support": "icem", "loop-gamma-0.95": "icem"}
-QUICK_BUDGET |= {"loop-support": 600, "loop-gamma-0.95": 600}
+# loop-trusted: loop-fitted whose plans use the value only once it has predicted the episode
+# collected since its last fit (R-squared at least 0.5 against the logged level; --value.trust).
+LOOP_SETTINGS["loop-trusted"] = {"value": ValueConfig(passes=10, trust=0.5)}
+PLANNED |= {"loop-support": "icem", "loop-gamma-0.95": "icem", "loop-trusted": "icem"}
+QUICK_BUDGET |= {"loop-support": 600, "loop-gamma-0.95": 600, "loop-trusted": 600}
 # Variants of tree search, run on request (--methods), each with the default's budget:
 # name -> (settings, plot label, colour).
 MCTS_VARIANTS = {
@@ -236,7 +239,7 @@ BUDGET["InvertedPendulum-v5"]["mpc-value"] = BUDGET["InvertedPendulum-v5"]["mpc"
 BUDGET["Pendulum-v1"]["loop-imagined"] = BUDGET["Pendulum-v1"]["loop"]
 BUDGET["Pendulum-v1"]["loop-critic"] = BUDGET["Pendulum-v1"]["loop"]
 for _env in ("Pendulum-v1", "InvertedPendulum-v5"):
-    variants = ("loop-fitted", "loop-support", "loop-gamma-0.95")
+    variants = ("loop-fitted", "loop-support", "loop-gamma-0.95", "loop-trusted")
     BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in variants}
 PLANNED["mpc-value"] = "icem"
 QUICK_BUDGET["mpc-value"] = QUICK_BUDGET["mpc"]
@@ -376,6 +379,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-fitted": "tab:gray",
         "loop-support": "tab:red",
         "loop-gamma-0.95": "tab:green",
+        "loop-trusted": "tab:brown",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -393,6 +397,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-fitted": "forethought loop, value fitted 10 passes per round",
         "loop-support": "forethought loop, 5 fitted values, logged level where unsupported",
         "loop-gamma-0.95": "forethought loop, discount 0.95",
+        "loop-trusted": "forethought loop, value used once it predicts an episode",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",

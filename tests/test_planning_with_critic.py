@@ -128,6 +128,18 @@ def test_loop_run_learns_the_critic_and_records_it(tmp_path):
     assert json.loads((out / "config.json").read_text())["loop"]["train_freq"] == 10
 
 
+def test_a_loop_run_records_whether_it_trusted_its_value(tmp_path):
+    out = tmp_path / "run"
+    args = [*LOOP_ARGS, "--value.trust", "0.5", "--value.rounds", "3", "--episodes", "3"]
+    args += ["--loop.gamma", "0.9"]  # 30-step episodes: returns mostly real 7 steps from the cut
+    assert main(["train", "--out", str(out), *args]) == 0
+    rows = rows_of(out)
+    assert [r["value_trusted"] for r in rows[:1]] == [False]  # fitted once, never checked
+    assert rows[0]["value_r2"] is None
+    assert all(np.isfinite(r["value_r2"]) for r in rows[1:])
+    assert [r["value_trusted"] for r in rows[1:]] == [r["value_r2"] >= 0.5 for r in rows[1:]]
+
+
 IMAGINED_ARGS = [
     "--loop.imagined-ratio",
     "0.5",

@@ -1,5 +1,7 @@
 """The learned state value's targets: TD(lambda) through logged episodes, exact on small data."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from forethought.models.value import (
     _linked,
     episode_discount,
     logged_level,
+    predictive_r2,
 )
 from forethought.types import TransitionBatch
 
@@ -261,3 +264,55 @@ def test_more_passes_per_round_fit_the_chain_that_one_pass_leaves_underfitted():
 def test_passes_must_be_positive():
     with pytest.raises(ConfigError, match=r"value\.passes"):
         ValueConfig(passes=0).validate()
+
+
+def joined(*batches: TransitionBatch) -> TransitionBatch:
+    """The buffer after appending each batch in turn."""
+    fields = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+    return TransitionBatch(**{f: np.concatenate([getattr(b, f) for b in batches]) for f in fields})
+
+
+def test_the_value_is_trusted_only_once_it_predicts_transitions_it_was_not_fitted_on():
+    _, data = chain()
+    torch.manual_seed(0)
+    config = ValueConfig(rounds=150, learning_rate=3e-3, trust=0.9)
+    value, rng = StateValue(1, config), np.random.default_rng(0)
+    trainer = ValueTrainer(value, config, 0.9)
+    trainer.fit(data, rng)
+    assert not value.trusted and torch.isnan(value.checked_r2)  # nothing unseen to check yet
+    trainer.fit(joined(data, data), rng)  # the chain again, as V predicts it
+    assert value.trusted and value.checked_r2 > 0.9
+    unrewarded = replace(data, reward=np.zeros(10, np.float32))
+    trainer.fit(joined(data, data, unrewarded), rng)  # returns of 0 where V says 1 to 6.5
+    assert not value.trusted and value.checked_r2 < 0.5
+    assert int(value.fitted_on) == 30
+
+
+def constant_value(c: float) -> StateValue:
+    value = StateValue(1, ValueConfig())
+    with torch.no_grad():
+        value.net[-1].weight.zero_()
+        value.output_bias().fill_(c)
+    return value
+
+
+def test_the_check_scores_only_returns_that_are_mostly_real_reward():
+    """R-squared against the logged level as the baseline: V at that level scores 0. A cut
+    episode continues at V where it was cut, and states within ln 2 / (1 - discount) steps of
+    the cut (mostly V's own guess) are left out."""
+    xs, data = chain()  # terminates: every state's return is real reward
+    value = constant_value(2.0)
+    value.level.fill_(2.0)
+    assert predictive_r2(value, data, 0.9) == pytest.approx(0.0)
+    cut = replace(data, terminated=np.zeros(10, bool), truncated=xs == 9)
+    value.level.fill_(0.0)
+    left = 10 - xs[:4]  # 0.9^k <= 0.5 for the k >= 7 steps left before the cut
+    returns = (1 - 0.9**left) / 0.1 + 0.9**left * 2.0
+    want = 1 - ((2.0 - returns) ** 2).sum() / (returns**2).sum()
+    assert predictive_r2(value, cut, 0.9) == pytest.approx(want, rel=1e-5)
+    assert predictive_r2(value, cut[4:], 0.9) is None  # too close to the cut to judge
+
+
+def test_trust_must_be_at_most_one():
+    with pytest.raises(ConfigError, match=r"value\.trust: must be at most 1"):
+        ValueConfig(trust=1.5).validate()

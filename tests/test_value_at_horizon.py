@@ -50,6 +50,18 @@ def test_a_horizon_one_plan_with_the_true_value_is_optimal():
     assert np.all(np.abs(optimal) > 0.25)
 
 
+def test_a_value_not_yet_trusted_is_left_out_of_the_plan():
+    """--value.trust: until the value has predicted real transitions, plans are scored without
+    it (the myopic plan); once it has, with it."""
+    value = TrueStateValue()
+    value.register_buffer("trusted", torch.tensor(False))
+    x = np.array([[1.0]], np.float32)
+    np.testing.assert_allclose(lqr_agent(value).act(x)[:, 0], 0.0, atol=0.02)
+    value.trusted.fill_(True)
+    p = riccati()
+    assert lqr_agent(value).act(x)[0, 0] == pytest.approx(-GAMMA * p / (1 + GAMMA * p), abs=0.02)
+
+
 def test_discrete_cem_fits_and_saves_the_value_it_plans_with(tmp_path):
     config = tiny_config(
         tmp_path / "run", env="CartPole-v1", planner="discrete-cem", episodes=3,
@@ -78,6 +90,7 @@ def test_discrete_cem_fits_and_saves_the_value_it_plans_with(tmp_path):
         ({"planner": "mcts"}, "shooting planners"),
         ({"algo": "loop", "env": "InvertedPendulum-v5"}, "shooting planners"),
         ({"rollout": RolloutConfig(discount=1.0)}, "--rollout.discount below 1"),
+        ({"value": ValueConfig(trust=0.5)}, "gates the state value at a shooting planner's"),
     ],
 )
 def test_it_is_refused_where_it_cannot_apply(changes, message):

@@ -309,6 +309,7 @@ class TrainConfig:
             )
         self._validate_imagined_value()
         self._validate_value_at_horizon()
+        self._validate_value_trust()
         self._validate_safety()
         self.drift.validate()
         self.mbpo.validate()
@@ -390,6 +391,19 @@ class TrainConfig:
                 "value.at_horizon",
                 "needs --rollout.discount below 1 (e.g. 0.98): V is a discounted return, and "
                 "the plan's own rewards must be discounted the same way",
+            )
+
+    def _validate_value_trust(self) -> None:
+        if self.value.trust is None:
+            return
+        behaviour = (
+            self.algo == "loop" and self.loop.terminal_value and self.loop.value == "behaviour"
+        )
+        if not (behaviour or self.value.at_horizon):
+            raise ConfigError(
+                "value.trust",
+                "gates the state value at a shooting planner's horizon: it needs --algo loop "
+                "(--loop.value behaviour) or --value.at-horizon",
             )
 
     def _validate_imagined_value(self) -> None:

@@ -140,7 +140,8 @@ class MPCAgent:
         discount^H x V(s_H) per particle, zero where the imagined episode ended, averaged over
         the particles, or (pessimistic) averaged per ensemble member, then the worst member.
         Particle k follows member k mod E (see rollout._Layout)."""
-        if self.horizon_value is None:
+        # A StateValue under --value.trust is left out until it has predicted real episodes.
+        if self.horizon_value is None or not getattr(self.horizon_value, "trusted", True):
             return None
         value = self.horizon_value(imagined.final_state) * imagined.final_alive  # B x P x K
         if self.pessimistic_value:

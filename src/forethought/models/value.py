@@ -66,6 +66,8 @@ class ValueConfig:
     """What V reads where the data does not support it. clamp: the members' mean, clamped to the returns the rewards allow. level: the logged level (the mean discounted return of the logged states) wherever that mean leaves those bounds by more than the fit's root-mean-square error on its targets or, with --value.members above 1, wherever the members disagree more than they do on any logged state. A value above the highest possible return is extrapolating, and the bound it clamps to is the best any state can be worth: on Pendulum-v1 after balanced episodes only, states spinning through the top read +150 unclamped (bound 0), and the planner that used the clamped value kept 5 of 10 evaluation pendulums spinning."""
     members: int = 1
     """Independent value networks fitted side by side (own initial weights, own TD targets, each warm-started from its own previous fit); the search uses their mean. Where the data leaves V undetermined each network extrapolates its own way, and the mean does not commit to one of those guesses. On CartPole-v1 (discount 0.98, --mcts.adaptive-horizon 2) 5 members did worse than 1: 2 of 5 seeds to 475 within 2,000 steps (792 / 1,098; 2,766; two never), against 4 of 5 (benchmarks/sample_efficiency.py --methods mcts-value-members)."""
+    trust: float | None = None
+    """Shooting planners only (--algo loop, --value.at-horizon): plan with V only once it has predicted real transitions it was not fitted on. Before every refit, V's R-squared on the transitions collected since the last fit (against their discounted returns, bootstrapped by V where an episode is cut; the logged level as the baseline) must reach this; until it has, and whenever it does not, plans are scored without V. None: always plan with V."""
 
     def validate(self) -> None:
         require(self.hidden_size >= 1, "value.hidden_size", "must be at least 1")
@@ -76,6 +78,7 @@ class ValueConfig:
         require(0.0 <= self.td_lambda <= 1.0, "value.td_lambda", "must be in [0, 1]")
         require(self.imagined_horizon >= 0, "value.imagined_horizon", "must be 0 or more")
         require(self.members >= 1, "value.members", "must be at least 1")
+        require(self.trust is None or self.trust <= 1.0, "value.trust", "must be at most 1")
         require(
             self.unsupported in ("clamp", "level"),
             "value.unsupported",
@@ -106,6 +109,11 @@ class StateValue(nn.Module):
         self.register_buffer("level", torch.tensor(0.0))
         self.register_buffer("fit_error", torch.tensor(0.0))
         self.register_buffer("spread_limit", torch.tensor(torch.inf))
+        # --value.trust: whether the planner may use V now, the R-squared of its last check
+        # (NaN before one), and how many transitions its last fit saw (the next check's start).
+        self.register_buffer("trusted", torch.tensor(config.trust is None))
+        self.register_buffer("checked_r2", torch.tensor(torch.nan))
+        self.register_buffer("fitted_on", torch.tensor(0))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> ...
         each = self.by_member(obs)
@@ -143,6 +151,9 @@ class StateValue(nn.Module):
         state_dict.setdefault(prefix + "level", torch.tensor(0.0))
         state_dict.setdefault(prefix + "fit_error", torch.tensor(0.0))
         state_dict.setdefault(prefix + "spread_limit", torch.tensor(torch.inf))
+        state_dict.setdefault(prefix + "trusted", torch.tensor(True))
+        state_dict.setdefault(prefix + "checked_r2", torch.tensor(torch.nan))
+        state_dict.setdefault(prefix + "fitted_on", torch.tensor(0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -162,6 +173,8 @@ class ValueTrainer:
         """Returns the last round's mean squared error. `imagined` (states, returns), if given,
         are fixed regression targets fitted alongside the TD(lambda) ones in every round:
         returns of imagined rollouts that reach where the logged episodes rarely went."""
+        if self.config.trust is not None:
+            self._check(data)
         device = self.value.obs_mean.device
         batch = data.to_torch(device)
         self.value.obs_mean.copy_(batch.obs.mean(0))
@@ -202,6 +215,18 @@ class ValueTrainer:
                     self.value.spread_limit.fill_(each[:, : len(batch)].std(0).max())
         return float(loss.detach())
 
+    def _check(self, data: TransitionBatch[np.ndarray]) -> None:
+        """Score the current V on the transitions added since its last fit (the tail of `data`,
+        which grows by appending) and set whether the planner may use it."""
+        start, fitted = int(self.value.fitted_on), bool(self.optimizer.state)
+        self.value.fitted_on.fill_(len(data))
+        if not fitted or not 0 < start < len(data):
+            return  # nothing it was not fitted on, or the data was cut back: no new verdict
+        r2 = predictive_r2(self.value, data[start:], self.discount)
+        if r2 is not None:
+            self.value.checked_r2.fill_(r2)
+            self.value.trusted.fill_(r2 >= self.config.trust)
+
     def _one_pass(
         self, states: torch.Tensor, targets: torch.Tensor, size: int, rng: np.random.Generator
     ) -> torch.Tensor:
@@ -241,6 +266,33 @@ class ValueTrainer:
             later = reward[t] + continues[t] * onward
             targets[:, t] = later
         return targets
+
+
+@torch.no_grad()
+def predictive_r2(value: StateValue, data: TransitionBatch[np.ndarray], discount: float):
+    """R-squared of V's predictions on `data` against the discounted returns that followed
+    (an episode cut before its end continues at V of where it was cut), with the logged level
+    V was fitted at as the baseline prediction. Only states whose return is at least half real
+    reward count (those at least ln 2 / (1 - discount) steps before a cut); None if none do, or
+    if they all return exactly the level."""
+    device = value.obs_mean.device
+    predicted = value(torch.as_tensor(data.obs, device=device)).double().cpu().numpy()
+    at_cut = value(torch.as_tensor(data.next_obs, device=device)).double().cpu().numpy()
+    linked, reward = _linked(data), data.reward.astype(np.float64)
+    continues = discount * (~data.terminated.astype(bool))
+    returns, weight_left = np.empty(len(reward)), np.empty(len(reward))
+    later, later_weight = 0.0, 0.0
+    for t in range(len(reward) - 1, -1, -1):
+        if not linked[t]:
+            later, later_weight = at_cut[t], 1.0
+        later, later_weight = reward[t] + continues[t] * later, continues[t] * later_weight
+        returns[t], weight_left[t] = later, later_weight
+    mostly_real = weight_left <= 0.5
+    baseline = ((float(value.level) - returns[mostly_real]) ** 2).sum()
+    if not mostly_real.any() or baseline == 0:
+        return None
+    error = ((predicted[mostly_real] - returns[mostly_real]) ** 2).sum()
+    return float(1.0 - error / baseline)
 
 
 def logged_level(data: TransitionBatch[np.ndarray], linked: np.ndarray, discount: float) -> float:

@@ -513,6 +513,9 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
     }
     if run.actor_critic is not None:
         row.update(run.actor_critic.stats(), eval_actor_return=stat(actor, np.mean))
+    if run.config.value.trust is not None:  # whether the plans used V, and why
+        value, r2 = run.value.value, float(run.value.value.checked_r2)
+        row.update(value_trusted=bool(value.trusted), value_r2=None if np.isnan(r2) else r2)
     if isinstance(run.agent, TreeSearchAgent):  # moves with --mcts.adaptive-horizon
         row["tree_discount"] = run.agent.config.discount
     if run.config.safety.constraint is not None:  # constrained task: what the run violated
