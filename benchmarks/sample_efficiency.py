@@ -134,6 +134,12 @@ LOOP_SETTINGS["loop-gamma-0.95"] = {"loop": LoopConfig(gamma=0.95)}
 # loop-trusted: loop-fitted whose plans use the value only once it has predicted the episode
 # collected since its last fit (R-squared at least 0.5 against the logged level; --value.trust).
 LOOP_SETTINGS["loop-trusted"] = {"value": ValueConfig(passes=10, trust=0.5)}
+# loop-actor-value: loop-fitted whose value also fits 40-step rollouts of SAC's actor in the
+# model from logged states (--value.imagined-horizon 40: past where the 20-step plans end),
+# so V has model-based targets at states the logs never reached.
+LOOP_SETTINGS["loop-actor-value"] = {"value": ValueConfig(passes=10, imagined_horizon=40)}
+PLANNED["loop-actor-value"] = "icem"
+QUICK_BUDGET["loop-actor-value"] = 600
 PLANNED |= {"loop-support": "icem", "loop-gamma-0.95": "icem", "loop-trusted": "icem"}
 QUICK_BUDGET |= {"loop-support": 600, "loop-gamma-0.95": 600, "loop-trusted": 600}
 # Variants of tree search, run on request (--methods), each with the default's budget:
@@ -240,6 +246,7 @@ BUDGET["Pendulum-v1"]["loop-imagined"] = BUDGET["Pendulum-v1"]["loop"]
 BUDGET["Pendulum-v1"]["loop-critic"] = BUDGET["Pendulum-v1"]["loop"]
 for _env in ("Pendulum-v1", "InvertedPendulum-v5"):
     variants = ("loop-fitted", "loop-support", "loop-gamma-0.95", "loop-trusted")
+    variants += ("loop-actor-value",)
     BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in variants}
 PLANNED["mpc-value"] = "icem"
 QUICK_BUDGET["mpc-value"] = QUICK_BUDGET["mpc"]
@@ -380,6 +387,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-support": "tab:red",
         "loop-gamma-0.95": "tab:green",
         "loop-trusted": "tab:brown",
+        "loop-actor-value": "tab:cyan",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -398,6 +406,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-support": "forethought loop, 5 fitted values, logged level where unsupported",
         "loop-gamma-0.95": "forethought loop, discount 0.95",
         "loop-trusted": "forethought loop, value used once it predicts an episode",
+        "loop-actor-value": "forethought loop, value also fitted on the actor's imagined rollouts",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",

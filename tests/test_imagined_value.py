@@ -11,7 +11,7 @@ import torch
 from forethought.cli import main
 from forethought.models.policy import DistilledPolicy
 from forethought.models.value import StateValue, ValueConfig, ValueTrainer
-from forethought.rollout import imagine_policy
+from forethought.rollout import categorical, imagine_policy
 from forethought.types import TransitionBatch
 
 
@@ -38,7 +38,7 @@ def test_imagined_returns_are_the_discounted_rewards_to_termination_or_the_horiz
 
     def run(horizon):
         return imagine_policy(
-            LineModel(), start, always_right, horizon, 0.5,
+            LineModel(), start, categorical(always_right), horizon, 0.5,
             reward_fn=lambda s, a, n: torch.ones(s.shape[:-1]),
             termination_fn=lambda n: n[..., 0].abs() >= 3,
             value_fn=lambda s: torch.full(s.shape[:-1], 10.0),

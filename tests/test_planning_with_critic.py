@@ -5,15 +5,18 @@ members, kill-and-resume equals the uninterrupted run, and the errors a user can
 import json
 import random
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from forethought.agents.guided import GuidedMPCAgent
+from forethought.agents.guided import GuidedMPCAgent, PolicyPrior
 from forethought.cli import main
+from forethought.config import LoopConfig
 from forethought.planners import PlannerConfig, make_planner
 from forethought.rollout import RolloutConfig
 from forethought.tasks.base import TaskSpec
+from forethought.trainers.actor_critic import ActorCritic
 from forethought.trainers.run_dir import RunDir
 from helpers import TINY_ARGS, kill_when, start_cli
 from test_rollout import OffsetEnsemble
@@ -140,6 +143,36 @@ def test_a_loop_run_records_whether_it_trusted_its_value(tmp_path):
     assert [r["value_trusted"] for r in rows[1:]] == [r["value_r2"] >= 0.5 for r in rows[1:]]
 
 
+def test_the_loops_value_also_fits_rollouts_of_the_actor_when_asked(tmp_path):
+    """--value.imagined-horizon with --algo loop: SAC's actor plays in the model from logged
+    states and V fits those returns too; the same seed gives the same run."""
+    args = [*LOOP_ARGS, "--value.imagined-horizon", "5", "--value.rounds", "3", "--episodes", "2"]
+    for name in ("a", "b"):
+        assert main(["train", "--out", str(tmp_path / name), *args]) == 0
+    plain = tmp_path / "plain"
+    assert (
+        main(["train", "--out", str(plain), *LOOP_ARGS, "--value.rounds", "3", "--episodes", "2"])
+        == 0
+    )
+    assert rows_of(tmp_path / "a") == rows_of(tmp_path / "b")
+    values = [
+        RunDir(tmp_path / n).load_checkpoint()["value"]["net.0.weight"] for n in ("a", "plain")
+    ]
+    assert not torch.equal(*values)
+
+
+def test_the_actor_samples_reproducibly_from_a_generator():
+    env = gym.make("Pendulum-v1")
+    sac = ActorCritic(LoopConfig(hidden_size=16), env.observation_space, env.action_space,
+                      1_000, seed=0, device="cpu").sac  # fmt: skip
+    prior = PolicyPrior(sac)
+    obs = torch.zeros(64, 3)
+    draw = [prior.sample(obs, torch.Generator().manual_seed(0)) for _ in range(2)]
+    torch.testing.assert_close(draw[0], draw[1])
+    assert draw[0].shape == (64, 1) and draw[0].std() > 0.01
+    assert draw[0].abs().max() <= 2.0  # Pendulum's torque bounds
+
+
 IMAGINED_ARGS = [
     "--loop.imagined-ratio",
     "0.5",
@@ -214,6 +247,8 @@ def _records(out):
         (["--loop.train-freq", "0"], "--loop.train-freq: must be at least 1"),
         (["--loop.imagined-ratio", "1"], "--loop.imagined-ratio: must be in [0, 1)"),
         (["--env", "CartPole-v1"], "Discrete"),
+        (["--loop.value", "critic", "--value.imagined-horizon", "5"], "--algo loop's state value"),
+        (["--loop.value", "critic", "--value.trust", "0.5"], "needs --algo loop (--loop.value"),
     ],
 )
 def test_bad_loop_settings_are_one_line(tmp_path, capsys, args, message):

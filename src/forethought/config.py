@@ -409,11 +409,14 @@ class TrainConfig:
     def _validate_imagined_value(self) -> None:
         if self.value.imagined_horizon == 0:
             return
-        if self.algo != "mpc" or self.planner != "mcts":
+        tree = self.algo == "mpc" and self.planner == "mcts"
+        loop = self.algo == "loop" and self.loop.terminal_value and self.loop.value == "behaviour"
+        if not (tree or loop):
             raise ConfigError(
                 "value.imagined_horizon",
                 "is for tree search (--planner mcts), whose discrete choices it distils into "
-                "a policy to imagine with; leave it at 0 here",
+                "a policy to imagine with, and for --algo loop's state value (SAC's actor "
+                "imagines); leave it at 0 here",
             )
         if not self.value.enabled:
             raise ConfigError(

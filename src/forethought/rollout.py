@@ -283,6 +283,20 @@ def _rotate_members(state, totals, generator):
     return state, [x if x is None else x.gather(0, index) for x in totals]
 
 
+def categorical(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """A discrete policy (states -> logits) as `imagine_policy`'s sampler of one-hot actions."""
+
+    def act(state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        logits = logits_fn(state)
+        flat = logits.reshape(-1, logits.shape[-1]).softmax(-1)
+        draws = torch.multinomial(flat, 1, generator=generator).view(logits.shape[:-1])
+        return torch.nn.functional.one_hot(draws, logits.shape[-1]).float()
+
+    return act
+
+
 @dataclass
 class PolicyImagination:
     """States visited by imagined closed-loop rollouts, each with its discounted return-to-go."""
@@ -296,7 +310,7 @@ class PolicyImagination:
 def imagine_policy(
     model: DynamicsModel,
     starts: torch.Tensor,
-    policy: Callable[[torch.Tensor], torch.Tensor],
+    act: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
     horizon: int,
     discount: float,
     reward_fn: RewardFn | None,
@@ -304,20 +318,17 @@ def imagine_policy(
     value_fn: Callable[[torch.Tensor], torch.Tensor],
     generator: torch.Generator,
 ) -> PolicyImagination:
-    """Play a discrete-action policy (states -> logits; actions sampled from them) for `horizon`
-    steps in the model from E x M start states, member e moving block e (tsinf with one
-    particle per start: one batched pass per step). Rewards and terminations come from the
+    """Play a policy (`act`: E x M states and a generator -> E x M actions, sampled) for
+    `horizon` steps in the model from E x M start states, member e moving block e (tsinf with
+    one particle per start: one batched pass per step). Rewards and terminations come from the
     task's known functions where given, else from the model's learned heads; a rollout alive
     at the horizon is worth value_fn(final state)."""
     e, m, _ = starts.shape
-    num_actions = model.action_dim
     state = starts
     alive = torch.ones(e, m, dtype=torch.bool, device=starts.device)
     visited, rewards, alive_at = [], [], []
     for _ in range(horizon):
-        logits = policy(state)
-        draws = torch.multinomial(logits.reshape(e * m, -1).softmax(-1), 1, generator=generator)
-        action = torch.nn.functional.one_hot(draws.view(e, m), num_actions).float()
+        action = act(state, generator)
         prediction = model.predict(state, action)
         next_state = prediction.next_obs_mean
         if model.config.probabilistic:

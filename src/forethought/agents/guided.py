@@ -66,6 +66,14 @@ class PolicyPrior:
         return self._to_env(torch.tanh(pre))
 
     @torch.inference_mode()
+    def sample(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """... x O -> ... x A actions drawn from the policy with `generator` (reproducible)."""
+        flat = obs.reshape(-1, obs.shape[-1])
+        mean, std = self._mean_and_std(flat)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        return self._to_env(torch.tanh(mean + std * noise)).view(*obs.shape[:-1], -1)
+
+    @torch.inference_mode()
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """... x O -> ...: min over the twin critics of Q(s, policy's mean action)."""
         flat = obs.reshape(-1, obs.shape[-1])

@@ -57,7 +57,7 @@ class ValueConfig:
     td_lambda: float = 0.95
     """Weight of the logged episode's continuation in each target: 0 is one-step TD, 1 the logged (Monte-Carlo) return, bootstrapped only where the episode was cut."""
     imagined_horizon: int = 0
-    """Tree search only: also fit V on the returns of imagined rollouts this many steps long, played in the model by a policy distilled from the planner's logged actions from logged states, as many imagined states as logged ones (0: logged transitions only). They show V where the planner's habits lead in the long run (a cart drifting off its track) before real episodes end there. On CartPole-v1 (discount 0.98, 150 steps) it did worse than without: 2,357 / 940 / not within 3,000 steps to 475 against 2,175 / 849 / 1,752 (benchmarks/sample_efficiency.py --methods mcts-imagined-value)."""
+    """Also fit V on the returns of imagined rollouts this many steps long from logged states, as many imagined states as logged ones (0: logged transitions only), played in the model by a policy: for tree search one distilled from the planner's logged actions, for --algo loop (--loop.value behaviour) SAC's actor, sampled. They show V where the planner's habits lead in the long run (a cart drifting off its track) before real episodes end there. On CartPole-v1 (discount 0.98, 150 steps) it did worse than without: 2,357 / 940 / not within 3,000 steps to 475 against 2,175 / 849 / 1,752 (benchmarks/sample_efficiency.py --methods mcts-imagined-value)."""
     fresh_fits: bool = False
     """Fit from fresh weights every time (a reset) instead of from the previous fit's: what a value fitted on early, narrow data extrapolated does not carry over into later fits."""
     at_horizon: bool = False

@@ -418,10 +418,14 @@ def _set_tree_discount(run: Run, discount: float) -> None:
 
 def _imagined_targets(run: Run, data) -> tuple[torch.Tensor, torch.Tensor] | None:
     horizon = run.config.value.imagined_horizon
-    if horizon == 0 or run.config.planner != "mcts":
+    if horizon == 0:
         return None
     discount = run.value.discount  # the value's own: --mcts.adaptive-horizon moves it
-    return imagined_returns(run.model, run.task, run.value.value, data, horizon, discount, run.rng)
+    prior = getattr(run.agent, "prior", None)  # --algo loop: SAC's actor; else a distilled one
+    act = None if prior is None else prior.sample
+    return imagined_returns(
+        run.model, run.task, run.value.value, data, horizon, discount, run.rng, act
+    )
 
 
 def _refit_after_forgetting(run: Run, episode: int, bar: RunProgress) -> None:
