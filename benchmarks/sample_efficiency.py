@@ -249,6 +249,14 @@ for _env in ("Pendulum-v1", "InvertedPendulum-v5"):
     variants += ("loop-actor-value",)
     BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in variants}
 PLANNED["mpc-value"] = "icem"
+# mpc-restreamed: MPC whose training actions get Gaussian noise of std 1e-6 of the action range
+# (--explore-std): physically nothing, but drawing it moves the run's random stream, so the
+# model fits and plans after the first planned step differ. A control: how far one seed's
+# steps-to-threshold moves by chance alone.
+RESTREAM_STD = 1e-6
+PLANNED["mpc-restreamed"] = "icem"
+QUICK_BUDGET["mpc-restreamed"] = QUICK_BUDGET["mpc"]
+BUDGET["Pendulum-v1"]["mpc-restreamed"] = BUDGET["Pendulum-v1"]["mpc"]
 QUICK_BUDGET["mpc-value"] = QUICK_BUDGET["mpc"]
 STEP_SCHEDULE = {*LOOP_SETTINGS, "mpc-value"}
 BOOTSTRAP = 2_000
@@ -261,6 +269,8 @@ def config_for(env: str, method: str, seed: int, steps: int, every: int, runs: P
     settings = LONG_HORIZON if method == "discrete-cem" else settings
     settings = CEM_VARIANTS[method][0] if method in CEM_VARIANTS else settings
     settings = MPC_VALUE if method == "mpc-value" else settings
+    if method == "mpc-restreamed":
+        settings = {**MPC_SETTINGS.get(env, {}), "explore_std": RESTREAM_STD}
     settings = LOOP_SETTINGS.get(method, MCTS_SETTINGS.get(method, settings))
     return TrainConfig(
         env=env,
@@ -395,6 +405,7 @@ def plot(results: dict, path: Path) -> None:
         "mcts": "tab:blue",
         "discrete-cem": "tab:cyan",
         "mpc-value": "black",
+        "mpc-restreamed": "tab:gray",
         "dqn": "tab:red",
     } | {name: colour for name, (_, _, colour) in (MCTS_VARIANTS | CEM_VARIANTS).items()}
     names = {
@@ -411,6 +422,7 @@ def plot(results: dict, path: Path) -> None:
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",
         "mpc-value": "forethought iCEM + learned value at the horizon",
+        "mpc-restreamed": "forethought iCEM, random stream moved (control)",
     } | {name: f"forethought MCTS, {label}" for name, (_, label, _) in MCTS_VARIANTS.items()}
     names |= {name: f"forethought {label}" for name, (_, label, _) in CEM_VARIANTS.items()}
     for ax, env in zip(axes[0], envs, strict=False):
