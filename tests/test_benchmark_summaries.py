@@ -183,3 +183,27 @@ def test_safety_sac_shield_rows_reuse_the_sac_trials_and_cheetah_mpc_evaluates_o
     assert (mpc.episodes, mpc.eval_every, mpc.steps) == (5, 5, 5_000)  # evaluated after the last
     assert config("pendulum-zone", "mpc").eval_every == 1
     assert config("pendulum-zone", "mbpo-shield").out.name == "mbpo-shield-seed1"
+
+
+def test_paired_steps_pair_each_method_with_mpc_seed_by_seed(tmp_path):
+    import paired_steps
+
+    def results(name, runs):
+        path = tmp_path / f"sample_efficiency_{name}.json"
+        path.write_text(json.dumps({"envs": {"Pendulum-v1": {"runs": runs}}}))
+        return path
+
+    mpc = seeds([200, 400, 400, 600], 2_000)
+    loop = seeds([200, 600, 200, None], 2_000)  # None: never, counted one evaluation late
+    found = paired_steps.collect([results("a", {"mpc": mpc}), results("b", {"loop": loop})])
+    row = paired_steps.compare(found)["loop"]
+    assert row["steps"] == [200, 600, 200, 2_500] and row["censored"] == [3]
+    assert (row["behind"], row["same"], row["ahead"]) == (2, 1, 1)
+    assert row["mean_difference"] == pytest.approx((0 + 200 - 200 + 1_900) / 4)
+    low, high = row["mean_difference_95"]
+    assert -200 <= low <= row["mean_difference"] <= high <= 1_900
+    assert paired_steps.sign_test(2, 1) == pytest.approx(1.0)
+    assert paired_steps.sign_test(8, 0) == pytest.approx(2 / 256)
+    clash = results("c", {"loop": seeds([400], 2_000)})
+    with pytest.raises(SystemExit, match="loop seed 0"):
+        paired_steps.collect([results("b", {"loop": loop}), clash])
