@@ -134,6 +134,14 @@ LOOP_SETTINGS["loop-gamma-0.95"] = {"loop": LoopConfig(gamma=0.95)}
 # loop-trusted: loop-fitted whose plans use the value only once it has predicted the episode
 # collected since its last fit (R-squared at least 0.5 against the logged level; --value.trust).
 LOOP_SETTINGS["loop-trusted"] = {"value": ValueConfig(passes=10, trust=0.5)}
+# loop-trusted-no-proposals: the same without the actor's proposals (--loop.proposals 0), so
+# until the value is trusted the planner scores plans as plain MPC does (up to the discount).
+LOOP_SETTINGS["loop-trusted-no-proposals"] = {
+    "value": ValueConfig(passes=10, trust=0.5),
+    "loop": LoopConfig(proposals=0),
+}
+PLANNED["loop-trusted-no-proposals"] = "icem"
+QUICK_BUDGET["loop-trusted-no-proposals"] = 600
 # loop-actor-value: loop-fitted whose value also fits 40-step rollouts of SAC's actor in the
 # model from logged states (--value.imagined-horizon 40: past where the 20-step plans end),
 # so V has model-based targets at states the logs never reached.
@@ -246,7 +254,7 @@ BUDGET["Pendulum-v1"]["loop-imagined"] = BUDGET["Pendulum-v1"]["loop"]
 BUDGET["Pendulum-v1"]["loop-critic"] = BUDGET["Pendulum-v1"]["loop"]
 for _env in ("Pendulum-v1", "InvertedPendulum-v5"):
     variants = ("loop-fitted", "loop-support", "loop-gamma-0.95", "loop-trusted")
-    variants += ("loop-actor-value",)
+    variants += ("loop-actor-value", "loop-trusted-no-proposals")
     BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in variants}
 PLANNED["mpc-value"] = "icem"
 # mpc-restreamed: MPC whose training actions get Gaussian noise of std 1e-6 of the action range
@@ -398,6 +406,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-gamma-0.95": "tab:green",
         "loop-trusted": "tab:brown",
         "loop-actor-value": "tab:cyan",
+        "loop-trusted-no-proposals": "tab:olive",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -418,6 +427,7 @@ def plot(results: dict, path: Path) -> None:
         "loop-gamma-0.95": "forethought loop, discount 0.95",
         "loop-trusted": "forethought loop, value used once it predicts an episode",
         "loop-actor-value": "forethought loop, value also fitted on the actor's imagined rollouts",
+        "loop-trusted-no-proposals": "forethought loop, value once trusted, no actor proposals",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",
