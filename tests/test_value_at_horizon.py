@@ -84,6 +84,22 @@ def test_discrete_cem_fits_and_saves_the_value_it_plans_with(tmp_path):
     assert all(np.isfinite(plan["value_at_horizon"]) for plan in report["runners_up"])
 
 
+def test_explain_leaves_out_a_value_the_plan_did_not_trust(tmp_path):
+    config = tiny_config(
+        tmp_path / "run", env="CartPole-v1", planner="discrete-cem", episodes=2,
+        max_episode_steps=None, value=ValueConfig(at_horizon=True, rounds=3, trust=0.5),
+        rollout=RolloutConfig(particles=2, discount=0.95),
+    )  # fmt: skip
+    result = train(config)
+    first = result.history[0]
+    assert not first["value_trusted"] and first["value_r2"] is None
+    # Episode 1 was planned before the value's first check (after it): plans without V.
+    explained = explain(ExplainArgs(run_dir=config.out, step=first["env_steps"] + 2, top_k=2))
+    assert explained.reproduced and "valued beyond its horizon" not in explained.summary
+    report = json.loads(explained.json_path.read_text())
+    assert "value_at_horizon" not in report["chosen"]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -135,13 +135,17 @@ class MPCAgent:
         default the last plan shifted by one step."""
         return initial
 
+    def values_horizon(self) -> bool:
+        """Whether plans are scored with a value at their end now: a state value under
+        --value.trust is left out until it has predicted the real transitions."""
+        return self.horizon_value is not None and bool(getattr(self.horizon_value, "trusted", True))
+
     def terminal_value(self, imagined) -> torch.Tensor | None:
         """A B x P estimate of the return after the horizon, added to each candidate's score:
         discount^H x V(s_H) per particle, zero where the imagined episode ended, averaged over
         the particles, or (pessimistic) averaged per ensemble member, then the worst member.
         Particle k follows member k mod E (see rollout._Layout)."""
-        # A StateValue under --value.trust is left out until it has predicted real episodes.
-        if self.horizon_value is None or not getattr(self.horizon_value, "trusted", True):
+        if not self.values_horizon():
             return None
         value = self.horizon_value(imagined.final_state) * imagined.final_alive  # B x P x K
         if self.pessimistic_value:

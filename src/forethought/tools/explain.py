@@ -126,7 +126,7 @@ def _explain(args: ExplainArgs, run: RunDir, config: TrainConfig) -> Explanation
     }
     if cost_fn is not None:
         _mark_vetoes(report, imagined, config.safety)
-    if agent.horizon_value is not None:
+    if agent.values_horizon():
         _mark_horizon_values(report, imagined, agent, task)
     return _explanation(run, report, imagined, _plot, _mpc_summary(report), episode, t)
 
