@@ -51,6 +51,7 @@ from forethought.planners import PlannerConfig
 from forethought.planners.mcts import TreeSearchConfig
 from forethought.rollout import RolloutConfig
 from forethought.storage import atomic_write_text
+from loop_variants import LOOP_VARIANTS
 from machine import machine_info
 from runs import add_arguments, run_all, run_once  # noqa: F401 (run_once: other benchmarks)
 
@@ -97,11 +98,10 @@ DEFAULT_METHODS["Acrobot-v1"] = DEFAULT_METHODS["CartPole-v1"]
 # Methods in which the planner acts, with their planner: `forethought train --algo mpc --planner
 # P`, or `--algo loop` (MPC with a learned value at the horizon); the others are --algo names.
 PLANNED = {"mpc": "icem", "loop": "icem", "loop-critic": "icem", "loop-imagined": "icem"}
-PLANNED["loop-fitted"] = "icem"
 PLANNED["mcts"] = "mcts"
 PLANNED |= {"discrete-cem": "discrete-cem"}
 QUICK_BUDGET = {"mpc": 600, "loop": 600, "loop-critic": 600, "mbpo": 1_500, "sac": 2_000}
-QUICK_BUDGET["loop-imagined"] = QUICK_BUDGET["loop-fitted"] = 600
+QUICK_BUDGET["loop-imagined"] = 600
 QUICK_BUDGET |= {"ppo": 8_192, "dqn": 5_000}
 QUICK_BUDGET |= {"mcts": 600, "discrete-cem": 600}
 # Discrete CEM plans 40 steps ahead: CartPole fails by drifting off over ~100 steps, and the
@@ -119,37 +119,9 @@ LOOP_SETTINGS = {"loop": {}, "loop-critic": {"loop": LoopConfig(value="critic")}
 LOOP_SETTINGS["loop-imagined"] = {
     "loop": LoopConfig(imagined_ratio=0.95, branches=5_000, gradient_steps=10)
 }
-# loop-fitted: the loop whose state value takes 10 passes over the data per fitted-value-iteration
-# round instead of 1 (--value.passes): with a few episodes of data one pass is a handful of
-# updates, and the underfitted value rated a pendulum spinning through the top above one held
-# there (models/value.py, ValueConfig.passes).
-LOOP_SETTINGS["loop-fitted"] = {"value": ValueConfig(passes=10)}
-# loop-support: loop-fitted with five value networks, whose value reads the logged level where
-# the data does not support it (--value.unsupported level): beyond the returns the rewards allow,
-# or where the networks disagree more than on any logged state.
-LOOP_SETTINGS["loop-support"] = {"value": ValueConfig(passes=10, members=5, unsupported="level")}
-# loop-gamma-0.95: the loop with a shorter discount (--loop.gamma 0.95): the value weighs 0.36
-# at a 20-step horizon instead of 0.82, and its range is a fifth as wide.
-LOOP_SETTINGS["loop-gamma-0.95"] = {"loop": LoopConfig(gamma=0.95)}
-# loop-trusted: loop-fitted whose plans use the value only once it has predicted the episode
-# collected since its last fit (R-squared at least 0.5 against the logged level; --value.trust).
-LOOP_SETTINGS["loop-trusted"] = {"value": ValueConfig(passes=10, trust=0.5)}
-# loop-trusted-no-proposals: the same without the actor's proposals (--loop.proposals 0), so
-# until the value is trusted the planner scores plans as plain MPC does (up to the discount).
-LOOP_SETTINGS["loop-trusted-no-proposals"] = {
-    "value": ValueConfig(passes=10, trust=0.5),
-    "loop": LoopConfig(proposals=0),
-}
-PLANNED["loop-trusted-no-proposals"] = "icem"
-QUICK_BUDGET["loop-trusted-no-proposals"] = 600
-# loop-actor-value: loop-fitted whose value also fits 40-step rollouts of SAC's actor in the
-# model from logged states (--value.imagined-horizon 40: past where the 20-step plans end),
-# so V has model-based targets at states the logs never reached.
-LOOP_SETTINGS["loop-actor-value"] = {"value": ValueConfig(passes=10, imagined_horizon=40)}
-PLANNED["loop-actor-value"] = "icem"
-QUICK_BUDGET["loop-actor-value"] = 600
-PLANNED |= {"loop-support": "icem", "loop-gamma-0.95": "icem", "loop-trusted": "icem"}
-QUICK_BUDGET |= {"loop-support": 600, "loop-gamma-0.95": 600, "loop-trusted": 600}
+LOOP_SETTINGS |= {name: settings for name, (settings, _, _) in LOOP_VARIANTS.items()}
+PLANNED |= dict.fromkeys(LOOP_VARIANTS, "icem")
+QUICK_BUDGET |= dict.fromkeys(LOOP_VARIANTS, 600)
 # Variants of tree search, run on request (--methods), each with the default's budget:
 # name -> (settings, plot label, colour).
 MCTS_VARIANTS = {
@@ -253,9 +225,7 @@ BUDGET["InvertedPendulum-v5"]["mpc-value"] = BUDGET["InvertedPendulum-v5"]["mpc"
 BUDGET["Pendulum-v1"]["loop-imagined"] = BUDGET["Pendulum-v1"]["loop"]
 BUDGET["Pendulum-v1"]["loop-critic"] = BUDGET["Pendulum-v1"]["loop"]
 for _env in ("Pendulum-v1", "InvertedPendulum-v5"):
-    variants = ("loop-fitted", "loop-support", "loop-gamma-0.95", "loop-trusted")
-    variants += ("loop-actor-value", "loop-trusted-no-proposals")
-    BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in variants}
+    BUDGET[_env] |= {m: BUDGET[_env]["loop"] for m in LOOP_VARIANTS}
 PLANNED["mpc-value"] = "icem"
 # mpc-restreamed: MPC whose training actions get Gaussian noise of std 1e-6 of the action range
 # (--explore-std): physically nothing, but drawing it moves the run's random stream, so the
@@ -401,12 +371,6 @@ def plot(results: dict, path: Path) -> None:
         "loop": "tab:brown",
         "loop-critic": "tab:olive",
         "loop-imagined": "tab:pink",
-        "loop-fitted": "tab:gray",
-        "loop-support": "tab:red",
-        "loop-gamma-0.95": "tab:green",
-        "loop-trusted": "tab:brown",
-        "loop-actor-value": "tab:cyan",
-        "loop-trusted-no-proposals": "tab:olive",
         "mbpo": "tab:purple",
         "sac": "tab:orange",
         "ppo": "tab:green",
@@ -416,18 +380,12 @@ def plot(results: dict, path: Path) -> None:
         "mpc-value": "black",
         "mpc-restreamed": "tab:gray",
         "dqn": "tab:red",
-    } | {name: colour for name, (_, _, colour) in (MCTS_VARIANTS | CEM_VARIANTS).items()}
+    } | {name: c for name, (_, _, c) in (MCTS_VARIANTS | CEM_VARIANTS | LOOP_VARIANTS).items()}
     names = {
         "mpc": "forethought MPC",
         "loop": "forethought MPC + planner's value (loop)",
         "loop-critic": "forethought MPC + SAC critic (loop)",
         "loop-imagined": "forethought loop, SAC also on MBPO's data",
-        "loop-fitted": "forethought loop, value fitted 10 passes per round",
-        "loop-support": "forethought loop, 5 fitted values, logged level where unsupported",
-        "loop-gamma-0.95": "forethought loop, discount 0.95",
-        "loop-trusted": "forethought loop, value used once it predicts an episode",
-        "loop-actor-value": "forethought loop, value also fitted on the actor's imagined rollouts",
-        "loop-trusted-no-proposals": "forethought loop, value once trusted, no actor proposals",
         "mbpo": "forethought MBPO (SB3 SAC)",
         "mcts": "forethought MCTS",
         "discrete-cem": "forethought discrete CEM",
@@ -435,6 +393,7 @@ def plot(results: dict, path: Path) -> None:
         "mpc-restreamed": "forethought iCEM, random stream moved (control)",
     } | {name: f"forethought MCTS, {label}" for name, (_, label, _) in MCTS_VARIANTS.items()}
     names |= {name: f"forethought {label}" for name, (_, label, _) in CEM_VARIANTS.items()}
+    names |= {name: f"forethought loop, {label}" for name, (_, label, _) in LOOP_VARIANTS.items()}
     for ax, env in zip(axes[0], envs, strict=False):
         for method, seeds in results["envs"][env]["runs"].items():
             grid = np.unique(np.concatenate([s["curve_steps"] for s in seeds]))
