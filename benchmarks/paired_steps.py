@@ -116,10 +116,11 @@ def main() -> int:
         "methods": compare(found),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    width = max(map(len, result["methods"]), default=0)
     for method, row in result["methods"].items():
         low, high = row["mean_difference_95"]
         print(
-            f"{method:18s} seeds {len(row['seeds'])}: behind {row['behind']} same {row['same']} "
+            f"{method:{width}s} seeds {len(row['seeds'])}: behind {row['behind']} same {row['same']} "
             f"ahead {row['ahead']}; mean {row['mean_difference']:+.0f} steps "
             f"[{low:+.0f}, {high:+.0f}]; sign test p={row['sign_test_p']:.2f}"
         )
