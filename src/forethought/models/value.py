@@ -278,15 +278,7 @@ def predictive_r2(value: StateValue, data: TransitionBatch[np.ndarray], discount
     device = value.obs_mean.device
     predicted = value(torch.as_tensor(data.obs, device=device)).double().cpu().numpy()
     at_cut = value(torch.as_tensor(data.next_obs, device=device)).double().cpu().numpy()
-    linked, reward = _linked(data), data.reward.astype(np.float64)
-    continues = discount * (~data.terminated.astype(bool))
-    returns, weight_left = np.empty(len(reward)), np.empty(len(reward))
-    later, later_weight = 0.0, 0.0
-    for t in range(len(reward) - 1, -1, -1):
-        if not linked[t]:
-            later, later_weight = at_cut[t], 1.0
-        later, later_weight = reward[t] + continues[t] * later, continues[t] * later_weight
-        returns[t], weight_left[t] = later, later_weight
+    returns, weight_left = _returns_to_cut(data, _linked(data), discount, at_cut)
     mostly_real = weight_left <= 0.5
     baseline = ((float(value.level) - returns[mostly_real]) ** 2).sum()
     if not mostly_real.any() or baseline == 0:
@@ -300,16 +292,26 @@ def logged_level(data: TransitionBatch[np.ndarray], linked: np.ndarray, discount
     episode that did not terminate (cut by a time limit, or the data's end) continues at this
     same mean L: with G_t = A_t + P_t L (A_t the discounted logged rewards, P_t the discount
     left at the cut, 0 after a termination), L = mean(A) / (1 - mean(P))."""
+    returns, carried = _returns_to_cut(data, linked, discount, np.zeros(len(data.reward)))
+    return float(returns.mean() / (1.0 - carried.mean()))
+
+
+def _returns_to_cut(
+    data: TransitionBatch[np.ndarray], linked: np.ndarray, discount: float, at_cut: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per transition, the discounted return to its episode's end, an episode that did not
+    terminate continuing at `at_cut` (of the transition where it was cut), and the discount
+    left at that cut (0 after a termination)."""
     reward = data.reward.astype(np.float64)
+    continues = discount * (~data.terminated.astype(bool))
     returns, carried = np.empty(len(reward)), np.empty(len(reward))
-    later_return, later_carried = 0.0, 0.0
+    later, later_carried = 0.0, 0.0
     for t in range(len(reward) - 1, -1, -1):
         if not linked[t]:
-            later_return, later_carried = 0.0, 0.0 if data.terminated[t] else 1.0
-        later_return = reward[t] + discount * later_return
-        later_carried = discount * later_carried
-        returns[t], carried[t] = later_return, later_carried
-    return float(returns.mean() / (1.0 - carried.mean()))
+            later, later_carried = at_cut[t], 1.0
+        later, later_carried = reward[t] + continues[t] * later, continues[t] * later_carried
+        returns[t], carried[t] = later, later_carried
+    return returns, carried
 
 
 def _linked(data: TransitionBatch[np.ndarray]) -> np.ndarray:
