@@ -143,6 +143,29 @@ def test_a_loop_run_records_whether_it_trusted_its_value(tmp_path):
     assert [r["value_trusted"] for r in rows[1:]] == [r["value_r2"] >= 0.5 for r in rows[1:]]
 
 
+def test_a_loop_whose_value_is_never_trusted_acts_as_plain_mpc_does(tmp_path):
+    """With no proposals and a gate V never passes (R-squared 1), every draw of the model,
+    the planner and the evaluations is plain MPC's: SAC and V learn beside it on their own
+    streams, and plans are scored with MPC's undiscounted sum. Passing the gate changes that."""
+    loop = [*LOOP_ARGS, "--loop.proposals", "0", "--value.rounds", "3", "--episodes", "3"]
+    loop += ["--loop.gamma", "0.9"]  # 30-step episodes: returns mostly real 7 steps from the cut
+    runs = {
+        "mpc": [*TINY_ARGS, "--episodes", "3"],
+        "never": [*loop, "--value.trust", "1.0"],
+        "trusted": [*loop, "--value.trust", "-10"],  # passes every check
+    }
+    for name, args in runs.items():
+        assert main(["train", "--out", str(tmp_path / name), *args]) == 0
+    keys = ("return", "eval_return", "env_steps")
+    returns = {n: [[r[k] for k in keys] for r in rows_of(tmp_path / n)] for n in runs}
+    assert returns["never"] == returns["mpc"]
+    # Episode 2 is played before V's first check, evaluated after it (trusted from then on).
+    assert returns["trusted"][0] == returns["mpc"][0]
+    assert returns["trusted"][1][0] == returns["mpc"][1][0]
+    assert returns["trusted"][1][1] != returns["mpc"][1][1]
+    assert [r["value_trusted"] for r in rows_of(tmp_path / "trusted")] == [False, True, True]
+
+
 def test_the_loops_value_also_fits_rollouts_of_the_actor_when_asked(tmp_path):
     """--value.imagined-horizon with --algo loop: SAC's actor plays in the model from logged
     states and V fits those returns too; the same seed gives the same run."""
@@ -200,11 +223,20 @@ def test_loop_with_imagined_data_branches_after_every_fit(tmp_path):
     assert not any(np.isclose(real, row, atol=1e-6).all(axis=1).any() for row in seconds)
 
 
+EXTRA_ARGS = {
+    "real": [],
+    "imagined": IMAGINED_ARGS,
+    # A gated value draws its fresh weights and shuffles from its own stream.
+    "gated": ["--value.trust", "0", "--value.fresh-fits", "--loop.gamma", "0.9"],
+}
+
+
 @pytest.mark.slow  # ~40 s each; MPC's and SAC's kill tests cover the two halves in the default tier
-@pytest.mark.parametrize("imagined", [False, True], ids=["real", "imagined"])
-def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, imagined):
+@pytest.mark.parametrize("extra", ["real", "imagined", "gated"])
+def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, extra):
     reference = tmp_path / "reference"
-    args = [*LOOP_ARGS, *(IMAGINED_ARGS if imagined else []), "--episodes", str(EPISODES)]
+    imagined = extra == "imagined"
+    args = [*LOOP_ARGS, *EXTRA_ARGS[extra], "--episodes", str(EPISODES)]
     assert start_cli(["--out", str(reference), *args]).wait(timeout=300) == 0
 
     out = tmp_path / "run"

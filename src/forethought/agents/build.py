@@ -93,6 +93,7 @@ def planning_agent(
             anchor=loop.anchor,
             bootstrap=loop.terminal_value,
             pessimistic=loop.pessimistic_value,
+            untrusted_rollout=config.rollout,  # a gated value left out: plain MPC's objective
         )
     return MPCAgent(
         model,

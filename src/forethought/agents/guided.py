@@ -20,6 +20,7 @@ from forethought.agents.mpc import MPCAgent
 from forethought.models.dynamics import DynamicsModel
 from forethought.models.uncertainty import member_variance, normalised_std
 from forethought.models.value import StateValue
+from forethought.rollout import RolloutConfig
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC
@@ -94,9 +95,12 @@ class GuidedMPCAgent(MPCAgent):
         bootstrap: bool = True,
         pessimistic: bool = False,
         state_value: StateValue | None = None,
+        untrusted_rollout: RolloutConfig | None = None,
         **kw,
     ):
         super().__init__(*args, state_value=state_value, **kw)
+        if untrusted_rollout is not None:
+            self.untrusted_rollout = untrusted_rollout
         self.prior, self.n_proposals, self.anchor = prior, proposals, anchor
         # The value at the horizon: the critic's, unless a state value of the planner's own
         # behaviour is given; either at the critic's discount.

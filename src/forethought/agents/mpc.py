@@ -55,6 +55,7 @@ class MPCAgent:
         self.state_value = state_value
         self.horizon_value = state_value
         self.value_discount = rollout.discount
+        self.untrusted_rollout = rollout  # how plans are scored while a gated V is left out
         self.pessimistic_value = False  # needs one member per particle (not "mean" propagation)
 
     def reset(self) -> None:
@@ -94,12 +95,14 @@ class MPCAgent:
     def objective(self, obs: torch.Tensor):
         """Expected imagined return of each candidate sequence from the B x O states `obs`."""
 
+        rollout = self.scoring_rollout()
+
         def expected_return(candidates: torch.Tensor) -> torch.Tensor:  # B x P x H x A -> B x P
             result = imagine(
                 self.model,
                 obs,
                 candidates,
-                self.rollout,
+                rollout,
                 self.task.reward_fn,
                 self.task.termination_fn,
                 self.generator,
@@ -107,7 +110,7 @@ class MPCAgent:
                 cost_fn=self.cost_fn,
             )
             self.compute.model_rows += result.model_rows
-            scores = result.scores(self.rollout)
+            scores = result.scores(rollout)
             value = self.terminal_value(result)
             scores = scores if value is None else scores + value
             return scores if self.cost_fn is None else self._veto(scores, result.particle_costs)
@@ -139,6 +142,12 @@ class MPCAgent:
         """Whether plans are scored with a value at their end now: a state value under
         --value.trust is left out until it has predicted the real transitions."""
         return self.horizon_value is not None and bool(getattr(self.horizon_value, "trusted", True))
+
+    def scoring_rollout(self) -> RolloutConfig:
+        """The rollout (and discount) plans are scored with: while a value gated by
+        --value.trust is left out, `untrusted_rollout` (for --algo loop, plain MPC's)."""
+        left_out = self.horizon_value is not None and not self.values_horizon()
+        return self.untrusted_rollout if left_out else self.rollout
 
     def terminal_value(self, imagined) -> torch.Tensor | None:
         """A B x P estimate of the return after the horizon, added to each candidate's score:

@@ -67,7 +67,7 @@ class ValueConfig:
     members: int = 1
     """Independent value networks fitted side by side (own initial weights, own TD targets, each warm-started from its own previous fit); the search uses their mean. Where the data leaves V undetermined each network extrapolates its own way, and the mean does not commit to one of those guesses. On CartPole-v1 (discount 0.98, --mcts.adaptive-horizon 2) 5 members did worse than 1: 2 of 5 seeds to 475 within 2,000 steps (792 / 1,098; 2,766; two never), against 4 of 5 (benchmarks/sample_efficiency.py --methods mcts-value-members)."""
     trust: float | None = None
-    """Shooting planners only (--algo loop, --value.at-horizon): plan with V only once it has predicted real transitions it was not fitted on. Before every refit, V's R-squared on the transitions collected since the last fit (against their discounted returns, bootstrapped by V where an episode is cut; the logged level as the baseline) must reach this; until it has, and whenever it does not, plans are scored without V. None: always plan with V."""
+    """Shooting planners only (--algo loop, --value.at-horizon): plan with V only once it has predicted real transitions it was not fitted on. Before every refit, V's R-squared on the transitions collected since the last fit (against their discounted returns, bootstrapped by V where an episode is cut; the logged level as the baseline) must reach this; until it has, and whenever it does not, plans are scored without V (with --algo loop as plain MPC scores them, undiscounted), and V's fits draw from a random stream of their own: with --loop.proposals 0 the run is then plain MPC's, draw for draw. None: always plan with V."""
 
     def validate(self) -> None:
         require(self.hidden_size >= 1, "value.hidden_size", "must be at least 1")
@@ -160,9 +160,27 @@ class StateValue(nn.Module):
 class ValueTrainer:
     """Fits a `StateValue` by fitted value iteration; owns its optimiser (checkpointed)."""
 
-    def __init__(self, value: StateValue, config: ValueConfig, discount: float):
+    def __init__(self, value: StateValue, config: ValueConfig, discount: float, seed: int = 0):
         self.value, self.config, self.discount = value, config, discount
         self.optimizer = torch.optim.Adam(value.parameters(), lr=config.learning_rate)
+        # A gated value (--value.trust) shuffles from its own stream: while the planner leaves
+        # it out, the run's other draws are then exactly those of a run without it.
+        gated = config.trust is not None
+        self.own_rng = np.random.default_rng([seed, 2]) if gated else None
+
+    def stream(self, shared: np.random.Generator) -> np.random.Generator:
+        """The generator to fit with: its own when gated, else the run's `shared` one."""
+        return shared if self.own_rng is None else self.own_rng
+
+    def state_dict(self) -> dict:
+        """The optimiser and, when gated, the own stream (the weights are the value's)."""
+        own = {} if self.own_rng is None else {"value_rng": self.own_rng.bit_generator.state}
+        return {"value_optimizer": self.optimizer.state_dict(), **own}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["value_optimizer"])
+        if self.own_rng is not None and "value_rng" in state:
+            self.own_rng.bit_generator.state = state["value_rng"]
 
     def fit(
         self,

@@ -161,7 +161,7 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         adaptation=Adaptation(config),
         value=None
         if state_value is None
-        else ValueTrainer(state_value, config.value, _value_discount(config)),
+        else ValueTrainer(state_value, config.value, _value_discount(config), config.seed),
         actor_critic=actor_critic,
     )
 
@@ -224,7 +224,7 @@ def _load_checkpoint(run: Run, checkpoint: dict[str, Any]) -> None:
         run.agent.compute.model_rows = checkpoint["model_rows"]
         if run.value is not None:
             run.value.value.load_state_dict(checkpoint["value"])
-            run.value.optimizer.load_state_dict(checkpoint["value_optimizer"])
+            run.value.load_state_dict(checkpoint)
         if "tree_discount" in checkpoint:
             _set_tree_discount(run, checkpoint["tree_discount"])
         if run.actor_critic is not None:
@@ -402,7 +402,7 @@ def _fit(run: Run, from_scratch: bool = False) -> FitReport:
         mcts = run.config.mcts
         _set_tree_discount(run, episode_discount(data, mcts.discount, mcts.adaptive_horizon))
     if run.value is not None:  # the value of states, on the same data as the model
-        run.value.fit(data, run.rng, _imagined_targets(run, data))
+        run.value.fit(data, run.value.stream(run.rng), _imagined_targets(run, data))
     loop = run.config.loop
     if run.actor_critic is not None and loop.imagined_ratio > 0:  # MBPO's data for SAC
         run.actor_critic.imagine(run.model, run.task, data.obs, loop.branches, loop.branch_length)
@@ -424,7 +424,14 @@ def _imagined_targets(run: Run, data) -> tuple[torch.Tensor, torch.Tensor] | Non
     prior = getattr(run.agent, "prior", None)  # --algo loop: SAC's actor; else a distilled one
     act = None if prior is None else prior.sample
     return imagined_returns(
-        run.model, run.task, run.value.value, data, horizon, discount, run.rng, act
+        run.model,
+        run.task,
+        run.value.value,
+        data,
+        horizon,
+        discount,
+        run.value.stream(run.rng),
+        act,
     )
 
 
@@ -581,7 +588,7 @@ def _checkpoint(run: Run) -> None:
     )
     run.progress.log_records = len(run.log)
     if run.value is not None:
-        value["value_optimizer"] = run.value.optimizer.state_dict()
+        value.update(run.value.state_dict())
     if run.actor_critic is not None:
         value["actor_critic"] = run.actor_critic.state_dict()
     run.dir.save_checkpoint(
