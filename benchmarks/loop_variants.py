@@ -34,6 +34,14 @@ LOOP_VARIANTS = {
         {"value": ValueConfig(passes=10, trust=0.5), "loop": LoopConfig(proposals=0)},
         "value once trusted, no actor proposals", "tab:olive",
     ),
+    # The gated value without proposals, gated by a trial in the model instead of R-squared
+    # (--value.trial-steps 100): after every fit the planner runs 100 steps closed-loop in
+    # the model from 10 logged states with the value and without it; plans use the value only
+    # while it does not lower that imagined return.
+    "loop-tried-no-proposals": (
+        {"value": ValueConfig(passes=10, trial_steps=100), "loop": LoopConfig(proposals=0)},
+        "value once it helps plans in the model, no actor proposals", "tab:pink",
+    ),
     # loop-fitted whose value also fits 40-step rollouts of SAC's actor in the model from
     # logged states (--value.imagined-horizon 40: past where the 20-step plans end), so it has
     # model-based targets at states the logs never reached.

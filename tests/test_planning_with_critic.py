@@ -143,6 +143,20 @@ def test_a_loop_run_records_whether_it_trusted_its_value(tmp_path):
     assert [r["value_trusted"] for r in rows[1:]] == [r["value_r2"] >= 0.5 for r in rows[1:]]
 
 
+def test_a_loop_run_tries_its_value_in_the_model_and_records_the_verdict(tmp_path):
+    """--value.trial-steps: after every fit the planner runs in the model with and without V;
+    plans use V only while it does not lower that return. The same seed gives the same run."""
+    args = [*LOOP_ARGS, "--value.trial-steps", "4", "--value.trial-starts", "2"]
+    args += ["--value.rounds", "3", "--episodes", "3"]
+    for name in ("a", "b"):
+        assert main(["train", "--out", str(tmp_path / name), *args]) == 0
+    rows = rows_of(tmp_path / "a")
+    assert rows == rows_of(tmp_path / "b")
+    assert all(np.isfinite(r["value_trial_gain"]) for r in rows)  # a fit ends every episode
+    assert [r["value_trusted"] for r in rows] == [r["value_trial_gain"] >= 0 for r in rows]
+    assert all(r["value_r2"] is None for r in rows)  # no --value.trust: no R-squared check
+
+
 def test_a_loop_whose_value_is_never_trusted_acts_as_plain_mpc_does(tmp_path):
     """With no proposals and a gate V never passes (R-squared 1), every draw of the model,
     the planner and the evaluations is plain MPC's: SAC and V learn beside it on their own

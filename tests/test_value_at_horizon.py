@@ -107,6 +107,9 @@ def test_explain_leaves_out_a_value_the_plan_did_not_trust(tmp_path):
         ({"algo": "loop", "env": "InvertedPendulum-v5"}, "shooting planners"),
         ({"rollout": RolloutConfig(discount=1.0)}, "--rollout.discount below 1"),
         ({"value": ValueConfig(trust=0.5)}, "gates the state value at a shooting planner's"),
+        ({"value": ValueConfig(trial_steps=5)}, r"value\.trial-steps: gates the state value"),
+        ({"value": ValueConfig(at_horizon=True, trial_steps=-1)}, r"trial-steps: must be 0 or"),
+        ({"value": ValueConfig(at_horizon=True, trial_starts=0)}, r"trial-starts: must be at"),
     ],
 )
 def test_it_is_refused_where_it_cannot_apply(changes, message):
@@ -114,3 +117,41 @@ def test_it_is_refused_where_it_cannot_apply(changes, message):
             "rollout": RolloutConfig(discount=0.98)}  # fmt: skip
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**(base | changes)).validate()
+
+
+class QuadraticValue(torch.nn.Module):
+    """sign x P x^2: the true LQR value (sign -1), or one that prizes being far off (+1)."""
+
+    def __init__(self, sign: float):
+        super().__init__()
+        self.sign = sign
+        self.register_buffer("trusted", torch.tensor(False))
+        self.register_buffer("obs_mean", torch.zeros(1))
+
+    def forward(self, obs):
+        return self.sign * riccati() * obs[..., 0] ** 2
+
+
+def test_the_trial_in_the_model_tells_a_value_that_helps_the_plans_from_one_that_hurts():
+    """--value.trial-steps: planning closed-loop in the model with the true value steers the
+    state to 0 (the myopic planner never moves), a value prizing distance drives it away."""
+    from forethought.trainers.value_trial import planning_gain
+    from forethought.types import TransitionBatch
+
+    n = 6
+    obs = np.linspace(-1.5, 1.5, n, dtype=np.float32).reshape(n, 1)
+    zeros = np.zeros(n, np.float32)
+    data = TransitionBatch(obs, obs * 0, zeros, obs, zeros.astype(bool), zeros.astype(bool))
+    gains = {}
+    for sign in (-1.0, 1.0):
+        value = QuadraticValue(sign)
+        task = lqr_agent(None).task
+        gains[sign], rows = planning_gain(
+            lambda seed, value=value: lqr_agent(value), OffsetEnsemble(1), task, value, data,
+            steps=8, starts=4, seed=0,
+        )  # fmt: skip
+        assert not value.trusted  # left as it was
+        assert rows > 0
+    # Myopic: -8 x^2 per start, mean x^2 of the starts drawn; with V* the state goes to ~0.
+    assert gains[-1.0] > 1.0
+    assert gains[1.0] < -1.0

@@ -394,14 +394,14 @@ class TrainConfig:
             )
 
     def _validate_value_trust(self) -> None:
-        if self.value.trust is None:
+        if not self.value.gated():
             return
         behaviour = (
             self.algo == "loop" and self.loop.terminal_value and self.loop.value == "behaviour"
         )
         if not (behaviour or self.value.at_horizon):
             raise ConfigError(
-                "value.trust",
+                "value.trust" if self.value.trust is not None else "value.trial_steps",
                 "gates the state value at a shooting planner's horizon: it needs --algo loop "
                 "(--loop.value behaviour) or --value.at-horizon",
             )

@@ -337,12 +337,14 @@ def imagine_policy(
         visited.append(state)
         alive_at.append(alive)
         reward = prediction.reward if reward_fn is None else reward_fn(state, action, next_state)
-        if termination_fn is None:
-            done = prediction.terminated_logit > 0
-        else:
-            done = termination_fn(next_state)
+        if termination_fn is not None:
+            alive_next = alive & ~termination_fn(next_state)
+        elif prediction.terminated_logit is not None:
+            alive_next = alive & ~(prediction.terminated_logit > 0)
+        else:  # neither a known rule nor a learned head: episodes run on
+            alive_next = alive
         rewards.append(torch.where(alive, reward, 0.0))
-        alive = alive & ~done
+        alive = alive_next
         state = next_state
     onward = torch.where(alive, value_fn(state), 0.0)
     returns = []

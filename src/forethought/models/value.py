@@ -69,6 +69,15 @@ class ValueConfig:
     trust: float | None = None
     """Shooting planners only (--algo loop, --value.at-horizon): plan with V only once it has predicted real transitions it was not fitted on. Before every refit, V's R-squared on the transitions collected since the last fit (against their discounted returns, bootstrapped by V where an episode is cut; the logged level as the baseline) must reach this; until it has, and whenever it does not, plans are scored without V (with --algo loop as plain MPC scores them, undiscounted), and V's fits draw from a random stream of their own: with --loop.proposals 0 the run is then plain MPC's, draw for draw. None: always plan with V."""
 
+    trial_steps: int = 0
+    """Shooting planners only (--algo loop, --value.at-horizon): after every fit, plan closed-loop in the learned model for this many steps from --value.trial-starts logged states, once with V at the horizon and once without (same starts, same random draws), and plan the real episodes with V only while it does not lower that imagined return (with --value.trust, only when its check passes too); the difference is logged as value_trial_gain. It costs two such runs per fit. 0: no trial."""
+    trial_starts: int = 10
+    """Logged states each --value.trial-steps trial starts from (rounded down to whole blocks of the ensemble's size, at least one per member)."""
+
+    def gated(self) -> bool:
+        """Whether plans may leave V out (--value.trust or --value.trial-steps)."""
+        return self.trust is not None or self.trial_steps > 0
+
     def validate(self) -> None:
         require(self.hidden_size >= 1, "value.hidden_size", "must be at least 1")
         require(self.rounds >= 1, "value.rounds", "must be at least 1")
@@ -79,6 +88,8 @@ class ValueConfig:
         require(self.imagined_horizon >= 0, "value.imagined_horizon", "must be 0 or more")
         require(self.members >= 1, "value.members", "must be at least 1")
         require(self.trust is None or self.trust <= 1.0, "value.trust", "must be at most 1")
+        require(self.trial_steps >= 0, "value.trial_steps", "must be 0 or more")
+        require(self.trial_starts >= 1, "value.trial_starts", "must be at least 1")
         require(
             self.unsupported in ("clamp", "level"),
             "value.unsupported",
@@ -111,8 +122,9 @@ class StateValue(nn.Module):
         self.register_buffer("spread_limit", torch.tensor(torch.inf))
         # --value.trust: whether the planner may use V now, the R-squared of its last check
         # (NaN before one), and how many transitions its last fit saw (the next check's start).
-        self.register_buffer("trusted", torch.tensor(config.trust is None))
+        self.register_buffer("trusted", torch.tensor(not config.gated()))
         self.register_buffer("checked_r2", torch.tensor(torch.nan))
+        self.register_buffer("trial_gain", torch.tensor(torch.nan))  # --value.trial-steps
         self.register_buffer("fitted_on", torch.tensor(0))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:  # ... x O -> ...
@@ -154,6 +166,7 @@ class StateValue(nn.Module):
         state_dict.setdefault(prefix + "trusted", torch.tensor(True))
         state_dict.setdefault(prefix + "checked_r2", torch.tensor(torch.nan))
         state_dict.setdefault(prefix + "fitted_on", torch.tensor(0))
+        state_dict.setdefault(prefix + "trial_gain", torch.tensor(torch.nan))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -165,8 +178,7 @@ class ValueTrainer:
         self.optimizer = torch.optim.Adam(value.parameters(), lr=config.learning_rate)
         # A gated value (--value.trust) shuffles from its own stream: while the planner leaves
         # it out, the run's other draws are then exactly those of a run without it.
-        gated = config.trust is not None
-        self.own_rng = np.random.default_rng([seed, 2]) if gated else None
+        self.own_rng = np.random.default_rng([seed, 2]) if config.gated() else None
 
     def stream(self, shared: np.random.Generator) -> np.random.Generator:
         """The generator to fit with: its own when gated, else the run's `shared` one."""

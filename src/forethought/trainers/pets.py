@@ -62,9 +62,9 @@ from forethought.tasks.drift import DynamicsDrift
 from forethought.tasks.episodes import EpisodeResult, evaluate_batched, run_episode
 from forethought.trainers.actor_critic import ActorCritic
 from forethought.trainers.adaptation import Adaptation
-from forethought.trainers.imagined_value import imagined_returns
 from forethought.trainers.mbpo import MixedReplayBuffer
 from forethought.trainers.run_dir import Progress, RunDir, RunResult
+from forethought.trainers.value_trial import fit_run_value
 
 TRAIN_SEED_STRIDE = 10_000  # training episode i of seed s resets with s * stride + i
 
@@ -402,7 +402,7 @@ def _fit(run: Run, from_scratch: bool = False) -> FitReport:
         mcts = run.config.mcts
         _set_tree_discount(run, episode_discount(data, mcts.discount, mcts.adaptive_horizon))
     if run.value is not None:  # the value of states, on the same data as the model
-        run.value.fit(data, run.value.stream(run.rng), _imagined_targets(run, data))
+        fit_run_value(run, data)
     loop = run.config.loop
     if run.actor_critic is not None and loop.imagined_ratio > 0:  # MBPO's data for SAC
         run.actor_critic.imagine(run.model, run.task, data.obs, loop.branches, loop.branch_length)
@@ -414,25 +414,6 @@ def _set_tree_discount(run: Run, discount: float) -> None:
         agent.set_discount(discount)
     if run.value is not None:
         run.value.discount = discount
-
-
-def _imagined_targets(run: Run, data) -> tuple[torch.Tensor, torch.Tensor] | None:
-    horizon = run.config.value.imagined_horizon
-    if horizon == 0:
-        return None
-    discount = run.value.discount  # the value's own: --mcts.adaptive-horizon moves it
-    prior = getattr(run.agent, "prior", None)  # --algo loop: SAC's actor; else a distilled one
-    act = None if prior is None else prior.sample
-    return imagined_returns(
-        run.model,
-        run.task,
-        run.value.value,
-        data,
-        horizon,
-        discount,
-        run.value.stream(run.rng),
-        act,
-    )
 
 
 def _refit_after_forgetting(run: Run, episode: int, bar: RunProgress) -> None:
@@ -524,9 +505,10 @@ def _episode_row(run, episode, result, report, evaluation) -> dict[str, Any]:
     }
     if run.actor_critic is not None:
         row.update(run.actor_critic.stats(), eval_actor_return=stat(actor, np.mean))
-    if run.config.value.trust is not None:  # whether the plans used V, and why
-        value, r2 = run.value.value, float(run.value.value.checked_r2)
-        row.update(value_trusted=bool(value.trusted), value_r2=None if np.isnan(r2) else r2)
+    if run.config.value.gated():  # whether the plans used V, and why
+        value = run.value.value
+        r2, gain = (None if x.isnan() else float(x) for x in (value.checked_r2, value.trial_gain))
+        row.update(value_trusted=bool(value.trusted), value_r2=r2, value_trial_gain=gain)
     if isinstance(run.agent, TreeSearchAgent):  # moves with --mcts.adaptive-horizon
         row["tree_discount"] = run.agent.config.discount
     if run.config.safety.constraint is not None:  # constrained task: what the run violated
