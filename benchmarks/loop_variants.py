@@ -42,6 +42,13 @@ LOOP_VARIANTS = {
         {"value": ValueConfig(passes=10, trial_steps=100), "loop": LoopConfig(proposals=0)},
         "value once it helps plans in the model, no actor proposals", "tab:pink",
     ),
+    # The InvertedPendulum recipe (loop-imagined) gated by the same trial: where the value is
+    # what makes the planner reach 1000, does the trial keep it?
+    "loop-imagined-tried": (
+        {"loop": LoopConfig(imagined_ratio=0.95, branches=5_000, gradient_steps=10),
+         "value": ValueConfig(trial_steps=100)},
+        "MBPO's data for SAC, value once it helps plans in the model", "tab:olive",
+    ),
     # loop-fitted whose value also fits 40-step rollouts of SAC's actor in the model from
     # logged states (--value.imagined-horizon 40: past where the 20-step plans end), so it has
     # model-based targets at states the logs never reached.

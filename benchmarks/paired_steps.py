@@ -5,7 +5,10 @@ with plain MPC (`mpc`) on the seeds both ran. Per method: the per-seed differenc
 the threshold (positive: slower than MPC), how many seeds are behind / the same / ahead, the
 mean difference with a 95% paired-bootstrap interval, and the two-sided sign test of behind
 against ahead. `mpc-restreamed` (MPC with its random stream moved, nothing else) is the
-control: what the same comparison shows by chance alone.
+control: what the same comparison shows by chance alone. And what comes after: per seed the
+lowest evaluation from the first crossing on, and on how many seeds the method fell back
+below the threshold, against MPC on the same seeds (runs that stop at the threshold have no
+after and are left out of that count).
 
     python benchmarks/paired_steps.py        # seconds; writes benchmarks/results/paired_steps.json
 
@@ -26,7 +29,7 @@ from machine import machine_info
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-ENV, BASELINE = "Pendulum-v1", "mpc"
+ENV, BASELINE, THRESHOLD = "Pendulum-v1", "mpc", -200.0
 BOOTSTRAP = 10_000
 
 
@@ -41,7 +44,8 @@ def collect(paths: list[Path]) -> dict[str, dict[int, dict]]:
                 if steps is None:
                     interval = run["curve_steps"][0] if run["curve_steps"] else 0
                     steps, censored = run["budget"] + interval, True
-                entry = {"steps": steps, "censored": censored, "file": path.name}
+                entry = {"steps": steps, "censored": censored, "file": path.name,
+                         "lowest_after": lowest_after(run)}  # fmt: skip
                 earlier = found.setdefault(method, {}).get(run["seed"])
                 if earlier is not None and earlier["steps"] != steps:
                     raise SystemExit(
@@ -50,6 +54,32 @@ def collect(paths: list[Path]) -> dict[str, dict[int, dict]]:
                     )
                 found[method].setdefault(run["seed"], entry)
     return found
+
+
+def lowest_after(run: dict) -> float | None:
+    """The lowest evaluation at or after the first crossing (None: never crossed, or the run
+    stopped there)."""
+    if run["steps_to_threshold"] is None or run.get("stopped_at_threshold"):
+        return None
+    after = [r for t, r in zip(run["curve_steps"], run["curve_returns"], strict=True)
+             if t >= run["steps_to_threshold"]]  # fmt: skip
+    return float(min(after))
+
+
+def fell_back(runs: dict[int, dict], base: dict[int, dict], seeds: list[int]) -> dict:
+    """Seeds whose evaluations fell below the threshold again after the first crossing, for
+    the method and for MPC, over the seeds where both have an after."""
+    both = [s for s in seeds if None not in (runs[s]["lowest_after"], base[s]["lowest_after"])]
+    return {
+        "lowest_after": [runs[s]["lowest_after"] for s in seeds],
+        "mpc_lowest_after": [base[s]["lowest_after"] for s in seeds],
+        "fell_back": sum(runs[s]["lowest_after"] < THRESHOLD for s in both),
+        "mpc_fell_back": sum(base[s]["lowest_after"] < THRESHOLD for s in both),
+        "lower_after_than_mpc": sum(
+            runs[s]["lowest_after"] < base[s]["lowest_after"] for s in both
+        ),
+        "seeds_with_after": len(both),
+    }
 
 
 def sign_test(behind: int, ahead: int) -> float:
@@ -93,6 +123,7 @@ def compare(found: dict[str, dict[int, dict]]) -> dict[str, dict]:
             "censored": [s for s in seeds if runs[s]["censored"]],
             "files": sorted({runs[s]["file"] for s in seeds}),
             **paired(differences),
+            **fell_back(runs, base, seeds),
         }
     return out
 
@@ -122,7 +153,8 @@ def main() -> int:
         print(
             f"{method:{width}s} seeds {len(row['seeds'])}: behind {row['behind']} same {row['same']} "
             f"ahead {row['ahead']}; mean {row['mean_difference']:+.0f} steps "
-            f"[{low:+.0f}, {high:+.0f}]; sign test p={row['sign_test_p']:.2f}"
+            f"[{low:+.0f}, {high:+.0f}]; sign test p={row['sign_test_p']:.2f}; fell back "
+            f"{row['fell_back']} (MPC {row['mpc_fell_back']}) of {row['seeds_with_after']}"
         )
     print(f"wrote {args.out}")
     return 0

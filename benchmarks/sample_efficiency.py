@@ -210,6 +210,7 @@ CEM_VARIANTS = {
 # every training episode once it balances (minutes each on 2 cores), which is why. (The
 # CartPole-v1 discrete-cem rows in the results predate this and ran their full budgets.)
 STOPS_AT_THRESHOLD = {"discrete-cem-value", "discrete-cem", "mpc-value", "loop-imagined"}
+STOPS_AT_THRESHOLD.add("loop-imagined-tried")
 for _discrete in ("CartPole-v1", "Acrobot-v1"):
     BUDGET[_discrete] |= {name: BUDGET[_discrete]["discrete-cem"] for name in CEM_VARIANTS}
 PLANNED |= {name: "discrete-cem" for name in CEM_VARIANTS}
