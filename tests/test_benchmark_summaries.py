@@ -204,6 +204,21 @@ def test_paired_steps_pair_each_method_with_mpc_seed_by_seed(tmp_path):
     assert -200 <= low <= row["mean_difference"] <= high <= 1_900
     assert paired_steps.sign_test(2, 1) == pytest.approx(1.0)
     assert paired_steps.sign_test(8, 0) == pytest.approx(2 / 256)
+    # After the crossing: the lowest evaluation from the first crossing on, and falls back
+    # below -200, over the seeds both have one (seed 3 never crossed; seed 2 stopped there).
+    curves = {0: [-150, -250, -180], 1: [-300, -250, -180], 2: [-150, -150, -150]}
+    for run in loop[:3]:
+        run.update(curve_steps=[200, 400, 600], curve_returns=curves[run["seed"]])
+    loop[2]["stopped_at_threshold"] = True
+    for run in mpc:
+        run.update(curve_steps=[200, 400, 600], curve_returns=[-300, -150, -170])
+    mpc[0]["curve_returns"] = [-190, -210, -170]
+    found = paired_steps.collect([results("a", {"mpc": mpc}), results("b", {"loop": loop})])
+    after = paired_steps.compare(found)["loop"]
+    assert after["lowest_after"] == [-250, -180, None, None]
+    assert after["mpc_lowest_after"] == [-210, -170, -170, -170]
+    assert (after["fell_back"], after["mpc_fell_back"], after["seeds_with_after"]) == (1, 1, 2)
+    assert after["lower_after_than_mpc"] == 2
     clash = results("c", {"loop": seeds([400], 2_000)})
     with pytest.raises(SystemExit, match="loop seed 0"):
         paired_steps.collect([results("b", {"loop": loop}), clash])
