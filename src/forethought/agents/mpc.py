@@ -144,8 +144,8 @@ class MPCAgent:
         return self.horizon_value is not None and bool(getattr(self.horizon_value, "trusted", True))
 
     def scoring_rollout(self) -> RolloutConfig:
-        """The rollout (and discount) plans are scored with: while a value gated by
-        --value.trust is left out, `untrusted_rollout` (for --algo loop, plain MPC's)."""
+        """The rollout (and discount) plans are scored with: while a gated value (--value.trust,
+        --value.trial-steps) is left out, `untrusted_rollout` (for --algo loop, plain MPC's)."""
         left_out = self.horizon_value is not None and not self.values_horizon()
         return self.untrusted_rollout if left_out else self.rollout
 

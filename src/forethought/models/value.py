@@ -176,7 +176,7 @@ class ValueTrainer:
     def __init__(self, value: StateValue, config: ValueConfig, discount: float, seed: int = 0):
         self.value, self.config, self.discount = value, config, discount
         self.optimizer = torch.optim.Adam(value.parameters(), lr=config.learning_rate)
-        # A gated value (--value.trust) shuffles from its own stream: while the planner leaves
+        # A gated value (--value.trust, --value.trial-steps) shuffles from its own stream: while the planner leaves
         # it out, the run's other draws are then exactly those of a run without it.
         self.own_rng = np.random.default_rng([seed, 2]) if config.gated() else None
 

@@ -28,8 +28,9 @@ from forethought.types import TransitionBatch
 
 
 def fit_run_value(run, data: TransitionBatch[np.ndarray]) -> None:
-    """After a model fit of `run` (a trainers.pets.Run): fit its state value on `data` (and on imagined rollouts, with
-    --value.imagined-horizon), then, with --value.trial-steps, try it in the model."""
+    """After a model fit of `run` (a trainers.pets.Run): fit its state value on `data` (and on
+    imagined rollouts, with --value.imagined-horizon), then, with --value.trial-steps, try it
+    in the model."""
     config, value = run.config.value, run.value.value
     imagined = None
     prior = getattr(run.agent, "prior", None)  # --algo loop: SAC's actor; else a distilled one
