@@ -67,7 +67,11 @@ CHEETAH_LOOP_G10 = replace(CHEETAH_LOOP_IMAGINED, gradient_steps=10)
 # (LOOP's "actor divergence": the planner's data drifting from the actor slows its learning).
 CHEETAH_LOOP_ANCHOR = replace(CHEETAH_LOOP_IMAGINED, anchor=True)
 CHEETAH_ANCHOR_PLANNING = replace(CHEETAH_LOOP_PLANNING, init_std=0.1)
-IMAGINED_LOOP_METHODS = ("loop-imagined", "loop-explore", "loop-g10", "loop-anchor")  # policy alone
+# loop-anchor-critic: loop-anchor whose plans end at SAC's critic (the twin-Q minimum at the
+# actor's action) instead of the planner's own state value: LOOP's own terminal value.
+CHEETAH_LOOP_ANCHOR_CRITIC = replace(CHEETAH_LOOP_ANCHOR, value="critic")
+ANCHORED_LOOP_METHODS = ("loop-anchor", "loop-anchor-critic")
+IMAGINED_LOOP_METHODS = ("loop-imagined", "loop-explore", "loop-g10", *ANCHORED_LOOP_METHODS)
 LOOP_METHODS = ("loop", *IMAGINED_LOOP_METHODS)
 
 
@@ -89,10 +93,13 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
         return replace(config, planning=CHEETAH_LOOP_PLANNING)
     if method in IMAGINED_LOOP_METHODS:
         explore = CHEETAH_EXPLORE_STD if method == "loop-explore" else 0.0
-        loop = {"loop-g10": CHEETAH_LOOP_G10, "loop-anchor": CHEETAH_LOOP_ANCHOR}.get(
-            method, CHEETAH_LOOP_IMAGINED
-        )
-        planning = CHEETAH_ANCHOR_PLANNING if method == "loop-anchor" else CHEETAH_LOOP_PLANNING
+        loop = {
+            "loop-g10": CHEETAH_LOOP_G10,
+            "loop-anchor": CHEETAH_LOOP_ANCHOR,
+            "loop-anchor-critic": CHEETAH_LOOP_ANCHOR_CRITIC,
+        }.get(method, CHEETAH_LOOP_IMAGINED)
+        anchored = method in ANCHORED_LOOP_METHODS
+        planning = CHEETAH_ANCHOR_PLANNING if anchored else CHEETAH_LOOP_PLANNING
         return replace(config, planning=planning, loop=loop, explore_std=explore)
     if method == "mbpo":
         quick = steps < CHEETAH_BUDGET
@@ -131,7 +138,8 @@ def main() -> int:
         help="sac, mbpo, loop, loop-imagined (loop whose SAC also learns from MBPO's imagined "
         f"data), loop-explore (loop-imagined with --explore-std {CHEETAH_EXPLORE_STD}), "
         "loop-g10 (loop-imagined with 10 SAC updates per step), loop-anchor (loop-imagined "
-        "whose plans start at the actor's, std 0.1) (default: sac mbpo loop)",
+        "whose plans start at the actor's, std 0.1), loop-anchor-critic (loop-anchor with SAC's "
+        "critic at the horizon) (default: sac mbpo loop)",
     )  # fmt: skip
     parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
     parser.add_argument(
@@ -311,6 +319,7 @@ CHEETAH_COLOURS = {
     "loop-explore": "tab:green",
     "loop-g10": "tab:red",
     "loop-anchor": "tab:cyan",
+    "loop-anchor-critic": "tab:olive",
 }
 
 

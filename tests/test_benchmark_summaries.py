@@ -5,6 +5,7 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
@@ -167,6 +168,9 @@ def test_every_benchmark_method_makes_a_valid_config(tmp_path):
     anchored = mujoco_tasks.cheetah_config("loop-anchor", 0, 20_000, tmp_path, "cpu")
     assert anchored.loop.anchor and anchored.planning.init_std == 0.1
     assert anchored.loop.imagined_ratio == 0.95 and anchored.planning.horizon == 5
+    critic = mujoco_tasks.cheetah_config("loop-anchor-critic", 0, 20_000, tmp_path, "cpu")
+    assert critic.loop == replace(anchored.loop, value="critic")
+    assert critic.planning == anchored.planning and anchored.loop.value == "behaviour"
 
 
 def test_safety_sac_shield_rows_reuse_the_sac_trials_and_cheetah_mpc_evaluates_once():
