@@ -3,8 +3,8 @@
 The step-level search's final pick is where the learned methods lose to the rule-gated control
 (README, "Why the PRM is a weak final judge"). This benchmark isolates the pick from the search:
 the same 64 policy samples for each of 150 held-out prompts (train-prm's pick check: prompts
-seed 30,000, sampling seed 40,000) are picked by every final judge of `lm compare --final`, by
-combinations of learned judges (the mean of their within-prompt ranks), by the judge blend
+seed 30,000, sampling seed 40,000) are picked by every final judge of `lm compare --final` and
+by the generator's least likely token ('policy-min', measured here only), by combinations of learned judges (the mean of their within-prompt ranks), by the judge blend
 (`--final blend`, fitted by `lm train-blend` on prompts of its own), and by the rule-gated
 control. Per judge: the fraction of prompts whose pick is solved, the mean gold score of the
 pick (the partial credit the search benchmark's win rates compare), how often the pick ends
@@ -29,22 +29,25 @@ from scipy.stats import rankdata
 from machine import machine_info
 
 HERE = Path(__file__).parent
-SINGLE = ("proxy", "value", "prm-last", "prm-min", "prm-prod", "policy")
+SINGLE = ("proxy", "value", "prm-last", "prm-min", "prm-prod", "policy", "policy-min")
 COMBINED = (("value", "prm-last"), ("proxy", "prm-last"), ("proxy", "value"))
 COMBINED += (("proxy", "value", "prm-last"), ("proxy", "policy"))
 COMBINED += (("proxy", "value", "prm-last", "policy"),)
+COMBINED += (("proxy", "policy-min"), ("proxy", "policy", "policy-min"))
+COMBINED += (("proxy", "value", "prm-last", "policy", "policy-min"),)
 CONTROL = "legal+proxy"
 
 
 def judge_scores(suite, answers: list, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Every single judge's scores (prompts x samples), and the combinations' rank means."""
     from forethought.lm.compare import final_scorer
-    from forethought.lm.search.common import policy_likelihood
+    from forethought.lm.search.common import policy_likelihood, policy_weakest_token
 
     scores = {}
     for name in (*SINGLE, CONTROL):
         start = time.time()
-        judge = policy_likelihood if name == "policy" else final_scorer(suite, name)
+        free = {"policy": policy_likelihood, "policy-min": policy_weakest_token}
+        judge = free[name] if name in free else final_scorer(suite, name)
         scores[name] = np.asarray(judge(answers)).reshape(shape)
         print(f"{name}: scored {len(answers)} answers in {time.time() - start:.0f}s", flush=True)
     ranks = {name: rankdata(scores[name], axis=1) for name in SINGLE}  # ties share a rank

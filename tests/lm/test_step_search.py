@@ -411,7 +411,7 @@ def test_policy_pick_is_the_answer_the_generator_finds_likeliest_per_token(tiny_
 
     from forethought.lm import compare
     from forethought.lm.artifacts.shipped import load_countdown
-    from forethought.lm.search.common import policy_likelihood
+    from forethought.lm.search.common import policy_likelihood, policy_weakest_token
 
     suite = load_countdown(tiny_prm_assets)
     settings = compare.SearchSettings(max_new_tokens=10, process="prm")
@@ -423,8 +423,13 @@ def test_policy_pick_is_the_answer_the_generator_finds_likeliest_per_token(tiny_
         ids = torch.tensor([cand.prompt_ids + cand.token_ids])
         with torch.no_grad():
             logits = gen.model(ids).logits[0, len(cand.prompt_ids) - 1 : -1].log_softmax(-1)
-        expected = logits.gather(1, torch.tensor(cand.token_ids)[:, None]).sum().item()
-        assert cand.logprob == pytest.approx(expected, abs=1e-4)
+        per_token = logits.gather(1, torch.tensor(cand.token_ids)[:, None])[:, 0]
+        assert cand.logprob == pytest.approx(per_token.sum().item(), abs=1e-4)
+        assert cand.token_logprobs == pytest.approx(per_token.tolist(), abs=1e-4)
+        assert policy_weakest_token([cand])[0] == pytest.approx(per_token.min().item(), abs=1e-4)
+        head = gen.prefix(cand, 2)  # a prefix keeps its own tokens' log-probabilities only
+        assert head.token_logprobs == cand.token_logprobs[:2]
+        assert head.logprob == pytest.approx(per_token[:2].sum().item(), abs=1e-4)
     picks = compare.repick(suite, plain, ["policy", "rank", "rank+policy"])
     likely = policy_likelihood(plain.finalists)
     assert picks["policy"].pick == plain.finalists[int(np.argmax(likely))]
@@ -437,7 +442,7 @@ def test_policy_pick_is_the_answer_the_generator_finds_likeliest_per_token(tiny_
         suite, "mcts", "2,9>11:", Budget(80), replace(settings, final="policy")
     )
     assert searched.pick == picks["policy"].pick and searched.spent == picks["policy"].spent
-    assert policy_likelihood([]).shape == (0,)
+    assert policy_likelihood([]).shape == (0,) and policy_weakest_token([]).shape == (0,)
 
 
 def test_the_blend_pick_reads_the_pool_and_books_what_rank_policy_books(tiny_prm_assets):

@@ -49,6 +49,8 @@ class Candidate:
     meta: dict = field(default_factory=dict, compare=False)
     logprob: float = field(default=0.0, compare=False)
     """Summed log-probability of `token_ids` under the sampling distribution (a step's prior in tree search is a child's minus its parent's)."""
+    token_logprobs: tuple[float, ...] = field(default=(), compare=False)
+    """Each sampled token's log-probability, as sampling recorded it (empty if not sampled)."""
 
 
 class _StopAfterToken(StoppingCriteria):
@@ -181,19 +183,25 @@ class Generator:
             for lo in range(0, len(rows), self.batch_size):
                 chunk = rows[lo : lo + self.batch_size]
                 new = self._sample([candidates[i] for i in chunk], cap, stop_ids)
-                for i, (toks, logprob) in zip(chunk, new, strict=True):
-                    out[i] = self._append(candidates[i], toks, logprob)
+                for i, (toks, logprobs) in zip(chunk, new, strict=True):
+                    out[i] = self._append(candidates[i], toks, logprobs)
                     account.charge_tokens(len(toks))
         return out
 
-    def _append(self, cand: Candidate, toks: list[int], logprob: float) -> Candidate:
+    def _append(self, cand: Candidate, toks: list[int], logprobs: list[float]) -> Candidate:
         ids = cand.token_ids + tuple(toks)
         finished = bool(toks) and toks[-1] == self.eos_id
         if cand.cap is not None and len(ids) >= cand.cap:
             finished = True
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
-        logprob = cand.logprob + logprob
-        return replace(cand, token_ids=ids, text=text, finished=finished, logprob=logprob)
+        return replace(
+            cand,
+            token_ids=ids,
+            text=text,
+            finished=finished,
+            logprob=cand.logprob + float(sum(logprobs)),
+            token_logprobs=cand.token_logprobs + tuple(logprobs),
+        )
 
     def _batch(self, cands: list[Candidate]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded `R x T` input ids and attention mask for prompt + tokens so far."""
@@ -211,12 +219,12 @@ class Generator:
     @torch.no_grad()
     def _sample(
         self, cands: list[Candidate], max_new_tokens: int, stop_ids: set[int] | None
-    ) -> list[tuple[list[int], float]]:
-        """Sampled tokens of each row and their summed log-probability."""
+    ) -> list[tuple[list[int], list[float]]]:
+        """Sampled tokens of each row and the log-probability of each."""
         ids, mask = self._batch(cands)
         max_new_tokens = min(max_new_tokens, self.context_window - ids.shape[1])
         if max_new_tokens < 1:
-            return [([], 0.0) for _ in cands]
+            return [([], []) for _ in cands]
         kwargs = {}
         if (
             self.share_prompt_cache
@@ -256,7 +264,7 @@ class Generator:
             # Keep tokens up to and including the first EOS or step delimiter: whatever follows
             # is padding written after the row stopped, which was never sampled for it.
             cut = next((j + 1 for j, t in enumerate(row) if t in ends), len(row))
-            kept.append((row[:cut], float(sum(logprobs[:cut]))))
+            kept.append((row[:cut], logprobs[:cut]))
         return kept
 
     def _shared_cache(self, context: torch.Tensor, rows: int):
@@ -273,7 +281,11 @@ class Generator:
             return cand
         ids = cand.token_ids[:k]
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return replace(cand, token_ids=ids, text=text, finished=False)
+        kept = cand.token_logprobs[:k]
+        logprob = float(sum(kept)) if kept else cand.logprob
+        return replace(
+            cand, token_ids=ids, text=text, finished=False, logprob=logprob, token_logprobs=kept
+        )
 
     # -- features for the hidden-state value probe ---------------------------------------------
     @torch.no_grad()

@@ -128,6 +128,13 @@ def policy_likelihood(cands: Sequence[Candidate]) -> np.ndarray:
     return np.array([c.logprob / max(len(c.token_ids), 1) for c in cands], dtype=np.float64)
 
 
+def policy_weakest_token(cands: Sequence[Candidate]) -> np.ndarray:
+    """Each answer's least likely token: the lowest log-probability the generator gave any token
+    it sampled. A mean dilutes one unlikely token (an operand the prompt lacks) over the whole
+    answer; the minimum keeps it. Free as `policy_likelihood` is (0 for an empty answer)."""
+    return np.array([min(c.token_logprobs, default=0.0) for c in cands], dtype=np.float64)
+
+
 def rank_mean(judges: Sequence[np.ndarray]) -> np.ndarray:
     """One score per candidate: the mean over `judges` (each a score per candidate of the same
     pool) of the candidate's rank within the pool (1 = lowest, ties share the average rank).
