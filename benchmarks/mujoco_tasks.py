@@ -155,6 +155,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="torch device for every learner")
     parser.add_argument("--runs", type=Path, default=se.RUNS)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--resummarise", action="store_true",
+        help="recompute the HalfCheetah summaries and plot of --out from its runs; run nothing",
+    )  # fmt: skip
     add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
@@ -163,6 +167,10 @@ def main() -> int:
     if args.out is None:
         args.out = args.runs / "mujoco.quick.json" if args.quick else RESULTS
     console = Console()
+    if args.resummarise:
+        _save(args, "half_cheetah", _resummarised)
+        console.print(f"results: {args.out}")
+        return 0
     if args.skip != "pendulum":
         inverted_pendulum(args, console)
     if args.skip != "cheetah":
@@ -262,14 +270,7 @@ def _cheetah_merge(steps: int, method: str, entry: dict, report: dict | None):
             budgets[str(part.pop("budget"))] = {"runs": part.pop("runs", {})}
         at = dict(budgets.get(str(steps), {"runs": {}}))
         at["runs"] = _merged_runs(at["runs"], method, entry)
-        at["summary"] = {
-            m: {
-                "seeds": [s["seed"] for s in r],
-                "final_eval_return_mean": float(np.mean([s["final_eval_return"] for s in r])),
-                "final_eval_return_std": float(np.std([s["final_eval_return"] for s in r])),
-            }
-            for m, r in at["runs"].items()
-        }
+        at["summary"] = summarise_budget(at["runs"])
         budgets[str(steps)] = at
         part["budgets"] = budgets
         if report is not None:
@@ -277,6 +278,61 @@ def _cheetah_merge(steps: int, method: str, entry: dict, report: dict | None):
         return part
 
     return merge
+
+
+def summarise_budget(runs: dict[str, list[dict]]) -> dict:
+    """Per method at one step budget: the mean, spread and IQM (95% bootstrap interval) of the
+    final evaluation return over seeds, and how it stands against MBPO on shared seeds."""
+    out = {}
+    for method, rows in runs.items():
+        finals = np.array([s["final_eval_return"] for s in rows], dtype=float)
+        out[method] = {
+            "seeds": [s["seed"] for s in rows],
+            "final_eval_return_mean": float(finals.mean()),
+            "final_eval_return_std": float(finals.std()),
+            "final_eval_return_iqm": se.iqm_with_interval(finals),
+        }
+        if method != "mbpo" and runs.get("mbpo"):
+            out[method]["against_mbpo"] = against(rows, runs["mbpo"])
+    return out
+
+
+def against(ours: list[dict], reference: list[dict]) -> dict | None:
+    """`ours` against `reference` on the seeds both ran: on how many seeds it is at or above,
+    the mean paired difference of final returns with a 95% bootstrap interval over those seeds
+    (own generator, as in `se.iqm_with_interval`), and rliable's probability of improvement:
+    P(our return > the reference's) over all pairs of the two methods' runs."""
+    from rliable import metrics
+
+    theirs = {s["seed"]: s["final_eval_return"] for s in reference}
+    shared = [s for s in ours if s["seed"] in theirs]
+    if not shared:
+        return None
+    ours_at = np.array([s["final_eval_return"] for s in shared], dtype=float)
+    ref_at = np.array([theirs[s["seed"]] for s in shared], dtype=float)
+    diff, rng = ours_at - ref_at, np.random.default_rng(0)
+    draws = [rng.choice(diff, len(diff)).mean() for _ in range(se.BOOTSTRAP)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return {
+        "seeds": [s["seed"] for s in shared],
+        "at_or_above": int((diff >= 0).sum()),
+        "mean_difference": float(diff.mean()),
+        "mean_difference_ci95": [float(lo), float(hi)],
+        "probability_of_improvement": float(
+            metrics.probability_of_improvement(_finals(ours), _finals(reference))
+        ),
+    }
+
+
+def _finals(rows: list[dict]) -> np.ndarray:
+    return np.array([[s["final_eval_return"]] for s in rows], dtype=float)  # runs x 1 task
+
+
+def _resummarised(part: dict | None) -> dict:
+    part = dict(part or {})
+    for at in part.get("budgets", {}).values():
+        at["summary"] = summarise_budget(at["runs"])
+    return part
 
 
 def _merged_runs(runs: dict, method: str, entry: dict) -> dict:

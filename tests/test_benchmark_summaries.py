@@ -173,6 +173,29 @@ def test_every_benchmark_method_makes_a_valid_config(tmp_path):
     assert critic.planning == anchored.planning and anchored.loop.value == "behaviour"
 
 
+def test_half_cheetah_summary_compares_with_mbpo_on_shared_seeds():
+    """Seeds 0-2 shared, seed 3 ours only: the tally and the paired difference read the shared
+    seeds; the probability of improvement every pair of runs (here 7 of 12 ours above, 1 tie)."""
+    import mujoco_tasks
+
+    def rows(returns: dict[int, float]) -> list[dict]:
+        return [{"seed": k, "final_eval_return": v} for k, v in returns.items()]
+
+    runs = {"mbpo": rows({0: 100.0, 1: 300.0, 2: 200.0}),
+            "loop": rows({0: 150.0, 1: 250.0, 2: 200.0, 3: 400.0})}  # fmt: skip
+    summary = mujoco_tasks.summarise_budget(runs)
+    assert "against_mbpo" not in summary["mbpo"]
+    versus = summary["loop"]["against_mbpo"]
+    assert versus["seeds"] == [0, 1, 2] and versus["at_or_above"] == 2
+    assert versus["mean_difference"] == pytest.approx(0.0)
+    lo, hi = versus["mean_difference_ci95"]
+    assert -50.0 <= lo <= 0.0 <= hi <= 50.0
+    assert versus["probability_of_improvement"] == pytest.approx(7.5 / 12)
+    assert summary["loop"]["final_eval_return_mean"] == pytest.approx(250.0)
+    assert summary["loop"]["final_eval_return_iqm"]["iqm"] == pytest.approx(225.0)
+    assert mujoco_tasks.against(rows({5: 1.0}), runs["mbpo"]) is None
+
+
 def test_safety_sac_shield_rows_reuse_the_sac_trials_and_cheetah_mpc_evaluates_once():
     import safety
 
