@@ -212,7 +212,7 @@ class TrainPrmCommand:
 
 @dataclass(frozen=True)
 class TrainBlendCommand:
-    """Fit the judge blend behind `--final blend` on the models in --out: the weights of the proxy, value model, PRM last step and the generator's likelihood whose softmax pick within each prompt's pool of policy samples has the highest expected gold score, on prompts of its own; checked on train-prm's pick-check prompts against each judge alone and the mean of their ranks, into --out/blend.json."""
+    """Fit the judge blend behind `--final blend` on the models in --out: the weights (a linear score plus --hidden tanh units) of the proxy, value model, PRM last step and the generator's likelihood whose softmax pick within each prompt's pool of policy samples has the highest expected gold score, on prompts of its own; checked on train-prm's pick-check prompts against each judge alone and the mean of their ranks, into --out/blend.json."""
 
     out: Path = MODELS_OUT
     """Directory of the models, with a prm/ (the shipped ones are written only with --overwrite-shipped)."""

@@ -141,6 +141,8 @@ def train_blend(cmd, console: Console) -> int:
     for name in ("problems", "samples", "check_problems", "steps"):
         if getattr(cfg, name) < 1:
             raise ConfigError(name, f"must be at least 1, got {getattr(cfg, name)}")
+    if cfg.hidden < 0:
+        raise ConfigError("hidden", f"must be at least 0 (0: a linear blend), got {cfg.hidden}")
     if not (out / "prm").is_dir():
         raise ConfigError("out", f"no prm/ under {out}; run train-generator and train-prm first")
     configure_cpu(cmd.threads)
@@ -150,7 +152,11 @@ def train_blend(cmd, console: Console) -> int:
     weights = ", ".join(
         f"{j} {w:+.2f}" for j, w in zip(blend["judges"], blend["weights"], strict=True)
     )
-    say(console, f"blend written to {out / 'blend.json'} in {time.time() - start:.0f}s: {weights}")
+    layer = f" and {cfg.hidden} tanh units" if cfg.hidden else ""
+    say(
+        console,
+        f"blend written to {out / 'blend.json'} in {time.time() - start:.0f}s: {weights}{layer}",
+    )
     for name, row in report["check"].items():
         gold = f", gold {row['pick_gold']:.3f}" if "pick_gold" in row else ""
         say(console, f"  check pick by {name:10s} solved {row['pick_solved']:.3f}{gold}")

@@ -3,8 +3,9 @@
     1. draw `samples` answers per training prompt from the generator (problem seed 32,000);
     2. score each with the learned judges (proxy, value model, PRM last step, the generator's
        mean token log-probability) and with the gold verifier;
-    3. fit the blend's weights (`forethought.lm.blend.fit_blend`): the softmax pick within each
-       prompt's pool with the highest expected gold score;
+    3. fit the blend's weights (`forethought.lm.blend.fit_blend`; a linear score plus a small
+       tanh layer): the softmax pick within each prompt's pool with the highest expected gold
+       score;
     4. check it on train-prm's pick-check prompts (problem seed 30,000, the same samples
        benchmarks/judges.py draws), next to each judge alone and the mean of their ranks.
 
@@ -44,6 +45,8 @@ class BlendConfig:
     """Check prompts (train-prm's pick-check prompts)."""
     steps: int = 500
     """Full-batch optimiser steps."""
+    hidden: int = 8
+    """Tanh units added to the linear score (0: a linear blend)."""
     seed: int = 0
     """Offset of the problem and sampling seeds."""
 
@@ -126,7 +129,9 @@ def run_train_blend(root: Path, cfg: BlendConfig, *, log=print) -> dict:
     log(
         f"blend data: {cfg.problems} prompts x {cfg.samples} samples in {times['train_data_s']:.0f}s"
     )
-    blend = fit_blend(train["features"], train["gold"], BLEND_JUDGES, steps=cfg.steps)
+    blend = fit_blend(
+        train["features"], train["gold"], BLEND_JUDGES, hidden=cfg.hidden, steps=cfg.steps
+    )
     start = time.time()
     held = pools(
         suite, cfg.check_problems, CHECK_PROBLEM_SEED + cfg.seed, cfg.samples, 40_000 + cfg.seed
