@@ -204,6 +204,11 @@ CASES = {
         None,
         "error: --samples: must be at least 1, got 0",
     ),
+    "train-blend with a negative hidden layer": (
+        ["train-blend", "--out", "{tmp}", "--hidden", "-1"],
+        None,
+        "error: --hidden: must be at least 0 (0: a linear blend), got -1",
+    ),
     "selftrain with a negative thread count": (
         ["selftrain", "--out", "{tmp}/new", "--threads", "-1"],
         None,
