@@ -4,7 +4,8 @@ The step-level search's final pick is where the learned methods lose to the rule
 (README, "Why the PRM is a weak final judge"). This benchmark isolates the pick from the search:
 the same 64 policy samples for each of 150 held-out prompts (train-prm's pick check: prompts
 seed 30,000, sampling seed 40,000) are picked by every final judge of `lm compare --final` and
-by the generator's least likely token ('policy-min', measured here only), by combinations of learned judges (the mean of their within-prompt ranks), by the judge blend
+by the generator's least likely token ('policy-min', measured here only), by combinations of
+learned judges (the mean of their within-prompt ranks), by the judge blend
 (`--final blend`, fitted by `lm train-blend` on prompts of its own), and by the rule-gated
 control. Per judge: the fraction of prompts whose pick is solved, the mean gold score of the
 pick (the partial credit the search benchmark's win rates compare), how often the pick ends
@@ -43,10 +44,10 @@ def judge_scores(suite, answers: list, shape: tuple[int, int]) -> dict[str, np.n
     from forethought.lm.compare import final_scorer
     from forethought.lm.search.common import policy_likelihood, policy_weakest_token
 
+    free = {"policy": policy_likelihood, "policy-min": policy_weakest_token}  # sampling scored
     scores = {}
     for name in (*SINGLE, CONTROL):
         start = time.time()
-        free = {"policy": policy_likelihood, "policy-min": policy_weakest_token}
         judge = free[name] if name in free else final_scorer(suite, name)
         scores[name] = np.asarray(judge(answers)).reshape(shape)
         print(f"{name}: scored {len(answers)} answers in {time.time() - start:.0f}s", flush=True)

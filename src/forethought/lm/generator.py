@@ -282,7 +282,8 @@ class Generator:
         ids = cand.token_ids[:k]
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
         kept = cand.token_logprobs[:k]
-        logprob = float(sum(kept)) if kept else cand.logprob
+        # Recorded per token: the prefix's own sum (0 for no tokens); else the whole answer's.
+        logprob = float(sum(kept)) if cand.token_logprobs else cand.logprob
         return replace(
             cand, token_ids=ids, text=text, finished=False, logprob=logprob, token_logprobs=kept
         )
