@@ -17,6 +17,7 @@
         --cheetah-steps 50000 --runs benchmarks/.runs/cheetah_explore  # noisy planned actions
     python benchmarks/mujoco_tasks.py --skip cheetah --methods mpc-value --workers 2
     python benchmarks/mujoco_tasks.py --skip cheetah --methods loop-imagined --workers 2
+    python benchmarks/mujoco_tasks.py --markdown      # the README's HalfCheetah tables, from the JSON
 """
 
 from __future__ import annotations
@@ -159,6 +160,12 @@ def main() -> int:
         "--resummarise", action="store_true",
         help="recompute the HalfCheetah summaries and plot of --out from its runs; run nothing",
     )  # fmt: skip
+    parser.add_argument(
+        "--markdown", action="store_true",
+        help="print the README's HalfCheetah tables from --out (every seed's final return, the "
+        "summaries against MBPO, the returns at 20,000 steps of the longest runs, each loop "
+        "run's actor alone); run nothing",
+    )  # fmt: skip
     add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
@@ -170,6 +177,11 @@ def main() -> int:
     if args.resummarise:
         _save(args, "half_cheetah", _resummarised)
         console.print(f"results: {args.out}")
+        return 0
+    if args.markdown:
+        if not args.out.exists():
+            raise SystemExit(f"error: no results at {args.out}; run the benchmark first")
+        print(cheetah_markdown(json.loads(args.out.read_text())["half_cheetah"] or {}))
         return 0
     if args.skip != "pendulum":
         inverted_pendulum(args, console)
@@ -322,6 +334,119 @@ def against(ours: list[dict], reference: list[dict]) -> dict | None:
             metrics.probability_of_improvement(_finals(ours), _finals(reference))
         ),
     }
+
+
+def cheetah_markdown(part: dict, interim: int = 20_000) -> str:
+    """The README's HalfCheetah tables: per budget, every seed's final return (bold where at or
+    above MBPO's on the same seed); the summaries against MBPO; and, for the longest budget's
+    runs, each one's latest evaluation at `interim` steps, so one agent is read at both points."""
+    budgets = sorted(part.get("budgets", {}), key=int)
+    if not budgets:
+        return "(no HalfCheetah runs)"
+    seeds = sorted({s["seed"] for b in budgets for rows in part["budgets"][b]["runs"].values()
+                    for s in rows})  # fmt: skip
+    head = "| steps | method | " + " | ".join(f"seed {k}" for k in seeds)
+    finals = [head + " | CPU s per run (median) | ms per action (median) |",
+              "|---" * (len(seeds) + 4) + "|"]  # fmt: skip
+    for budget in budgets:
+        runs = part["budgets"][budget]["runs"]
+        for method, rows in _ordered(runs):
+            cells = _seed_cells(rows, None if method == "mbpo" else runs.get("mbpo"), seeds)
+            cpu = _median([s.get("cpu_seconds") for s in rows])
+            ms = _median([s.get("ms_per_action_median") for s in rows])
+            finals.append(f"| {int(budget):,} | {method} | {cells} | {_number(cpu, ',.0f')} "
+                          f"| {_number(ms, '.1f')} |")  # fmt: skip
+    longest = part["budgets"][budgets[-1]]["runs"]
+    at_interim = {m: [{"seed": s["seed"], "final_eval_return": _latest(s, interim)} for s in rows]
+                  for m, rows in longest.items()}  # fmt: skip
+    early = [head + " | mean | at or above MBPO |", "|---" * (len(seeds) + 4) + "|"]
+    reference = {s["seed"]: s["final_eval_return"] for s in at_interim.get("mbpo", [])}
+    for method, rows in _ordered(at_interim):
+        shared = [s for s in rows if s["seed"] in reference and method != "mbpo"]
+        wins = sum(s["final_eval_return"] >= reference[s["seed"]] for s in shared)
+        above = f"{wins} of {len(shared)}" if shared else "-"
+        cells = _seed_cells(rows, None if method == "mbpo" else at_interim.get("mbpo"), seeds)
+        mean = np.nanmean([s["final_eval_return"] for s in rows])
+        early.append(f"| {interim:,} of {int(budgets[-1]):,} | {method} | {cells} "
+                     f"| {mean:.1f} | {above} |")  # fmt: skip
+    tables = [finals, _summary_table(part, budgets), early, _policy_table(part, budgets, seeds)]
+    return "\n\n".join("\n".join(table) for table in tables)
+
+
+def _policy_table(part: dict, budgets: list[str], seeds: list[int]) -> list[str]:
+    """Each loop run's SAC actor acting alone (`forethought evaluate`, the `controllers` of the
+    results): the control for what the planner adds when it acts."""
+    reports = part.get("controllers", {})
+    lines = ["| steps | policy alone of | " + " | ".join(f"seed {k}" for k in seeds) + " | mean |",
+             "|---" * (len(seeds) + 3) + "|"]  # fmt: skip
+    for budget in budgets:
+        for method, _ in _ordered(part["budgets"][budget]["runs"]):
+            alone = {k: reports.get(f"{method}-{budget}-seed{k}", {}).get("policy") for k in seeds}
+            values = {k: r["eval_return"] for k, r in alone.items() if r}
+            if method not in LOOP_METHODS or not values:
+                continue
+            cells = " | ".join(_number(values.get(k), ".1f") for k in seeds)
+            mean = np.mean(list(values.values()))
+            lines.append(f"| {int(budget):,} | {method} | {cells} | {mean:.1f} |")
+    return lines
+
+
+def _summary_table(part: dict, budgets: list[str]) -> list[str]:
+    lines = ["| steps | method | seeds | mean ± std | IQM [95%] | at or above MBPO "
+             "| paired difference [95%] | P(better than MBPO) |", "|---" * 8 + "|"]  # fmt: skip
+    for budget in budgets:
+        summary = part["budgets"][budget].get("summary") or {}
+        for method, row in _ordered(summary):
+            iqm, versus = row["final_eval_return_iqm"], row.get("against_mbpo")
+            lo, hi = iqm["iqm_ci95"]
+            cells = [f"{int(budget):,}", method, _seed_span(row["seeds"]),
+                     f"{row['final_eval_return_mean']:.1f} ± {row['final_eval_return_std']:.1f}",
+                     f"{iqm['iqm']:.1f} [{lo:.1f}, {hi:.1f}]", "-", "-", "-"]  # fmt: skip
+            if versus:
+                d_lo, d_hi = versus["mean_difference_ci95"]
+                cells[5:] = [f"{versus['at_or_above']} of {len(versus['seeds'])}",
+                             f"{versus['mean_difference']:+.1f} [{d_lo:+.1f}, {d_hi:+.1f}]",
+                             f"{versus['probability_of_improvement']:.2f}"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ordered(by_method: dict) -> list[tuple[str, object]]:
+    """MBPO first (the reference), then SAC, then the loop variants in LOOP_METHODS order."""
+    order = ["mbpo", "sac", *LOOP_METHODS]
+    return sorted(by_method.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+
+
+def _seed_cells(rows: list[dict], reference: list[dict] | None, seeds: list[int]) -> str:
+    """One cell per seed; bold where at or above `reference` (MBPO) on that seed."""
+    mine = {s["seed"]: s["final_eval_return"] for s in rows}
+    theirs = {s["seed"]: s["final_eval_return"] for s in reference or []}
+    cells = []
+    for seed in seeds:
+        value, text = mine.get(seed), _number(mine.get(seed), ".1f")
+        above = value is not None and seed in theirs and value >= theirs[seed]
+        cells.append(f"**{text}**" if above else text)
+    return " | ".join(cells)
+
+
+def _latest(run: dict, step: int) -> float:
+    """The run's latest evaluation at or before `step` (NaN before its first)."""
+    return float(curves.on_grid(run, np.array([step]))[0])
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None or np.isnan(value) else format(value, spec)
+
+
+def _median(values: list) -> float:
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else float("nan")
+
+
+def _seed_span(seeds: list[int]) -> str:
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def _finals(rows: list[dict]) -> np.ndarray:

@@ -249,3 +249,30 @@ def test_paired_steps_pair_each_method_with_mpc_seed_by_seed(tmp_path):
     clash = results("c", {"loop": seeds([400], 2_000)})
     with pytest.raises(SystemExit, match="loop seed 0"):
         paired_steps.collect([results("b", {"loop": loop}), clash])
+
+
+def test_half_cheetah_markdown_marks_seeds_at_or_above_mbpo_and_reads_the_interim_point():
+    """The README's tables come from the results: a seed's final return is bold only where it
+    is at or above MBPO's on that seed, a seed a method did not run reads "-", and the
+    interim table reads each run's latest evaluation at 20,000 steps; the policy-alone table
+    lists the loop runs that have one."""
+    import mujoco_tasks
+
+    def run(seed: int, final: float, at_20k: float) -> dict:
+        return {"seed": seed, "final_eval_return": final, "cpu_seconds": 100.0 * (seed + 1),
+                "ms_per_action_median": None, "curve_steps": [10_000, 20_000, 50_000],
+                "curve_returns": [0.0, at_20k, final]}  # fmt: skip
+
+    runs = {"mbpo": [run(0, 100.0, 50.0), run(1, 300.0, 60.0)],
+            "loop-anchor": [run(0, 150.0, 40.0), run(1, 250.0, 70.0), run(2, 9.0, 1.0)]}  # fmt: skip
+    part = {"budgets": {"50000": {"runs": runs, "summary": mujoco_tasks.summarise_budget(runs)}},
+            "controllers": {"loop-anchor-50000-seed1": {"policy": {"eval_return": 200.0}},
+                            "mbpo-50000-seed1": {"policy": {"eval_return": 300.0}}}}  # fmt: skip
+    finals, summary, interim, alone = mujoco_tasks.cheetah_markdown(part).split("\n\n")
+    assert "| 50,000 | mbpo | 100.0 | 300.0 | - | 150 | - |" in finals
+    assert "| 50,000 | loop-anchor | **150.0** | 250.0 | 9.0 | 200 | - |" in finals
+    assert "| 50,000 | loop-anchor | 0-2 | 136.3 ± 98.9 |" in summary
+    assert "| 1 of 2 | +0.0 [" in summary
+    assert "| 20,000 of 50,000 | loop-anchor | 40.0 | **70.0** | 1.0 | 37.0 | 1 of 2 |" in interim
+    assert alone.splitlines()[2:] == ["| 50,000 | loop-anchor | - | 200.0 | - | 200.0 |"]
+    assert mujoco_tasks.cheetah_markdown({}) == "(no HalfCheetah runs)"
