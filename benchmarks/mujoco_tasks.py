@@ -71,7 +71,11 @@ CHEETAH_ANCHOR_PLANNING = replace(CHEETAH_LOOP_PLANNING, init_std=0.1)
 # loop-anchor-critic: loop-anchor whose plans end at SAC's critic (the twin-Q minimum at the
 # actor's action) instead of the planner's own state value: LOOP's own terminal value.
 CHEETAH_LOOP_ANCHOR_CRITIC = replace(CHEETAH_LOOP_ANCHOR, value="critic")
-ANCHORED_LOOP_METHODS = ("loop-anchor", "loop-anchor-critic")
+# loop-anchor-sampled: loop-anchor whose training plans start at a trajectory drawn from the
+# actor instead of its mean, so the planner explores where SAC's own policy would (MBPO's data
+# comes from SAC's sampled actions); evaluation plans start at the mean.
+CHEETAH_LOOP_ANCHOR_SAMPLED = replace(CHEETAH_LOOP_ANCHOR, anchor_sampled=True)
+ANCHORED_LOOP_METHODS = ("loop-anchor", "loop-anchor-critic", "loop-anchor-sampled")
 IMAGINED_LOOP_METHODS = ("loop-imagined", "loop-explore", "loop-g10", *ANCHORED_LOOP_METHODS)
 LOOP_METHODS = ("loop", *IMAGINED_LOOP_METHODS)
 
@@ -98,6 +102,7 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
             "loop-g10": CHEETAH_LOOP_G10,
             "loop-anchor": CHEETAH_LOOP_ANCHOR,
             "loop-anchor-critic": CHEETAH_LOOP_ANCHOR_CRITIC,
+            "loop-anchor-sampled": CHEETAH_LOOP_ANCHOR_SAMPLED,
         }.get(method, CHEETAH_LOOP_IMAGINED)
         anchored = method in ANCHORED_LOOP_METHODS
         planning = CHEETAH_ANCHOR_PLANNING if anchored else CHEETAH_LOOP_PLANNING
@@ -135,12 +140,14 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument(
         "--cheetah-methods", nargs="+", default=["sac", "mbpo", "loop"],
-        choices=["sac", "mbpo", *LOOP_METHODS],
-        help="sac, mbpo, loop, loop-imagined (loop whose SAC also learns from MBPO's imagined "
-        f"data), loop-explore (loop-imagined with --explore-std {CHEETAH_EXPLORE_STD}), "
-        "loop-g10 (loop-imagined with 10 SAC updates per step), loop-anchor (loop-imagined "
-        "whose plans start at the actor's, std 0.1), loop-anchor-critic (loop-anchor with SAC's "
-        "critic at the horizon) (default: sac mbpo loop)",
+        choices=["sac", "td3", "mbpo", *LOOP_METHODS],
+        help="sac, td3 (SB3 TD3, the zoo's MuJoCo settings), mbpo, loop, loop-imagined (loop "
+        "whose SAC also learns from MBPO's imagined data), loop-explore (loop-imagined with "
+        f"--explore-std {CHEETAH_EXPLORE_STD}), loop-g10 (loop-imagined with 10 SAC updates "
+        "per step), loop-anchor (loop-imagined whose plans start at the actor's, std 0.1), "
+        "loop-anchor-critic (loop-anchor with SAC's critic at the horizon), "
+        "loop-anchor-sampled (loop-anchor whose training plans start at an actor sample) "
+        "(default: sac mbpo loop)",
     )  # fmt: skip
     parser.add_argument("--cheetah-steps", type=int, default=CHEETAH_BUDGET)
     parser.add_argument(
@@ -412,8 +419,8 @@ def _summary_table(part: dict, budgets: list[str]) -> list[str]:
 
 
 def _ordered(by_method: dict) -> list[tuple[str, object]]:
-    """MBPO first (the reference), then SAC, then the loop variants in LOOP_METHODS order."""
-    order = ["mbpo", "sac", *LOOP_METHODS]
+    """MBPO first (the reference), then SAC and TD3, then the loop variants in LOOP_METHODS order."""
+    order = ["mbpo", "sac", "td3", *LOOP_METHODS]
     return sorted(by_method.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
 
 
@@ -494,6 +501,7 @@ def _save(args, part: str, merge) -> None:
 
 CHEETAH_COLOURS = {
     "sac": "tab:orange",
+    "td3": "tab:pink",
     "mbpo": "tab:purple",
     "loop": "tab:brown",
     "loop-imagined": "tab:blue",
@@ -501,6 +509,7 @@ CHEETAH_COLOURS = {
     "loop-g10": "tab:red",
     "loop-anchor": "tab:cyan",
     "loop-anchor-critic": "tab:olive",
+    "loop-anchor-sampled": "tab:gray",
 }
 
 

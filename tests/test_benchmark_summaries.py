@@ -171,6 +171,9 @@ def test_every_benchmark_method_makes_a_valid_config(tmp_path):
     critic = mujoco_tasks.cheetah_config("loop-anchor-critic", 0, 20_000, tmp_path, "cpu")
     assert critic.loop == replace(anchored.loop, value="critic")
     assert critic.planning == anchored.planning and anchored.loop.value == "behaviour"
+    sampled = mujoco_tasks.cheetah_config("loop-anchor-sampled", 0, 20_000, tmp_path, "cpu")
+    assert sampled.loop == replace(anchored.loop, anchor_sampled=True)
+    assert sampled.planning == anchored.planning and sampled.loop.proposals >= 2
 
 
 def test_half_cheetah_summary_compares_with_mbpo_on_shared_seeds():

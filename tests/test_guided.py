@@ -73,6 +73,24 @@ def test_an_anchored_plan_starts_at_the_actor_and_stays_near_it(mbpo_run):
     np.testing.assert_allclose(guided.act(obs), np.zeros_like(actor), atol=1e-2)
 
 
+def test_a_sampled_anchor_starts_at_the_drawn_actor_trajectory(mbpo_run):
+    """--loop.anchor-sampled: with a narrow search the executed action is the first action of
+    the second proposal, drawn from the actor with the agent's own generator."""
+    from dataclasses import replace
+
+    guided: GuidedMPCAgent = controllers(mbpo_run, guided_horizon=4, proposals=2)["guided"]
+    guided.planner.config = replace(guided.planner.config, init_std=1e-4, iterations=1)
+    guided.anchor = guided.sampled_anchor = True
+    obs = np.array([[1.0, 0.0, -4.0], [-1.0, 0.0, 4.0], [0.0, 1.0, 0.0]], np.float32)
+    state = guided.generator.get_state()
+    with torch.inference_mode():
+        drawn = guided.propose(torch.as_tensor(obs))[:, 1, 0].numpy()
+    guided.generator.set_state(state)
+    np.testing.assert_allclose(guided.act(obs), drawn, atol=1e-2)
+    mean = guided.prior.act(torch.as_tensor(obs)).numpy()
+    assert np.abs(drawn - mean).max() > 0.05  # a draw, not the actor's mean
+
+
 def test_anchor_needs_a_proposal():
     from forethought.config import LoopConfig
     from forethought.errors import ConfigError

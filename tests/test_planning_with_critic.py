@@ -242,11 +242,13 @@ EXTRA_ARGS = {
     "imagined": IMAGINED_ARGS,
     # A gated value draws its fresh weights and shuffles from its own stream.
     "gated": ["--value.trust", "0", "--value.fresh-fits", "--loop.gamma", "0.9"],
+    # Training plans start at an actor sample drawn from the planner's stream.
+    "sampled-anchor": ["--loop.anchor", "--loop.anchor-sampled", "--loop.proposals", "2"],
 }
 
 
 @pytest.mark.slow  # ~40 s each; MPC's and SAC's kill tests cover the two halves in the default tier
-@pytest.mark.parametrize("extra", ["real", "imagined", "gated"])
+@pytest.mark.parametrize("extra", ["real", "imagined", "gated", "sampled-anchor"])
 def test_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, extra):
     reference = tmp_path / "reference"
     imagined = extra == "imagined"
@@ -295,6 +297,8 @@ def _records(out):
         (["--env", "CartPole-v1"], "Discrete"),
         (["--loop.value", "critic", "--value.imagined-horizon", "5"], "--algo loop's state value"),
         (["--loop.value", "critic", "--value.trust", "0.5"], "needs --algo loop (--loop.value"),
+        (["--loop.anchor-sampled"], "--loop.anchor-sampled: needs --loop.anchor"),
+        (["--loop.anchor", "--loop.anchor-sampled", "--loop.proposals", "1"], "2 or more"),
     ],
 )
 def test_bad_loop_settings_are_one_line(tmp_path, capsys, args, message):
@@ -320,3 +324,18 @@ def test_evaluate_fields_every_controller_of_a_loop_run(tmp_path, value):
     assert actor == pytest.approx(report["policy"]["eval_return"], rel=1e-4)
     checkpoint = RunDir(out).load_checkpoint()
     assert ("value" in checkpoint) == (value == "behaviour")  # the planner's own value, saved
+
+
+def test_a_sampled_anchor_applies_to_training_plans_only(tmp_path):
+    """--loop.anchor-sampled: the agent that collects training episodes starts its plans at a
+    drawn actor trajectory, the evaluation agent at the actor's mean; the run completes."""
+    from forethought.trainers.pets import _build
+
+    out = tmp_path / "run"
+    args = ["--loop.anchor", "--loop.anchor-sampled", "--loop.proposals", "2"]
+    assert main(["train", "--out", str(out), *LOOP_ARGS, *args, "--episodes", "2"]) == 0
+    assert np.isfinite(rows_of(out)[-1]["eval_return"])
+    directory, config = RunDir.open(out, lock=False)
+    run = _build(config, directory)
+    assert run.agent.sampled_anchor and run.agent.anchor
+    assert not run.eval_agent.sampled_anchor and run.eval_agent.anchor

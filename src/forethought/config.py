@@ -141,6 +141,8 @@ class LoopConfig:
     """Actor trajectories (imagined through the ensemble mean) added to the planner's candidates in every iteration: the first follows the actor's mean action, the rest sample from it."""
     anchor: bool = False
     """Start every plan's sampling distribution at the actor's mean trajectory (the first proposal) instead of the last plan shifted, so executed actions stay near the actor's (in the spirit of LOOP's actor-regularised control); pair with a small --planning.init-std."""
+    anchor_sampled: bool = False
+    """With --loop.anchor, start the plans of training episodes at one of the actor's sampled trajectories (the second proposal) instead of its mean, so the planner explores around what SAC's stochastic policy would do, as MBPO's data is collected; evaluation plans start at the mean."""
     terminal_value: bool = True
     """Add gamma^H x a learned value of each particle's final state to the candidate's score (see --loop.value)."""
     value: Literal["behaviour", "critic"] = "behaviour"
@@ -173,6 +175,11 @@ class LoopConfig:
             not self.anchor or self.proposals >= 1,
             "loop.anchor",
             "needs --loop.proposals of 1 or more (the actor's mean trajectory is the first)",
+        )
+        require(
+            not self.anchor_sampled or (self.anchor and self.proposals >= 2),
+            "loop.anchor_sampled",
+            "needs --loop.anchor and --loop.proposals of 2 or more (the second is sampled)",
         )
 
 

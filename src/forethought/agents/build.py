@@ -21,15 +21,16 @@ PlanningAgent = MPCAgent | TreeSearchAgent  # GuidedMPCAgent is an MPCAgent
 
 
 def build_mpc_agent(
-    config: TrainConfig, env: gym.Env, prior: PolicyPrior | None = None
+    config: TrainConfig, env: gym.Env, prior: PolicyPrior | None = None, training: bool = False
 ) -> tuple[TaskSpec, DynamicsModel, PlanningAgent]:
-    """The task spec, a fresh dynamics model and the agent that plans with it; reward and
-    termination heads are learned only where the task has no known function. `env` acts on
-    vectors (a Discrete environment behind `OneHotActions`)."""
+    """The task spec, a fresh dynamics model and the agent that plans with it (the one that
+    collects training episodes, with `training`); reward and termination heads are learned
+    only where the task has no known function. `env` acts on vectors (a Discrete environment
+    behind `OneHotActions`)."""
     task = get_task(config.env)
     model = dynamics_model(config, env)
     state_value = make_state_value(config, model.obs_dim)
-    agent = planning_agent(config, env, model, task, config.seed, state_value, prior)
+    agent = planning_agent(config, env, model, task, config.seed, state_value, prior, training)
     return task, model, agent
 
 
@@ -67,9 +68,11 @@ def planning_agent(
     seed: int,
     state_value: StateValue | None = None,
     prior: PolicyPrior | None = None,
+    training: bool = False,
 ) -> PlanningAgent:
     """The configured planner around `model` (and the learned value, for tree search; the
-    actor and critic that guide it, for --algo loop), with its own random stream from `seed`."""
+    actor and critic that guide it, for --algo loop), with its own random stream from `seed`;
+    `training`: it collects training episodes (--loop.anchor-sampled applies there only)."""
     if config.planner == "mcts":
         return TreeSearchAgent(
             model, task, config.mcts, device=config.device, seed=seed, state_value=state_value
@@ -91,6 +94,7 @@ def planning_agent(
             state_value=state_value,
             proposals=loop.proposals,
             anchor=loop.anchor,
+            sampled_anchor=training and loop.anchor_sampled,
             bootstrap=loop.terminal_value,
             pessimistic=loop.pessimistic_value,
             untrusted_rollout=config.rollout,  # a gated value left out: plain MPC's objective

@@ -92,6 +92,7 @@ class GuidedMPCAgent(MPCAgent):
         prior: PolicyPrior,
         proposals: int = 8,
         anchor: bool = False,
+        sampled_anchor: bool = False,
         bootstrap: bool = True,
         pessimistic: bool = False,
         state_value: StateValue | None = None,
@@ -102,6 +103,7 @@ class GuidedMPCAgent(MPCAgent):
         if untrusted_rollout is not None:
             self.untrusted_rollout = untrusted_rollout
         self.prior, self.n_proposals, self.anchor = prior, proposals, anchor
+        self.sampled_anchor = sampled_anchor
         # The value at the horizon: the critic's, unless a state value of the planner's own
         # behaviour is given; either at the critic's discount.
         critic_or_own = prior.value if state_value is None else state_value
@@ -110,8 +112,11 @@ class GuidedMPCAgent(MPCAgent):
         self.pessimistic_value = pessimistic
 
     def warm_start(self, initial: torch.Tensor | None, proposals: torch.Tensor | None):
-        """With `anchor`, the search starts at the actor's mean trajectory (the first proposal)."""
-        return proposals[:, 0].clone() if self.anchor else initial
+        """With `anchor`, the search starts at the actor's mean trajectory (the first proposal),
+        or with `sampled_anchor` at one drawn from the actor (the second)."""
+        if not self.anchor:
+            return initial
+        return proposals[:, 1 if self.sampled_anchor else 0].clone()
 
     def propose(self, obs: torch.Tensor) -> torch.Tensor | None:
         """S policy trajectories per problem, imagined through the ensemble mean: B x S x H x A

@@ -142,7 +142,7 @@ def _build(config: TrainConfig, directory: RunDir) -> Run:
         actor_critic = ActorCritic(loop, env.observation_space, env.action_space,
                                    config.buffer_capacity, config.seed, config.device, **mixed)  # fmt: skip
         prior = PolicyPrior(actor_critic.sac)
-    task, model, agent = build_mpc_agent(config, env, prior)
+    task, model, agent = build_mpc_agent(config, env, prior, training=True)
     state_value = agent.state_value  # tree search, --algo loop, --value.at-horizon
     return Run(
         config=config,
