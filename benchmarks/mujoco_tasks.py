@@ -124,7 +124,7 @@ def cheetah_config(method: str, seed: int, steps: int, runs: Path, device: str) 
     return config
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -174,7 +174,11 @@ def main() -> int:
         "run's actor alone); run nothing",
     )  # fmt: skip
     add_arguments(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = _parser().parse_args()
     if args.quick:
         args.seeds = args.cheetah_seeds = [0]
         args.cheetah_steps = 3_000
